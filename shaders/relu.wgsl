@@ -1,0 +1,32 @@
+// relu — forward y = max(x, 0) and backward dx = dy * [x > 0] (PyTorch's choice at x == 0: 0).
+// Same 2D layout as elementwise.wgsl. Host side: src/gpu/relu.rs. CPU twin: src/cpu/relu.rs.
+
+struct ElementwiseParams {
+    n: u32,
+    row_stride: u32,
+    alpha: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+// out = y = max(x, 0)
+@compute @workgroup_size(256, 1, 1)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_stride + gid.x;
+    if (i < p.n) {
+        out[i] = max(x[i], 0.0);
+    }
+}
+
+// out = dx = dy where x > 0, else 0
+@compute @workgroup_size(256, 1, 1)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_stride + gid.x;
+    if (i < p.n) {
+        out[i] = select(0.0, dy[i], x[i] > 0.0);
+    }
+}

@@ -1,0 +1,44 @@
+//! The one trait both backends implement. `Cpu` (src/cpu) is the reference that defines
+//! correct results; `Gpu` (src/gpu) runs the WGSL kernels in shaders/.
+//!
+//! Ops write into tensors the caller allocated (a training loop plans its buffers once and
+//! reuses them). Shapes are checked by `crate::ops` for both backends alike; a mismatch is an
+//! `Error::Shape` naming the op and the shapes, never a panic.
+
+use crate::ops::MatmulSpec;
+use crate::tensor::Tensor;
+use crate::Result;
+
+pub trait Backend {
+    /// Where a tensor's data lives.
+    type Storage;
+
+    fn name(&self) -> String;
+
+    // ---- memory ----
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor<Self::Storage>>;
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor<Self::Storage>>;
+    /// Overwrites `t` with `data` (same number of elements).
+    fn write(&self, t: &mut Tensor<Self::Storage>, data: &[f32]) -> Result<()>;
+    /// Reads a tensor back to the host (on the GPU: waits for the work it depends on).
+    fn download(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>>;
+    /// Waits until every op issued so far has finished.
+    fn sync(&self) -> Result<()>;
+
+    // ---- ops ----
+    /// c = alpha * op(a) @ op(b) + beta * c; rank 2, or rank 3 with a leading batch dim
+    /// (a rank-2 operand is shared by every batch entry).
+    fn matmul(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, c: &mut Tensor<Self::Storage>, spec: MatmulSpec) -> Result<()>;
+    /// out = a + b
+    fn add(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// out = a * b (element-wise)
+    fn mul(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// out = alpha * a
+    fn scale(&self, a: &Tensor<Self::Storage>, alpha: f32, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// y = max(x, 0)
+    fn relu(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// dx = dy * [x > 0]
+    fn relu_backward(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// out[0] = sum of all elements of x; `out` has one element.
+    fn sum(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+}

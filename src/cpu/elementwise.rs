@@ -1,0 +1,22 @@
+//! CPU twin of shaders/elementwise.wgsl.
+
+/// out = a + b
+pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for i in 0..out.len() {
+        out[i] = a[i] + b[i];
+    }
+}
+
+/// out = a * b
+pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for i in 0..out.len() {
+        out[i] = a[i] * b[i];
+    }
+}
+
+/// out = alpha * a
+pub fn scale(a: &[f32], alpha: f32, out: &mut [f32]) {
+    for i in 0..out.len() {
+        out[i] = alpha * a[i];
+    }
+}

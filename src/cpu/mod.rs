@@ -1,0 +1,90 @@
+//! The CPU backend: the reference. Plain loops, one file per op family, named as the shader
+//! they define (`cpu/matmul.rs` <-> `shaders/matmul_v*.wgsl`). Tests compare the GPU to these.
+
+pub mod elementwise;
+pub mod matmul;
+pub mod reduce;
+pub mod relu;
+
+use crate::backend::Backend;
+use crate::ops::{self, MatmulSpec};
+use crate::tensor::{CpuTensor, Tensor};
+use crate::Result;
+
+/// The reference backend. Stateless: tensors are `Vec<f32>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu;
+
+impl Backend for Cpu {
+    type Storage = Vec<f32>;
+
+    fn name(&self) -> String {
+        "cpu (reference)".into()
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
+        Ok(Tensor::from_parts(shape, vec![0.0; crate::tensor::numel(shape)]))
+    }
+
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<CpuTensor> {
+        let mut t = self.zeros(shape)?;
+        self.write(&mut t, data)?;
+        Ok(t)
+    }
+
+    fn write(&self, t: &mut CpuTensor, data: &[f32]) -> Result<()> {
+        ops::same_shape("write", &[("tensor", &[t.numel()]), ("data", &[data.len()])])?;
+        t.storage.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(t.storage.clone())
+    }
+
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn matmul(&self, a: &CpuTensor, b: &CpuTensor, c: &mut CpuTensor, spec: MatmulSpec) -> Result<()> {
+        let dims = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
+        matmul::matmul(&a.storage, &b.storage, &mut c.storage, &dims, spec);
+        Ok(())
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        ops::same_shape("add", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+        elementwise::add(&a.storage, &b.storage, &mut out.storage);
+        Ok(())
+    }
+
+    fn mul(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        ops::same_shape("mul", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+        elementwise::mul(&a.storage, &b.storage, &mut out.storage);
+        Ok(())
+    }
+
+    fn scale(&self, a: &CpuTensor, alpha: f32, out: &mut CpuTensor) -> Result<()> {
+        ops::same_shape("scale", &[("a", a.shape()), ("out", out.shape())])?;
+        elementwise::scale(&a.storage, alpha, &mut out.storage);
+        Ok(())
+    }
+
+    fn relu(&self, x: &CpuTensor, y: &mut CpuTensor) -> Result<()> {
+        ops::same_shape("relu", &[("x", x.shape()), ("y", y.shape())])?;
+        relu::relu_forward(&x.storage, &mut y.storage);
+        Ok(())
+    }
+
+    fn relu_backward(&self, x: &CpuTensor, dy: &CpuTensor, dx: &mut CpuTensor) -> Result<()> {
+        ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
+        relu::relu_backward(&x.storage, &dy.storage, &mut dx.storage);
+        Ok(())
+    }
+
+    fn sum(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        ops::scalar_out("sum", x.shape(), out.shape())?;
+        out.storage[0] = reduce::sum(&x.storage);
+        Ok(())
+    }
+}

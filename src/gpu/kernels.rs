@@ -1,0 +1,193 @@
+//! The kernels: WGSL sources embedded at build time, the parameter structs that mirror their
+//! `struct ...Params`, their binding layouts, and the cache that compiles each pipeline once.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::context::GpuContext;
+use crate::Result;
+
+/// A WGSL file of shaders/.
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+macro_rules! shaders {
+    ($($name:literal),* $(,)?) => {
+        /// Every shader in shaders/, by file stem.
+        pub const SHADERS: &[Shader] = &[
+            $(Shader { name: $name, source: include_str!(concat!("../../shaders/", $name, ".wgsl")) }),*
+        ];
+    };
+}
+
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "elementwise", "relu", "reduce"];
+
+pub fn shader_source(name: &str) -> Option<&'static str> {
+    SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
+}
+
+/// A kernel's uniform parameters: a Pod struct whose fields match, by name and byte offset,
+/// the WGSL struct of the same name (checked by a test through naga's reflection).
+pub trait KernelParams: bytemuck::Pod {
+    const WGSL_NAME: &'static str;
+    fn fields() -> Vec<(&'static str, usize)>;
+}
+
+macro_rules! kernel_params {
+    ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name { $(pub $field: $ty),* }
+        impl KernelParams for $name {
+            const WGSL_NAME: &'static str = stringify!($name);
+            fn fields() -> Vec<(&'static str, usize)> {
+                vec![$((stringify!($field), std::mem::offset_of!($name, $field))),*]
+            }
+        }
+    };
+}
+
+kernel_params!(
+    /// shaders/matmul_v*.wgsl
+    MatmulParams {
+        m: u32, n: u32, k: u32, batch_base: u32,
+        m_base: u32, n_base: u32, stride_a: u32, stride_b: u32,
+        stride_c: u32, alpha: f32, beta: f32, _pad: u32,
+    }
+);
+kernel_params!(
+    /// shaders/elementwise.wgsl, shaders/relu.wgsl
+    ElementwiseParams { n: u32, row_stride: u32, alpha: f32, _pad: u32 }
+);
+kernel_params!(
+    /// shaders/reduce.wgsl
+    ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
+);
+
+/// (struct name, its fields) of every parameter struct, for the agreement test.
+pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
+    fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
+        (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
+    }
+    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>()]
+}
+
+/// Storage binding access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// An entry point and its bindings. Binding 0 is always the `var<uniform> p` parameters
+/// (bound with a dynamic offset into the per-submission parameter arena); `storage` lists
+/// the storage buffers by binding number.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub storage: &'static [(u32, Access)],
+}
+
+use Access::{Read, ReadWrite};
+const IN2_OUT: &[(u32, Access)] = &[(1, Read), (2, Read), (3, ReadWrite)];
+const IN1_OUT: &[(u32, Access)] = &[(1, Read), (3, ReadWrite)];
+
+pub const MATMUL_V1: Kernel = Kernel { shader: "matmul_v1_naive", entry: "main", storage: IN2_OUT };
+pub const MATMUL_V2: Kernel = Kernel { shader: "matmul_v2_tiled", entry: "main", storage: IN2_OUT };
+pub const MATMUL_V3: Kernel = Kernel { shader: "matmul_v3_regblock", entry: "main", storage: IN2_OUT };
+pub const ADD: Kernel = Kernel { shader: "elementwise", entry: "add", storage: IN2_OUT };
+pub const MUL: Kernel = Kernel { shader: "elementwise", entry: "mul", storage: IN2_OUT };
+pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storage: IN1_OUT };
+pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
+pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
+pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
+
+/// A compiled pipeline and its bind-group layout.
+pub struct Pipeline {
+    pub id: u64,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub params_size: u64,
+    /// Binding numbers of the storage buffers, in `Kernel::storage` order.
+    pub storage: Vec<u32>,
+}
+
+/// Compiles each (kernel, override constants) once; shader modules are shared between entries.
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    next_id: AtomicU64,
+}
+
+impl PipelineCache {
+    pub fn get<P: KernelParams>(&self, ctx: &GpuContext, kernel: &Kernel, constants: &[(&str, f64)]) -> Result<Arc<Pipeline>> {
+        let key = format!("{}::{}{:?}", kernel.shader, kernel.entry, constants);
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(ctx, kernel.shader)?;
+        let params_size = std::mem::size_of::<P>() as u64;
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: NonZeroU64::new(params_size),
+            },
+            count: None,
+        }];
+        for &(binding, access) in kernel.storage {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: access == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let pipeline = ctx.scoped(&format!("compiling {key}"), || {
+            let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.entry), entries: &entries });
+            let pl = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+                cache: None,
+            });
+            (pipeline, layout)
+        })?;
+        let p = Arc::new(Pipeline { id: self.next_id.fetch_add(1, Ordering::Relaxed), pipeline: pipeline.0, layout: pipeline.1, params_size, storage: kernel.storage.iter().map(|s| s.0).collect() });
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
+        Ok(p)
+    }
+
+    fn module(&self, ctx: &GpuContext, name: &'static str) -> Result<wgpu::ShaderModule> {
+        if let Some(m) = self.modules.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(m.clone());
+        }
+        let source = shader_source(name).ok_or_else(|| crate::Error::Invalid(format!("no shader named {name}")))?;
+        let module = ctx.scoped(&format!("compiling shaders/{name}.wgsl"), || {
+            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)) })
+        })?;
+        self.modules.lock().unwrap_or_else(|p| p.into_inner()).insert(name, module.clone());
+        Ok(module)
+    }
+}

@@ -1,0 +1,118 @@
+//! Host side of shaders/matmul_v*.wgsl: numbered variants, one chosen per adapter.
+//! CPU twin: src/cpu/matmul.rs. Test: kernels-tests/matmul.rs. Bench: benches/matmul.rs.
+
+use super::kernels::{self, Kernel, MatmulParams};
+use super::{split_grid, Bind, Gpu, GpuContext, GpuTensor};
+use crate::ops::{self, MatmulSpec};
+use crate::{Error, Result};
+
+/// The matmul kernels, kept side by side so benchmarks can compare them on any device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// v1: one invocation per output, no reuse (baseline).
+    V1Naive,
+    /// v2: 64x64 tiles staged through workgroup memory, 4x4 per invocation (discrete GPUs).
+    V2Tiled,
+    /// v3: 4x4 register blocks straight from global memory, no barriers (CPU adapters).
+    V3RegBlock,
+}
+
+impl MatmulVariant {
+    pub const ALL: [Self; 3] = [Self::V1Naive, Self::V2Tiled, Self::V3RegBlock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V1Naive => "v1_naive",
+            Self::V2Tiled => "v2_tiled",
+            Self::V3RegBlock => "v3_regblock",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::V1Naive => "one invocation per output, no reuse",
+            Self::V2Tiled => "64x64 workgroup-memory tiles, 4x4 per invocation",
+            Self::V3RegBlock => "4x4 register blocks, no workgroup memory or barriers",
+        }
+    }
+
+    /// Accepts `v2_tiled`, `v2`, `2` or `tiled`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let l = s.trim().to_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|v| {
+                let name = v.name();
+                let (num, word) = name.split_once('_').unwrap_or((name, name));
+                l == name || l == num || l == &num[1..] || l == word
+            })
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|v| v.name()).collect();
+                Error::Invalid(format!("unknown matmul variant '{s}': expected one of {}", names.join(", ")))
+            })
+    }
+
+    /// The variant that is fastest on this class of device: on CPU adapters (lavapipe) barriers
+    /// are very expensive and the register-blocked kernel wins; on GPUs, the tiled one.
+    pub fn default_for(ctx: &GpuContext) -> Self {
+        if ctx.is_cpu_adapter() { Self::V3RegBlock } else { Self::V2Tiled }
+    }
+
+    fn kernel(self) -> &'static Kernel {
+        match self {
+            Self::V1Naive => &kernels::MATMUL_V1,
+            Self::V2Tiled => &kernels::MATMUL_V2,
+            Self::V3RegBlock => &kernels::MATMUL_V3,
+        }
+    }
+
+    /// Rows and columns of C covered by one workgroup.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            Self::V1Naive => (16, 16),
+            Self::V2Tiled => (64, 64),
+            Self::V3RegBlock => (32, 32),
+        }
+    }
+}
+
+fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Limit { op, what: what.into(), got: v as u64, limit: u32::MAX as u64 })
+}
+
+impl Gpu {
+    /// `Backend::matmul` with an explicit variant (tests and benchmarks check every one).
+    pub fn matmul_with(&self, variant: MatmulVariant, a: &GpuTensor, b: &GpuTensor, c: &mut GpuTensor, spec: MatmulSpec) -> Result<()> {
+        let d = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
+        if d.batch * d.m * d.n == 0 {
+            return Ok(());
+        }
+        // Indices in the kernels are u32.
+        for (what, t) in [("elements of a", a.numel()), ("elements of b", b.numel()), ("elements of c", c.numel())] {
+            u32_of("matmul", what, t)?;
+        }
+        let constants = [("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)];
+        let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), &constants)?;
+        let (tm, tn) = variant.tile();
+        let groups = [u32_of("matmul", "column tiles", d.n.div_ceil(tn))?, u32_of("matmul", "row tiles", d.m.div_ceil(tm))?, u32_of("matmul", "batch", d.batch)?];
+        let binds = [Bind::whole(a), Bind::whole(b), Bind::whole(c)];
+        for (base, count) in split_grid(groups, self.max_groups()) {
+            let params = MatmulParams {
+                m: d.m as u32,
+                n: d.n as u32,
+                k: d.k as u32,
+                batch_base: base[2],
+                m_base: base[1] * tm as u32,
+                n_base: base[0] * tn as u32,
+                stride_a: d.stride_a as u32,
+                stride_b: d.stride_b as u32,
+                stride_c: d.stride_c as u32,
+                alpha: spec.alpha,
+                beta: spec.beta,
+                _pad: 0,
+            };
+            self.dispatch("matmul", &pipeline, &params, &binds, count)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! The `wgtrain` command line. `wgtrain --help` lists the commands.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wgtrain::gpu::{list_adapters, Gpu, GpuOptions, MatmulVariant};
+use wgtrain::verify;
+
+#[derive(Parser)]
+#[command(name = "wgtrain", version, about = "Train CNNs with WGSL compute shaders on any GPU (or lavapipe), checked against a CPU reference")]
+struct Cli {
+    /// Adapter to use: an index from `wgtrain devices` or part of its name (default: the best one)
+    #[arg(long, global = true, env = "WGTRAIN_DEVICE")]
+    device: Option<String>,
+    /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock; default: chosen per device)
+    #[arg(long, global = true, env = "WGTRAIN_MATMUL")]
+    matmul_variant: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every GPU adapter wgpu can see (WGPU_BACKEND restricts the backends)
+    Devices,
+    /// Check every kernel on the chosen device against the CPU reference; exit 1 on any failure
+    Verify {
+        /// Also run the large cases
+        #[arg(long)]
+        large: bool,
+        /// Seed of the random inputs
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Measure kernels (median of timed runs, pipeline creation excluded)
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// GFLOP/s of each matmul variant at M = N = K = size
+    Matmul {
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Timed runs per variant
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Comma-separated variants, or `all`
+        #[arg(long, default_value = "all")]
+        variants: String,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
+    Ok(Gpu::new(&GpuOptions { device: cli.device.clone(), matmul_variant: cli.matmul_variant.clone(), ..Default::default() })?)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Devices => {
+            let adapters = list_adapters();
+            if adapters.is_empty() {
+                println!("no adapters found; on a machine without a GPU install lavapipe: apt-get install mesa-vulkan-drivers libvulkan1");
+                return Ok(ExitCode::FAILURE);
+            }
+            for a in adapters {
+                println!("[{}] {}", a.index, a.name);
+                println!("    backend {}, type {}, driver {}", a.backend, a.device_type, a.driver);
+                println!("    compute shaders: {}", if a.compute { "yes" } else { "no" });
+                let l = &a.limits;
+                println!(
+                    "    max storage binding {} MiB, max buffer {} MiB, storage buffers per stage {}, workgroups per dimension {}, invocations per workgroup {}, workgroup memory {} KiB",
+                    l.max_storage_buffer_binding_size >> 20,
+                    l.max_buffer_size >> 20,
+                    l.max_storage_buffers_per_shader_stage,
+                    l.max_compute_workgroups_per_dimension,
+                    l.max_compute_invocations_per_workgroup,
+                    l.max_compute_workgroup_storage_size >> 10
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { large, seed } => {
+            let gpu = gpu(&cli)?;
+            println!("verifying kernels on {} against the CPU reference (matmul default: {})", gpu.adapter_name(), gpu.matmul_variant().name());
+            println!("{:<26} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
+            let (mut passed, mut failed) = (0, 0);
+            for (i, case) in verify::suite(*large).iter().enumerate() {
+                match verify::run_case(&gpu, case, seed.wrapping_add(i as u64)) {
+                    Ok(r) => {
+                        println!(
+                            "{:<26} {:<22} {:>12.3e} {:>12.3e} {:>9.1e}, {:>8.1e}  {}",
+                            r.op,
+                            r.shape,
+                            r.cmp.max_abs,
+                            r.cmp.max_rel,
+                            r.tolerance.atol,
+                            r.tolerance.rtol,
+                            if r.passed() { "pass".to_string() } else { format!("FAIL {r}") }
+                        );
+                        if r.passed() { passed += 1 } else { failed += 1 }
+                    }
+                    Err(e) => {
+                        println!("{:<26} {:<22} error: {e}", case.op(), case.shape());
+                        failed += 1;
+                    }
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Bench { what: BenchWhat::Matmul { size, runs, variants } } => {
+            let gpu = gpu(&cli)?;
+            let list: Vec<MatmulVariant> =
+                if variants == "all" { MatmulVariant::ALL.to_vec() } else { variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()? };
+            wgtrain::bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

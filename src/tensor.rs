@@ -1,0 +1,76 @@
+//! A tensor: a shape (contiguous, row-major, NCHW for images) and storage that belongs to a
+//! backend: `Vec<f32>` on the CPU, a pooled `GpuBuffer` on the GPU.
+
+use std::fmt;
+
+#[derive(Clone)]
+pub struct Tensor<S> {
+    shape: Vec<usize>,
+    pub(crate) storage: S,
+}
+
+impl<S> Tensor<S> {
+    pub(crate) fn from_parts(shape: &[usize], storage: S) -> Self {
+        Self { shape: shape.to_vec(), storage }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Changes the shape without touching the data (same number of elements required).
+    pub fn reshape(&mut self, shape: &[usize]) -> crate::Result<()> {
+        if numel(shape) != self.numel() {
+            return Err(crate::error::shape_err(
+                "reshape",
+                format!("{} has {} elements, {} needs {}", ShapeFmt(&self.shape), self.numel(), ShapeFmt(shape), numel(shape)),
+            ));
+        }
+        self.shape = shape.to_vec();
+        Ok(())
+    }
+}
+
+impl<S> fmt::Debug for Tensor<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor{}", ShapeFmt(&self.shape))
+    }
+}
+
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Prints a shape as `[2, 3, 4]`.
+pub struct ShapeFmt<'a>(pub &'a [usize]);
+
+impl fmt::Display for ShapeFmt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+/// Host-side tensor, the CPU backend's.
+pub type CpuTensor = Tensor<Vec<f32>>;
+
+impl CpuTensor {
+    pub fn data(&self) -> &[f32] {
+        &self.storage
+    }
+}

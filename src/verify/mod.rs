@@ -1,0 +1,229 @@
+//! Kernel verification: run an op on the GPU and on the CPU reference with the same random
+//! inputs and compare. `kernels-tests/` and `wgtrain verify` share this one test body, so the
+//! suite a user runs on their device is exactly the one CI runs.
+
+pub mod tolerance;
+
+use std::fmt;
+
+pub use tolerance::{Comparison, Tolerance};
+
+use crate::backend::Backend;
+use crate::cpu::Cpu;
+use crate::gpu::{Gpu, MatmulVariant};
+use crate::ops::MatmulSpec;
+use crate::rng::Rng;
+use crate::tensor::ShapeFmt;
+use crate::Result;
+
+/// One op instance to check.
+#[derive(Clone, Debug)]
+pub enum Case {
+    Matmul { variant: MatmulVariant, batch: Option<usize>, m: usize, n: usize, k: usize, spec: MatmulSpec },
+    Add { shape: Vec<usize> },
+    Mul { shape: Vec<usize> },
+    Scale { shape: Vec<usize>, alpha: f32 },
+    Relu { shape: Vec<usize> },
+    ReluBackward { shape: Vec<usize> },
+    Sum { shape: Vec<usize> },
+}
+
+impl Case {
+    pub fn op(&self) -> String {
+        match self {
+            Case::Matmul { variant, spec, .. } => {
+                let t = match (spec.trans_a, spec.trans_b) {
+                    (false, false) => "",
+                    (true, false) => " Aᵀ",
+                    (false, true) => " Bᵀ",
+                    (true, true) => " AᵀBᵀ",
+                };
+                let acc = if spec.beta != 0.0 { " +βC" } else { "" };
+                format!("matmul {}{t}{acc}", variant.name())
+            }
+            Case::Add { .. } => "add".into(),
+            Case::Mul { .. } => "mul".into(),
+            Case::Scale { .. } => "scale".into(),
+            Case::Relu { .. } => "relu".into(),
+            Case::ReluBackward { .. } => "relu_backward".into(),
+            Case::Sum { .. } => "sum".into(),
+        }
+    }
+
+    pub fn shape(&self) -> String {
+        match self {
+            Case::Matmul { batch, m, n, k, .. } => match batch {
+                Some(b) => format!("{b}x({m}x{k} @ {k}x{n})"),
+                None => format!("{m}x{k} @ {k}x{n}"),
+            },
+            Case::Add { shape } | Case::Mul { shape } | Case::Scale { shape, .. } | Case::Relu { shape } | Case::ReluBackward { shape } | Case::Sum { shape } => {
+                ShapeFmt(shape).to_string()
+            }
+        }
+    }
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub op: String,
+    pub shape: String,
+    pub tolerance: Tolerance,
+    pub cmp: Comparison,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.cmp.passed()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: max abs err {:.3e}, max rel err {:.3e}, tolerance atol {:.1e} rtol {:.1e}: {}",
+            self.op,
+            self.shape,
+            self.cmp.max_abs,
+            self.cmp.max_rel,
+            self.tolerance.atol,
+            self.tolerance.rtol,
+            if self.passed() { "pass" } else { "FAIL" }
+        )?;
+        if let Some((i, g, w)) = self.cmp.first_bad {
+            write!(f, " ({} bad; first at index {i}: gpu {g}, reference {w})", self.cmp.failures)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `case` on both backends with inputs drawn from `seed` and compares the results.
+pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
+    let cpu = Cpu;
+    let mut rng = Rng::new(seed);
+    let (tolerance, got, want) = match case {
+        Case::Matmul { variant, batch, m, n, k, spec } => {
+            let (m, n, k) = (*m, *n, *k);
+            let with_batch = |r: usize, c: usize| match batch {
+                Some(b) => vec![*b, r, c],
+                None => vec![r, c],
+            };
+            let a_shape = if spec.trans_a { with_batch(k, m) } else { with_batch(m, k) };
+            let b_shape = if spec.trans_b { with_batch(n, k) } else { with_batch(k, n) };
+            let c_shape = with_batch(m, n);
+            let a = rng.vec(a_shape.iter().product(), -1.0, 1.0);
+            let b = rng.vec(b_shape.iter().product(), -1.0, 1.0);
+            let c0 = rng.vec(c_shape.iter().product(), -1.0, 1.0);
+            let mut want = cpu.upload(&c_shape, &c0)?;
+            cpu.matmul(&cpu.upload(&a_shape, &a)?, &cpu.upload(&b_shape, &b)?, &mut want, *spec)?;
+            let mut got = gpu.upload(&c_shape, &c0)?;
+            gpu.matmul_with(*variant, &gpu.upload(&a_shape, &a)?, &gpu.upload(&b_shape, &b)?, &mut got, *spec)?;
+            (Tolerance::dot(k, spec.alpha), gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::Add { shape } | Case::Mul { shape } => {
+            let n = shape.iter().product();
+            let (a, b) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+            let (ca, cb, mut want) = (cpu.upload(shape, &a)?, cpu.upload(shape, &b)?, cpu.zeros(shape)?);
+            let (ga, gb, mut got) = (gpu.upload(shape, &a)?, gpu.upload(shape, &b)?, gpu.zeros(shape)?);
+            if matches!(case, Case::Add { .. }) {
+                cpu.add(&ca, &cb, &mut want)?;
+                gpu.add(&ga, &gb, &mut got)?;
+            } else {
+                cpu.mul(&ca, &cb, &mut want)?;
+                gpu.mul(&ga, &gb, &mut got)?;
+            }
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::Scale { shape, alpha } => {
+            let a = rng.vec(shape.iter().product(), -1.0, 1.0);
+            let mut want = cpu.zeros(shape)?;
+            cpu.scale(&cpu.upload(shape, &a)?, *alpha, &mut want)?;
+            let mut got = gpu.zeros(shape)?;
+            gpu.scale(&gpu.upload(shape, &a)?, *alpha, &mut got)?;
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::Relu { shape } => {
+            let x = rng.vec(shape.iter().product(), -1.0, 1.0);
+            let mut want = cpu.zeros(shape)?;
+            cpu.relu(&cpu.upload(shape, &x)?, &mut want)?;
+            let mut got = gpu.zeros(shape)?;
+            gpu.relu(&gpu.upload(shape, &x)?, &mut got)?;
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::ReluBackward { shape } => {
+            let n = shape.iter().product();
+            let (x, dy) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+            let mut want = cpu.zeros(shape)?;
+            cpu.relu_backward(&cpu.upload(shape, &x)?, &cpu.upload(shape, &dy)?, &mut want)?;
+            let mut got = gpu.zeros(shape)?;
+            gpu.relu_backward(&gpu.upload(shape, &x)?, &gpu.upload(shape, &dy)?, &mut got)?;
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::Sum { shape } => {
+            let n: usize = shape.iter().product();
+            let x = rng.vec(n, -1.0, 1.0);
+            let sumsq: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            let mut want = cpu.zeros(&[1])?;
+            cpu.sum(&cpu.upload(shape, &x)?, &mut want)?;
+            let mut got = gpu.zeros(&[1])?;
+            gpu.sum(&gpu.upload(shape, &x)?, &mut got)?;
+            (Tolerance::sum(crate::gpu::reduce::sum_depth(n), sumsq), gpu.download(&got)?, want.data().to_vec())
+        }
+    };
+    Ok(Report { op: case.op(), shape: case.shape(), tolerance, cmp: tolerance.compare(&got, &want) })
+}
+
+/// Matmul cases for one variant: sizes of 1, primes, non-multiples of every tile, all four
+/// transpose combinations, accumulation, batching (shared and per-entry operands).
+pub fn matmul_cases(variant: MatmulVariant, large: bool) -> Vec<Case> {
+    let mm = |batch, m, n, k, ta, tb, alpha: f32, beta: f32| Case::Matmul { variant, batch, m, n, k, spec: MatmulSpec { trans_a: ta, trans_b: tb, alpha, beta } };
+    let mut v = vec![
+        mm(None, 1, 1, 1, false, false, 1.0, 0.0),
+        mm(None, 1, 7, 13, false, false, 1.0, 0.0),
+        mm(None, 13, 1, 7, false, false, 1.0, 0.0),
+        mm(None, 31, 37, 41, false, false, 1.0, 0.0),
+        mm(None, 64, 64, 64, false, false, 1.0, 0.0),
+        mm(None, 65, 33, 17, false, false, 1.0, 0.0),
+        mm(None, 61, 67, 71, true, false, 1.0, 0.0),
+        mm(None, 61, 67, 71, false, true, 1.0, 0.0),
+        mm(None, 61, 67, 71, true, true, 1.0, 0.0),
+        mm(None, 29, 97, 53, false, false, 0.5, 1.0),
+        mm(None, 29, 97, 53, true, true, -2.0, 0.25),
+        mm(Some(3), 19, 23, 29, false, false, 1.0, 0.0),
+        mm(Some(5), 7, 130, 11, false, true, 1.0, 1.0),
+    ];
+    if large {
+        v.push(mm(None, 257, 1031, 509, false, false, 1.0, 0.0));
+        v.push(mm(None, 300, 200, 1024, true, false, 1.0, 0.0));
+    }
+    v
+}
+
+/// The element-wise and reduction cases: 1, primes, non-multiples of 256, and large.
+pub fn elementwise_cases(large: bool) -> Vec<Case> {
+    let mut shapes = vec![vec![1], vec![7], vec![256], vec![257], vec![3, 5, 7, 11], vec![2, 3, 97, 101]];
+    if large {
+        shapes.push(vec![1_000_003]);
+    }
+    let mut v = Vec::new();
+    for s in shapes {
+        v.push(Case::Add { shape: s.clone() });
+        v.push(Case::Mul { shape: s.clone() });
+        v.push(Case::Scale { shape: s.clone(), alpha: -1.75 });
+        v.push(Case::Relu { shape: s.clone() });
+        v.push(Case::ReluBackward { shape: s.clone() });
+        v.push(Case::Sum { shape: s });
+    }
+    if large {
+        v.push(Case::Sum { shape: vec![4096 * 1024 + 17] });
+    }
+    v
+}
+
+/// Everything `wgtrain verify` runs: every matmul variant, then the other ops.
+pub fn suite(large: bool) -> Vec<Case> {
+    let mut v: Vec<Case> = MatmulVariant::ALL.iter().flat_map(|&var| matmul_cases(var, large)).collect();
+    v.extend(elementwise_cases(large));
+    v
+}

@@ -1,0 +1,92 @@
+//! How close is close enough: one formula, named presets, each with its reason.
+//!
+//! An element passes when   |got - want| <= atol + rtol * |want|.
+//! A NaN or infinity in one and not (the same) in the other always fails.
+
+/// Absolute and relative tolerance of one comparison.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tolerance {
+    pub atol: f32,
+    pub rtol: f32,
+}
+
+/// f32 unit roundoff (half an ulp of 1.0).
+pub const U: f32 = f32::EPSILON / 2.0;
+
+impl Tolerance {
+    pub const fn new(atol: f32, rtol: f32) -> Self {
+        Self { atol, rtol }
+    }
+
+    /// Ops whose every output is one correctly rounded f32 operation (add, mul, scale) or a copy
+    /// (ReLU): Vulkan/Metal/DX12 round these exactly as the CPU does. One ulp of slack covers
+    /// drivers that flush denormals.
+    pub const EXACT: Tolerance = Tolerance::new(0.0, f32::EPSILON);
+
+    /// A sum whose longest chain of dependent f32 additions is `depth`, over values whose
+    /// squares sum to `sumsq`. Each addition on the chain rounds by at most U times the running
+    /// partial; for zero-mean random inputs a partial is about sqrt(sumsq) in size, so the error
+    /// is at most about depth * U * sqrt(sumsq) — doubled for margin. A dropped or doubled
+    /// element (an error of order one value) is far above this.
+    pub fn sum(depth: usize, sumsq: f64) -> Self {
+        Self::new(2.0 * depth as f32 * U * (sumsq.sqrt() as f32).max(1.0), 4.0 * U)
+    }
+
+    /// A dot product of length k of values in [-1, 1] (matmul): a chain of k fused multiply-adds
+    /// whose partials are about sqrt(k/9) in size (E[(ab)^2] = 1/9): error <= k * U * sqrt(k)/3;
+    /// with alpha/beta scaling and a margin of 2 we allow 2 * k^1.5 * U / 3 * max(|alpha|, 1)
+    /// plus a few ulps for the beta term.
+    pub fn dot(k: usize, alpha: f32) -> Self {
+        let k = k.max(1) as f32;
+        Self::new(2.0 * k * k.sqrt() * U / 3.0 * alpha.abs().max(1.0) + 4.0 * U, 8.0 * U)
+    }
+}
+
+/// The outcome of comparing two tensors.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub max_abs: f32,
+    pub max_rel: f32,
+    /// First failing element: (index, got, want).
+    pub first_bad: Option<(usize, f32, f32)>,
+    pub failures: usize,
+}
+
+impl Comparison {
+    pub fn passed(&self) -> bool {
+        self.failures == 0
+    }
+}
+
+impl Tolerance {
+    pub fn compare(&self, got: &[f32], want: &[f32]) -> Comparison {
+        let mut c = Comparison { max_abs: 0.0, max_rel: 0.0, first_bad: None, failures: 0 };
+        if got.len() != want.len() {
+            c.failures = got.len().max(want.len());
+            c.first_bad = Some((got.len().min(want.len()), f32::NAN, f32::NAN));
+            c.max_abs = f32::INFINITY;
+            return c;
+        }
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let ok = if g.is_finite() && w.is_finite() {
+                let err = (g - w).abs();
+                c.max_abs = c.max_abs.max(err);
+                if w != 0.0 {
+                    c.max_rel = c.max_rel.max(err / w.abs());
+                }
+                err <= self.atol + self.rtol * w.abs()
+            } else {
+                // Both NaN, or the same infinity.
+                (g.is_nan() && w.is_nan()) || g == w
+            };
+            if !ok {
+                if !(g.is_finite() && w.is_finite()) {
+                    c.max_abs = f32::INFINITY;
+                }
+                c.failures += 1;
+                c.first_bad.get_or_insert((i, g, w));
+            }
+        }
+        c
+    }
+}
