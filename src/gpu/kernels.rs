@@ -25,7 +25,7 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "elementwise", "relu", "reduce"];
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce"];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -102,6 +102,7 @@ const IN1_OUT: &[(u32, Access)] = &[(1, Read), (3, ReadWrite)];
 pub const MATMUL_V1: Kernel = Kernel { shader: "matmul_v1_naive", entry: "main", storage: IN2_OUT };
 pub const MATMUL_V2: Kernel = Kernel { shader: "matmul_v2_tiled", entry: "main", storage: IN2_OUT };
 pub const MATMUL_V3: Kernel = Kernel { shader: "matmul_v3_regblock", entry: "main", storage: IN2_OUT };
+pub const MATMUL_V4: Kernel = Kernel { shader: "matmul_v4_lanes", entry: "main", storage: IN2_OUT };
 pub const ADD: Kernel = Kernel { shader: "elementwise", entry: "add", storage: IN2_OUT };
 pub const MUL: Kernel = Kernel { shader: "elementwise", entry: "mul", storage: IN2_OUT };
 pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storage: IN1_OUT };

@@ -3,7 +3,7 @@
 
 use super::kernels::{self, Kernel, MatmulParams};
 use super::{split_grid, Bind, Gpu, GpuContext, GpuTensor};
-use crate::ops::{self, MatmulSpec};
+use crate::ops::{self, MatmulDims, MatmulSpec};
 use crate::{Error, Result};
 
 /// The matmul kernels, kept side by side so benchmarks can compare them on any device.
@@ -15,16 +15,19 @@ pub enum MatmulVariant {
     V2Tiled,
     /// v3: 4x4 register blocks straight from global memory, no barriers (CPU adapters).
     V3RegBlock,
+    /// v4: 8 rows x 8 columns per lane from vec4 loads of A and B, fewest loads per FMA (llvmpipe).
+    V4Lanes,
 }
 
 impl MatmulVariant {
-    pub const ALL: [Self; 3] = [Self::V1Naive, Self::V2Tiled, Self::V3RegBlock];
+    pub const ALL: [Self; 4] = [Self::V1Naive, Self::V2Tiled, Self::V3RegBlock, Self::V4Lanes];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::V1Naive => "v1_naive",
             Self::V2Tiled => "v2_tiled",
             Self::V3RegBlock => "v3_regblock",
+            Self::V4Lanes => "v4_lanes",
         }
     }
 
@@ -33,6 +36,7 @@ impl MatmulVariant {
             Self::V1Naive => "one invocation per output, no reuse",
             Self::V2Tiled => "64x64 workgroup-memory tiles, 4x4 per invocation",
             Self::V3RegBlock => "4x4 register blocks, no workgroup memory or barriers",
+            Self::V4Lanes => "8x8 per lane from vec4 loads of A and B (needs K, N multiples of 4, no transposes; else v3)",
         }
     }
 
@@ -53,9 +57,10 @@ impl MatmulVariant {
     }
 
     /// The variant that is fastest on this class of device: on CPU adapters (lavapipe) barriers
-    /// are very expensive and the register-blocked kernel wins; on GPUs, the tiled one.
+    /// are very expensive and every load is a loop over lanes, so v4 (fewest loads per FMA, no
+    /// barriers) wins; on GPUs, the tiled one.
     pub fn default_for(ctx: &GpuContext) -> Self {
-        if ctx.is_cpu_adapter() { Self::V3RegBlock } else { Self::V2Tiled }
+        if ctx.is_cpu_adapter() { Self::V4Lanes } else { Self::V2Tiled }
     }
 
     fn kernel(self) -> &'static Kernel {
@@ -63,6 +68,15 @@ impl MatmulVariant {
             Self::V1Naive => &kernels::MATMUL_V1,
             Self::V2Tiled => &kernels::MATMUL_V2,
             Self::V3RegBlock => &kernels::MATMUL_V3,
+            Self::V4Lanes => &kernels::MATMUL_V4,
+        }
+    }
+
+    /// The variant that will actually run: v4 needs K and N multiples of 4 and no transposes.
+    pub fn applicable(self, d: &MatmulDims, spec: MatmulSpec) -> Self {
+        match self {
+            Self::V4Lanes if d.n % 4 != 0 || d.k % 4 != 0 || spec.trans_a || spec.trans_b => Self::V3RegBlock,
+            v => v,
         }
     }
 
@@ -72,6 +86,7 @@ impl MatmulVariant {
             Self::V1Naive => (16, 16),
             Self::V2Tiled => (64, 64),
             Self::V3RegBlock => (32, 32),
+            Self::V4Lanes => (8, 512),
         }
     }
 }
@@ -91,8 +106,10 @@ impl Gpu {
         for (what, t) in [("elements of a", a.numel()), ("elements of b", b.numel()), ("elements of c", c.numel())] {
             u32_of("matmul", what, t)?;
         }
+        let variant = variant.applicable(&d, spec);
         let constants = [("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)];
-        let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), &constants)?;
+        let constants = if variant == MatmulVariant::V4Lanes { &[][..] } else { &constants[..] };
+        let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), constants)?;
         let (tm, tn) = variant.tile();
         let groups = [u32_of("matmul", "column tiles", d.n.div_ceil(tn))?, u32_of("matmul", "row tiles", d.m.div_ceil(tm))?, u32_of("matmul", "batch", d.batch)?];
         let binds = [Bind::whole(a), Bind::whole(b), Bind::whole(c)];

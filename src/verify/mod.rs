@@ -31,7 +31,10 @@ pub enum Case {
 impl Case {
     pub fn op(&self) -> String {
         match self {
-            Case::Matmul { variant, spec, .. } => {
+            Case::Matmul { variant, spec, batch, m, n, k } => {
+                let dims = crate::ops::MatmulDims { batch: batch.unwrap_or(1), m: *m, n: *n, k: *k, stride_a: 0, stride_b: 0, stride_c: 0 };
+                let ran = variant.applicable(&dims, *spec);
+                let name = if ran == *variant { variant.name().to_string() } else { format!("{}→{}", variant.name(), ran.name()) };
                 let t = match (spec.trans_a, spec.trans_b) {
                     (false, false) => "",
                     (true, false) => " Aᵀ",
@@ -39,7 +42,7 @@ impl Case {
                     (true, true) => " AᵀBᵀ",
                 };
                 let acc = if spec.beta != 0.0 { " +βC" } else { "" };
-                format!("matmul {}{t}{acc}", variant.name())
+                format!("matmul {name}{t}{acc}")
             }
             Case::Add { .. } => "add".into(),
             Case::Mul { .. } => "mul".into(),
@@ -192,6 +195,11 @@ pub fn matmul_cases(variant: MatmulVariant, large: bool) -> Vec<Case> {
         mm(None, 29, 97, 53, true, true, -2.0, 0.25),
         mm(Some(3), 19, 23, 29, false, false, 1.0, 0.0),
         mm(Some(5), 7, 130, 11, false, true, 1.0, 1.0),
+        // Multiples of 4 (v4's fast path) with edges in every direction.
+        mm(None, 9, 516, 12, false, false, 1.0, 0.0),
+        mm(None, 17, 4, 4, false, false, 1.0, 0.0),
+        mm(None, 33, 1028, 20, false, false, 0.5, 1.0),
+        mm(Some(2), 11, 36, 44, false, false, 1.0, 0.0),
     ];
     if large {
         v.push(mm(None, 257, 1031, 509, false, false, 1.0, 0.0));
