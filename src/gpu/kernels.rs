@@ -110,6 +110,9 @@ pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward",
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
 
+/// Every kernel the engine dispatches (the shader tests check each against its WGSL).
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &SUM];
+
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {
     pub id: u64,

@@ -1,0 +1,89 @@
+//! Work larger than one dispatch dimension, or one storage binding, is split — and the split
+//! results still match the CPU.
+
+use wgtrain::gpu::elementwise::grid_2d;
+use wgtrain::gpu::split_grid;
+use wgtrain::rng::Rng;
+use wgtrain::{Backend, Cpu, Error, GpuOptions, MatmulSpec, MatmulVariant};
+
+use crate::common::{gpu, open};
+
+#[test]
+fn split_grid_covers_every_workgroup_once() {
+    for groups in [[1, 1, 1], [65_535, 2, 1], [70_000, 3, 65_536], [5, 200_000, 2]] {
+        let max = 65_535;
+        let parts = split_grid(groups, max);
+        let mut total: u64 = 0;
+        for (base, count) in &parts {
+            for d in 0..3 {
+                assert!(count[d] >= 1 && count[d] <= max);
+                assert!(base[d] + count[d] <= groups[d]);
+            }
+            total += count.iter().map(|&c| c as u64).product::<u64>();
+        }
+        assert_eq!(total, groups.iter().map(|&g| g as u64).product::<u64>(), "{groups:?}");
+    }
+}
+
+#[test]
+fn elementwise_beyond_one_grid_dimension() {
+    let Some(gpu) = gpu() else { return };
+    let max = gpu.context().limits.max_compute_workgroups_per_dimension;
+    // More invocations than one dimension of workgroups can hold.
+    let n = max as usize * 256 + 1000;
+    let (groups, _) = grid_2d("test", n as u64, max).unwrap();
+    assert!(groups[1] > 1, "expected a 2D grid, got {groups:?}");
+    let mut rng = Rng::new(3);
+    let a = rng.vec(n, -1.0, 1.0);
+    let b = rng.vec(n, -1.0, 1.0);
+    let (ga, gb, mut gc) = (gpu.upload(&[n], &a).unwrap(), gpu.upload(&[n], &b).unwrap(), gpu.zeros(&[n]).unwrap());
+    gpu.add(&ga, &gb, &mut gc).unwrap();
+    let got = gpu.download(&gc).unwrap();
+    let bad = (0..n).find(|&i| got[i] != a[i] + b[i]);
+    assert_eq!(bad, None, "first wrong element of {n}");
+}
+
+#[test]
+fn matmul_batch_beyond_one_grid_dimension() {
+    let Some(gpu) = gpu() else { return };
+    let batch = gpu.context().limits.max_compute_workgroups_per_dimension as usize + 7;
+    let (m, n, k) = (2, 3, 2);
+    let mut rng = Rng::new(4);
+    let a = rng.vec(batch * m * k, -1.0, 1.0);
+    let b = rng.vec(batch * k * n, -1.0, 1.0);
+    let cpu = Cpu;
+    let mut want = cpu.zeros(&[batch, m, n]).unwrap();
+    cpu.matmul(&cpu.upload(&[batch, m, k], &a).unwrap(), &cpu.upload(&[batch, k, n], &b).unwrap(), &mut want, MatmulSpec::default()).unwrap();
+    for variant in MatmulVariant::ALL {
+        let mut got = gpu.zeros(&[batch, m, n]).unwrap();
+        gpu.matmul_with(variant, &gpu.upload(&[batch, m, k], &a).unwrap(), &gpu.upload(&[batch, k, n], &b).unwrap(), &mut got, MatmulSpec::default()).unwrap();
+        let got = gpu.download(&got).unwrap();
+        let worst = got.iter().zip(want.data()).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{}: batch {batch}: max error {worst}", variant.name());
+    }
+}
+
+#[test]
+fn tensors_larger_than_a_binding_are_chunked() {
+    if gpu().is_none() {
+        return;
+    }
+    let Some(small) = open(&GpuOptions { max_binding_bytes: Some(1 << 20), ..Default::default() }) else { return };
+    assert_eq!(small.max_binding_bytes(), 1 << 20);
+    let n = (1 << 20) + 12_345; // 4 MiB + : five chunks of at most 1 MiB
+    let mut rng = Rng::new(5);
+    let a = rng.vec(n, -1.0, 1.0);
+    let b = rng.vec(n, -1.0, 1.0);
+    let (ga, gb, mut gc) = (small.upload(&[n], &a).unwrap(), small.upload(&[n], &b).unwrap(), small.zeros(&[n]).unwrap());
+    small.mul(&ga, &gb, &mut gc).unwrap();
+    let got = small.download(&gc).unwrap();
+    let bad = (0..n).find(|&i| got[i] != a[i] * b[i]);
+    assert_eq!(bad, None, "first wrong element of {n}");
+
+    // An op that cannot be chunked refuses with a clear error instead of a validation failure.
+    let big = small.zeros(&[600, 600]).unwrap(); // 1.4 MiB
+    let mut out = small.zeros(&[600, 600]).unwrap();
+    let err = small.matmul(&big, &big, &mut out, MatmulSpec::default()).unwrap_err();
+    assert!(matches!(err, Error::Limit { op: "matmul", .. }), "{err}");
+    assert!(err.to_string().contains("binding"), "{err}");
+}

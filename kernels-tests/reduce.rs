@@ -1,0 +1,20 @@
+//! shaders/reduce.wgsl against src/cpu/reduce.rs.
+
+use wgtrain::gpu::reduce::{sum_plan, MAX_PARTIALS};
+
+use crate::common::{check_all, elementwise_cases};
+
+#[test]
+fn sum() {
+    // Includes one pass (small), two passes, and more elements than MAX_PARTIALS * 4096.
+    check_all(&elementwise_cases("sum"));
+}
+
+#[test]
+fn sum_plan_covers_every_element() {
+    for n in [1, 7, 4096, 4097, 1_000_003, 4096 * 1024 + 17, 50_000_000] {
+        let (groups, chunk) = sum_plan(n);
+        assert!((1..=MAX_PARTIALS).contains(&groups), "n {n}: {groups} groups");
+        assert!(groups * chunk >= n && (groups - 1) * chunk < n, "n {n}: {groups} x {chunk} does not tile it");
+    }
+}
