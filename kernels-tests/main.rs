@@ -9,6 +9,7 @@ mod dispatch;
 mod elementwise;
 mod errors;
 mod matmul;
+mod optimizer;
 mod pool;
 mod reduce;
 mod relu;

@@ -6,6 +6,7 @@
 //! `Error::Shape` naming the op and the shapes, never a panic.
 
 use crate::ops::MatmulSpec;
+use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Result;
 
@@ -41,4 +42,15 @@ pub trait Backend {
     fn relu_backward(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
     /// out[0] = sum of all elements of x; `out` has one element.
     fn sum(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// out[0] = sum of x²; `out` has one element.
+    fn sum_squares(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+
+    // ---- training ----
+    /// One update of a flat parameter arena (one dispatch for the whole model). `t` is the
+    /// 1-based step; `s1`, `s2` hold the optimizer's state, as long as `param` where
+    /// `opt.state_tensors()` says they are used (placeholders of any size otherwise).
+    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut Tensor<Self::Storage>, grad: &Tensor<Self::Storage>, s1: &mut Tensor<Self::Storage>, s2: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// Global-norm clipping: grad *= min(1, max_norm / (‖grad‖ + 1e-6)); `sumsq` receives ‖grad‖²
+    /// (on the device: read it only when logging).
+    fn clip_grad_norm(&self, grad: &mut Tensor<Self::Storage>, max_norm: f32, sumsq: &mut Tensor<Self::Storage>) -> Result<()>;
 }

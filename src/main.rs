@@ -98,13 +98,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { large, seed } => {
             let gpu = gpu(&cli)?;
             println!("verifying kernels on {} against the CPU reference (matmul default: {})", gpu.adapter_name(), gpu.matmul_variant().name());
-            println!("{:<26} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
+            println!("{:<44} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
             let (mut passed, mut failed) = (0, 0);
             for (i, case) in verify::suite(*large).iter().enumerate() {
                 match verify::run_case(&gpu, case, seed.wrapping_add(i as u64)) {
                     Ok(r) => {
                         println!(
-                            "{:<26} {:<22} {:>12.3e} {:>12.3e} {:>9.1e}, {:>8.1e}  {}",
+                            "{:<44} {:<22} {:>12.3e} {:>12.3e} {:>9.1e}, {:>8.1e}  {}",
                             r.op,
                             r.shape,
                             r.cmp.max_abs,
@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         if r.passed() { passed += 1 } else { failed += 1 }
                     }
                     Err(e) => {
-                        println!("{:<26} {:<22} error: {e}", case.op(), case.shape());
+                        println!("{:<44} {:<22} error: {e}", case.op(), case.shape());
                         failed += 1;
                     }
                 }

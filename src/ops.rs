@@ -109,3 +109,25 @@ pub fn scalar_out(op: &'static str, x: &[usize], out: &[usize]) -> Result<usize>
     }
     Ok(x.iter().product())
 }
+
+/// Optimizer arenas: the gradient as long as the parameters, and each state tensor the
+/// optimizer uses too. Returns the number of parameters.
+pub fn optimizer_shapes(opt: &crate::optim::Optimizer, param: &[usize], grad: &[usize], s1: &[usize], s2: &[usize]) -> Result<usize> {
+    opt.validate()?;
+    let n: usize = param.iter().product();
+    let used = opt.state_tensors();
+    let mut list: Vec<(&str, &[usize])> = vec![("param", param), ("grad", grad)];
+    if used >= 1 {
+        list.push(("state1", s1));
+    }
+    if used >= 2 {
+        list.push(("state2", s2));
+    }
+    let flat: Vec<(&str, [usize; 1])> = list.iter().map(|(name, s)| (*name, [s.iter().product::<usize>()])).collect();
+    let views: Vec<(&str, &[usize])> = flat.iter().map(|(name, s)| (*name, &s[..])).collect();
+    same_shape("optimizer_step", &views).map_err(|e| match e {
+        crate::Error::Shape { op, detail } => crate::Error::Shape { op, detail: format!("{detail} (numbers of elements; {} keeps {used} state tensors)", opt.kind.name()) },
+        e => e,
+    })?;
+    Ok(n)
+}

@@ -3,11 +3,13 @@
 
 pub mod elementwise;
 pub mod matmul;
+pub mod optimizer;
 pub mod reduce;
 pub mod relu;
 
 use crate::backend::Backend;
 use crate::ops::{self, MatmulSpec};
+use crate::optim::Optimizer;
 use crate::tensor::{CpuTensor, Tensor};
 use crate::Result;
 
@@ -85,6 +87,28 @@ impl Backend for Cpu {
     fn sum(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
         ops::scalar_out("sum", x.shape(), out.shape())?;
         out.storage[0] = reduce::sum(&x.storage);
+        Ok(())
+    }
+
+    fn sum_squares(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        ops::scalar_out("sum_squares", x.shape(), out.shape())?;
+        out.storage[0] = reduce::sum_squares(&x.storage);
+        Ok(())
+    }
+
+    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut CpuTensor, grad: &CpuTensor, s1: &mut CpuTensor, s2: &mut CpuTensor) -> Result<()> {
+        let n = ops::optimizer_shapes(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
+        // Unused state may be a placeholder: give the rule scratch space it will not read.
+        let (mut spare1, mut spare2) = (Vec::new(), Vec::new());
+        let s1: &mut [f32] = if s1.numel() == n { &mut s1.storage } else { spare1.resize(n, 0.0); &mut spare1 };
+        let s2: &mut [f32] = if s2.numel() == n { &mut s2.storage } else { spare2.resize(n, 0.0); &mut spare2 };
+        optimizer::step(opt, &opt.step_scalars(t), &mut param.storage, &grad.storage, s1, s2);
+        Ok(())
+    }
+
+    fn clip_grad_norm(&self, grad: &mut CpuTensor, max_norm: f32, sumsq: &mut CpuTensor) -> Result<()> {
+        self.sum_squares(grad, sumsq)?;
+        optimizer::clip_by_norm(&mut grad.storage, sumsq.storage[0], max_norm);
         Ok(())
     }
 }

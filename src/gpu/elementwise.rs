@@ -6,8 +6,8 @@
 //! - a tensor larger than one storage binding is processed in chunks, each binding a
 //!   sub-range of the buffers (offsets aligned as the device requires).
 
-use super::kernels::{ElementwiseParams, Kernel};
-use super::{Bind, Gpu, GpuTensor};
+use super::kernels::{ElementwiseParams, Kernel, KernelParams, Pipeline};
+use super::{Bind, Gpu, GpuBuffer, GpuTensor};
 use crate::{Error, Result};
 
 pub const WORKGROUP: u64 = 256;
@@ -28,22 +28,39 @@ pub fn grid_2d(op: &'static str, n: u64, max: u32) -> Result<([u32; 3], u32)> {
 impl Gpu {
     /// out[i] = f(inputs[0][i], inputs[1][i]) for the element-wise `kernel`.
     pub(crate) fn elementwise(&self, op: &'static str, kernel: &Kernel, n: usize, inputs: &[&GpuTensor], out: &mut GpuTensor, alpha: f32) -> Result<()> {
+        let pipeline = self.pipeline::<ElementwiseParams>(kernel, &[])?;
+        let mut bufs: Vec<(&GpuBuffer, bool)> = inputs.iter().map(|t| (t.storage(), true)).collect();
+        bufs.push((out.storage(), true));
+        self.flat_dispatch(op, &pipeline, n, &bufs, |len, row_stride| ElementwiseParams { n: len, row_stride, alpha, _pad: 0 })
+    }
+
+    /// Dispatches a kernel that treats its buffers as flat arrays of `n` f32, in chunks that fit
+    /// one storage binding. `bufs` lists the storage bindings in kernel order: `(buffer, true)`
+    /// is indexed per element (bound chunk by chunk), `(buffer, false)` is bound whole.
+    pub(crate) fn flat_dispatch<P: KernelParams>(
+        &self,
+        op: &'static str,
+        pipeline: &Pipeline,
+        n: usize,
+        bufs: &[(&GpuBuffer, bool)],
+        params: impl Fn(u32, u32) -> P,
+    ) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
-        let pipeline = self.pipeline::<ElementwiseParams>(kernel, &[])?;
         // Largest chunk (in elements) whose binding fits and whose offset stays aligned.
         let align = self.context().limits.min_storage_buffer_offset_alignment as u64;
-        let chunk = ((self.max_binding_bytes() / align) * align / 4).min(u32::MAX as u64 / 2 & !(align / 4 - 1));
+        let chunk = ((self.max_binding_bytes() / align) * align / 4).min((u32::MAX as u64 / 2) & !(align / 4 - 1));
         let n = n as u64;
         let mut start = 0u64;
         while start < n {
             let len = chunk.min(n - start);
             let (groups, row_stride) = grid_2d(op, len, self.max_groups())?;
-            let mut binds: Vec<Bind<'_>> = inputs.iter().map(|t| Bind { buf: t.storage(), offset: start * 4, size: len * 4 }).collect();
-            binds.push(Bind { buf: out.storage(), offset: start * 4, size: len * 4 });
-            let params = ElementwiseParams { n: len as u32, row_stride, alpha, _pad: 0 };
-            self.dispatch(op, &pipeline, &params, &binds, groups)?;
+            let binds: Vec<Bind<'_>> = bufs
+                .iter()
+                .map(|&(buf, per_element)| if per_element { Bind { buf, offset: start * 4, size: len * 4 } } else { Bind { buf, offset: 0, size: buf.bytes().max(4) } })
+                .collect();
+            self.dispatch(op, pipeline, &params(len as u32, row_stride), &binds, groups)?;
             start += len;
         }
         Ok(())

@@ -25,7 +25,7 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce"];
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip"];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -66,6 +66,15 @@ kernel_params!(
     ElementwiseParams { n: u32, row_stride: u32, alpha: f32, _pad: u32 }
 );
 kernel_params!(
+    /// shaders/optimizer.wgsl
+    OptimizerParams {
+        n: u32, row_stride: u32, first_step: u32, nesterov: u32,
+        lr: f32, weight_decay: f32, momentum: f32, dampening: f32,
+        beta1: f32, beta2: f32, eps: f32, bias_correction1: f32,
+        bias_correction2_sqrt: f32, decay: f32, adagrad_lr: f32, decoupled: u32,
+    }
+);
+kernel_params!(
     /// shaders/reduce.wgsl
     ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
 );
@@ -75,7 +84,7 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
         (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
     }
-    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>()]
+    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>()]
 }
 
 /// Storage binding access.
@@ -109,9 +118,18 @@ pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storag
 pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
+pub const SUM_SQUARES: Kernel = Kernel { shader: "reduce", entry: "sum_squares", storage: IN1_OUT };
+pub const CLIP_BY_NORM: Kernel = Kernel { shader: "clip", entry: "clip_by_norm", storage: IN1_OUT };
+const OPT1: &[(u32, Access)] = &[(1, ReadWrite), (2, Read), (3, ReadWrite)];
+const OPT2: &[(u32, Access)] = &[(1, ReadWrite), (2, Read), (3, ReadWrite), (4, ReadWrite)];
+pub const SGD: Kernel = Kernel { shader: "optimizer", entry: "sgd", storage: OPT1 };
+pub const ADAGRAD: Kernel = Kernel { shader: "optimizer", entry: "adagrad", storage: OPT1 };
+pub const ADADELTA: Kernel = Kernel { shader: "optimizer", entry: "adadelta", storage: OPT2 };
+pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", storage: OPT2 };
+pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &SUM];
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {

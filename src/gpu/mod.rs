@@ -12,6 +12,7 @@ pub mod context;
 pub mod elementwise;
 pub mod kernels;
 pub mod matmul;
+pub mod optimizer;
 pub mod pool;
 pub mod reduce;
 
@@ -25,6 +26,7 @@ pub use pool::{GpuBuffer, Pool};
 
 use crate::backend::Backend;
 use crate::ops::{self, MatmulSpec};
+use crate::optim::Optimizer;
 use crate::tensor::{numel, Tensor};
 use crate::{Error, Result};
 
@@ -390,7 +392,22 @@ impl Backend for Gpu {
 
     fn sum(&self, x: &GpuTensor, out: &mut GpuTensor) -> Result<()> {
         ops::scalar_out("sum", x.shape(), out.shape())?;
-        self.sum_into(x, out)
+        self.sum_into(x, out, false)
+    }
+
+    fn sum_squares(&self, x: &GpuTensor, out: &mut GpuTensor) -> Result<()> {
+        ops::scalar_out("sum_squares", x.shape(), out.shape())?;
+        self.sum_into(x, out, true)
+    }
+
+    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut GpuTensor, grad: &GpuTensor, s1: &mut GpuTensor, s2: &mut GpuTensor) -> Result<()> {
+        let n = ops::optimizer_shapes(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
+        self.optimizer_step_impl(opt, t, n, param, grad, s1, s2)
+    }
+
+    fn clip_grad_norm(&self, grad: &mut GpuTensor, max_norm: f32, sumsq: &mut GpuTensor) -> Result<()> {
+        ops::scalar_out("clip_grad_norm", grad.shape(), sumsq.shape())?;
+        self.clip_impl(grad, max_norm, sumsq)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Host side of shaders/reduce.wgsl: sum of a tensor in two passes of one kernel.
 //! CPU twin: src/cpu/reduce.rs.
 
-use super::kernels::{ReduceParams, SUM};
+use super::kernels::{ReduceParams, SUM, SUM_SQUARES};
 use super::{Bind, Gpu, GpuTensor};
 use crate::{Error, Result};
 
@@ -25,23 +25,26 @@ pub fn sum_depth(n: usize) -> usize {
 }
 
 impl Gpu {
-    pub(crate) fn sum_into(&self, x: &GpuTensor, out: &mut GpuTensor) -> Result<()> {
+    /// out[0] = sum of x (or of x² with `squares`).
+    pub(crate) fn sum_into(&self, x: &GpuTensor, out: &mut GpuTensor, squares: bool) -> Result<()> {
         let n = x.numel();
         if n as u64 > u32::MAX as u64 {
             return Err(Error::Limit { op: "sum", what: "elements".into(), got: n as u64, limit: u32::MAX as u64 });
         }
-        let pipeline = self.pipeline::<ReduceParams>(&SUM, &[])?;
+        let op = if squares { "sum_squares" } else { "sum" };
+        let first = self.pipeline::<ReduceParams>(if squares { &SUM_SQUARES } else { &SUM }, &[])?;
         let (groups, chunk) = sum_plan(n);
-        let one_pass = |input: &GpuTensor, n: usize, groups: usize, chunk: usize, dst: &GpuTensor| {
+        let one_pass = |kernel: &super::kernels::Pipeline, input: &GpuTensor, n: usize, groups: usize, chunk: usize, dst: &GpuTensor| {
             let params = ReduceParams { n: n as u32, chunk: chunk as u32, groups: groups as u32, _pad: 0 };
-            self.dispatch("sum", &pipeline, &params, &[Bind::whole(input), Bind::whole(dst)], [groups as u32, 1, 1])
+            self.dispatch(op, kernel, &params, &[Bind::whole(input), Bind::whole(dst)], [groups as u32, 1, 1])
         };
         if groups == 1 {
-            return one_pass(x, n, 1, chunk, out);
+            return one_pass(&first, x, n, 1, chunk, out);
         }
         let partial = self.alloc(&[groups])?;
-        one_pass(x, n, groups, chunk, &partial)?;
-        one_pass(&partial, groups, 1, groups, out)
+        one_pass(&first, x, n, groups, chunk, &partial)?;
+        let second = self.pipeline::<ReduceParams>(&SUM, &[])?;
+        one_pass(&second, &partial, groups, 1, groups, out)
         // `partial` returns to the pool here; the recorded pass still owns its use.
     }
 }

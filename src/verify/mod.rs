@@ -12,6 +12,7 @@ use crate::backend::Backend;
 use crate::cpu::Cpu;
 use crate::gpu::{Gpu, MatmulVariant};
 use crate::ops::MatmulSpec;
+use crate::optim::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::Result;
@@ -26,6 +27,10 @@ pub enum Case {
     Relu { shape: Vec<usize> },
     ReluBackward { shape: Vec<usize> },
     Sum { shape: Vec<usize> },
+    SumSquares { shape: Vec<usize> },
+    /// `steps` consecutive updates of `n` parameters with the same gradient sequence.
+    Optimizer { opt: Optimizer, n: usize, steps: usize },
+    ClipGradNorm { n: usize, max_norm: f32 },
 }
 
 impl Case {
@@ -50,6 +55,30 @@ impl Case {
             Case::Relu { .. } => "relu".into(),
             Case::ReluBackward { .. } => "relu_backward".into(),
             Case::Sum { .. } => "sum".into(),
+            Case::SumSquares { .. } => "sum_squares".into(),
+            Case::Optimizer { opt, .. } => {
+                let mut extra = vec![format!("lr {}", opt.lr)];
+                if opt.betas != (0.9, 0.999) {
+                    extra.push(format!("betas {:?}", opt.betas));
+                }
+                if opt.weight_decay != 0.0 {
+                    extra.push(format!("wd {}", opt.weight_decay));
+                }
+                if opt.momentum != 0.0 {
+                    extra.push(format!("mom {}", opt.momentum));
+                }
+                if opt.dampening != 0.0 {
+                    extra.push(format!("damp {}", opt.dampening));
+                }
+                if opt.nesterov {
+                    extra.push("nesterov".into());
+                }
+                if opt.initial_accumulator_value != 0.0 || opt.lr_decay != 0.0 {
+                    extra.push(format!("acc0 {} lr_decay {}", opt.initial_accumulator_value, opt.lr_decay));
+                }
+                format!("{} {}", opt.kind.name(), extra.join(" "))
+            }
+            Case::ClipGradNorm { .. } => "clip_grad_norm".into(),
         }
     }
 
@@ -59,9 +88,11 @@ impl Case {
                 Some(b) => format!("{b}x({m}x{k} @ {k}x{n})"),
                 None => format!("{m}x{k} @ {k}x{n}"),
             },
-            Case::Add { shape } | Case::Mul { shape } | Case::Scale { shape, .. } | Case::Relu { shape } | Case::ReluBackward { shape } | Case::Sum { shape } => {
+            Case::Add { shape } | Case::Mul { shape } | Case::Scale { shape, .. } | Case::Relu { shape } | Case::ReluBackward { shape } | Case::Sum { shape } | Case::SumSquares { shape } => {
                 ShapeFmt(shape).to_string()
             }
+            Case::Optimizer { n, steps, .. } => format!("[{n}] x {steps} steps"),
+            Case::ClipGradNorm { n, max_norm } => format!("[{n}] max_norm {max_norm}"),
         }
     }
 }
@@ -173,6 +204,55 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             gpu.sum(&gpu.upload(shape, &x)?, &mut got)?;
             (Tolerance::sum(crate::gpu::reduce::sum_depth(n), sumsq), gpu.download(&got)?, want.data().to_vec())
         }
+        Case::SumSquares { shape } => {
+            let n: usize = shape.iter().product();
+            let x = rng.vec(n, -1.0, 1.0);
+            let sum4: f64 = x.iter().map(|&v| (v as f64).powi(4)).sum();
+            let mut want = cpu.zeros(&[1])?;
+            cpu.sum_squares(&cpu.upload(shape, &x)?, &mut want)?;
+            let mut got = gpu.zeros(&[1])?;
+            gpu.sum_squares(&gpu.upload(shape, &x)?, &mut got)?;
+            (Tolerance::sum(crate::gpu::reduce::sum_depth(n), sum4), gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::Optimizer { opt, n, steps } => {
+            let n = *n;
+            let p0 = rng.vec(n, -1.0, 1.0);
+            let grads: Vec<Vec<f32>> = (0..*steps).map(|_| rng.vec(n, -1.0, 1.0)).collect();
+            let state_len = |i: usize| if opt.state_tensors() > i { n } else { 1 };
+            let init = vec![opt.initial_state(); n];
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            let mut cp = cpu.upload(&[n], &p0)?;
+            let mut c1 = cpu.upload(&[state_len(0)], &init[..state_len(0)])?;
+            let mut c2 = cpu.zeros(&[state_len(1)])?;
+            let mut gp = gpu.upload(&[n], &p0)?;
+            let mut g1 = gpu.upload(&[state_len(0)], &init[..state_len(0)])?;
+            let mut g2 = gpu.zeros(&[state_len(1)])?;
+            let mut gg = gpu.zeros(&[n])?;
+            for (t, g) in grads.iter().enumerate() {
+                cpu.optimizer_step(opt, t as u64 + 1, &mut cp, &cpu.upload(&[n], g)?, &mut c1, &mut c2)?;
+                want.extend_from_slice(cp.data());
+                gpu.write(&mut gg, g)?;
+                gpu.optimizer_step(opt, t as u64 + 1, &mut gp, &gg, &mut g1, &mut g2)?;
+                got.extend(gpu.download(&gp)?);
+            }
+            (Tolerance::optimizer(*steps), got, want)
+        }
+        Case::ClipGradNorm { n, max_norm } => {
+            let g = rng.vec(*n, -1.0, 1.0);
+            let sum4: f64 = g.iter().map(|&v| (v as f64).powi(4)).sum();
+            let (mut cg, mut cs) = (cpu.upload(&[*n], &g)?, cpu.zeros(&[1])?);
+            cpu.clip_grad_norm(&mut cg, *max_norm, &mut cs)?;
+            let (mut gg, mut gs) = (gpu.upload(&[*n], &g)?, gpu.zeros(&[1])?);
+            gpu.clip_grad_norm(&mut gg, *max_norm, &mut gs)?;
+            // The coefficient inherits the sum's relative error; the clipped values are |g| <= 1.
+            let t = Tolerance::sum(crate::gpu::reduce::sum_depth(*n), sum4);
+            let rel = t.atol / cs.data()[0].max(1e-30) + t.rtol;
+            let mut got = gpu.download(&gg)?;
+            got.push(gpu.download(&gs)?[0]);
+            let mut want = cg.data().to_vec();
+            want.push(cs.data()[0]);
+            (Tolerance::new(rel + 4.0 * tolerance::U, rel + 4.0 * tolerance::U), got, want)
+        }
     };
     Ok(Report { op: case.op(), shape: case.shape(), tolerance, cmp: tolerance.compare(&got, &want) })
 }
@@ -221,10 +301,73 @@ pub fn elementwise_cases(large: bool) -> Vec<Case> {
         v.push(Case::Scale { shape: s.clone(), alpha: -1.75 });
         v.push(Case::Relu { shape: s.clone() });
         v.push(Case::ReluBackward { shape: s.clone() });
-        v.push(Case::Sum { shape: s });
+        v.push(Case::Sum { shape: s.clone() });
+        v.push(Case::SumSquares { shape: s });
     }
     if large {
         v.push(Case::Sum { shape: vec![4096 * 1024 + 17] });
+    }
+    v
+}
+
+/// Every optimizer in its PyTorch defaults and in the variants that change its rule, over
+/// five consecutive steps; sizes 1, prime, and large.
+pub fn optimizer_cases(large: bool) -> Vec<Case> {
+    let o = Optimizer::new;
+    let with = |kind, f: &dyn Fn(&mut Optimizer)| {
+        let mut x = o(kind);
+        f(&mut x);
+        x
+    };
+    let opts = vec![
+        o(OptimizerKind::Sgd),
+        with(OptimizerKind::Sgd, &|x| {
+            x.lr = 0.1;
+            x.momentum = 0.9;
+        }),
+        with(OptimizerKind::Sgd, &|x| {
+            x.lr = 0.05;
+            x.momentum = 0.9;
+            x.nesterov = true;
+            x.weight_decay = 5e-4;
+        }),
+        with(OptimizerKind::Sgd, &|x| {
+            x.momentum = 0.5;
+            x.dampening = 0.3;
+            x.weight_decay = 1e-2;
+        }),
+        o(OptimizerKind::Adagrad),
+        with(OptimizerKind::Adagrad, &|x| {
+            x.initial_accumulator_value = 0.1;
+            x.lr_decay = 0.01;
+            x.weight_decay = 1e-3;
+        }),
+        o(OptimizerKind::Adadelta),
+        with(OptimizerKind::Adadelta, &|x| x.weight_decay = 1e-2),
+        o(OptimizerKind::Rmsprop),
+        with(OptimizerKind::Rmsprop, &|x| {
+            x.momentum = 0.9;
+            x.weight_decay = 1e-3;
+        }),
+        o(OptimizerKind::Adam),
+        with(OptimizerKind::Adam, &|x| x.weight_decay = 1e-2),
+        o(OptimizerKind::AdamW),
+        with(OptimizerKind::AdamW, &|x| {
+            x.lr = 1e-2;
+            x.betas = (0.8, 0.99);
+        }),
+    ];
+    let mut v = Vec::new();
+    for opt in opts {
+        for n in [1, 257] {
+            v.push(Case::Optimizer { opt, n, steps: 5 });
+        }
+        if large {
+            v.push(Case::Optimizer { opt, n: 100_003, steps: 3 });
+        }
+    }
+    for (n, max_norm) in [(1, 0.5), (1000, 1.0), (1000, 100.0), (70_001, 5.0)] {
+        v.push(Case::ClipGradNorm { n, max_norm });
     }
     v
 }
@@ -233,5 +376,6 @@ pub fn elementwise_cases(large: bool) -> Vec<Case> {
 pub fn suite(large: bool) -> Vec<Case> {
     let mut v: Vec<Case> = MatmulVariant::ALL.iter().flat_map(|&var| matmul_cases(var, large)).collect();
     v.extend(elementwise_cases(large));
+    v.extend(optimizer_cases(large));
     v
 }

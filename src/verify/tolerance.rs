@@ -42,6 +42,17 @@ impl Tolerance {
     }
 }
 
+impl Tolerance {
+    /// Parameters after `steps` optimizer updates, for parameters and gradients of order one.
+    /// One update is a handful of f32 operations, each within 3 ulp on a GPU (sqrt and
+    /// division are the loosest in Vulkan/Metal), plus the rounding of p - update: about 8 ulp
+    /// of order-one values per step, carried forward through the state. Doubled: 16 ulp/step.
+    pub fn optimizer(steps: usize) -> Self {
+        let e = 16.0 * steps as f32 * U;
+        Self::new(e, e)
+    }
+}
+
 /// The outcome of comparing two tensors.
 #[derive(Clone, Debug)]
 pub struct Comparison {

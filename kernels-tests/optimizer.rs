@@ -1,0 +1,112 @@
+//! shaders/optimizer.wgsl and shaders/clip.wgsl against src/cpu/optimizer.rs, over several
+//! consecutive steps on the same gradient sequence.
+
+use wgtrain::verify::{optimizer_cases, Case};
+use wgtrain::{Backend, Cpu, Optimizer, OptimizerKind};
+
+use crate::common::check_all;
+
+fn cases(kind: OptimizerKind) -> Vec<Case> {
+    let v: Vec<Case> = optimizer_cases(true).into_iter().filter(|c| matches!(c, Case::Optimizer { opt, .. } if opt.kind == kind)).collect();
+    assert!(!v.is_empty());
+    v
+}
+
+#[test]
+fn sgd_momentum_nesterov() {
+    check_all(&cases(OptimizerKind::Sgd));
+}
+
+#[test]
+fn adagrad() {
+    check_all(&cases(OptimizerKind::Adagrad));
+}
+
+#[test]
+fn adadelta() {
+    check_all(&cases(OptimizerKind::Adadelta));
+}
+
+#[test]
+fn rmsprop() {
+    check_all(&cases(OptimizerKind::Rmsprop));
+}
+
+#[test]
+fn adam() {
+    check_all(&cases(OptimizerKind::Adam));
+}
+
+#[test]
+fn adamw() {
+    check_all(&cases(OptimizerKind::AdamW));
+}
+
+#[test]
+fn clip_grad_norm() {
+    let v: Vec<Case> = optimizer_cases(true).into_iter().filter(|c| matches!(c, Case::ClipGradNorm { .. })).collect();
+    check_all(&v);
+}
+
+/// The CPU twin reproduces hand-computed PyTorch updates (independent of the GPU).
+#[test]
+fn cpu_rules_match_hand_computed_pytorch_steps() {
+    let cpu = Cpu;
+    let run = |opt: Optimizer, grads: &[f32]| -> Vec<f32> {
+        let mut p = cpu.upload(&[1], &[1.0]).unwrap();
+        let mut s1 = cpu.upload(&[1], &[opt.initial_state()]).unwrap();
+        let mut s2 = cpu.zeros(&[1]).unwrap();
+        grads
+            .iter()
+            .enumerate()
+            .map(|(t, &g)| {
+                cpu.optimizer_step(&opt, t as u64 + 1, &mut p, &cpu.upload(&[1], &[g]).unwrap(), &mut s1, &mut s2).unwrap();
+                p.data()[0]
+            })
+            .collect()
+    };
+    let close = |got: Vec<f32>, want: &[f64]| {
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "got {got:?}, want {want:?}");
+        }
+    };
+    // SGD momentum 0.9, lr 0.1: buf 1 -> p 0.9; buf 0.9*1+1 = 1.9 -> p 0.71.
+    let mut sgd = Optimizer::new(OptimizerKind::Sgd);
+    sgd.lr = 0.1;
+    sgd.momentum = 0.9;
+    close(run(sgd, &[1.0, 1.0]), &[0.9, 0.71]);
+    // Nesterov: g + 0.9*buf: step 1: 1 + 0.9 = 1.9 -> p 0.81; step 2: buf 1.9, 1 + 1.71 = 2.71 -> 0.539.
+    sgd.nesterov = true;
+    close(run(sgd, &[1.0, 1.0]), &[0.81, 0.539]);
+    // Adam, lr 1e-3: the first step moves by lr * g/|g| (bias-corrected), ~1e-3.
+    let adam = Optimizer::new(OptimizerKind::Adam);
+    let p = run(adam, &[0.5]);
+    close(p, &[1.0 - 1e-3 * 0.5 / (0.5 + 1e-8)]);
+    // AdamW, lr 1e-3, wd 1e-2: p first shrinks by 1 - 1e-5.
+    let adamw = Optimizer::new(OptimizerKind::AdamW);
+    close(run(adamw, &[0.5]), &[(1.0 - 1e-5) - 1e-3 * 0.5 / (0.5 + 1e-8)]);
+    // Adagrad lr 0.01: sum = g^2, step = lr * g / |g|.
+    close(run(Optimizer::new(OptimizerKind::Adagrad), &[2.0]), &[1.0 - 0.01 * 2.0 / (2.0 + 1e-10)]);
+    // RMSprop lr 0.01, alpha 0.99: sq = 0.01 g^2, step = lr * g / (0.1 |g| + eps) = 0.1.
+    close(run(Optimizer::new(OptimizerKind::Rmsprop), &[3.0]), &[1.0 - 0.01 * 3.0 / (0.1f64 * 3.0 + 1e-8)]);
+    // Adadelta lr 1, rho 0.9, eps 1e-6: sq = 0.1 g^2, delta = sqrt(eps)/sqrt(sq+eps) * g.
+    let g = 2.0f64;
+    close(run(Optimizer::new(OptimizerKind::Adadelta), &[g as f32]), &[1.0 - (1e-6f64).sqrt() / (0.1 * g * g + 1e-6).sqrt() * g]);
+}
+
+#[test]
+fn bad_optimizer_settings_are_errors() {
+    let cpu = Cpu;
+    let mut sgd = Optimizer::new(OptimizerKind::Sgd);
+    sgd.nesterov = true; // without momentum
+    let (mut p, g, mut s1, mut s2) = (cpu.zeros(&[4]).unwrap(), cpu.zeros(&[4]).unwrap(), cpu.zeros(&[4]).unwrap(), cpu.zeros(&[1]).unwrap());
+    let err = cpu.optimizer_step(&sgd, 1, &mut p, &g, &mut s1, &mut s2).unwrap_err().to_string();
+    assert!(err.contains("nesterov"), "{err}");
+    let adam = Optimizer::new(OptimizerKind::Adam);
+    let err = cpu.optimizer_step(&adam, 1, &mut p, &g, &mut s1, &mut s2).unwrap_err().to_string();
+    assert!(err.contains("optimizer_step") && err.contains("state2"), "{err}");
+    let mut bad = Optimizer::new(OptimizerKind::Adam);
+    bad.betas = (0.9, 1.0);
+    assert!(bad.validate().unwrap_err().to_string().contains("beta2"));
+    assert!(OptimizerKind::parse("lion").unwrap_err().to_string().contains("adamw"));
+}

@@ -1,0 +1,151 @@
+//! Optimizer configurations, with PyTorch's `torch.optim` defaults and update rules.
+//! The rules themselves: shaders/optimizer.wgsl (GPU) and src/cpu/optimizer.rs (CPU twin).
+
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// SGD, with optional momentum, dampening and Nesterov momentum.
+    Sgd,
+    Adagrad,
+    Adadelta,
+    Rmsprop,
+    Adam,
+    /// Adam with decoupled weight decay.
+    AdamW,
+}
+
+impl OptimizerKind {
+    pub const ALL: [Self; 6] = [Self::Sgd, Self::Adagrad, Self::Adadelta, Self::Rmsprop, Self::Adam, Self::AdamW];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sgd => "sgd",
+            Self::Adagrad => "adagrad",
+            Self::Adadelta => "adadelta",
+            Self::Rmsprop => "rmsprop",
+            Self::Adam => "adam",
+            Self::AdamW => "adamw",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        let l = s.trim().to_lowercase();
+        Self::ALL.into_iter().find(|k| k.name() == l).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            Error::Invalid(format!("unknown optimizer '{s}': expected one of {}", names.join(", ")))
+        })
+    }
+}
+
+/// An optimizer and its hyperparameters. Fields that do not apply to `kind` are ignored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    pub lr: f32,
+    /// Coupled L2 (added to the gradient) for all but AdamW, where it is decoupled.
+    pub weight_decay: f32,
+    /// SGD and RMSprop momentum.
+    pub momentum: f32,
+    /// SGD dampening.
+    pub dampening: f32,
+    /// SGD Nesterov momentum (needs momentum > 0 and dampening 0).
+    pub nesterov: bool,
+    /// Adam/AdamW (beta1, beta2).
+    pub betas: (f32, f32),
+    pub eps: f32,
+    /// Adadelta's decay of its running averages.
+    pub rho: f32,
+    /// RMSprop's smoothing constant.
+    pub alpha: f32,
+    /// Adagrad's starting sum of squares.
+    pub initial_accumulator_value: f32,
+    /// Adagrad's learning-rate decay.
+    pub lr_decay: f32,
+}
+
+impl Optimizer {
+    /// `kind` with PyTorch's default hyperparameters.
+    pub fn new(kind: OptimizerKind) -> Self {
+        let base = Optimizer {
+            kind,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            rho: 0.9,
+            alpha: 0.99,
+            initial_accumulator_value: 0.0,
+            lr_decay: 0.0,
+        };
+        match kind {
+            OptimizerKind::Sgd => Optimizer { lr: 1e-3, ..base },
+            OptimizerKind::Adagrad => Optimizer { lr: 1e-2, eps: 1e-10, ..base },
+            OptimizerKind::Adadelta => Optimizer { lr: 1.0, eps: 1e-6, ..base },
+            OptimizerKind::Rmsprop => Optimizer { lr: 1e-2, eps: 1e-8, ..base },
+            OptimizerKind::Adam => base,
+            OptimizerKind::AdamW => Optimizer { weight_decay: 1e-2, ..base },
+        }
+    }
+
+    /// Rejects settings PyTorch rejects.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::Invalid(format!("{} optimizer: {what}", self.kind.name())));
+        let finite_nonneg = |name: &str, v: f32| if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::Invalid(format!("{} optimizer: {name} is {v}, expected a finite value >= 0", self.kind.name()))) };
+        finite_nonneg("lr", self.lr)?;
+        finite_nonneg("weight_decay", self.weight_decay)?;
+        finite_nonneg("momentum", self.momentum)?;
+        finite_nonneg("eps", self.eps)?;
+        finite_nonneg("initial_accumulator_value", self.initial_accumulator_value)?;
+        finite_nonneg("lr_decay", self.lr_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return bad(format!("nesterov needs momentum > 0 and dampening 0 (got momentum {}, dampening {})", self.momentum, self.dampening));
+        }
+        for (name, v) in [("beta1", self.betas.0), ("beta2", self.betas.1), ("rho", self.rho), ("alpha", self.alpha)] {
+            if !(0.0..=1.0).contains(&v) || (name.starts_with("beta") && v >= 1.0) {
+                return bad(format!("{name} is {v}, expected a value in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many state tensors (each as long as the parameters) this optimizer keeps.
+    pub fn state_tensors(&self) -> usize {
+        match self.kind {
+            OptimizerKind::Sgd => (self.momentum != 0.0) as usize,
+            OptimizerKind::Adagrad => 1,
+            OptimizerKind::Adadelta | OptimizerKind::Adam | OptimizerKind::AdamW => 2,
+            OptimizerKind::Rmsprop => 1 + (self.momentum != 0.0) as usize,
+        }
+    }
+
+    /// Initial value of the first state tensor (Adagrad's accumulator; 0 otherwise).
+    pub fn initial_state(&self) -> f32 {
+        if self.kind == OptimizerKind::Adagrad { self.initial_accumulator_value } else { 0.0 }
+    }
+
+    /// Per-step scalars that both backends use, so they compute the same f32 values.
+    /// `t` is the 1-based step number.
+    pub fn step_scalars(&self, t: u64) -> StepScalars {
+        let t = t.max(1);
+        let (b1, b2) = (self.betas.0 as f64, self.betas.1 as f64);
+        StepScalars {
+            first_step: t == 1,
+            bias_correction1: (1.0 - b1.powf(t as f64)) as f32,
+            bias_correction2_sqrt: (1.0 - b2.powf(t as f64)).sqrt() as f32,
+            adagrad_lr: (self.lr as f64 / (1.0 + (t - 1) as f64 * self.lr_decay as f64)) as f32,
+        }
+    }
+}
+
+/// Step-dependent values of an update.
+#[derive(Clone, Copy, Debug)]
+pub struct StepScalars {
+    pub first_step: bool,
+    pub bias_correction1: f32,
+    pub bias_correction2_sqrt: f32,
+    pub adagrad_lr: f32,
+}
