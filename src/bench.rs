@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 use crate::gpu::{Gpu, MatmulVariant};
 use crate::ops::MatmulSpec;
+use crate::optim::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::Result;
 
@@ -86,6 +87,36 @@ pub fn matmul_report(gpu: &Gpu, variants: &[MatmulVariant], m: usize, n: usize, 
             r.gflops()
         );
         out.push(r);
+    }
+    Ok(out)
+}
+
+/// One optimizer step over `n` parameters: (kind, timing, GB/s of arena traffic).
+pub fn optimizer_report(gpu: &Gpu, n: usize, runs: usize) -> Result<Vec<(OptimizerKind, Timing, f64)>> {
+    println!("optimizer step over {n} parameters on {} (median of {runs} runs, one dispatch each)", gpu.adapter_name());
+    println!("{:<10} {:>12} {:>10}", "optimizer", "median ms", "GB/s");
+    let mut rng = Rng::new(2);
+    let mut p = gpu.upload(&[n], &rng.vec(n, -1.0, 1.0))?;
+    let g = gpu.upload(&[n], &rng.vec(n, -1.0, 1.0))?;
+    let mut s1 = gpu.zeros(&[n])?;
+    let mut s2 = gpu.zeros(&[n])?;
+    let mut out = Vec::new();
+    for kind in OptimizerKind::ALL {
+        let mut opt = Optimizer::new(kind);
+        if kind == OptimizerKind::Sgd {
+            opt.momentum = 0.9;
+        }
+        let mut t = 0;
+        let timing = time_runs(runs, || {
+            t += 1;
+            gpu.optimizer_step(&opt, t, &mut p, &g, &mut s1, &mut s2)?;
+            gpu.sync()
+        })?;
+        // Bytes moved: param read+write, grad read, each state read+write.
+        let bytes = 4.0 * n as f64 * (3.0 + 2.0 * opt.state_tensors() as f64);
+        let gbs = bytes / timing.median.as_secs_f64() / 1e9;
+        println!("{:<10} {:>12.3} {:>10.2}", kind.name(), timing.median.as_secs_f64() * 1e3, gbs);
+        out.push((kind, timing, gbs));
     }
     Ok(out)
 }

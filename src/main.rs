@@ -52,6 +52,14 @@ enum BenchWhat {
         #[arg(long, default_value = "all")]
         variants: String,
     },
+    /// Time and memory bandwidth of one fused optimizer step, for every optimizer
+    Optimizer {
+        /// Parameters in the arena
+        #[arg(long, default_value_t = 1_000_000)]
+        params: usize,
+        #[arg(long, default_value_t = 9)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -129,6 +137,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let list: Vec<MatmulVariant> =
                 if variants == "all" { MatmulVariant::ALL.to_vec() } else { variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()? };
             wgtrain::bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Optimizer { params, runs } } => {
+            let gpu = gpu(&cli)?;
+            wgtrain::bench::optimizer_report(&gpu, *params, *runs)?;
             Ok(ExitCode::SUCCESS)
         }
     }
