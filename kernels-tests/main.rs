@@ -6,6 +6,7 @@
 
 mod common;
 mod dispatch;
+mod dropout;
 mod elementwise;
 mod errors;
 mod matmul;

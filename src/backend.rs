@@ -5,7 +5,7 @@
 //! reuses them). Shapes are checked by `crate::ops` for both backends alike; a mismatch is an
 //! `Error::Shape` naming the op and the shapes, never a panic.
 
-use crate::ops::MatmulSpec;
+use crate::ops::{DropoutMask, MatmulSpec};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -40,6 +40,9 @@ pub trait Backend {
     fn relu(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
     /// dx = dy * [x > 0]
     fn relu_backward(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// Inverted dropout: out = x / (1 - p) where `mask` keeps the element, else 0. The mask is
+    /// a function of (p, seed, step, index), so the backward is the same call on dy.
+    fn dropout(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>, mask: &DropoutMask) -> Result<()>;
     /// out[0] = sum of all elements of x; `out` has one element.
     fn sum(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
     /// out[0] = sum of x²; `out` has one element.

@@ -131,3 +131,28 @@ pub fn optimizer_shapes(opt: &crate::optim::Optimizer, param: &[usize], grad: &[
     })?;
     Ok(n)
 }
+
+/// Everything that defines a dropout mask: drop probability p, and the (seed, step) it is
+/// drawn for. Both backends derive the same per-step keys from here.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutMask {
+    /// Element i is kept when hash(i) >= threshold = p * 2^32.
+    pub threshold: u32,
+    /// 1 / (1 - p); 0 when p == 1 (everything dropped).
+    pub scale: f32,
+    pub key1: u32,
+    pub key2: u32,
+}
+
+impl DropoutMask {
+    pub fn new(p: f32, seed: u64, step: u64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(crate::Error::Invalid(format!("dropout: p is {p}, expected a probability in [0, 1]")));
+        }
+        use crate::cpu::dropout::mix;
+        let threshold = ((p as f64) * 4_294_967_296.0).min(u32::MAX as f64) as u32;
+        let scale = if p >= 1.0 { 0.0 } else { 1.0 / (1.0 - p) };
+        let k = mix(seed as u32 ^ mix((seed >> 32) as u32 ^ mix(step as u32 ^ mix((step >> 32) as u32))));
+        Ok(Self { threshold, scale, key1: k, key2: mix(k ^ 0x9e37_79b9) })
+    }
+}

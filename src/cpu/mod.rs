@@ -1,6 +1,7 @@
 //! The CPU backend: the reference. Plain loops, one file per op family, named as the shader
 //! they define (`cpu/matmul.rs` <-> `shaders/matmul_v*.wgsl`). Tests compare the GPU to these.
 
+pub mod dropout;
 pub mod elementwise;
 pub mod matmul;
 pub mod optimizer;
@@ -8,7 +9,7 @@ pub mod reduce;
 pub mod relu;
 
 use crate::backend::Backend;
-use crate::ops::{self, MatmulSpec};
+use crate::ops::{self, DropoutMask, MatmulSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{CpuTensor, Tensor};
 use crate::Result;
@@ -81,6 +82,12 @@ impl Backend for Cpu {
     fn relu_backward(&self, x: &CpuTensor, dy: &CpuTensor, dx: &mut CpuTensor) -> Result<()> {
         ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
         relu::relu_backward(&x.storage, &dy.storage, &mut dx.storage);
+        Ok(())
+    }
+
+    fn dropout(&self, x: &CpuTensor, out: &mut CpuTensor, mask: &DropoutMask) -> Result<()> {
+        ops::same_shape("dropout", &[("x", x.shape()), ("out", out.shape())])?;
+        dropout::dropout(mask, &x.storage, &mut out.storage);
         Ok(())
     }
 

@@ -6,11 +6,20 @@
 //! - a tensor larger than one storage binding is processed in chunks, each binding a
 //!   sub-range of the buffers (offsets aligned as the device requires).
 
-use super::kernels::{ElementwiseParams, Kernel, KernelParams, Pipeline};
+use super::kernels::{DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
+use crate::ops::DropoutMask;
 use super::{Bind, Gpu, GpuBuffer, GpuTensor};
 use crate::{Error, Result};
 
 pub const WORKGROUP: u64 = 256;
+
+/// One dispatch of `flat_dispatch`: elements [start, start + len), rows of `row_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct FlatChunk {
+    pub start: u32,
+    pub len: u32,
+    pub row_stride: u32,
+}
 
 /// Grid for `n` invocations in rows of at most `max` workgroups of 256: (groups, row stride).
 pub fn grid_2d(op: &'static str, n: u64, max: u32) -> Result<([u32; 3], u32)> {
@@ -31,7 +40,23 @@ impl Gpu {
         let pipeline = self.pipeline::<ElementwiseParams>(kernel, &[])?;
         let mut bufs: Vec<(&GpuBuffer, bool)> = inputs.iter().map(|t| (t.storage(), true)).collect();
         bufs.push((out.storage(), true));
-        self.flat_dispatch(op, &pipeline, n, &bufs, |len, row_stride| ElementwiseParams { n: len, row_stride, alpha, _pad: 0 })
+        self.flat_dispatch(op, &pipeline, n, &bufs, |c| ElementwiseParams { n: c.len, row_stride: c.row_stride, alpha, _pad: 0 })
+    }
+
+    /// out = x * scale where the mask keeps the element, else 0 (forward on x, backward on dy).
+    pub(crate) fn dropout_impl(&self, x: &GpuTensor, out: &mut GpuTensor, m: &DropoutMask) -> Result<()> {
+        let pipeline = self.pipeline::<DropoutParams>(&super::kernels::DROPOUT, &[])?;
+        let bufs = [(x.storage(), true), (out.storage(), true)];
+        self.flat_dispatch("dropout", &pipeline, x.numel(), &bufs, |c| DropoutParams {
+            n: c.len,
+            row_stride: c.row_stride,
+            threshold: m.threshold,
+            scale: m.scale,
+            key1: m.key1,
+            key2: m.key2,
+            base: c.start,
+            _pad: 0,
+        })
     }
 
     /// Dispatches a kernel that treats its buffers as flat arrays of `n` f32, in chunks that fit
@@ -43,7 +68,7 @@ impl Gpu {
         pipeline: &Pipeline,
         n: usize,
         bufs: &[(&GpuBuffer, bool)],
-        params: impl Fn(u32, u32) -> P,
+        params: impl Fn(FlatChunk) -> P,
     ) -> Result<()> {
         if n == 0 {
             return Ok(());
@@ -60,7 +85,7 @@ impl Gpu {
                 .iter()
                 .map(|&(buf, per_element)| if per_element { Bind { buf, offset: start * 4, size: len * 4 } } else { Bind { buf, offset: 0, size: buf.bytes().max(4) } })
                 .collect();
-            self.dispatch(op, pipeline, &params(len as u32, row_stride), &binds, groups)?;
+            self.dispatch(op, pipeline, &params(FlatChunk { start: start as u32, len: len as u32, row_stride }), &binds, groups)?;
             start += len;
         }
         Ok(())

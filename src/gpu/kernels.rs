@@ -25,7 +25,7 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip"];
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout"];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -75,6 +75,10 @@ kernel_params!(
     }
 );
 kernel_params!(
+    /// shaders/dropout.wgsl
+    DropoutParams { n: u32, row_stride: u32, threshold: u32, scale: f32, key1: u32, key2: u32, base: u32, _pad: u32 }
+);
+kernel_params!(
     /// shaders/reduce.wgsl
     ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
 );
@@ -84,7 +88,7 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
         (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
     }
-    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>()]
+    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>()]
 }
 
 /// Storage binding access.
@@ -118,6 +122,7 @@ pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storag
 pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
+pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };
 pub const SUM_SQUARES: Kernel = Kernel { shader: "reduce", entry: "sum_squares", storage: IN1_OUT };
 pub const CLIP_BY_NORM: Kernel = Kernel { shader: "clip", entry: "clip_by_norm", storage: IN1_OUT };
 const OPT1: &[(u32, Access)] = &[(1, ReadWrite), (2, Read), (3, ReadWrite)];
@@ -129,7 +134,7 @@ pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", stor
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {

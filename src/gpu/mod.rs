@@ -25,7 +25,7 @@ pub use matmul::MatmulVariant;
 pub use pool::{GpuBuffer, Pool};
 
 use crate::backend::Backend;
-use crate::ops::{self, MatmulSpec};
+use crate::ops::{self, DropoutMask, MatmulSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{numel, Tensor};
 use crate::{Error, Result};
@@ -388,6 +388,14 @@ impl Backend for Gpu {
     fn relu_backward(&self, x: &GpuTensor, dy: &GpuTensor, dx: &mut GpuTensor) -> Result<()> {
         let n = ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
         self.elementwise("relu_backward", &kernels::RELU_BACKWARD, n, &[x, dy], dx, 0.0)
+    }
+
+    fn dropout(&self, x: &GpuTensor, out: &mut GpuTensor, mask: &DropoutMask) -> Result<()> {
+        ops::same_shape("dropout", &[("x", x.shape()), ("out", out.shape())])?;
+        if x.numel() as u64 > u32::MAX as u64 {
+            return Err(Error::Limit { op: "dropout", what: "elements (mask indices are u32)".into(), got: x.numel() as u64, limit: u32::MAX as u64 });
+        }
+        self.dropout_impl(x, out, mask)
     }
 
     fn sum(&self, x: &GpuTensor, out: &mut GpuTensor) -> Result<()> {

@@ -27,9 +27,9 @@ impl Gpu {
             bufs.push(state(s2, n));
         }
         let decay = if o.kind == OptimizerKind::Adadelta { o.rho } else { o.alpha };
-        self.flat_dispatch("optimizer_step", &pipeline, n, &bufs, |len, row_stride| OptimizerParams {
-            n: len,
-            row_stride,
+        self.flat_dispatch("optimizer_step", &pipeline, n, &bufs, |c| OptimizerParams {
+            n: c.len,
+            row_stride: c.row_stride,
             first_step: k.first_step as u32,
             nesterov: o.nesterov as u32,
             lr: o.lr,
@@ -51,6 +51,6 @@ impl Gpu {
         self.sum_into(grad, sumsq, true)?;
         let pipeline = self.pipeline::<ElementwiseParams>(&kernels::CLIP_BY_NORM, &[])?;
         let bufs = [(sumsq.storage(), false), (grad.storage(), true)];
-        self.flat_dispatch("clip_grad_norm", &pipeline, grad.numel(), &bufs, |len, row_stride| ElementwiseParams { n: len, row_stride, alpha: max_norm, _pad: 0 })
+        self.flat_dispatch("clip_grad_norm", &pipeline, grad.numel(), &bufs, |c| ElementwiseParams { n: c.len, row_stride: c.row_stride, alpha: max_norm, _pad: 0 })
     }
 }

@@ -28,6 +28,7 @@ pub enum Case {
     ReluBackward { shape: Vec<usize> },
     Sum { shape: Vec<usize> },
     SumSquares { shape: Vec<usize> },
+    Dropout { shape: Vec<usize>, p: f32, seed: u64, step: u64 },
     /// `steps` consecutive updates of `n` parameters with the same gradient sequence.
     Optimizer { opt: Optimizer, n: usize, steps: usize },
     ClipGradNorm { n: usize, max_norm: f32 },
@@ -56,6 +57,7 @@ impl Case {
             Case::ReluBackward { .. } => "relu_backward".into(),
             Case::Sum { .. } => "sum".into(),
             Case::SumSquares { .. } => "sum_squares".into(),
+            Case::Dropout { p, seed, step, .. } => format!("dropout p {p} seed {seed} step {step}"),
             Case::Optimizer { opt, .. } => {
                 let mut extra = vec![format!("lr {}", opt.lr)];
                 if opt.betas != (0.9, 0.999) {
@@ -91,6 +93,7 @@ impl Case {
             Case::Add { shape } | Case::Mul { shape } | Case::Scale { shape, .. } | Case::Relu { shape } | Case::ReluBackward { shape } | Case::Sum { shape } | Case::SumSquares { shape } => {
                 ShapeFmt(shape).to_string()
             }
+            Case::Dropout { shape, .. } => ShapeFmt(shape).to_string(),
             Case::Optimizer { n, steps, .. } => format!("[{n}] x {steps} steps"),
             Case::ClipGradNorm { n, max_norm } => format!("[{n}] max_norm {max_norm}"),
         }
@@ -214,6 +217,16 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             gpu.sum_squares(&gpu.upload(shape, &x)?, &mut got)?;
             (Tolerance::sum(crate::gpu::reduce::sum_depth(n), sum4), gpu.download(&got)?, want.data().to_vec())
         }
+        Case::Dropout { shape, p, seed, step } => {
+            let x = rng.vec(shape.iter().product(), -1.0, 1.0);
+            let mask = crate::ops::DropoutMask::new(*p, *seed, *step)?;
+            let mut want = cpu.zeros(shape)?;
+            cpu.dropout(&cpu.upload(shape, &x)?, &mut want, &mask)?;
+            let mut got = gpu.zeros(shape)?;
+            gpu.dropout(&gpu.upload(shape, &x)?, &mut got, &mask)?;
+            // Same mask bit for bit, and one correctly rounded multiply.
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
         Case::Optimizer { opt, n, steps } => {
             let n = *n;
             let p0 = rng.vec(n, -1.0, 1.0);
@@ -306,6 +319,9 @@ pub fn elementwise_cases(large: bool) -> Vec<Case> {
     }
     if large {
         v.push(Case::Sum { shape: vec![4096 * 1024 + 17] });
+    }
+    for (shape, p, seed, step) in [(vec![1], 0.5, 1, 1), (vec![257], 0.25, 7, 3), (vec![8, 3, 13, 11], 0.5, 7, 4), (vec![100_003], 0.1, 42, 1_000_000), (vec![33], 0.0, 1, 1), (vec![33], 1.0, 1, 1)] {
+        v.push(Case::Dropout { shape, p, seed, step });
     }
     v
 }
