@@ -19,7 +19,13 @@ struct MatmulParams {
     stride_c: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    a_off: u32, // element offsets of A, B and C in their buffers
+    b_off: u32,
+    c_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 override TRANS_A: bool = false;
@@ -39,9 +45,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         return;
     }
     // Element (row, kk) of op(A) is at a_idx + kk * a_step; likewise for op(B).
-    var a_idx = batch * p.stride_a + select(row * p.k, row, TRANS_A);
+    var a_idx = p.a_off + batch * p.stride_a + select(row * p.k, row, TRANS_A);
     let a_step = select(1u, p.m, TRANS_A);
-    var b_idx = batch * p.stride_b + select(col, col * p.k, TRANS_B);
+    var b_idx = p.b_off + batch * p.stride_b + select(col, col * p.k, TRANS_B);
     let b_step = select(p.n, 1u, TRANS_B);
     var acc = 0.0;
     for (var kk = 0u; kk < p.k; kk++) {
@@ -49,7 +55,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         a_idx += a_step;
         b_idx += b_step;
     }
-    let out = batch * p.stride_c + row * p.n + col;
+    let out = p.c_off + batch * p.stride_c + row * p.n + col;
     var v = p.alpha * acc;
     if (p.beta != 0.0) {
         v = fma(p.beta, c[out], v);

@@ -18,7 +18,13 @@ struct MatmulParams {
     stride_c: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    a_off: u32, // element offsets of A, B and C in their buffers
+    b_off: u32,
+    c_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 override TRANS_A: bool = false;
@@ -55,8 +61,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let batch = p.batch_base + wid.z;
     let row0 = p.m_base + wid.y * TM;
     let col0 = p.n_base + wid.x * TN;
-    let a_base = batch * p.stride_a;
-    let b_base = batch * p.stride_b;
+    let a_base = p.a_off + batch * p.stride_a;
+    let b_base = p.b_off + batch * p.stride_b;
     let tid = lid.y * 16u + lid.x;
 
     var acc: array<f32, 16>;
@@ -96,7 +102,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x + 16u * j;
             if (row < p.m && col < p.n) {
-                let out = batch * p.stride_c + row * p.n + col;
+                let out = p.c_off + batch * p.stride_c + row * p.n + col;
                 var v = p.alpha * acc[i * 4u + j];
                 if (p.beta != 0.0) {
                     v = fma(p.beta, c[out], v);

@@ -19,7 +19,13 @@ struct MatmulParams {
     stride_c: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    a_off: u32, // element offsets of A, B and C in their buffers
+    b_off: u32,
+    c_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 override TRANS_A: bool = false;
@@ -43,9 +49,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     var bi: array<u32, 4>;
     for (var i = 0u; i < 4u; i++) {
         let r = min(row0 + i, p.m - 1u);
-        ai[i] = batch * p.stride_a + select(r * p.k, r, TRANS_A);
+        ai[i] = p.a_off + batch * p.stride_a + select(r * p.k, r, TRANS_A);
         let cc = min(col0 + i, p.n - 1u);
-        bi[i] = batch * p.stride_b + select(cc, cc * p.k, TRANS_B);
+        bi[i] = p.b_off + batch * p.stride_b + select(cc, cc * p.k, TRANS_B);
     }
 
     var acc0 = vec4<f32>(0.0);
@@ -68,7 +74,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + j;
             if (row < p.m && col < p.n) {
-                let out = batch * p.stride_c + row * p.n + col;
+                let out = p.c_off + batch * p.stride_c + row * p.n + col;
                 var v = p.alpha * acc[i][j];
                 if (p.beta != 0.0) {
                     v = fma(p.beta, c[out], v);

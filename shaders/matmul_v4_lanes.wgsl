@@ -6,7 +6,8 @@
 //   - each lane owns 8 columns of C (two vec4 blocks, 64 vec4s apart);
 //   - per 4 steps of k a lane issues 8 vec4 loads of B and 8 vec4 loads of A (4 values of k
 //     at once) for 256 multiply-adds: 16 loads where v3 needs 128.
-// Requires K % 4 == 0, N % 4 == 0, neither operand transposed; the host falls back to v3
+// Requires K, N, the offsets and the batch strides to be multiples of 4, and neither operand
+// transposed; the host falls back to v3
 // otherwise (MatmulVariant::applicable).
 //
 //   C[b] = alpha * A[b] * B[b] + beta * C[b]   (see matmul_v1_naive.wgsl for the contract)
@@ -23,7 +24,13 @@ struct MatmulParams {
     stride_c: u32,
     alpha: f32,
     beta: f32,
-    _pad: u32,
+    a_off: u32, // element offsets of A, B and C in their buffers
+    b_off: u32,
+    c_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -50,13 +57,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let row0 = p.m_base + wid.y * ROWS;
 
     // Columns beyond N are clamped for loading and skipped on store.
-    var b_idx = batch * (p.stride_b / 4u) + min(col4, n4 - 1u);
-    var d_idx = batch * (p.stride_b / 4u) + min(col4 + 64u, n4 - 1u);
+    var b_idx = (p.b_off + batch * p.stride_b) / 4u + min(col4, n4 - 1u);
+    var d_idx = (p.b_off + batch * p.stride_b) / 4u + min(col4 + 64u, n4 - 1u);
     var ai: array<u32, ROWS>;
     var acc: array<vec4<f32>, ROWS>;
     var acd: array<vec4<f32>, ROWS>;
     for (var r = 0u; r < ROWS; r++) {
-        ai[r] = (batch * p.stride_a + min(row0 + r, p.m - 1u) * p.k) / 4u;
+        ai[r] = (p.a_off + batch * p.stride_a + min(row0 + r, p.m - 1u) * p.k) / 4u;
         acc[r] = vec4<f32>(0.0);
         acd[r] = vec4<f32>(0.0);
     }
@@ -88,7 +95,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     for (var r = 0u; r < ROWS; r++) {
         let row = row0 + r;
         if (row < p.m) {
-            let base = batch * (p.stride_c / 4u) + row * n4;
+            let base = (p.c_off + batch * p.stride_c) / 4u + row * n4;
             if (col4 < n4) {
                 store(base + col4, acc[r]);
             }

@@ -58,7 +58,8 @@ kernel_params!(
     MatmulParams {
         m: u32, n: u32, k: u32, batch_base: u32,
         m_base: u32, n_base: u32, stride_a: u32, stride_b: u32,
-        stride_c: u32, alpha: f32, beta: f32, _pad: u32,
+        stride_c: u32, alpha: f32, beta: f32, a_off: u32,
+        b_off: u32, c_off: u32, _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
     }
 );
 kernel_params!(

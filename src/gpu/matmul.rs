@@ -2,7 +2,7 @@
 //! CPU twin: src/cpu/matmul.rs. Test: kernels-tests/matmul.rs. Bench: benches/matmul.rs.
 
 use super::kernels::{self, Kernel, MatmulParams};
-use super::{split_grid, Bind, Gpu, GpuContext, GpuTensor};
+use super::{split_grid, Bind, Gpu, GpuBuffer, GpuContext, GpuTensor};
 use crate::ops::{self, MatmulDims, MatmulSpec};
 use crate::{Error, Result};
 
@@ -72,10 +72,16 @@ impl MatmulVariant {
         }
     }
 
-    /// The variant that will actually run: v4 needs K and N multiples of 4 and no transposes.
+    /// The variant that will actually run: v4 needs K, N, the batch strides and the operand
+    /// offsets to be multiples of 4, and no transposes.
     pub fn applicable(self, d: &MatmulDims, spec: MatmulSpec) -> Self {
+        self.applicable_at(d, spec, [0; 3])
+    }
+
+    fn applicable_at(self, d: &MatmulDims, spec: MatmulSpec, offsets: [usize; 3]) -> Self {
+        let aligned = [d.n, d.k, d.stride_a, d.stride_b, d.stride_c].iter().chain(&offsets).all(|v| v % 4 == 0);
         match self {
-            Self::V4Lanes if d.n % 4 != 0 || d.k % 4 != 0 || spec.trans_a || spec.trans_b => Self::V3RegBlock,
+            Self::V4Lanes if !aligned || spec.trans_a || spec.trans_b => Self::V3RegBlock,
             v => v,
         }
     }
@@ -95,24 +101,47 @@ fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Limit { op, what: what.into(), got: v as u64, limit: u32::MAX as u64 })
 }
 
+/// A matrix operand inside a buffer: its first element.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    pub buf: &'a GpuBuffer,
+    pub offset: usize,
+}
+
+impl<'a> Operand<'a> {
+    pub fn of(t: &'a GpuTensor) -> Self {
+        Self { buf: t.storage(), offset: 0 }
+    }
+
+    pub fn at(t: &'a GpuTensor, offset: usize) -> Self {
+        Self { buf: t.storage(), offset }
+    }
+}
+
 impl Gpu {
     /// `Backend::matmul` with an explicit variant (tests and benchmarks check every one).
     pub fn matmul_with(&self, variant: MatmulVariant, a: &GpuTensor, b: &GpuTensor, c: &mut GpuTensor, spec: MatmulSpec) -> Result<()> {
         let d = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
+        self.gemm(variant, Operand::of(a), Operand::of(b), Operand::of(c), &d, spec)
+    }
+
+    /// The matmul every op builds on: operands at element offsets in their buffers, batch
+    /// strides and sizes in `d` (checked by the caller), C written in place.
+    pub(crate) fn gemm(&self, variant: MatmulVariant, a: Operand<'_>, b: Operand<'_>, c: Operand<'_>, d: &MatmulDims, spec: MatmulSpec) -> Result<()> {
         if d.batch * d.m * d.n == 0 {
             return Ok(());
         }
         // Indices in the kernels are u32.
-        for (what, t) in [("elements of a", a.numel()), ("elements of b", b.numel()), ("elements of c", c.numel())] {
-            u32_of("matmul", what, t)?;
+        for (what, buf) in [("elements of a", a.buf), ("elements of b", b.buf), ("elements of c", c.buf)] {
+            u32_of("matmul", what, buf.bytes() as usize / 4)?;
         }
-        let variant = variant.applicable(&d, spec);
+        let variant = variant.applicable_at(d, spec, [a.offset, b.offset, c.offset]);
         let constants = [("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)];
         let constants = if variant == MatmulVariant::V4Lanes { &[][..] } else { &constants[..] };
         let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), constants)?;
         let (tm, tn) = variant.tile();
         let groups = [u32_of("matmul", "column tiles", d.n.div_ceil(tn))?, u32_of("matmul", "row tiles", d.m.div_ceil(tm))?, u32_of("matmul", "batch", d.batch)?];
-        let binds = [Bind::whole(a), Bind::whole(b), Bind::whole(c)];
+        let binds = [Bind::buffer(a.buf), Bind::buffer(b.buf), Bind::buffer(c.buf)];
         for (base, count) in split_grid(groups, self.max_groups()) {
             let params = MatmulParams {
                 m: d.m as u32,
@@ -126,7 +155,10 @@ impl Gpu {
                 stride_c: d.stride_c as u32,
                 alpha: spec.alpha,
                 beta: spec.beta,
-                _pad: 0,
+                a_off: a.offset as u32,
+                b_off: b.offset as u32,
+                c_off: c.offset as u32,
+                ..Default::default()
             };
             self.dispatch("matmul", &pipeline, &params, &binds, count)?;
         }

@@ -46,6 +46,11 @@ impl<'a> Bind<'a> {
     pub fn whole(t: &'a GpuTensor) -> Self {
         Self { buf: &t.storage, offset: 0, size: (t.numel() as u64 * 4).max(4) }
     }
+
+    /// All the bytes requested for `buf`.
+    pub fn buffer(buf: &'a GpuBuffer) -> Self {
+        Self { buf, offset: 0, size: buf.bytes().max(4) }
+    }
 }
 
 type BindKey = (u64, Vec<(u64, u64, u64)>);
