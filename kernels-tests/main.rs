@@ -4,13 +4,16 @@
 //! GPU tests need an adapter (lavapipe is enough). Without one they fail — under CI always,
 //! elsewhere unless WGTRAIN_ALLOW_NO_GPU=1, which makes them skip *loudly*.
 
+mod channel;
 mod common;
+mod conv2d;
 mod dispatch;
 mod dropout;
 mod elementwise;
 mod errors;
 mod matmul;
 mod optimizer;
+mod permute;
 mod pool;
 mod reduce;
 mod relu;

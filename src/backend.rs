@@ -5,7 +5,7 @@
 //! reuses them). Shapes are checked by `crate::ops` for both backends alike; a mismatch is an
 //! `Error::Shape` naming the op and the shapes, never a panic.
 
-use crate::ops::{DropoutMask, MatmulSpec};
+use crate::ops::{Activation, Conv2dSpec, DropoutMask, MatmulSpec};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -30,6 +30,18 @@ pub trait Backend {
     /// c = alpha * op(a) @ op(b) + beta * c; rank 2, or rank 3 with a leading batch dim
     /// (a rank-2 operand is shared by every batch entry).
     fn matmul(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, c: &mut Tensor<Self::Storage>, spec: MatmulSpec) -> Result<()>;
+    /// y = conv2d(x, w) + bias: x [N, C, H, W], w [K, C/groups, KH, KW], y [N, K, OH, OW].
+    fn conv2d(&self, x: &Tensor<Self::Storage>, w: &Tensor<Self::Storage>, bias: Option<&Tensor<Self::Storage>>, y: &mut Tensor<Self::Storage>, spec: Conv2dSpec) -> Result<()>;
+    /// dx = gradient of conv2d with respect to x, from dy.
+    fn conv2d_backward_data(&self, dy: &Tensor<Self::Storage>, w: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, spec: Conv2dSpec) -> Result<()>;
+    /// dw = gradient of conv2d with respect to w, from x and dy.
+    fn conv2d_backward_filter(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dw: &mut Tensor<Self::Storage>, spec: Conv2dSpec) -> Result<()>;
+    /// y = act(y + bias[c]) in place, y [N, C, ...].
+    fn bias_act(&self, y: &mut Tensor<Self::Storage>, bias: &Tensor<Self::Storage>, act: Activation) -> Result<()>;
+    /// dz = dy * act'(z), from the activated output y.
+    fn act_backward(&self, y: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dz: &mut Tensor<Self::Storage>, act: Activation) -> Result<()>;
+    /// out[c] = sum of a[n, c, ...] over every dim but 1 (bias gradients).
+    fn channel_sum(&self, a: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
     /// out = a + b
     fn add(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
     /// out = a * b (element-wise)

@@ -156,3 +156,128 @@ impl DropoutMask {
         Ok(Self { threshold, scale, key1: k, key2: mix(k ^ 0x9e37_79b9) })
     }
 }
+
+/// Options of a 2D convolution (PyTorch's Conv2d): `[h, w]` pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dSpec {
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Default for Conv2dSpec {
+    fn default() -> Self {
+        Self { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// Every size of a convolution, resolved from x [N, C, H, W] and w [K, C/groups, KH, KW].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvDims {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub spec: Conv2dSpec,
+}
+
+impl ConvDims {
+    pub fn groups(&self) -> usize {
+        self.spec.groups
+    }
+    /// Input channels per group.
+    pub fn cg(&self) -> usize {
+        self.c / self.spec.groups
+    }
+    /// Output channels per group.
+    pub fn kg(&self) -> usize {
+        self.k / self.spec.groups
+    }
+    /// Output positions per image.
+    pub fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Rows of the im2col matrix of one group: Cg * KH * KW.
+    pub fn patch(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    /// A 1x1 convolution with stride 1 and no padding is a plain matmul over NCHW.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.spec.stride == [1, 1] && self.spec.padding == [0, 0]
+    }
+    pub fn x_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+    pub fn w_shape(&self) -> [usize; 4] {
+        [self.k, self.cg(), self.kh, self.kw]
+    }
+    pub fn y_shape(&self) -> [usize; 4] {
+        [self.n, self.k, self.oh, self.ow]
+    }
+    /// Multiply-accumulates of the forward pass.
+    pub fn macs(&self) -> usize {
+        self.n * self.k * self.p() * self.patch()
+    }
+}
+
+/// Resolves and checks a convolution's sizes; `op` names the caller in errors.
+pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec) -> Result<ConvDims> {
+    let ([n, c, h, wd], [k, cg, kh, kw]) = (x, w) else {
+        return Err(shape_err(op, format!("x {} and weight {} must both have rank 4 (x [N, C, H, W], weight [K, C/groups, KH, KW])", ShapeFmt(x), ShapeFmt(w))));
+    };
+    let (n, c, h, wd, k, cg, kh, kw) = (*n, *c, *h, *wd, *k, *cg, *kh, *kw);
+    let g = spec.groups;
+    if g == 0 || c % g != 0 || k % g != 0 {
+        return Err(shape_err(op, format!("groups {g} must divide both in-channels {c} and out-channels {k}")));
+    }
+    if cg != c / g {
+        return Err(shape_err(op, format!("x {} with groups {g} needs weight [{k}, {}, {kh}, {kw}], got {}", ShapeFmt(x), c / g, ShapeFmt(w))));
+    }
+    if spec.stride.contains(&0) || spec.dilation.contains(&0) || kh == 0 || kw == 0 {
+        return Err(shape_err(op, format!("stride {:?}, dilation {:?} and kernel [{kh}, {kw}] must be positive", spec.stride, spec.dilation)));
+    }
+    let out = |size: usize, pad: usize, dil: usize, kern: usize, stride: usize| -> Option<usize> {
+        let span = dil * (kern - 1) + 1;
+        (size + 2 * pad).checked_sub(span).map(|v| v / stride + 1)
+    };
+    let (Some(oh), Some(ow)) = (out(h, spec.padding[0], spec.dilation[0], kh, spec.stride[0]), out(wd, spec.padding[1], spec.dilation[1], kw, spec.stride[1])) else {
+        return Err(shape_err(op, format!("kernel [{kh}, {kw}] with dilation {:?} does not fit the padded input {}x{} (padding {:?})", spec.dilation, h, wd, spec.padding)));
+    };
+    Ok(ConvDims { n, c, h, w: wd, k, kh, kw, oh, ow, spec })
+}
+
+/// Checks that `t` has the shape `want`.
+pub fn expect_shape(op: &'static str, name: &str, t: &[usize], want: &[usize]) -> Result<()> {
+    if t != want {
+        return Err(shape_err(op, format!("{name} is {}, expected {}", ShapeFmt(t), ShapeFmt(want))));
+    }
+    Ok(())
+}
+
+/// The activation fused into a bias add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Relu,
+}
+
+/// A tensor [N, C, ...] seen as [N, C, P] for per-channel work (channel = dim 1).
+pub fn channels(op: &'static str, t: &[usize], c_len: usize) -> Result<(usize, usize, usize)> {
+    if t.len() < 2 || t[1] != c_len {
+        return Err(shape_err(op, format!("tensor {} needs channels in dim 1 matching [{c_len}]", ShapeFmt(t))));
+    }
+    Ok((t[0], t[1], t[2..].iter().product()))
+}
+
+/// Checks the three tensors of a convolution call; returns its sizes.
+pub fn conv2d_check(op: &'static str, x: &[usize], w: &[usize], y: &[usize], spec: Conv2dSpec) -> Result<ConvDims> {
+    let d = conv2d_dims(op, x, w, spec)?;
+    expect_shape(op, "y (dy)", y, &d.y_shape())?;
+    Ok(d)
+}

@@ -1,15 +1,18 @@
 //! The CPU backend: the reference. Plain loops, one file per op family, named as the shader
 //! they define (`cpu/matmul.rs` <-> `shaders/matmul_v*.wgsl`). Tests compare the GPU to these.
 
+pub mod channel;
+pub mod conv2d;
 pub mod dropout;
 pub mod elementwise;
 pub mod matmul;
 pub mod optimizer;
+pub mod permute;
 pub mod reduce;
 pub mod relu;
 
 use crate::backend::Backend;
-use crate::ops::{self, DropoutMask, MatmulSpec};
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{CpuTensor, Tensor};
 use crate::Result;
@@ -52,6 +55,45 @@ impl Backend for Cpu {
     fn matmul(&self, a: &CpuTensor, b: &CpuTensor, c: &mut CpuTensor, spec: MatmulSpec) -> Result<()> {
         let dims = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
         matmul::matmul(&a.storage, &b.storage, &mut c.storage, &dims, spec);
+        Ok(())
+    }
+
+    fn conv2d(&self, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>, y: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d_check("conv2d", x.shape(), w.shape(), y.shape(), spec)?;
+        if let Some(b) = bias {
+            ops::expect_shape("conv2d", "bias", b.shape(), &[d.k])?;
+        }
+        conv2d::forward(&x.storage, &w.storage, bias.map(|b| b.data()), &mut y.storage, &d);
+        Ok(())
+    }
+
+    fn conv2d_backward_data(&self, dy: &CpuTensor, w: &CpuTensor, dx: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d_check("conv2d_backward_data", dx.shape(), w.shape(), dy.shape(), spec)?;
+        conv2d::backward_data(&dy.storage, &w.storage, &mut dx.storage, &d);
+        Ok(())
+    }
+
+    fn conv2d_backward_filter(&self, x: &CpuTensor, dy: &CpuTensor, dw: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d_check("conv2d_backward_filter", x.shape(), dw.shape(), dy.shape(), spec)?;
+        conv2d::backward_filter(&x.storage, &dy.storage, &mut dw.storage, &d);
+        Ok(())
+    }
+
+    fn bias_act(&self, y: &mut CpuTensor, bias: &CpuTensor, act: Activation) -> Result<()> {
+        let (_, c, p) = ops::channels("bias_act", y.shape(), bias.numel())?;
+        channel::bias_act(&mut y.storage, &bias.storage, c, p, act);
+        Ok(())
+    }
+
+    fn act_backward(&self, y: &CpuTensor, dy: &CpuTensor, dz: &mut CpuTensor, act: Activation) -> Result<()> {
+        ops::same_shape("act_backward", &[("y", y.shape()), ("dy", dy.shape()), ("dz", dz.shape())])?;
+        channel::act_backward(&y.storage, &dy.storage, &mut dz.storage, act);
+        Ok(())
+    }
+
+    fn channel_sum(&self, a: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        let (n, c, p) = ops::channels("channel_sum", a.shape(), out.numel())?;
+        channel::channel_sum(&a.storage, n, c, p, 1.0, &mut out.storage);
         Ok(())
     }
 

@@ -25,7 +25,7 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout"];
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout", "im2col", "col2im", "permute", "bias_act", "channel"];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -80,6 +80,25 @@ kernel_params!(
     DropoutParams { n: u32, row_stride: u32, threshold: u32, scale: f32, key1: u32, key2: u32, base: u32, _pad: u32 }
 );
 kernel_params!(
+    /// shaders/im2col.wgsl, shaders/col2im.wgsl
+    ConvParams {
+        n: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32, oh: u32, ow: u32, sh: u32, sw: u32,
+        ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, _pad0: u32, _pad1: u32,
+    }
+);
+kernel_params!(
+    /// shaders/permute.wgsl
+    PermuteParams { d0: u32, d1: u32, d2: u32, s0: u32, s1: u32, s2: u32, total: u32, row_stride: u32, in_off: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+);
+kernel_params!(
+    /// shaders/bias_act.wgsl
+    BiasActParams { total: u32, row_stride: u32, c: u32, p: u32, act: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+);
+kernel_params!(
+    /// shaders/channel.wgsl
+    ChannelParams { n: u32, c: u32, p: u32, scale: f32 }
+);
+kernel_params!(
     /// shaders/reduce.wgsl
     ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
 );
@@ -89,7 +108,7 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
         (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
     }
-    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>()]
+    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>(), one::<ConvParams>(), one::<PermuteParams>(), one::<BiasActParams>(), one::<ChannelParams>()]
 }
 
 /// Storage binding access.
@@ -123,6 +142,15 @@ pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storag
 pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
+pub const IM2COL: Kernel = Kernel { shader: "im2col", entry: "im2col", storage: IN1_OUT };
+pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", storage: IN1_OUT };
+pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
+pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", storage: IN1_OUT };
+pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
+pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backward", storage: IN2_OUT };
+pub const CHANNEL_SUM: Kernel = Kernel { shader: "channel", entry: "channel_sum", storage: IN1_OUT };
+pub const CHANNEL_SUM_SQ_DEV: Kernel = Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
+pub const CHANNEL_SUM_PROD_DEV: Kernel = Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
 pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };
 pub const SUM_SQUARES: Kernel = Kernel { shader: "reduce", entry: "sum_squares", storage: IN1_OUT };
 pub const CLIP_BY_NORM: Kernel = Kernel { shader: "clip", entry: "clip_by_norm", storage: IN1_OUT };
@@ -135,7 +163,7 @@ pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", stor
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {

@@ -8,11 +8,14 @@
 //! Op families live in their own files, named as their shaders: matmul.rs, elementwise.rs
 //! (with ReLU), reduce.rs.
 
+pub mod channel;
 pub mod context;
+pub mod conv2d;
 pub mod elementwise;
 pub mod kernels;
 pub mod matmul;
 pub mod optimizer;
+pub mod permute;
 pub mod pool;
 pub mod reduce;
 
@@ -25,7 +28,7 @@ pub use matmul::MatmulVariant;
 pub use pool::{GpuBuffer, Pool};
 
 use crate::backend::Backend;
-use crate::ops::{self, DropoutMask, MatmulSpec};
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{numel, Tensor};
 use crate::{Error, Result};
@@ -368,6 +371,39 @@ impl Backend for Gpu {
 
     fn matmul(&self, a: &GpuTensor, b: &GpuTensor, c: &mut GpuTensor, spec: MatmulSpec) -> Result<()> {
         self.matmul_with(self.matmul_variant, a, b, c, spec)
+    }
+
+    fn conv2d(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, y: &mut GpuTensor, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d_check("conv2d", x.shape(), w.shape(), y.shape(), spec)?;
+        if let Some(b) = bias {
+            ops::expect_shape("conv2d", "bias", b.shape(), &[d.k])?;
+        }
+        self.conv2d_impl(x, w, bias, y, &d)
+    }
+
+    fn conv2d_backward_data(&self, dy: &GpuTensor, w: &GpuTensor, dx: &mut GpuTensor, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d_check("conv2d_backward_data", dx.shape(), w.shape(), dy.shape(), spec)?;
+        self.conv2d_backward_data_impl(dy, w, dx, &d)
+    }
+
+    fn conv2d_backward_filter(&self, x: &GpuTensor, dy: &GpuTensor, dw: &mut GpuTensor, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d_check("conv2d_backward_filter", x.shape(), dw.shape(), dy.shape(), spec)?;
+        self.conv2d_backward_filter_impl(x, dy, dw, &d)
+    }
+
+    fn bias_act(&self, y: &mut GpuTensor, bias: &GpuTensor, act: Activation) -> Result<()> {
+        let (_, c, p) = ops::channels("bias_act", y.shape(), bias.numel())?;
+        self.bias_act_impl(y, bias, (c, p), act)
+    }
+
+    fn act_backward(&self, y: &GpuTensor, dy: &GpuTensor, dz: &mut GpuTensor, act: Activation) -> Result<()> {
+        ops::same_shape("act_backward", &[("y", y.shape()), ("dy", dy.shape()), ("dz", dz.shape())])?;
+        self.act_backward_impl(y, dy, dz, act)
+    }
+
+    fn channel_sum(&self, a: &GpuTensor, out: &mut GpuTensor) -> Result<()> {
+        let dims = ops::channels("channel_sum", a.shape(), out.numel())?;
+        self.channel_reduce(&kernels::CHANNEL_SUM, a, None, None, dims, 1.0, out)
     }
 
     fn add(&self, a: &GpuTensor, b: &GpuTensor, out: &mut GpuTensor) -> Result<()> {

@@ -11,7 +11,7 @@ pub use tolerance::{Comparison, Tolerance};
 use crate::backend::Backend;
 use crate::cpu::Cpu;
 use crate::gpu::{Gpu, MatmulVariant};
-use crate::ops::MatmulSpec;
+use crate::ops::{Activation, Conv2dSpec, MatmulSpec};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
@@ -32,6 +32,19 @@ pub enum Case {
     /// `steps` consecutive updates of `n` parameters with the same gradient sequence.
     Optimizer { opt: Optimizer, n: usize, steps: usize },
     ClipGradNorm { n: usize, max_norm: f32 },
+    Conv2d { x: [usize; 4], k: usize, kernel: [usize; 2], spec: Conv2dSpec, bias: bool, pass: ConvPass },
+    BiasAct { shape: Vec<usize>, act: Activation },
+    ActBackward { shape: Vec<usize>, act: Activation },
+    ChannelSum { shape: Vec<usize> },
+    Permute { d: [usize; 3], order: [usize; 3] },
+}
+
+/// Which result of a convolution a case checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    Forward,
+    BackwardData,
+    BackwardFilter,
 }
 
 impl Case {
@@ -81,6 +94,34 @@ impl Case {
                 format!("{} {}", opt.kind.name(), extra.join(" "))
             }
             Case::ClipGradNorm { .. } => "clip_grad_norm".into(),
+            Case::Conv2d { pass, spec, kernel, bias, .. } => {
+                let name = match pass {
+                    ConvPass::Forward => "conv2d",
+                    ConvPass::BackwardData => "conv2d_backward_data",
+                    ConvPass::BackwardFilter => "conv2d_backward_filter",
+                };
+                let mut s = format!("{name} {}x{}", kernel[0], kernel[1]);
+                if spec.stride != [1, 1] {
+                    s += &format!(" s{:?}", spec.stride);
+                }
+                if spec.padding != [0, 0] {
+                    s += &format!(" p{:?}", spec.padding);
+                }
+                if spec.dilation != [1, 1] {
+                    s += &format!(" d{:?}", spec.dilation);
+                }
+                if spec.groups != 1 {
+                    s += &format!(" g{}", spec.groups);
+                }
+                if *bias && *pass == ConvPass::Forward {
+                    s += " +bias";
+                }
+                s.replace(", ", ",")
+            }
+            Case::BiasAct { act, .. } => format!("bias_act {act:?}"),
+            Case::ActBackward { act, .. } => format!("act_backward {act:?}"),
+            Case::ChannelSum { .. } => "channel_sum".into(),
+            Case::Permute { order, .. } => format!("permute {order:?}"),
         }
     }
 
@@ -96,6 +137,9 @@ impl Case {
             Case::Dropout { shape, .. } => ShapeFmt(shape).to_string(),
             Case::Optimizer { n, steps, .. } => format!("[{n}] x {steps} steps"),
             Case::ClipGradNorm { n, max_norm } => format!("[{n}] max_norm {max_norm}"),
+            Case::Conv2d { x, k, .. } => format!("{} -> {k}", ShapeFmt(x)),
+            Case::BiasAct { shape, .. } | Case::ActBackward { shape, .. } | Case::ChannelSum { shape } => ShapeFmt(shape).to_string(),
+            Case::Permute { d, .. } => ShapeFmt(d).to_string(),
         }
     }
 }
@@ -250,6 +294,85 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             }
             (Tolerance::optimizer(*steps), got, want)
         }
+        Case::Conv2d { x: xs, k, kernel, spec, bias, pass } => {
+            let ws = [*k, xs[1] / spec.groups.max(1), kernel[0], kernel[1]];
+            let d = crate::ops::conv2d_dims("conv2d", xs, &ws, *spec)?;
+            let ys = d.y_shape();
+            let x = rng.vec(xs.iter().product(), -1.0, 1.0);
+            let w = rng.vec(ws.iter().product(), -1.0, 1.0);
+            let dy = rng.vec(ys.iter().product(), -1.0, 1.0);
+            let b = rng.vec(*k, -1.0, 1.0);
+            let (want, got, terms) = match pass {
+                ConvPass::Forward => {
+                    let mut want = cpu.zeros(&ys)?;
+                    let cb = cpu.upload(&[*k], &b)?;
+                    cpu.conv2d(&cpu.upload(xs, &x)?, &cpu.upload(&ws, &w)?, bias.then_some(&cb), &mut want, *spec)?;
+                    let mut got = gpu.zeros(&ys)?;
+                    let gb = gpu.upload(&[*k], &b)?;
+                    gpu.conv2d(&gpu.upload(xs, &x)?, &gpu.upload(&ws, &w)?, bias.then_some(&gb), &mut got, *spec)?;
+                    (want, got, d.patch() + 1)
+                }
+                ConvPass::BackwardData => {
+                    let mut want = cpu.zeros(xs)?;
+                    cpu.conv2d_backward_data(&cpu.upload(&ys, &dy)?, &cpu.upload(&ws, &w)?, &mut want, *spec)?;
+                    let mut got = gpu.zeros(xs)?;
+                    gpu.conv2d_backward_data(&gpu.upload(&ys, &dy)?, &gpu.upload(&ws, &w)?, &mut got, *spec)?;
+                    (want, got, d.kg() * d.kh * d.kw)
+                }
+                ConvPass::BackwardFilter => {
+                    let mut want = cpu.zeros(&ws)?;
+                    cpu.conv2d_backward_filter(&cpu.upload(xs, &x)?, &cpu.upload(&ys, &dy)?, &mut want, *spec)?;
+                    let mut got = gpu.zeros(&ws)?;
+                    gpu.conv2d_backward_filter(&gpu.upload(xs, &x)?, &gpu.upload(&ys, &dy)?, &mut got, *spec)?;
+                    (want, got, d.n * d.p())
+                }
+            };
+            (Tolerance::dot(terms, 1.0), gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::BiasAct { shape, act } => {
+            let y = rng.vec(shape.iter().product(), -1.0, 1.0);
+            let b = rng.vec(shape[1], -1.0, 1.0);
+            let mut want = cpu.upload(shape, &y)?;
+            cpu.bias_act(&mut want, &cpu.upload(&[shape[1]], &b)?, *act)?;
+            let mut got = gpu.upload(shape, &y)?;
+            gpu.bias_act(&mut got, &gpu.upload(&[shape[1]], &b)?, *act)?;
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::ActBackward { shape, act } => {
+            let n = shape.iter().product();
+            let (y, dy) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+            let mut want = cpu.zeros(shape)?;
+            cpu.act_backward(&cpu.upload(shape, &y)?, &cpu.upload(shape, &dy)?, &mut want, *act)?;
+            let mut got = gpu.zeros(shape)?;
+            gpu.act_backward(&gpu.upload(shape, &y)?, &gpu.upload(shape, &dy)?, &mut got, *act)?;
+            (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::ChannelSum { shape } => {
+            let x = rng.vec(shape.iter().product(), -1.0, 1.0);
+            let per_channel = shape.iter().product::<usize>() / shape[1];
+            let mut want = cpu.zeros(&[shape[1]])?;
+            cpu.channel_sum(&cpu.upload(shape, &x)?, &mut want)?;
+            let mut got = gpu.zeros(&[shape[1]])?;
+            gpu.channel_sum(&gpu.upload(shape, &x)?, &mut got)?;
+            // One workgroup per channel: a strided run of per_channel/256 then an 8-level tree.
+            (Tolerance::sum(per_channel.div_ceil(256) + 8, per_channel as f64 / 3.0), gpu.download(&got)?, want.data().to_vec())
+        }
+        Case::Permute { d, order } => {
+            // Output axes in `order`; s[axis] = stride of input axis in the output.
+            let out_dims = [d[order[0]], d[order[1]], d[order[2]]];
+            let mut s = [0usize; 3];
+            for (pos, &axis) in order.iter().enumerate() {
+                s[axis] = out_dims[pos + 1..].iter().product();
+            }
+            let n = d.iter().product();
+            let x = rng.vec(n, -1.0, 1.0);
+            let mut want = vec![0.0; n];
+            crate::cpu::permute::permute3(&x, *d, s, &mut want);
+            let src = gpu.upload(&[n], &x)?;
+            let dst = gpu.zeros(&[n])?;
+            gpu.permute3(src.storage(), 0, *d, s, dst.storage())?;
+            (Tolerance::EXACT, gpu.download(&dst)?, want)
+        }
         Case::ClipGradNorm { n, max_norm } => {
             let g = rng.vec(*n, -1.0, 1.0);
             let sum4: f64 = g.iter().map(|&v| (v as f64).powi(4)).sum();
@@ -388,10 +511,60 @@ pub fn optimizer_cases(large: bool) -> Vec<Case> {
     v
 }
 
+/// Convolutions with awkward shapes: batch 1, odd sizes, stride 2 on odd sizes, channels that
+/// are not multiples of any tile, 7x7 stride 2 pad 3, dilation, groups up to depthwise, the
+/// direct 1x1 path (with and without groups), a 1x1 that needs im2col, asymmetric options.
+pub fn conv_cases(large: bool) -> Vec<Case> {
+    let spec = |s: [usize; 2], p: [usize; 2], d: [usize; 2], g: usize| Conv2dSpec { stride: s, padding: p, dilation: d, groups: g };
+    let mut shapes = vec![
+        ([1, 1, 5, 5], 1, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        ([2, 3, 7, 9], 5, [3, 3], spec([2, 2], [1, 1], [1, 1], 1)),
+        ([3, 4, 11, 11], 6, [7, 7], spec([2, 2], [3, 3], [1, 1], 1)),
+        ([2, 6, 9, 9], 6, [3, 3], spec([1, 1], [1, 1], [1, 1], 6)),
+        ([2, 4, 8, 8], 6, [3, 3], spec([1, 1], [2, 2], [2, 2], 2)),
+        ([3, 8, 7, 7], 12, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
+        ([2, 8, 9, 9], 4, [1, 1], spec([2, 2], [0, 0], [1, 1], 1)),
+        ([2, 16, 10, 10], 8, [1, 1], spec([1, 1], [0, 0], [1, 1], 2)),
+        ([4, 32, 8, 8], 32, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        ([1, 5, 13, 6], 7, [5, 3], spec([2, 1], [2, 0], [1, 1], 1)),
+    ];
+    if large {
+        shapes.push(([8, 16, 32, 32], 16, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)));
+    }
+    let mut v = Vec::new();
+    for (x, k, kernel, spec) in shapes {
+        for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+            v.push(Case::Conv2d { x, k, kernel, spec, bias: x[0] != 3, pass });
+        }
+    }
+    v
+}
+
+/// Bias + activation, its backward, per-channel sums and permutes.
+pub fn channel_cases(large: bool) -> Vec<Case> {
+    let mut v = Vec::new();
+    for shape in [vec![1, 1], vec![3, 7], vec![2, 5, 3, 3], vec![4, 33, 7, 9]] {
+        for act in [Activation::Identity, Activation::Relu] {
+            v.push(Case::BiasAct { shape: shape.clone(), act });
+            v.push(Case::ActBackward { shape: shape.clone(), act });
+        }
+        v.push(Case::ChannelSum { shape });
+    }
+    if large {
+        v.push(Case::ChannelSum { shape: vec![64, 3, 32, 32] });
+    }
+    for (d, order) in [([1, 1, 1], [0, 2, 1]), ([3, 5, 7], [0, 2, 1]), ([4, 6, 13], [1, 0, 2]), ([2, 3, 4], [2, 1, 0])] {
+        v.push(Case::Permute { d, order });
+    }
+    v
+}
+
 /// Everything `wgtrain verify` runs: every matmul variant, then the other ops.
 pub fn suite(large: bool) -> Vec<Case> {
     let mut v: Vec<Case> = MatmulVariant::ALL.iter().flat_map(|&var| matmul_cases(var, large)).collect();
     v.extend(elementwise_cases(large));
     v.extend(optimizer_cases(large));
+    v.extend(conv_cases(large));
+    v.extend(channel_cases(large));
     v
 }

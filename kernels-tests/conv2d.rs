@@ -1,0 +1,111 @@
+//! The convolution — shaders/im2col.wgsl, shaders/col2im.wgsl and the matmuls between them —
+//! against the direct loops of src/cpu/conv2d.rs: forward, backward-data, backward-filter.
+
+use wgtrain::ops::conv2d_dims;
+use wgtrain::rng::Rng;
+use wgtrain::verify::{conv_cases, Case, ConvPass};
+use wgtrain::{Backend, Conv2dSpec, Cpu, Error, GpuOptions};
+
+use crate::common::{check_all, gpu, open};
+
+fn cases(pass: ConvPass) -> Vec<Case> {
+    conv_cases(true).into_iter().filter(|c| matches!(c, Case::Conv2d { pass: p, .. } if *p == pass)).collect()
+}
+
+#[test]
+fn conv2d_forward() {
+    check_all(&cases(ConvPass::Forward));
+}
+
+#[test]
+fn conv2d_backward_data() {
+    check_all(&cases(ConvPass::BackwardData));
+}
+
+#[test]
+fn conv2d_backward_filter() {
+    check_all(&cases(ConvPass::BackwardFilter));
+}
+
+#[test]
+fn pointwise_path_is_taken_only_when_valid() {
+    let spec = |stride, padding| Conv2dSpec { stride, padding, ..Default::default() };
+    assert!(conv2d_dims("t", &[2, 8, 5, 5], &[4, 8, 1, 1], spec([1, 1], [0, 0])).unwrap().is_pointwise());
+    assert!(!conv2d_dims("t", &[2, 8, 5, 5], &[4, 8, 1, 1], spec([2, 2], [0, 0])).unwrap().is_pointwise());
+    assert!(!conv2d_dims("t", &[2, 8, 5, 5], &[4, 8, 1, 1], spec([1, 1], [1, 1])).unwrap().is_pointwise());
+    assert!(!conv2d_dims("t", &[2, 8, 5, 5], &[4, 8, 3, 3], spec([1, 1], [0, 0])).unwrap().is_pointwise());
+}
+
+/// With a tiny binding limit the column buffer holds one image at a time: many chunks, same
+/// results (and the backward-filter accumulates across chunks).
+#[test]
+fn chunked_convolution_matches() {
+    if gpu().is_none() {
+        return;
+    }
+    let Some(small) = open(&GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() }) else { return };
+    let cpu = Cpu;
+    let spec = Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 2 };
+    let (xs, ws) = ([5, 4, 12, 12], [6, 2, 3, 3]); // one image's columns: 4*9*144*4 = 20 KiB
+    let d = conv2d_dims("t", &xs, &ws, spec).unwrap();
+    let mut rng = Rng::new(11);
+    let x = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let w = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let dy = rng.vec(d.y_shape().iter().product(), -1.0, 1.0);
+    let close = |got: Vec<f32>, want: &[f32], what: &str| {
+        let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: max error {worst}");
+    };
+    let mut y = cpu.zeros(&d.y_shape()).unwrap();
+    cpu.conv2d(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&ws, &w).unwrap(), None, &mut y, spec).unwrap();
+    let mut gy = small.zeros(&d.y_shape()).unwrap();
+    small.conv2d(&small.upload(&xs, &x).unwrap(), &small.upload(&ws, &w).unwrap(), None, &mut gy, spec).unwrap();
+    close(small.download(&gy).unwrap(), y.data(), "forward");
+
+    let mut dx = cpu.zeros(&xs).unwrap();
+    cpu.conv2d_backward_data(&cpu.upload(&d.y_shape(), &dy).unwrap(), &cpu.upload(&ws, &w).unwrap(), &mut dx, spec).unwrap();
+    let mut gdx = small.zeros(&xs).unwrap();
+    small.conv2d_backward_data(&small.upload(&d.y_shape(), &dy).unwrap(), &small.upload(&ws, &w).unwrap(), &mut gdx, spec).unwrap();
+    close(small.download(&gdx).unwrap(), dx.data(), "backward data");
+
+    let mut dw = cpu.zeros(&ws).unwrap();
+    cpu.conv2d_backward_filter(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&d.y_shape(), &dy).unwrap(), &mut dw, spec).unwrap();
+    let mut gdw = small.zeros(&ws).unwrap();
+    small.conv2d_backward_filter(&small.upload(&xs, &x).unwrap(), &small.upload(&d.y_shape(), &dy).unwrap(), &mut gdw, spec).unwrap();
+    close(small.download(&gdw).unwrap(), dw.data(), "backward filter");
+
+    // An image whose columns alone exceed the limit is refused clearly.
+    let big = small.zeros(&[1, 64, 32, 32]).unwrap();
+    let wb = small.zeros(&[8, 64, 3, 3]).unwrap();
+    let mut yb = small.zeros(&[1, 8, 30, 30]).unwrap();
+    let err = small.conv2d(&big, &wb, None, &mut yb, Conv2dSpec::default()).unwrap_err();
+    assert!(matches!(err, Error::Limit { .. }) && err.to_string().contains("column buffer"), "{err}");
+}
+
+fn bad_conv<B: Backend>(be: &B) {
+    let t = |s: &[usize]| be.zeros(s).unwrap();
+    let g2 = Conv2dSpec { groups: 2, ..Default::default() };
+    let msg = |r: wgtrain::Result<()>| r.unwrap_err().to_string();
+    let m = msg(be.conv2d(&t(&[1, 3, 8, 8]), &t(&[4, 3, 3, 3]), None, &mut t(&[1, 4, 6, 6]), g2));
+    assert!(m.contains("groups 2") && m.contains("3"), "{m}");
+    let m = msg(be.conv2d(&t(&[1, 4, 8, 8]), &t(&[4, 4, 3, 3]), None, &mut t(&[1, 4, 6, 6]), g2));
+    assert!(m.contains("[4, 2, 3, 3]"), "{m}");
+    let m = msg(be.conv2d(&t(&[1, 3, 2, 2]), &t(&[4, 3, 5, 5]), None, &mut t(&[1, 4, 1, 1]), Conv2dSpec::default()));
+    assert!(m.contains("does not fit"), "{m}");
+    let m = msg(be.conv2d(&t(&[1, 3, 8, 8]), &t(&[4, 3, 3, 3]), None, &mut t(&[1, 4, 8, 8]), Conv2dSpec::default()));
+    assert!(m.starts_with("conv2d") && m.contains("[1, 4, 6, 6]"), "{m}");
+    let m = msg(be.conv2d(&t(&[1, 3, 8, 8]), &t(&[4, 3, 3, 3]), Some(&t(&[3])), &mut t(&[1, 4, 6, 6]), Conv2dSpec::default()));
+    assert!(m.contains("bias"), "{m}");
+    let m = msg(be.conv2d(&t(&[3, 8, 8]), &t(&[4, 3, 3, 3]), None, &mut t(&[1, 4, 6, 6]), Conv2dSpec::default()));
+    assert!(m.contains("rank 4"), "{m}");
+    let m = msg(be.conv2d_backward_filter(&t(&[2, 3, 8, 8]), &t(&[2, 4, 5, 5]), &mut t(&[4, 3, 3, 3]), Conv2dSpec::default()));
+    assert!(m.starts_with("conv2d_backward_filter") && m.contains("[2, 4, 6, 6]"), "{m}");
+}
+
+#[test]
+fn bad_convolutions_are_errors() {
+    bad_conv(&Cpu);
+    if let Some(gpu) = gpu() {
+        bad_conv(gpu);
+    }
+}

@@ -1,0 +1,47 @@
+// bias_act — a bias add fused with the activation that follows it, and that activation's
+// backward, over [N, C, P] (channel = dim 1; P = 1 for a linear layer's [N, C]).
+//   bias_act:     y = act(y + bias[c])                      (in place on the layer output)
+//   act_backward: dz = dy * act'(z), read off the activated y: ReLU passes where y > 0
+// The bias gradient is then channel.wgsl's channel_sum of dz.
+// act: 0 identity, 1 ReLU. Host side: src/gpu/channel.rs. CPU twin: src/cpu/channel.rs.
+
+struct BiasActParams {
+    total: u32,
+    row_stride: u32,
+    c: u32,
+    p: u32,
+    act: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: BiasActParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+fn activate(z: f32) -> f32 {
+    if (p.act == 1u) {
+        return max(z, 0.0);
+    }
+    return z;
+}
+
+// out = act(out + a[c]); a is the bias.
+@compute @workgroup_size(256, 1, 1)
+fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_stride + gid.x;
+    if (i < p.total) {
+        out[i] = activate(out[i] + a[(i / p.p) % p.c]);
+    }
+}
+
+// out = dz = b (dy) where the activation passed a (y), else 0.
+@compute @workgroup_size(256, 1, 1)
+fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_stride + gid.x;
+    if (i < p.total) {
+        out[i] = select(b[i], select(0.0, b[i], a[i] > 0.0), p.act == 1u);
+    }
+}

@@ -1,0 +1,73 @@
+// channel — per-channel reductions over a tensor seen as [N, C, P] (channel = dim 1): one
+// workgroup per channel; each invocation sums a strided run of the channel's N*P values,
+// then the workgroup combines its 256 sums by a tree. Used by bias gradients, batch norm
+// statistics and batch norm's backward.
+//   channel_sum:         out[c] = scale * sum a
+//   channel_sum_sq_dev:  out[c] = scale * sum (a - m[c])^2
+//   channel_sum_prod_dev: out[c] = scale * sum b * (a - m[c])
+// Host side: src/gpu/channel.rs. CPU twin: src/cpu/channel.rs.
+
+struct ChannelParams {
+    n: u32,
+    c: u32,
+    p: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: ChannelParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> m: array<f32>;
+
+var<workgroup> scratch: array<f32, 256>;
+
+fn finish(lid: u32, ch: u32, acc: f32) {
+    scratch[lid] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            scratch[lid] += scratch[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        out[ch] = p.scale * scratch[0];
+    }
+}
+
+// Index of the i-th value (over N*P) of channel ch.
+fn at(ch: u32, i: u32) -> u32 {
+    return ((i / p.p) * p.c + ch) * p.p + i % p.p;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn channel_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    var acc = 0.0;
+    for (var i = lid.x; i < p.n * p.p; i += 256u) {
+        acc += a[at(wid.x, i)];
+    }
+    finish(lid.x, wid.x, acc);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn channel_sum_sq_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let mean = m[wid.x];
+    var acc = 0.0;
+    for (var i = lid.x; i < p.n * p.p; i += 256u) {
+        let d = a[at(wid.x, i)] - mean;
+        acc = fma(d, d, acc);
+    }
+    finish(lid.x, wid.x, acc);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn channel_sum_prod_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let mean = m[wid.x];
+    var acc = 0.0;
+    for (var i = lid.x; i < p.n * p.p; i += 256u) {
+        let k = at(wid.x, i);
+        acc = fma(b[k], a[k] - mean, acc);
+    }
+    finish(lid.x, wid.x, acc);
+}

@@ -1,0 +1,78 @@
+// im2col — unfolds image patches into matrix columns so a convolution becomes a matmul.
+//   im2col:   col [n, C*KH*KW, OH*OW]          row (c, i, j), column (oh, ow)
+//             col = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 outside the image
+//             (the rows of one group are contiguous: the forward GEMM is W_g @ col_g)
+//   im2col_t: colT [groups, n, OH*OW, Cg*KH*KW]  the same values, transposed per group
+//             (the backward-filter GEMM is dy_g[K_g, n*P] @ colT_g[n*P, Cg*KH*KW])
+// One invocation per output element, 2D grid. x is read from element x_off (the first image
+// of this chunk). Host side: src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs (direct loops).
+
+struct ConvParams {
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    kh: u32,
+    kw: u32,
+    oh: u32,
+    ow: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    groups: u32,
+    total: u32,
+    row_stride: u32,
+    x_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> col: array<f32>;
+
+// x[n, ch, oy*sh - ph + i*dh, ox*sw - pw + j*dw], or 0 in the padding.
+fn tap(n: u32, ch: u32, oy: u32, ox: u32, i: u32, j: u32) -> f32 {
+    let iy = i32(oy * p.sh + i * p.dh) - i32(p.ph);
+    let ix = i32(ox * p.sw + j * p.dw) - i32(p.pw);
+    if (iy < 0 || iy >= i32(p.h) || ix < 0 || ix >= i32(p.w)) {
+        return 0.0;
+    }
+    return x[p.x_off + ((n * p.c + ch) * p.h + u32(iy)) * p.w + u32(ix)];
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = gid.y * p.row_stride + gid.x;
+    if (idx >= p.total) {
+        return;
+    }
+    let positions = p.oh * p.ow;
+    let kk = p.kh * p.kw;
+    let q = idx % positions;
+    let r = (idx / positions) % (p.c * kk);
+    let n = idx / (positions * p.c * kk);
+    let t = r % kk;
+    col[idx] = tap(n, r / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn im2col_t(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = gid.y * p.row_stride + gid.x;
+    if (idx >= p.total) {
+        return;
+    }
+    let positions = p.oh * p.ow;
+    let kk = p.kh * p.kw;
+    let cg = p.c / p.groups;
+    let patch_len = cg * kk;
+    let rc = idx % patch_len;
+    let q = (idx / patch_len) % positions;
+    let n = (idx / (patch_len * positions)) % p.n;
+    let g = idx / (patch_len * positions * p.n);
+    let t = rc % kk;
+    col[idx] = tap(n, g * cg + rc / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
+}

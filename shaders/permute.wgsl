@@ -1,0 +1,35 @@
+// permute — copies a [d0, d1, d2] tensor (read from element in_off) to any axis order:
+//   out[i0*s0 + i1*s1 + i2*s2] = in[in_off + (i0*d1 + i1)*d2 + i2]
+// e.g. a batch of transposes ([B, R, C] -> [B, C, R]) or swapping the batch and channel axes
+// of [N, K, P] -> [K, N, P]. Host side: src/gpu/permute.rs. CPU twin: src/cpu/permute.rs.
+
+struct PermuteParams {
+    d0: u32,
+    d1: u32,
+    d2: u32,
+    s0: u32,
+    s1: u32,
+    s2: u32,
+    total: u32,
+    row_stride: u32,
+    in_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PermuteParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn permute3(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = gid.y * p.row_stride + gid.x;
+    if (idx >= p.total) {
+        return;
+    }
+    let i2 = idx % p.d2;
+    let i1 = (idx / p.d2) % p.d1;
+    let i0 = idx / (p.d2 * p.d1);
+    dst[i0 * p.s0 + i1 * p.s1 + i2 * p.s2] = src[p.in_off + idx];
+}

@@ -1,0 +1,51 @@
+//! Host side of shaders/channel.wgsl (per-channel reductions) and shaders/bias_act.wgsl.
+//! CPU twins: src/cpu/channel.rs.
+
+use super::elementwise::grid_2d;
+use super::kernels::{self, BiasActParams, ChannelParams, Kernel};
+use super::{Bind, Gpu, GpuTensor};
+use crate::ops::Activation;
+use crate::{Error, Result};
+
+fn act_code(a: Activation) -> u32 {
+    match a {
+        Activation::Identity => 0,
+        Activation::Relu => 1,
+    }
+}
+
+impl Gpu {
+    /// One workgroup per channel of `a` seen as [n, c, p]: out[c] = scale * reduction.
+    pub(crate) fn channel_reduce(&self, kernel: &Kernel, a: &GpuTensor, b: Option<&GpuTensor>, m: Option<&GpuTensor>, (n, c, p): (usize, usize, usize), scale: f32, out: &GpuTensor) -> Result<()> {
+        if c > self.max_groups() as usize {
+            return Err(Error::Limit { op: "channel reduction", what: "channels".into(), got: c as u64, limit: self.max_groups() as u64 });
+        }
+        let pipeline = self.pipeline::<ChannelParams>(kernel, &[])?;
+        let mut binds = vec![Bind::whole(a)];
+        if let Some(b) = b {
+            binds.push(Bind::whole(b));
+        }
+        binds.push(Bind::whole(out));
+        if let Some(m) = m {
+            binds.push(Bind::whole(m));
+        }
+        let params = ChannelParams { n: n as u32, c: c as u32, p: p as u32, scale };
+        self.dispatch("channel reduction", &pipeline, &params, &binds, [c as u32, 1, 1])
+    }
+
+    pub(crate) fn bias_act_impl(&self, y: &GpuTensor, bias: &GpuTensor, (c, p): (usize, usize), act: Activation) -> Result<()> {
+        let pipeline = self.pipeline::<BiasActParams>(&kernels::BIAS_ACT, &[])?;
+        let total = y.numel();
+        let (groups, row_stride) = grid_2d("bias_act", total as u64, self.max_groups())?;
+        let params = BiasActParams { total: total as u32, row_stride, c: c as u32, p: p as u32, act: act_code(act), ..Default::default() };
+        self.dispatch("bias_act", &pipeline, &params, &[Bind::whole(bias), Bind::whole(y)], groups)
+    }
+
+    pub(crate) fn act_backward_impl(&self, y: &GpuTensor, dy: &GpuTensor, dz: &GpuTensor, act: Activation) -> Result<()> {
+        let pipeline = self.pipeline::<BiasActParams>(&kernels::ACT_BACKWARD, &[])?;
+        let total = y.numel();
+        let (groups, row_stride) = grid_2d("act_backward", total as u64, self.max_groups())?;
+        let params = BiasActParams { total: total as u32, row_stride, c: 1, p: 1, act: act_code(act), ..Default::default() };
+        self.dispatch("act_backward", &pipeline, &params, &[Bind::whole(y), Bind::whole(dy), Bind::whole(dz)], groups)
+    }
+}

@@ -1,0 +1,137 @@
+//! Host side of the convolution: im2col (shaders/im2col.wgsl) + the matmul + col2im
+//! (shaders/col2im.wgsl), one GEMM per group batched over the images of a chunk; a 1x1
+//! convolution with stride 1 and no padding skips im2col and multiplies the NCHW input
+//! directly. The column buffer is bounded: images are processed in chunks whose columns fit
+//! `COL_BUDGET` (and the device's binding limit).
+//! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs. Bench: `wgtrain bench conv`.
+
+use super::elementwise::grid_2d;
+use super::kernels::{self, ConvParams, Kernel};
+use super::matmul::Operand;
+use super::{Bind, Gpu, GpuTensor};
+use crate::ops::{ConvDims, MatmulDims, MatmulSpec};
+use crate::{Error, Result};
+
+/// Largest column buffer (bytes) a convolution uses, whatever the batch.
+pub const COL_BUDGET: u64 = 64 << 20;
+
+impl Gpu {
+    /// Images per chunk so that `per_image` f32 of scratch per image fit the budget.
+    fn images_per_chunk(&self, op: &'static str, d: &ConvDims, per_image: usize) -> Result<usize> {
+        let budget = COL_BUDGET.min(self.max_binding_bytes()) / 4;
+        if per_image as u64 > budget {
+            return Err(Error::Limit { op, what: "column buffer of one image in bytes".into(), got: per_image as u64 * 4, limit: budget * 4 });
+        }
+        Ok(((budget / per_image.max(1) as u64) as usize).clamp(1, d.n.max(1)))
+    }
+
+    /// im2col (or im2col_t with `transposed`) of images [n0, n0 + nb) of x into `col`.
+    fn unfold(&self, kernel: &Kernel, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize) -> Result<()> {
+        let total = nb * d.c * d.kh * d.kw * d.p();
+        self.conv_dispatch("im2col", kernel, d, nb, total, n0 * d.c * d.h * d.w, x, col)
+    }
+
+    fn conv_dispatch(&self, op: &'static str, kernel: &Kernel, d: &ConvDims, nb: usize, total: usize, x_off: usize, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
+        let pipeline = self.pipeline::<ConvParams>(kernel, &[])?;
+        let (groups, row_stride) = grid_2d(op, total as u64, self.max_groups())?;
+        let u = |v: usize| v as u32;
+        let s = d.spec;
+        let params = ConvParams {
+            n: u(nb),
+            c: u(d.c),
+            h: u(d.h),
+            w: u(d.w),
+            kh: u(d.kh),
+            kw: u(d.kw),
+            oh: u(d.oh),
+            ow: u(d.ow),
+            sh: u(s.stride[0]),
+            sw: u(s.stride[1]),
+            ph: u(s.padding[0]),
+            pw: u(s.padding[1]),
+            dh: u(s.dilation[0]),
+            dw: u(s.dilation[1]),
+            groups: u(s.groups),
+            total: u(total),
+            row_stride,
+            x_off: u(x_off),
+            ..Default::default()
+        };
+        self.dispatch(op, &pipeline, &params, &[Bind::whole(src), Bind::whole(dst)], groups)
+    }
+
+    /// y = conv(x, w) (+ bias).
+    pub(crate) fn conv2d_impl(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, y: &GpuTensor, d: &ConvDims) -> Result<()> {
+        let (p, patch, kg, kk) = (d.p(), d.patch(), d.kg(), d.kh * d.kw);
+        let direct = d.is_pointwise();
+        let nb = if direct { d.n } else { self.images_per_chunk("conv2d", d, d.c * kk * p)? };
+        let col = if direct { None } else { Some(self.alloc(&[nb * d.c * kk * p])?) };
+        for n0 in (0..d.n).step_by(nb.max(1)) {
+            let nbc = nb.min(d.n - n0);
+            // op(B) of image i, group g starts at base + i * stride + g * patch * p.
+            let (b, base, stride) = match &col {
+                None => (x, n0 * d.c * p, d.c * p),
+                Some(col) => {
+                    self.unfold(&kernels::IM2COL, x, col, d, n0, nbc)?;
+                    (col, 0, d.c * kk * p)
+                }
+            };
+            for g in 0..d.groups() {
+                let dims = MatmulDims { batch: nbc, m: kg, n: p, k: patch, stride_a: 0, stride_b: stride, stride_c: d.k * p };
+                self.gemm(self.matmul_variant(), Operand::at(w, g * kg * patch), Operand::at(b, base + g * patch * p), Operand::at(y, n0 * d.k * p + g * kg * p), &dims, MatmulSpec::default())?;
+            }
+        }
+        if let Some(bias) = bias {
+            self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
+        }
+        Ok(())
+    }
+
+    /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
+    pub(crate) fn conv2d_backward_data_impl(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims) -> Result<()> {
+        let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
+        // Wᵀ per group: [g, kg, patch] -> [g, patch, kg].
+        let wt = self.alloc(&[d.k * patch])?;
+        self.permute3(w.storage(), 0, [g, kg, patch], [patch * kg, 1, kg], wt.storage())?;
+        let direct = d.is_pointwise();
+        let nb = if direct { d.n } else { self.images_per_chunk("conv2d_backward_data", d, d.c * kk * p)? };
+        let dcol = if direct { None } else { Some(self.alloc(&[nb * d.c * kk * p])?) };
+        for n0 in (0..d.n).step_by(nb.max(1)) {
+            let nbc = nb.min(d.n - n0);
+            let (target, base, stride) = match &dcol {
+                None => (dx, n0 * d.c * p, d.c * p),
+                Some(dcol) => (dcol, 0, d.c * kk * p),
+            };
+            for gi in 0..g {
+                let dims = MatmulDims { batch: nbc, m: patch, n: p, k: kg, stride_a: 0, stride_b: d.k * p, stride_c: stride };
+                self.gemm(self.matmul_variant(), Operand::at(&wt, gi * patch * kg), Operand::at(dy, n0 * d.k * p + gi * kg * p), Operand::at(target, base + gi * patch * p), &dims, MatmulSpec::default())?;
+            }
+            if let Some(dcol) = &dcol {
+                let total = nbc * d.c * d.h * d.w;
+                self.conv_dispatch("col2im", &kernels::COL2IM, d, nbc, total, n0 * d.c * d.h * d.w, dcol, dx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// dw = sum over images of dy_g @ colᵀ_g, as one GEMM per group and chunk whose inner
+    /// dimension runs over (image, position): dy is regrouped to [K, n, P] for it.
+    pub(crate) fn conv2d_backward_filter_impl(&self, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, d: &ConvDims) -> Result<()> {
+        let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
+        let nb = self.images_per_chunk("conv2d_backward_filter", d, (d.c * kk * p).max(d.k * p))?;
+        let col_t = self.alloc(&[nb * d.c * kk * p])?;
+        let dy_k = self.alloc(&[nb * d.k * p])?;
+        for (chunk, n0) in (0..d.n).step_by(nb.max(1)).enumerate() {
+            let nbc = nb.min(d.n - n0);
+            self.unfold(&kernels::IM2COL_T, x, &col_t, d, n0, nbc)?;
+            // [nbc, K, P] -> [K, nbc, P]
+            self.permute3(dy.storage(), n0 * d.k * p, [nbc, d.k, p], [p, nbc * p, 1], dy_k.storage())?;
+            let spec = MatmulSpec { beta: if chunk == 0 { 0.0 } else { 1.0 }, ..MatmulSpec::default() };
+            for gi in 0..g {
+                let dims = MatmulDims { batch: 1, m: kg, n: patch, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
+                self.gemm(self.matmul_variant(), Operand::at(&dy_k, gi * kg * nbc * p), Operand::at(&col_t, gi * nbc * p * patch), Operand::at(dw, gi * kg * patch), &dims, spec)?;
+            }
+        }
+        Ok(())
+    }
+}

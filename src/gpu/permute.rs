@@ -1,0 +1,21 @@
+//! Host side of shaders/permute.wgsl. CPU twin: src/cpu/permute.rs.
+
+use super::elementwise::grid_2d;
+use super::kernels::{self, PermuteParams};
+use super::{Bind, Gpu, GpuBuffer};
+use crate::Result;
+
+impl Gpu {
+    /// dst[i0*s0 + i1*s1 + i2*s2] = src[in_off + (i0*d1 + i1)*d2 + i2]
+    pub(crate) fn permute3(&self, src: &GpuBuffer, in_off: usize, d: [usize; 3], s: [usize; 3], dst: &GpuBuffer) -> Result<()> {
+        let total = d[0] * d[1] * d[2];
+        if total == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipeline::<PermuteParams>(&kernels::PERMUTE3, &[])?;
+        let (groups, row_stride) = grid_2d("permute", total as u64, self.max_groups())?;
+        let u = |v: usize| v as u32;
+        let params = PermuteParams { d0: u(d[0]), d1: u(d[1]), d2: u(d[2]), s0: u(s[0]), s1: u(s[1]), s2: u(s[2]), total: u(total), row_stride, in_off: u(in_off), ..Default::default() };
+        self.dispatch("permute", &pipeline, &params, &[Bind::buffer(src), Bind::buffer(dst)], groups)
+    }
+}
