@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
 use crate::gpu::{Gpu, MatmulVariant};
-use crate::ops::MatmulSpec;
+use crate::ops::{conv2d_dims, Conv2dSpec, MatmulSpec};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::Result;
@@ -117,6 +117,58 @@ pub fn optimizer_report(gpu: &Gpu, n: usize, runs: usize) -> Result<Vec<(Optimiz
         let gbs = bytes / timing.median.as_secs_f64() / 1e9;
         println!("{:<10} {:>12.3} {:>10.2}", kind.name(), timing.median.as_secs_f64() * 1e3, gbs);
         out.push((kind, timing, gbs));
+    }
+    Ok(out)
+}
+
+/// A convolution benchmark: input [N, C, H, W], K filters of KHxKW.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvBenchCase {
+    pub name: &'static str,
+    pub x: [usize; 4],
+    pub k: usize,
+    pub kernel: [usize; 2],
+    pub spec: Conv2dSpec,
+}
+
+/// The convolutions the kernels issue names: 3x3 (im2col path) and 1x1 (direct path).
+pub const CONV_CASES: [ConvBenchCase; 2] = [
+    ConvBenchCase { name: "3x3 pad 1, N32 C64 32x32 -> K64", x: [32, 64, 32, 32], k: 64, kernel: [3, 3], spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 } },
+    ConvBenchCase { name: "1x1, N32 C64 14x14 -> K32", x: [32, 64, 14, 14], k: 32, kernel: [1, 1], spec: Conv2dSpec { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 } },
+];
+
+/// Forward, backward-data and backward-filter GFLOP/s (2 x multiply-accumulates / time) of each case.
+pub fn conv_report(gpu: &Gpu, cases: &[ConvBenchCase], runs: usize) -> Result<Vec<(ConvBenchCase, [f64; 3])>> {
+    println!("conv2d on {} (median of {runs} runs, pipelines excluded, device waited on)", gpu.adapter_name());
+    println!("{:<36} {:>16} {:>16} {:>16}", "case", "forward GFLOP/s", "bwd data GFLOP/s", "bwd filt GFLOP/s");
+    let mut out = Vec::new();
+    let mut rng = Rng::new(5);
+    for case in cases {
+        let ws = [case.k, case.x[1] / case.spec.groups, case.kernel[0], case.kernel[1]];
+        let d = conv2d_dims("bench", &case.x, &ws, case.spec)?;
+        let x = gpu.upload(&case.x, &rng.vec(case.x.iter().product(), -1.0, 1.0))?;
+        let w = gpu.upload(&ws, &rng.vec(ws.iter().product(), -1.0, 1.0))?;
+        let mut y = gpu.zeros(&d.y_shape())?;
+        let dy = gpu.upload(&d.y_shape(), &rng.vec(d.y_shape().iter().product(), -1.0, 1.0))?;
+        let mut dx = gpu.zeros(&case.x)?;
+        let mut dw = gpu.zeros(&ws)?;
+        let flops = 2.0 * d.macs() as f64;
+        let fwd = time_runs(runs, || {
+            gpu.conv2d(&x, &w, None, &mut y, case.spec)?;
+            gpu.sync()
+        })?;
+        let bwd_data = time_runs(runs, || {
+            gpu.conv2d_backward_data(&dy, &w, &mut dx, case.spec)?;
+            gpu.sync()
+        })?;
+        let bwd_filter = time_runs(runs, || {
+            gpu.conv2d_backward_filter(&x, &dy, &mut dw, case.spec)?;
+            gpu.sync()
+        })?;
+        let g = |t: &Timing| flops / t.median.as_secs_f64() / 1e9;
+        let r = [g(&fwd), g(&bwd_data), g(&bwd_filter)];
+        println!("{:<36} {:>16.2} {:>16.2} {:>16.2}", case.name, r[0], r[1], r[2]);
+        out.push((*case, r));
     }
     Ok(out)
 }

@@ -52,6 +52,11 @@ enum BenchWhat {
         #[arg(long, default_value = "all")]
         variants: String,
     },
+    /// GFLOP/s of convolution forward and backward (3x3 im2col path and 1x1 direct path)
+    Conv {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Time and memory bandwidth of one fused optimizer step, for every optimizer
     Optimizer {
         /// Parameters in the arena
@@ -137,6 +142,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let list: Vec<MatmulVariant> =
                 if variants == "all" { MatmulVariant::ALL.to_vec() } else { variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()? };
             wgtrain::bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Conv { runs } } => {
+            let gpu = gpu(&cli)?;
+            wgtrain::bench::conv_report(&gpu, &wgtrain::bench::CONV_CASES, *runs)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Optimizer { params, runs } } => {

@@ -1,0 +1,20 @@
+//! `cargo bench --bench conv2d`: GFLOP/s of convolution forward, backward-data and
+//! backward-filter at N=32 C=64 32x32 K=64 3x3 pad 1, and of the 1x1 path at N=32 C=64->32
+//! 14x14 (median of runs, device waited on). The same table: `wgtrain bench conv`.
+
+use wgtrain::bench::{conv_report, ConvBenchCase, CONV_CASES};
+use wgtrain::{Gpu, GpuOptions};
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap_or_else(|e| {
+        eprintln!("conv2d bench: no GPU: {e}");
+        std::process::exit(1)
+    });
+    // `cargo test --benches` only checks that the harness runs: tiny inputs, one run.
+    let cases: Vec<ConvBenchCase> = if quick { CONV_CASES.iter().map(|c| ConvBenchCase { x: [1, c.x[1], 8, 8], ..*c }).collect() } else { CONV_CASES.to_vec() };
+    if let Err(e) = conv_report(&gpu, &cases, if quick { 1 } else { 5 }) {
+        eprintln!("conv2d bench failed: {e}");
+        std::process::exit(1);
+    }
+}
