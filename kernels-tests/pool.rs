@@ -1,45 +1,55 @@
-//! A training-shaped loop allocates nothing after its first step and submits few command
-//! buffers per step (no read-back inside the step).
+//! shaders/pool.wgsl against src/cpu/pool.rs: max, average and global average pooling,
+//! forward and backward.
 
-use wgtrain::rng::Rng;
-use wgtrain::{Backend, GpuOptions, MatmulSpec};
+use wgtrain::ops::PoolSpec;
+use wgtrain::verify::{pool_cases, Case, PoolKind};
+use wgtrain::{Backend, Cpu};
 
-use crate::common::{gpu, open};
+use crate::common::check_all;
+
+fn cases(kind: PoolKind, backward: bool) -> Vec<Case> {
+    pool_cases(true).into_iter().filter(|c| matches!(c, Case::Pool { kind: k, backward: b, .. } if *k == kind && *b == backward)).collect()
+}
 
 #[test]
-fn steady_state_step_allocates_nothing_and_submits_twice_at_most() {
-    if gpu().is_none() {
-        return;
-    }
-    // A device of its own, so other tests' allocations do not interfere with the counts.
-    let Some(gpu) = open(&GpuOptions::default()) else { return };
-    let (batch, inp, hid) = (16, 64, 32);
-    let mut rng = Rng::new(9);
-    let mut x = gpu.zeros(&[batch, inp]).unwrap();
-    let w = gpu.upload(&[inp, hid], &rng.vec(inp * hid, -0.1, 0.1)).unwrap();
-    let mut h = gpu.zeros(&[batch, hid]).unwrap();
-    let mut a = gpu.zeros(&[batch, hid]).unwrap();
-    let mut da = gpu.zeros(&[batch, hid]).unwrap();
-    let mut dw = gpu.zeros(&[inp, hid]).unwrap();
-    let mut loss = gpu.zeros(&[1]).unwrap();
+fn max_pool2d() {
+    check_all(&cases(PoolKind::Max, false));
+}
 
-    let mut step = |gpu: &wgtrain::Gpu| {
-        gpu.write(&mut x, &rng.vec(batch * inp, -1.0, 1.0)).unwrap(); // the batch arrives
-        gpu.matmul(&x, &w, &mut h, MatmulSpec::default()).unwrap(); // forward
-        gpu.relu(&h, &mut a).unwrap();
-        gpu.sum(&a, &mut loss).unwrap(); // "loss"
-        gpu.relu_backward(&h, &a, &mut da).unwrap(); // backward
-        gpu.matmul(&x, &da, &mut dw, MatmulSpec::trans(true, false)).unwrap();
-        gpu.download(&loss).unwrap()[0] // read once per step (a logging interval)
-    };
-    step(&gpu);
-    let (buffers, submissions) = (gpu.buffers_created(), gpu.submissions());
-    let mut losses = Vec::new();
-    for _ in 0..5 {
-        losses.push(step(&gpu));
-    }
-    assert_eq!(gpu.buffers_created(), buffers, "steps after the first allocated buffers");
-    let per_step = (gpu.submissions() - submissions) as f64 / 5.0;
-    assert!(per_step <= 2.0, "{per_step} submissions per step");
-    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+#[test]
+fn max_pool2d_backward() {
+    check_all(&cases(PoolKind::Max, true));
+}
+
+#[test]
+fn avg_pool2d() {
+    check_all(&cases(PoolKind::Avg, false));
+}
+
+#[test]
+fn avg_pool2d_backward() {
+    check_all(&cases(PoolKind::Avg, true));
+}
+
+#[test]
+fn global_avg_pool() {
+    check_all(&cases(PoolKind::GlobalAvg, false));
+    check_all(&cases(PoolKind::GlobalAvg, true));
+}
+
+/// PyTorch's divisors: a 3x3 window at the corner of a padded 4x4 input covers 4 pixels;
+/// count_include_pad divides by 9, otherwise by 4.
+#[test]
+fn avg_pool_divisor_follows_pytorch() {
+    let cpu = Cpu;
+    let x = cpu.upload(&[1, 1, 4, 4], &[1.0; 16]).unwrap();
+    let mut y = cpu.zeros(&[1, 1, 2, 2]).unwrap();
+    let spec = PoolSpec { kernel: [3, 3], stride: [2, 2], padding: [1, 1], count_include_pad: true };
+    cpu.avg_pool2d(&x, &mut y, spec).unwrap();
+    assert_eq!(y.data()[0], 4.0 / 9.0);
+    cpu.avg_pool2d(&x, &mut y, PoolSpec { count_include_pad: false, ..spec }).unwrap();
+    assert_eq!(y.data()[0], 1.0);
+    // Padding over half the kernel is refused, as PyTorch does.
+    let err = cpu.avg_pool2d(&x, &mut y, PoolSpec { padding: [2, 2], ..spec }).unwrap_err().to_string();
+    assert!(err.contains("half the kernel"), "{err}");
 }

@@ -5,7 +5,7 @@
 //! reuses them). Shapes are checked by `crate::ops` for both backends alike; a mismatch is an
 //! `Error::Shape` naming the op and the shapes, never a panic.
 
-use crate::ops::{Activation, Conv2dSpec, DropoutMask, MatmulSpec};
+use crate::ops::{Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Result;
@@ -36,6 +36,14 @@ pub trait Backend {
     fn conv2d_backward_data(&self, dy: &Tensor<Self::Storage>, w: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, spec: Conv2dSpec) -> Result<()>;
     /// dw = gradient of conv2d with respect to w, from x and dy.
     fn conv2d_backward_filter(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dw: &mut Tensor<Self::Storage>, spec: Conv2dSpec) -> Result<()>;
+    /// y = max over each window; idx = where the maximum was (for the backward).
+    fn max_pool2d(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>, idx: &mut Tensor<Self::Storage>, spec: PoolSpec) -> Result<()>;
+    fn max_pool2d_backward(&self, dy: &Tensor<Self::Storage>, idx: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, spec: PoolSpec) -> Result<()>;
+    fn avg_pool2d(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>, spec: PoolSpec) -> Result<()>;
+    fn avg_pool2d_backward(&self, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, spec: PoolSpec) -> Result<()>;
+    /// y [N, C, 1, 1] (or [N, C]) = mean of each plane of x [N, C, H, W].
+    fn global_avg_pool(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn global_avg_pool_backward(&self, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
     /// y = act(y + bias[c]) in place, y [N, C, ...].
     fn bias_act(&self, y: &mut Tensor<Self::Storage>, bias: &Tensor<Self::Storage>, act: Activation) -> Result<()>;
     /// dz = dy * act'(z), from the activated output y.

@@ -24,6 +24,6 @@ pub use backend::Backend;
 pub use cpu::Cpu;
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, MatmulVariant};
-pub use ops::{Activation, Conv2dSpec, MatmulSpec};
+pub use ops::{Activation, Conv2dSpec, MatmulSpec, PoolSpec};
 pub use optim::{Optimizer, OptimizerKind};
 pub use tensor::{CpuTensor, Tensor};

@@ -8,11 +8,12 @@ pub mod elementwise;
 pub mod matmul;
 pub mod optimizer;
 pub mod permute;
+pub mod pool;
 pub mod reduce;
 pub mod relu;
 
 use crate::backend::Backend;
-use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec};
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{CpuTensor, Tensor};
 use crate::Result;
@@ -76,6 +77,48 @@ impl Backend for Cpu {
     fn conv2d_backward_filter(&self, x: &CpuTensor, dy: &CpuTensor, dw: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
         let d = ops::conv2d_check("conv2d_backward_filter", x.shape(), dw.shape(), dy.shape(), spec)?;
         conv2d::backward_filter(&x.storage, &dy.storage, &mut dw.storage, &d);
+        Ok(())
+    }
+
+    fn max_pool2d(&self, x: &CpuTensor, y: &mut CpuTensor, idx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("max_pool2d", x.shape(), spec)?;
+        ops::expect_shape("max_pool2d", "y", y.shape(), &d.y_shape())?;
+        ops::expect_shape("max_pool2d", "idx", idx.shape(), &d.y_shape())?;
+        pool::max_pool_forward(&x.storage, &mut y.storage, &mut idx.storage, &d);
+        Ok(())
+    }
+
+    fn max_pool2d_backward(&self, dy: &CpuTensor, idx: &CpuTensor, dx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("max_pool2d_backward", dx.shape(), spec)?;
+        ops::expect_shape("max_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
+        ops::expect_shape("max_pool2d_backward", "idx", idx.shape(), &d.y_shape())?;
+        pool::max_pool_backward(&dy.storage, &idx.storage, &mut dx.storage, &d);
+        Ok(())
+    }
+
+    fn avg_pool2d(&self, x: &CpuTensor, y: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("avg_pool2d", x.shape(), spec)?;
+        ops::expect_shape("avg_pool2d", "y", y.shape(), &d.y_shape())?;
+        pool::avg_pool_forward(&x.storage, &mut y.storage, &d);
+        Ok(())
+    }
+
+    fn avg_pool2d_backward(&self, dy: &CpuTensor, dx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("avg_pool2d_backward", dx.shape(), spec)?;
+        ops::expect_shape("avg_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
+        pool::avg_pool_backward(&dy.storage, &mut dx.storage, &d);
+        Ok(())
+    }
+
+    fn global_avg_pool(&self, x: &CpuTensor, y: &mut CpuTensor) -> Result<()> {
+        let (_, hw) = ops::global_pool_dims("global_avg_pool", x.shape(), y.shape())?;
+        pool::global_avg_forward(&x.storage, &mut y.storage, hw);
+        Ok(())
+    }
+
+    fn global_avg_pool_backward(&self, dy: &CpuTensor, dx: &mut CpuTensor) -> Result<()> {
+        let (_, hw) = ops::global_pool_dims("global_avg_pool_backward", dx.shape(), dy.shape())?;
+        pool::global_avg_backward(&dy.storage, &mut dx.storage, hw);
         Ok(())
     }
 

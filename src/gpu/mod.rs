@@ -8,6 +8,7 @@
 //! Op families live in their own files, named as their shaders: matmul.rs, elementwise.rs
 //! (with ReLU), reduce.rs.
 
+pub mod buffers;
 pub mod channel;
 pub mod context;
 pub mod conv2d;
@@ -25,10 +26,10 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 pub use context::{list_adapters, AdapterSummary, GpuContext, GpuOptions};
 use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
 pub use matmul::MatmulVariant;
-pub use pool::{GpuBuffer, Pool};
+pub use buffers::{GpuBuffer, Pool};
 
 use crate::backend::Backend;
-use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec};
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{numel, Tensor};
 use crate::{Error, Result};
@@ -389,6 +390,42 @@ impl Backend for Gpu {
     fn conv2d_backward_filter(&self, x: &GpuTensor, dy: &GpuTensor, dw: &mut GpuTensor, spec: Conv2dSpec) -> Result<()> {
         let d = ops::conv2d_check("conv2d_backward_filter", x.shape(), dw.shape(), dy.shape(), spec)?;
         self.conv2d_backward_filter_impl(x, dy, dw, &d)
+    }
+
+    fn max_pool2d(&self, x: &GpuTensor, y: &mut GpuTensor, idx: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("max_pool2d", x.shape(), spec)?;
+        ops::expect_shape("max_pool2d", "y", y.shape(), &d.y_shape())?;
+        ops::expect_shape("max_pool2d", "idx", idx.shape(), &d.y_shape())?;
+        self.max_pool_impl(x, y, idx, &d)
+    }
+
+    fn max_pool2d_backward(&self, dy: &GpuTensor, idx: &GpuTensor, dx: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("max_pool2d_backward", dx.shape(), spec)?;
+        ops::expect_shape("max_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
+        ops::expect_shape("max_pool2d_backward", "idx", idx.shape(), &d.y_shape())?;
+        self.max_pool_backward_impl(dy, idx, dx, &d)
+    }
+
+    fn avg_pool2d(&self, x: &GpuTensor, y: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("avg_pool2d", x.shape(), spec)?;
+        ops::expect_shape("avg_pool2d", "y", y.shape(), &d.y_shape())?;
+        self.avg_pool_impl(x, y, &d)
+    }
+
+    fn avg_pool2d_backward(&self, dy: &GpuTensor, dx: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool_dims("avg_pool2d_backward", dx.shape(), spec)?;
+        ops::expect_shape("avg_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
+        self.avg_pool_backward_impl(dy, dx, &d)
+    }
+
+    fn global_avg_pool(&self, x: &GpuTensor, y: &mut GpuTensor) -> Result<()> {
+        let (planes, hw) = ops::global_pool_dims("global_avg_pool", x.shape(), y.shape())?;
+        self.global_avg_impl(x, y, planes, hw, false)
+    }
+
+    fn global_avg_pool_backward(&self, dy: &GpuTensor, dx: &mut GpuTensor) -> Result<()> {
+        let (planes, hw) = ops::global_pool_dims("global_avg_pool_backward", dx.shape(), dy.shape())?;
+        self.global_avg_impl(dy, dx, planes, hw, true)
     }
 
     fn bias_act(&self, y: &mut GpuTensor, bias: &GpuTensor, act: Activation) -> Result<()> {

@@ -1,112 +1,57 @@
-//! Buffer pool: a training loop asks for the same sizes every step, so buffers released by
-//! dropped tensors are handed out again and nothing is allocated after the first step.
-//! `created()` counts real allocations, which tests use to prove it.
+//! Host side of shaders/pool.wgsl. CPU twin: src/cpu/pool.rs. Test: kernels-tests/pool.rs.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use super::elementwise::grid_2d;
+use super::kernels::{self, Kernel, PoolParams};
+use super::{Bind, Gpu, GpuTensor};
+use crate::ops::PoolDims;
+use crate::Result;
 
-struct Entry {
-    id: u64,
-    buffer: wgpu::Buffer,
-    capacity: u64,
-}
-
-pub struct Pool {
-    device: wgpu::Device,
-    usage: wgpu::BufferUsages,
-    label: &'static str,
-    free: Mutex<HashMap<u64, Vec<Entry>>>,
-    next_id: AtomicU64,
-    created: AtomicU64,
-}
-
-/// Sizes are rounded up to a class so that near sizes share buffers: powers of two up to
-/// 1 MiB, multiples of 1 MiB above. Always a multiple of 256 (binding offsets, copies).
-fn size_class(bytes: u64) -> u64 {
-    const MIB: u64 = 1 << 20;
-    let b = bytes.max(256);
-    if b <= MIB { b.next_power_of_two() } else { b.div_ceil(MIB) * MIB }
-}
-
-impl Pool {
-    pub fn new(device: wgpu::Device, usage: wgpu::BufferUsages, label: &'static str) -> Arc<Self> {
-        Arc::new(Self { device, usage, label, free: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), created: AtomicU64::new(0) })
+impl Gpu {
+    /// One invocation per element of `total`; `binds` in the kernel's binding order.
+    pub(crate) fn pool_dispatch(&self, op: &'static str, kernel: &Kernel, d: &PoolDims, total: usize, binds: &[Bind<'_>]) -> Result<()> {
+        let pipeline = self.pipeline::<PoolParams>(kernel, &[])?;
+        let (groups, row_stride) = grid_2d(op, total as u64, self.max_groups())?;
+        let u = |v: usize| v as u32;
+        let params = PoolParams {
+            planes: u(d.planes),
+            h: u(d.h),
+            w: u(d.w),
+            oh: u(d.oh),
+            ow: u(d.ow),
+            kh: u(d.kh),
+            kw: u(d.kw),
+            sh: u(d.sh),
+            sw: u(d.sw),
+            ph: u(d.ph),
+            pw: u(d.pw),
+            count_include_pad: d.count_include_pad as u32,
+            total: u(total),
+            row_stride,
+            ..Default::default()
+        };
+        self.dispatch(op, &pipeline, &params, binds, groups)
     }
 
-    /// A buffer of at least `bytes` bytes (contents unspecified).
-    pub fn get(self: &Arc<Self>, bytes: u64) -> GpuBuffer {
-        let capacity = size_class(bytes);
-        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&capacity).and_then(|v| v.pop());
-        let entry = reused.unwrap_or_else(|| {
-            self.created.fetch_add(1, Ordering::Relaxed);
-            Entry {
-                id: self.next_id.fetch_add(1, Ordering::Relaxed),
-                buffer: self.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(self.label),
-                    size: capacity,
-                    usage: self.usage,
-                    mapped_at_creation: false,
-                }),
-                capacity,
-            }
-        });
-        GpuBuffer { entry: Some(entry), bytes, pool: self.clone() }
+    pub(crate) fn max_pool_impl(&self, x: &GpuTensor, y: &GpuTensor, idx: &GpuTensor, d: &PoolDims) -> Result<()> {
+        self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_FORWARD, d, y.numel(), &[Bind::whole(x), Bind::whole(y), Bind::whole(idx)])
     }
 
-    /// How many buffers this pool has ever allocated from the device.
-    pub fn created(&self) -> u64 {
-        self.created.load(Ordering::Relaxed)
+    pub(crate) fn max_pool_backward_impl(&self, dy: &GpuTensor, idx: &GpuTensor, dx: &GpuTensor, d: &PoolDims) -> Result<()> {
+        self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD, d, dx.numel(), &[Bind::whole(dy), Bind::whole(idx), Bind::whole(dx)])
     }
 
-    /// Frees every buffer not in use.
-    pub fn trim(&self) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    pub(crate) fn avg_pool_impl(&self, x: &GpuTensor, y: &GpuTensor, d: &PoolDims) -> Result<()> {
+        self.pool_dispatch("avg_pool2d", &kernels::AVG_POOL_FORWARD, d, y.numel(), &[Bind::whole(x), Bind::whole(y)])
     }
 
-    fn release(&self, e: Entry) {
-        self.free.lock().unwrap_or_else(|p| p.into_inner()).entry(e.capacity).or_default().push(e);
-    }
-}
-
-/// A device buffer on loan from a `Pool`; goes back to it when dropped.
-pub struct GpuBuffer {
-    entry: Option<Entry>,
-    bytes: u64,
-    pool: Arc<Pool>,
-}
-
-impl GpuBuffer {
-    fn entry(&self) -> &Entry {
-        // Only `drop` takes the entry out.
-        self.entry.as_ref().expect("GpuBuffer used after drop")
+    pub(crate) fn avg_pool_backward_impl(&self, dy: &GpuTensor, dx: &GpuTensor, d: &PoolDims) -> Result<()> {
+        self.pool_dispatch("avg_pool2d_backward", &kernels::AVG_POOL_BACKWARD, d, dx.numel(), &[Bind::whole(dy), Bind::whole(dx)])
     }
 
-    pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.entry().buffer
-    }
-
-    /// Stable identity (survives reuse through the pool; keys the bind-group cache).
-    pub fn id(&self) -> u64 {
-        self.entry().id
-    }
-
-    /// Bytes requested (the buffer may be larger).
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-}
-
-impl Drop for GpuBuffer {
-    fn drop(&mut self) {
-        if let Some(e) = self.entry.take() {
-            self.pool.release(e);
-        }
-    }
-}
-
-impl std::fmt::Debug for GpuBuffer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuBuffer(#{}, {} bytes)", self.entry.as_ref().map_or(0, |e| e.id), self.bytes)
+    /// `planes` planes of `hw` values; forward writes one mean per plane, backward spreads.
+    pub(crate) fn global_avg_impl(&self, src: &GpuTensor, dst: &GpuTensor, planes: usize, hw: usize, backward: bool) -> Result<()> {
+        let d = PoolDims { n: planes, c: 1, planes, h: hw, w: 1, oh: 1, ow: 1, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0, count_include_pad: true };
+        let (kernel, total, op) = if backward { (&kernels::GLOBAL_AVG_BACKWARD, planes * hw, "global_avg_pool_backward") } else { (&kernels::GLOBAL_AVG_FORWARD, planes, "global_avg_pool") };
+        self.pool_dispatch(op, kernel, &d, total, &[Bind::whole(src), Bind::whole(dst)])
     }
 }

@@ -11,7 +11,7 @@ pub use tolerance::{Comparison, Tolerance};
 use crate::backend::Backend;
 use crate::cpu::Cpu;
 use crate::gpu::{Gpu, MatmulVariant};
-use crate::ops::{Activation, Conv2dSpec, MatmulSpec};
+use crate::ops::{Activation, Conv2dSpec, MatmulSpec, PoolSpec};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
@@ -37,6 +37,14 @@ pub enum Case {
     ActBackward { shape: Vec<usize>, act: Activation },
     ChannelSum { shape: Vec<usize> },
     Permute { d: [usize; 3], order: [usize; 3] },
+    Pool { x: [usize; 4], spec: PoolSpec, kind: PoolKind, backward: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+    GlobalAvg,
 }
 
 /// Which result of a convolution a case checks.
@@ -122,6 +130,21 @@ impl Case {
             Case::ActBackward { act, .. } => format!("act_backward {act:?}"),
             Case::ChannelSum { .. } => "channel_sum".into(),
             Case::Permute { order, .. } => format!("permute {order:?}"),
+            Case::Pool { spec, kind, backward, .. } => {
+                let name = match kind {
+                    PoolKind::Max => "max_pool2d",
+                    PoolKind::Avg => "avg_pool2d",
+                    PoolKind::GlobalAvg => "global_avg_pool",
+                };
+                let mut s = format!("{name}{}", if *backward { "_backward" } else { "" });
+                if *kind != PoolKind::GlobalAvg {
+                    s += &format!(" k{:?} s{:?} p{:?}", spec.kernel, spec.stride, spec.padding).replace(", ", ",");
+                    if *kind == PoolKind::Avg && !spec.count_include_pad {
+                        s += " excl-pad";
+                    }
+                }
+                s
+            }
         }
     }
 
@@ -140,6 +163,7 @@ impl Case {
             Case::Conv2d { x, k, .. } => format!("{} -> {k}", ShapeFmt(x)),
             Case::BiasAct { shape, .. } | Case::ActBackward { shape, .. } | Case::ChannelSum { shape } => ShapeFmt(shape).to_string(),
             Case::Permute { d, .. } => ShapeFmt(d).to_string(),
+            Case::Pool { x, .. } => ShapeFmt(x).to_string(),
         }
     }
 }
@@ -373,6 +397,69 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             gpu.permute3(src.storage(), 0, *d, s, dst.storage())?;
             (Tolerance::EXACT, gpu.download(&dst)?, want)
         }
+        Case::Pool { x: xs, spec, kind, backward } => {
+            let x = rng.vec(xs.iter().product(), -1.0, 1.0);
+            let ys: Vec<usize> = match kind {
+                PoolKind::GlobalAvg => vec![xs[0], xs[1], 1, 1],
+                _ => crate::ops::pool_dims("pool", xs, *spec)?.y_shape().to_vec(),
+            };
+            let dy = rng.vec(ys.iter().product(), -1.0, 1.0);
+            let window = match kind {
+                PoolKind::GlobalAvg => xs[2] * xs[3],
+                _ => spec.kernel[0] * spec.kernel[1],
+            };
+            match (kind, backward) {
+                (PoolKind::Max, false) => {
+                    let (mut cy, mut ci) = (cpu.zeros(&ys)?, cpu.zeros(&ys)?);
+                    cpu.max_pool2d(&cpu.upload(xs, &x)?, &mut cy, &mut ci, *spec)?;
+                    let (mut gy, mut gi) = (gpu.zeros(&ys)?, gpu.zeros(&ys)?);
+                    gpu.max_pool2d(&gpu.upload(xs, &x)?, &mut gy, &mut gi, *spec)?;
+                    let mut got = gpu.download(&gy)?;
+                    got.extend(gpu.download(&gi)?);
+                    let mut want = cy.data().to_vec();
+                    want.extend_from_slice(ci.data());
+                    (Tolerance::EXACT, got, want)
+                }
+                (PoolKind::Max, true) => {
+                    // Both backwards route dy through the CPU's argmax.
+                    let (mut cy, mut ci) = (cpu.zeros(&ys)?, cpu.zeros(&ys)?);
+                    cpu.max_pool2d(&cpu.upload(xs, &x)?, &mut cy, &mut ci, *spec)?;
+                    let mut want = cpu.zeros(xs)?;
+                    cpu.max_pool2d_backward(&cpu.upload(&ys, &dy)?, &ci, &mut want, *spec)?;
+                    let mut got = gpu.zeros(xs)?;
+                    gpu.max_pool2d_backward(&gpu.upload(&ys, &dy)?, &gpu.upload(&ys, ci.data())?, &mut got, *spec)?;
+                    (Tolerance::dot(window, 1.0), gpu.download(&got)?, want.data().to_vec())
+                }
+                (PoolKind::Avg, false) => {
+                    let mut want = cpu.zeros(&ys)?;
+                    cpu.avg_pool2d(&cpu.upload(xs, &x)?, &mut want, *spec)?;
+                    let mut got = gpu.zeros(&ys)?;
+                    gpu.avg_pool2d(&gpu.upload(xs, &x)?, &mut got, *spec)?;
+                    (Tolerance::dot(window, 1.0), gpu.download(&got)?, want.data().to_vec())
+                }
+                (PoolKind::Avg, true) => {
+                    let mut want = cpu.zeros(xs)?;
+                    cpu.avg_pool2d_backward(&cpu.upload(&ys, &dy)?, &mut want, *spec)?;
+                    let mut got = gpu.zeros(xs)?;
+                    gpu.avg_pool2d_backward(&gpu.upload(&ys, &dy)?, &mut got, *spec)?;
+                    (Tolerance::dot(window, 1.0), gpu.download(&got)?, want.data().to_vec())
+                }
+                (PoolKind::GlobalAvg, false) => {
+                    let mut want = cpu.zeros(&ys)?;
+                    cpu.global_avg_pool(&cpu.upload(xs, &x)?, &mut want)?;
+                    let mut got = gpu.zeros(&ys)?;
+                    gpu.global_avg_pool(&gpu.upload(xs, &x)?, &mut got)?;
+                    (Tolerance::dot(window, 1.0), gpu.download(&got)?, want.data().to_vec())
+                }
+                (PoolKind::GlobalAvg, true) => {
+                    let mut want = cpu.zeros(xs)?;
+                    cpu.global_avg_pool_backward(&cpu.upload(&ys, &dy)?, &mut want)?;
+                    let mut got = gpu.zeros(xs)?;
+                    gpu.global_avg_pool_backward(&gpu.upload(&ys, &dy)?, &mut got)?;
+                    (Tolerance::EXACT, gpu.download(&got)?, want.data().to_vec())
+                }
+            }
+        }
         Case::ClipGradNorm { n, max_norm } => {
             let g = rng.vec(*n, -1.0, 1.0);
             let sum4: f64 = g.iter().map(|&v| (v as f64).powi(4)).sum();
@@ -559,6 +646,36 @@ pub fn channel_cases(large: bool) -> Vec<Case> {
     v
 }
 
+/// Pooling: 2x2/2, 3x3/2 pad 1 on odd sizes, overlapping windows, rectangular, batch 1,
+/// count_include_pad both ways; global average pooling; forward and backward of each.
+pub fn pool_cases(large: bool) -> Vec<Case> {
+    let spec = |k: [usize; 2], s: [usize; 2], p: [usize; 2], inc: bool| PoolSpec { kernel: k, stride: s, padding: p, count_include_pad: inc };
+    let mut list = vec![
+        ([2, 3, 8, 8], spec([2, 2], [2, 2], [0, 0], true)),
+        ([1, 5, 7, 9], spec([3, 3], [2, 2], [1, 1], true)),
+        ([2, 2, 11, 7], spec([3, 3], [2, 2], [1, 1], false)),
+        ([3, 4, 9, 9], spec([3, 3], [1, 1], [1, 1], false)),
+        ([2, 3, 13, 10], spec([3, 2], [2, 1], [1, 0], true)),
+        ([1, 1, 1, 1], spec([1, 1], [1, 1], [0, 0], true)),
+    ];
+    if large {
+        list.push(([16, 32, 28, 28], spec([2, 2], [2, 2], [0, 0], true)));
+    }
+    let mut v = Vec::new();
+    for (x, s) in list {
+        for backward in [false, true] {
+            v.push(Case::Pool { x, spec: s, kind: PoolKind::Max, backward });
+            v.push(Case::Pool { x, spec: s, kind: PoolKind::Avg, backward });
+        }
+    }
+    for x in [[1, 1, 1, 1], [2, 3, 7, 7], [4, 64, 8, 8]] {
+        for backward in [false, true] {
+            v.push(Case::Pool { x, spec: PoolSpec::square(1), kind: PoolKind::GlobalAvg, backward });
+        }
+    }
+    v
+}
+
 /// Everything `wgtrain verify` runs: every matmul variant, then the other ops.
 pub fn suite(large: bool) -> Vec<Case> {
     let mut v: Vec<Case> = MatmulVariant::ALL.iter().flat_map(|&var| matmul_cases(var, large)).collect();
@@ -566,5 +683,6 @@ pub fn suite(large: bool) -> Vec<Case> {
     v.extend(optimizer_cases(large));
     v.extend(conv_cases(large));
     v.extend(channel_cases(large));
+    v.extend(pool_cases(large));
     v
 }

@@ -1,0 +1,181 @@
+// pool — 2D pooling over NCHW planes (PyTorch semantics, ceil_mode = false), forward and
+// backward side by side. One invocation per output element (forward) or per input element
+// (backward, a gather: no atomics).
+//   max_pool_forward:   y = max over the window (padding never wins; NaN wins, as in
+//                       PyTorch); idx = position of the first maximum in its plane (as f32)
+//   max_pool_backward:  dx[h, w] = sum of dy over the windows whose idx is (h, w)
+//   avg_pool_forward:   y = sum over the window / divisor, where the divisor counts the
+//                       window clipped to the padded input (count_include_pad) or to the input
+//   avg_pool_backward:  dx[h, w] = sum over windows containing (h, w) of dy / divisor
+//   global_avg_forward: y[plane] = mean of the plane;  global_avg_backward: dx = dy[plane] / (H*W)
+// Host side: src/gpu/pool.rs. CPU twin: src/cpu/pool.rs.
+
+struct PoolParams {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    count_include_pad: u32,
+    total: u32,
+    row_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> aux: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read_write> idx_out: array<f32>;
+
+fn flat(gid: vec3<u32>) -> u32 {
+    return gid.y * p.row_stride + gid.x;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let plane = i / (p.ow * p.oh);
+    let y0 = i32(oy * p.sh) - i32(p.ph);
+    let x0 = i32(ox * p.sw) - i32(p.pw);
+    var best = 0.0;
+    var best_at = -1;
+    for (var a = 0; a < i32(p.kh); a++) {
+        let yy = y0 + a;
+        if (yy < 0 || yy >= i32(p.h)) {
+            continue;
+        }
+        for (var b = 0; b < i32(p.kw); b++) {
+            let xx = x0 + b;
+            if (xx < 0 || xx >= i32(p.w)) {
+                continue;
+            }
+            let at = yy * i32(p.w) + xx;
+            let v = src[plane * p.h * p.w + u32(at)];
+            if (best_at < 0 || v > best || v != v) {
+                best = v;
+                best_at = at;
+            }
+        }
+    }
+    dst[i] = best;
+    idx_out[i] = f32(best_at);
+}
+
+// Output rows (or columns) whose windows cover input coordinate c: [lo, hi], maybe empty.
+fn covering(c: u32, k: u32, s: u32, pad: u32, n_out: u32) -> vec2<i32> {
+    let first = i32(c + pad) - i32(k) + 1; // the lowest window start that still reaches c
+    let lo = select(0, (first + i32(s) - 1) / i32(s), first > 0);
+    let hi = min(i32(c + pad) / i32(s), i32(n_out) - 1);
+    return vec2<i32>(lo, hi);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let xx = i % p.w;
+    let yy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let me = f32(yy * p.w + xx);
+    let rows = covering(yy, p.kh, p.sh, p.ph, p.oh);
+    let cols = covering(xx, p.kw, p.sw, p.pw, p.ow);
+    var acc = 0.0;
+    for (var oy = rows.x; oy <= rows.y; oy++) {
+        for (var ox = cols.x; ox <= cols.y; ox++) {
+            let o = (plane * p.oh + u32(oy)) * p.ow + u32(ox);
+            if (aux[o] == me) {
+                acc += src[o];
+            }
+        }
+    }
+    dst[i] = acc;
+}
+
+fn avg_divisor(oy: u32, ox: u32) -> f32 {
+    let hs = i32(oy * p.sh) - i32(p.ph);
+    let ws = i32(ox * p.sw) - i32(p.pw);
+    let he = min(hs + i32(p.kh), i32(p.h + p.ph));
+    let we = min(ws + i32(p.kw), i32(p.w + p.pw));
+    if (p.count_include_pad != 0u) {
+        return f32((he - hs) * (we - ws));
+    }
+    return f32((min(he, i32(p.h)) - max(hs, 0)) * (min(we, i32(p.w)) - max(ws, 0)));
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn avg_pool_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let plane = i / (p.ow * p.oh);
+    let y0 = i32(oy * p.sh) - i32(p.ph);
+    let x0 = i32(ox * p.sw) - i32(p.pw);
+    var acc = 0.0;
+    for (var yy = max(y0, 0); yy < min(y0 + i32(p.kh), i32(p.h)); yy++) {
+        for (var xx = max(x0, 0); xx < min(x0 + i32(p.kw), i32(p.w)); xx++) {
+            acc += src[(plane * p.h + u32(yy)) * p.w + u32(xx)];
+        }
+    }
+    dst[i] = acc / avg_divisor(oy, ox);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn avg_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let xx = i % p.w;
+    let yy = (i / p.w) % p.h;
+    let plane = i / (p.w * p.h);
+    let rows = covering(yy, p.kh, p.sh, p.ph, p.oh);
+    let cols = covering(xx, p.kw, p.sw, p.pw, p.ow);
+    var acc = 0.0;
+    for (var oy = rows.x; oy <= rows.y; oy++) {
+        for (var ox = cols.x; ox <= cols.y; ox++) {
+            acc += src[(plane * p.oh + u32(oy)) * p.ow + u32(ox)] / avg_divisor(u32(oy), u32(ox));
+        }
+    }
+    dst[i] = acc;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn global_avg_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let plane = flat(gid);
+    if (plane >= p.total) {
+        return;
+    }
+    let hw = p.h * p.w;
+    var acc = 0.0;
+    for (var k = 0u; k < hw; k++) {
+        acc += src[plane * hw + k];
+    }
+    dst[plane] = acc / f32(hw);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn global_avg_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    dst[i] = src[i / (p.h * p.w)] / f32(p.h * p.w);
+}

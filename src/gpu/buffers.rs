@@ -1,0 +1,112 @@
+//! Buffer pool (`gpu::buffers`): a training loop asks for the same sizes every step, so buffers released by
+//! dropped tensors are handed out again and nothing is allocated after the first step.
+//! `created()` counts real allocations, which tests use to prove it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+struct Entry {
+    id: u64,
+    buffer: wgpu::Buffer,
+    capacity: u64,
+}
+
+pub struct Pool {
+    device: wgpu::Device,
+    usage: wgpu::BufferUsages,
+    label: &'static str,
+    free: Mutex<HashMap<u64, Vec<Entry>>>,
+    next_id: AtomicU64,
+    created: AtomicU64,
+}
+
+/// Sizes are rounded up to a class so that near sizes share buffers: powers of two up to
+/// 1 MiB, multiples of 1 MiB above. Always a multiple of 256 (binding offsets, copies).
+fn size_class(bytes: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    let b = bytes.max(256);
+    if b <= MIB { b.next_power_of_two() } else { b.div_ceil(MIB) * MIB }
+}
+
+impl Pool {
+    pub fn new(device: wgpu::Device, usage: wgpu::BufferUsages, label: &'static str) -> Arc<Self> {
+        Arc::new(Self { device, usage, label, free: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), created: AtomicU64::new(0) })
+    }
+
+    /// A buffer of at least `bytes` bytes (contents unspecified).
+    pub fn get(self: &Arc<Self>, bytes: u64) -> GpuBuffer {
+        let capacity = size_class(bytes);
+        let reused = self.free.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&capacity).and_then(|v| v.pop());
+        let entry = reused.unwrap_or_else(|| {
+            self.created.fetch_add(1, Ordering::Relaxed);
+            Entry {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                buffer: self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(self.label),
+                    size: capacity,
+                    usage: self.usage,
+                    mapped_at_creation: false,
+                }),
+                capacity,
+            }
+        });
+        GpuBuffer { entry: Some(entry), bytes, pool: self.clone() }
+    }
+
+    /// How many buffers this pool has ever allocated from the device.
+    pub fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Frees every buffer not in use.
+    pub fn trim(&self) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn release(&self, e: Entry) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).entry(e.capacity).or_default().push(e);
+    }
+}
+
+/// A device buffer on loan from a `Pool`; goes back to it when dropped.
+pub struct GpuBuffer {
+    entry: Option<Entry>,
+    bytes: u64,
+    pool: Arc<Pool>,
+}
+
+impl GpuBuffer {
+    fn entry(&self) -> &Entry {
+        // Only `drop` takes the entry out.
+        self.entry.as_ref().expect("GpuBuffer used after drop")
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.entry().buffer
+    }
+
+    /// Stable identity (survives reuse through the pool; keys the bind-group cache).
+    pub fn id(&self) -> u64 {
+        self.entry().id
+    }
+
+    /// Bytes requested (the buffer may be larger).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            self.pool.release(e);
+        }
+    }
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer(#{}, {} bytes)", self.entry.as_ref().map_or(0, |e| e.id), self.bytes)
+    }
+}
