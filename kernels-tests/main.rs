@@ -4,6 +4,7 @@
 //! GPU tests need an adapter (lavapipe is enough). Without one they fail — under CI always,
 //! elsewhere unless WGTRAIN_ALLOW_NO_GPU=1, which makes them skip *loudly*.
 
+mod batch_norm;
 mod buffers;
 mod channel;
 mod common;

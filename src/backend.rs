@@ -44,6 +44,16 @@ pub trait Backend {
     /// y [N, C, 1, 1] (or [N, C]) = mean of each plane of x [N, C, H, W].
     fn global_avg_pool(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
     fn global_avg_pool_backward(&self, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// Batch norm 2d in training mode (x, y [N, C, ...]; the rest [C]): y from the batch
+    /// statistics, running statistics updated as PyTorch does, mean and 1/sqrt(var + eps) saved.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train(&self, x: &Tensor<Self::Storage>, gamma: &Tensor<Self::Storage>, beta: &Tensor<Self::Storage>, running_mean: &mut Tensor<Self::Storage>, running_var: &mut Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>, save_mean: &mut Tensor<Self::Storage>, save_invstd: &mut Tensor<Self::Storage>, momentum: f32, eps: f32) -> Result<()>;
+    /// Batch norm 2d in eval mode: y from the running statistics.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_eval(&self, x: &Tensor<Self::Storage>, gamma: &Tensor<Self::Storage>, beta: &Tensor<Self::Storage>, running_mean: &Tensor<Self::Storage>, running_var: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>, eps: f32) -> Result<()>;
+    /// Backward of `batch_norm_train` from its saved statistics.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, gamma: &Tensor<Self::Storage>, save_mean: &Tensor<Self::Storage>, save_invstd: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, dgamma: &mut Tensor<Self::Storage>, dbeta: &mut Tensor<Self::Storage>) -> Result<()>;
     /// y = act(y + bias[c]) in place, y [N, C, ...].
     fn bias_act(&self, y: &mut Tensor<Self::Storage>, bias: &Tensor<Self::Storage>, act: Activation) -> Result<()>;
     /// dz = dy * act'(z), from the activated output y.

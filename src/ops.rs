@@ -352,3 +352,19 @@ pub fn global_pool_dims(op: &'static str, x: &[usize], y: &[usize]) -> Result<(u
     }
     Ok((n * c, h * w))
 }
+
+/// Batch norm: x and y [N, C, ...] alike, every per-channel tensor [C]. Returns (N, C, P).
+pub fn batch_norm_check(op: &'static str, x: &[usize], y: &[usize], per_channel: &[(&str, &[usize])], training: bool) -> Result<(usize, usize, usize)> {
+    if x.len() < 2 {
+        return Err(shape_err(op, format!("x {} must be [N, C, ...]", ShapeFmt(x))));
+    }
+    expect_shape(op, "y (dx)", y, x)?;
+    let (n, c, p) = (x[0], x[1], x[2..].iter().product::<usize>());
+    for (name, s) in per_channel {
+        expect_shape(op, name, s, &[c])?;
+    }
+    if training && n * p < 2 {
+        return Err(shape_err(op, format!("x {}: training needs more than one value per channel", ShapeFmt(x))));
+    }
+    Ok((n, c, p))
+}

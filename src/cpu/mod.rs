@@ -1,6 +1,7 @@
 //! The CPU backend: the reference. Plain loops, one file per op family, named as the shader
 //! they define (`cpu/matmul.rs` <-> `shaders/matmul_v*.wgsl`). Tests compare the GPU to these.
 
+pub mod batch_norm;
 pub mod channel;
 pub mod conv2d;
 pub mod dropout;
@@ -119,6 +120,25 @@ impl Backend for Cpu {
     fn global_avg_pool_backward(&self, dy: &CpuTensor, dx: &mut CpuTensor) -> Result<()> {
         let (_, hw) = ops::global_pool_dims("global_avg_pool_backward", dx.shape(), dy.shape())?;
         pool::global_avg_backward(&dy.storage, &mut dx.storage, hw);
+        Ok(())
+    }
+
+    fn batch_norm_train(&self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, running_mean: &mut CpuTensor, running_var: &mut CpuTensor, y: &mut CpuTensor, save_mean: &mut CpuTensor, save_invstd: &mut CpuTensor, momentum: f32, eps: f32) -> Result<()> {
+        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape())], true)?;
+        batch_norm::forward_train(&x.storage, &gamma.storage, &beta.storage, &mut running_mean.storage, &mut running_var.storage, &mut y.storage, &mut save_mean.storage, &mut save_invstd.storage, dims, momentum, eps);
+        Ok(())
+    }
+
+    fn batch_norm_eval(&self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, running_mean: &CpuTensor, running_var: &CpuTensor, y: &mut CpuTensor, eps: f32) -> Result<()> {
+        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())], false)?;
+        batch_norm::forward_eval(&x.storage, &gamma.storage, &beta.storage, &running_mean.storage, &running_var.storage, &mut y.storage, dims, eps);
+        Ok(())
+    }
+
+    fn batch_norm_backward(&self, x: &CpuTensor, dy: &CpuTensor, gamma: &CpuTensor, save_mean: &CpuTensor, save_invstd: &CpuTensor, dx: &mut CpuTensor, dgamma: &mut CpuTensor, dbeta: &mut CpuTensor) -> Result<()> {
+        ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
+        let dims = ops::batch_norm_check("batch_norm_backward", x.shape(), dx.shape(), &[("gamma", gamma.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape()), ("dgamma", dgamma.shape()), ("dbeta", dbeta.shape())], true)?;
+        batch_norm::backward(&x.storage, &dy.storage, &gamma.storage, &save_mean.storage, &save_invstd.storage, &mut dx.storage, &mut dgamma.storage, &mut dbeta.storage, dims);
         Ok(())
     }
 

@@ -25,7 +25,7 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout", "im2col", "col2im", "permute", "bias_act", "channel", "pool"];
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout", "im2col", "col2im", "permute", "bias_act", "channel", "pool", "bn_stats", "batch_norm"];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -106,6 +106,10 @@ kernel_params!(
     }
 );
 kernel_params!(
+    /// shaders/batch_norm.wgsl, shaders/bn_stats.wgsl
+    BnParams { n: u32, c: u32, p: u32, total: u32, row_stride: u32, cnt: f32, momentum: f32, eps: f32 }
+);
+kernel_params!(
     /// shaders/reduce.wgsl
     ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
 );
@@ -115,7 +119,7 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
         (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
     }
-    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>(), one::<ConvParams>(), one::<PermuteParams>(), one::<BiasActParams>(), one::<ChannelParams>(), one::<PoolParams>()]
+    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>(), one::<ConvParams>(), one::<PermuteParams>(), one::<BiasActParams>(), one::<ChannelParams>(), one::<PoolParams>(), one::<BnParams>()]
 }
 
 /// Storage binding access.
@@ -164,6 +168,11 @@ pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_f
 pub const AVG_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_backward", storage: IN1_OUT };
 pub const GLOBAL_AVG_FORWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_forward", storage: IN1_OUT };
 pub const GLOBAL_AVG_BACKWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_backward", storage: IN1_OUT };
+pub const BN_FINALIZE: Kernel = Kernel { shader: "bn_stats", entry: "bn_finalize", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite)] };
+pub const BN_EVAL_INVSTD: Kernel = Kernel { shader: "bn_stats", entry: "bn_eval_invstd", storage: &[(2, Read), (3, ReadWrite)] };
+pub const BN_BACKWARD_COEF: Kernel = Kernel { shader: "bn_stats", entry: "bn_backward_coef", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (6, Read), (7, Read)] };
+pub const BN_APPLY: Kernel = Kernel { shader: "batch_norm", entry: "bn_apply", storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)] };
+pub const BN_BACKWARD_APPLY: Kernel = Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
 pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };
 pub const SUM_SQUARES: Kernel = Kernel { shader: "reduce", entry: "sum_squares", storage: IN1_OUT };
 pub const CLIP_BY_NORM: Kernel = Kernel { shader: "clip", entry: "clip_by_norm", storage: IN1_OUT };
@@ -176,7 +185,7 @@ pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", stor
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &BN_FINALIZE, &BN_EVAL_INVSTD, &BN_BACKWARD_COEF, &BN_APPLY, &BN_BACKWARD_APPLY, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {

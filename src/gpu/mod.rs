@@ -9,6 +9,7 @@
 //! (with ReLU), reduce.rs.
 
 pub mod buffers;
+pub mod batch_norm;
 pub mod channel;
 pub mod context;
 pub mod conv2d;
@@ -426,6 +427,22 @@ impl Backend for Gpu {
     fn global_avg_pool_backward(&self, dy: &GpuTensor, dx: &mut GpuTensor) -> Result<()> {
         let (planes, hw) = ops::global_pool_dims("global_avg_pool_backward", dx.shape(), dy.shape())?;
         self.global_avg_impl(dy, dx, planes, hw, true)
+    }
+
+    fn batch_norm_train(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, running_mean: &mut GpuTensor, running_var: &mut GpuTensor, y: &mut GpuTensor, save_mean: &mut GpuTensor, save_invstd: &mut GpuTensor, momentum: f32, eps: f32) -> Result<()> {
+        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape())], true)?;
+        self.batch_norm_train_impl(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, dims, momentum, eps)
+    }
+
+    fn batch_norm_eval(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, running_mean: &GpuTensor, running_var: &GpuTensor, y: &mut GpuTensor, eps: f32) -> Result<()> {
+        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())], false)?;
+        self.batch_norm_eval_impl(x, gamma, beta, running_mean, running_var, y, dims, eps)
+    }
+
+    fn batch_norm_backward(&self, x: &GpuTensor, dy: &GpuTensor, gamma: &GpuTensor, save_mean: &GpuTensor, save_invstd: &GpuTensor, dx: &mut GpuTensor, dgamma: &mut GpuTensor, dbeta: &mut GpuTensor) -> Result<()> {
+        ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
+        let dims = ops::batch_norm_check("batch_norm_backward", x.shape(), dx.shape(), &[("gamma", gamma.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape()), ("dgamma", dgamma.shape()), ("dbeta", dbeta.shape())], true)?;
+        self.batch_norm_backward_impl(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, dims)
     }
 
     fn bias_act(&self, y: &mut GpuTensor, bias: &GpuTensor, act: Activation) -> Result<()> {

@@ -38,6 +38,16 @@ pub enum Case {
     ChannelSum { shape: Vec<usize> },
     Permute { d: [usize; 3], order: [usize; 3] },
     Pool { x: [usize; 4], spec: PoolSpec, kind: PoolKind, backward: bool },
+    /// Batch norm on x; `pass`: training forward (y, running stats, saved stats), eval
+    /// forward, or backward (dx, dgamma, dbeta).
+    BatchNorm { x: Vec<usize>, pass: BnPass },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BnPass {
+    Train,
+    Eval,
+    Backward,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +140,11 @@ impl Case {
             Case::ActBackward { act, .. } => format!("act_backward {act:?}"),
             Case::ChannelSum { .. } => "channel_sum".into(),
             Case::Permute { order, .. } => format!("permute {order:?}"),
+            Case::BatchNorm { pass, .. } => match pass {
+                BnPass::Train => "batch_norm train".into(),
+                BnPass::Eval => "batch_norm eval".into(),
+                BnPass::Backward => "batch_norm_backward".into(),
+            },
             Case::Pool { spec, kind, backward, .. } => {
                 let name = match kind {
                     PoolKind::Max => "max_pool2d",
@@ -164,6 +179,7 @@ impl Case {
             Case::BiasAct { shape, .. } | Case::ActBackward { shape, .. } | Case::ChannelSum { shape } => ShapeFmt(shape).to_string(),
             Case::Permute { d, .. } => ShapeFmt(d).to_string(),
             Case::Pool { x, .. } => ShapeFmt(x).to_string(),
+            Case::BatchNorm { x, .. } => ShapeFmt(x).to_string(),
         }
     }
 }
@@ -460,6 +476,67 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
                 }
             }
         }
+        Case::BatchNorm { x: xs, pass } => {
+            let c = xs[1];
+            let per_channel = xs.iter().product::<usize>() / c;
+            // Inputs with an offset and a spread per channel, as activations have.
+            let x: Vec<f32> = (0..xs.iter().product()).map(|i| {
+                let ch = (i / (per_channel / xs[0])) % c;
+                rng.uniform(-1.0, 1.0) * (1.0 + ch as f32 * 0.5) + ch as f32 * 0.25
+            }).collect();
+            let gamma = rng.vec(c, 0.5, 1.5);
+            let beta = rng.vec(c, -0.5, 0.5);
+            let rm = rng.vec(c, -0.2, 0.2);
+            let rv = rng.vec(c, 0.5, 1.5);
+            let dy = rng.vec(x.len(), -1.0, 1.0);
+            let (momentum, eps) = (0.1, 1e-5);
+            let (got, want) = match pass {
+                BnPass::Train | BnPass::Eval => {
+                    let run_cpu = || -> Result<Vec<f32>> {
+                        let (g, b) = (cpu.upload(&[c], &gamma)?, cpu.upload(&[c], &beta)?);
+                        let (mut m, mut v) = (cpu.upload(&[c], &rm)?, cpu.upload(&[c], &rv)?);
+                        let (mut y, mut sm, mut si) = (cpu.zeros(xs)?, cpu.zeros(&[c])?, cpu.zeros(&[c])?);
+                        let xt = cpu.upload(xs, &x)?;
+                        if *pass == BnPass::Train {
+                            cpu.batch_norm_train(&xt, &g, &b, &mut m, &mut v, &mut y, &mut sm, &mut si, momentum, eps)?;
+                            Ok([y.data(), m.data(), v.data(), sm.data(), si.data()].concat())
+                        } else {
+                            cpu.batch_norm_eval(&xt, &g, &b, &m, &v, &mut y, eps)?;
+                            Ok(y.data().to_vec())
+                        }
+                    };
+                    let run_gpu = || -> Result<Vec<f32>> {
+                        let (g, b) = (gpu.upload(&[c], &gamma)?, gpu.upload(&[c], &beta)?);
+                        let (mut m, mut v) = (gpu.upload(&[c], &rm)?, gpu.upload(&[c], &rv)?);
+                        let (mut y, mut sm, mut si) = (gpu.zeros(xs)?, gpu.zeros(&[c])?, gpu.zeros(&[c])?);
+                        let xt = gpu.upload(xs, &x)?;
+                        if *pass == BnPass::Train {
+                            gpu.batch_norm_train(&xt, &g, &b, &mut m, &mut v, &mut y, &mut sm, &mut si, momentum, eps)?;
+                            Ok([gpu.download(&y)?, gpu.download(&m)?, gpu.download(&v)?, gpu.download(&sm)?, gpu.download(&si)?].concat())
+                        } else {
+                            gpu.batch_norm_eval(&xt, &g, &b, &m, &v, &mut y, eps)?;
+                            gpu.download(&y)
+                        }
+                    };
+                    (run_gpu()?, run_cpu()?)
+                }
+                BnPass::Backward => {
+                    // Saved statistics from the CPU's forward feed both backwards.
+                    let (g, b) = (cpu.upload(&[c], &gamma)?, cpu.upload(&[c], &beta)?);
+                    let (mut m, mut v) = (cpu.upload(&[c], &rm)?, cpu.upload(&[c], &rv)?);
+                    let (mut y, mut sm, mut si) = (cpu.zeros(xs)?, cpu.zeros(&[c])?, cpu.zeros(&[c])?);
+                    let xt = cpu.upload(xs, &x)?;
+                    cpu.batch_norm_train(&xt, &g, &b, &mut m, &mut v, &mut y, &mut sm, &mut si, momentum, eps)?;
+                    let (mut dx, mut dg, mut db) = (cpu.zeros(xs)?, cpu.zeros(&[c])?, cpu.zeros(&[c])?);
+                    cpu.batch_norm_backward(&xt, &cpu.upload(xs, &dy)?, &g, &sm, &si, &mut dx, &mut dg, &mut db)?;
+                    let want = [dx.data(), dg.data(), db.data()].concat();
+                    let (mut gdx, mut gdg, mut gdb) = (gpu.zeros(xs)?, gpu.zeros(&[c])?, gpu.zeros(&[c])?);
+                    gpu.batch_norm_backward(&gpu.upload(xs, &x)?, &gpu.upload(xs, &dy)?, &gpu.upload(&[c], &gamma)?, &gpu.upload(&[c], sm.data())?, &gpu.upload(&[c], si.data())?, &mut gdx, &mut gdg, &mut gdb)?;
+                    ([gpu.download(&gdx)?, gpu.download(&gdg)?, gpu.download(&gdb)?].concat(), want)
+                }
+            };
+            (Tolerance::batch_norm(per_channel), got, want)
+        }
         Case::ClipGradNorm { n, max_norm } => {
             let g = rng.vec(*n, -1.0, 1.0);
             let sum4: f64 = g.iter().map(|&v| (v as f64).powi(4)).sum();
@@ -676,6 +753,22 @@ pub fn pool_cases(large: bool) -> Vec<Case> {
     v
 }
 
+/// Batch norm: batch 1 with odd sizes, channels not a multiple of anything, a [N, C] input
+/// (BatchNorm1d-shaped), and many values per channel.
+pub fn batch_norm_cases(large: bool) -> Vec<Case> {
+    let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11]];
+    if large {
+        shapes.push(vec![32, 16, 16, 16]);
+    }
+    let mut v = Vec::new();
+    for x in shapes {
+        for pass in [BnPass::Train, BnPass::Eval, BnPass::Backward] {
+            v.push(Case::BatchNorm { x: x.clone(), pass });
+        }
+    }
+    v
+}
+
 /// Everything `wgtrain verify` runs: every matmul variant, then the other ops.
 pub fn suite(large: bool) -> Vec<Case> {
     let mut v: Vec<Case> = MatmulVariant::ALL.iter().flat_map(|&var| matmul_cases(var, large)).collect();
@@ -684,5 +777,6 @@ pub fn suite(large: bool) -> Vec<Case> {
     v.extend(conv_cases(large));
     v.extend(channel_cases(large));
     v.extend(pool_cases(large));
+    v.extend(batch_norm_cases(large));
     v
 }

@@ -1,0 +1,46 @@
+// batch_norm — batch norm 2d's element-wise passes over [N, C, P] (channel = dim 1), forward
+// and backward side by side; the statistics come from channel.wgsl and bn_stats.wgsl.
+//   bn_apply:          y  = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]
+//   bn_backward_apply: dx = k1[c] * (dy - k2[c] - (x - mean[c]) * k3[c]),  k = bn_backward_coef
+//                      (= gamma*invstd/cnt * (cnt*dy - sum dy - x_hat * sum dy*x_hat))
+// Host side: src/gpu/batch_norm.rs. CPU twin: src/cpu/batch_norm.rs.
+
+struct BnParams {
+    n: u32,
+    c: u32,
+    p: u32,
+    total: u32,
+    row_stride: u32,
+    cnt: f32,
+    momentum: f32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: BnParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> mean: array<f32>;
+@group(0) @binding(5) var<storage, read> scale: array<f32>; // invstd (forward) or coef (backward)
+@group(0) @binding(6) var<storage, read> gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> beta: array<f32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_stride + gid.x;
+    if (i >= p.total) {
+        return;
+    }
+    let c = (i / p.p) % p.c;
+    out[i] = fma((x[i] - mean[c]) * scale[c], gamma[c], beta[c]);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn bn_backward_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.y * p.row_stride + gid.x;
+    if (i >= p.total) {
+        return;
+    }
+    let c = (i / p.p) % p.c;
+    out[i] = scale[c] * (dy[i] - scale[p.c + c] - (x[i] - mean[c]) * scale[2u * p.c + c]);
+}

@@ -1,0 +1,73 @@
+//! CPU twin of batch norm 2d (shaders/batch_norm.wgsl, bn_stats.wgsl and the per-channel
+//! reductions of channel.wgsl), PyTorch's definition. x, y, dy, dx are [N, C, P]; the rest [C].
+//! Statistics accumulate in f64.
+
+/// Per-channel mean and biased variance over N and P.
+fn moments(x: &[f32], n: usize, c: usize, p: usize) -> (Vec<f64>, Vec<f64>) {
+    let cnt = (n * p) as f64;
+    let mut mean = vec![0.0f64; c];
+    let mut var = vec![0.0f64; c];
+    for ch in 0..c {
+        let values = (0..n).flat_map(|b| &x[(b * c + ch) * p..(b * c + ch + 1) * p]);
+        mean[ch] = values.clone().map(|&v| v as f64).sum::<f64>() / cnt;
+        var[ch] = values.map(|&v| (v as f64 - mean[ch]).powi(2)).sum::<f64>() / cnt;
+    }
+    (mean, var)
+}
+
+/// Training forward: normalise with the batch statistics, save mean and 1/sqrt(var + eps),
+/// and update the running statistics (running_var from the unbiased variance).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_train(x: &[f32], gamma: &[f32], beta: &[f32], running_mean: &mut [f32], running_var: &mut [f32], y: &mut [f32], save_mean: &mut [f32], save_invstd: &mut [f32], (n, c, p): (usize, usize, usize), momentum: f32, eps: f32) {
+    let (mean, var) = moments(x, n, c, p);
+    let cnt = (n * p) as f64;
+    for ch in 0..c {
+        let invstd = 1.0 / (var[ch] + eps as f64).sqrt();
+        save_mean[ch] = mean[ch] as f32;
+        save_invstd[ch] = invstd as f32;
+        let m = momentum as f64;
+        running_mean[ch] = ((1.0 - m) * running_mean[ch] as f64 + m * mean[ch]) as f32;
+        running_var[ch] = ((1.0 - m) * running_var[ch] as f64 + m * var[ch] * cnt / (cnt - 1.0)) as f32;
+    }
+    apply(x, gamma, beta, save_mean, save_invstd, y, c, p);
+}
+
+/// Eval forward: normalise with the running statistics.
+pub fn forward_eval(x: &[f32], gamma: &[f32], beta: &[f32], running_mean: &[f32], running_var: &[f32], y: &mut [f32], (_, c, p): (usize, usize, usize), eps: f32) {
+    let invstd: Vec<f32> = running_var.iter().map(|&v| (1.0 / (v as f64 + eps as f64).sqrt()) as f32).collect();
+    apply(x, gamma, beta, running_mean, &invstd, y, c, p);
+}
+
+/// y = (x - mean) * invstd * gamma + beta
+#[allow(clippy::too_many_arguments)]
+fn apply(x: &[f32], gamma: &[f32], beta: &[f32], mean: &[f32], invstd: &[f32], y: &mut [f32], c: usize, p: usize) {
+    for (i, out) in y.iter_mut().enumerate() {
+        let ch = (i / p) % c;
+        *out = (((x[i] - mean[ch]) as f64 * invstd[ch] as f64) * gamma[ch] as f64 + beta[ch] as f64) as f32;
+    }
+}
+
+/// Backward of the training forward, from the saved statistics:
+///   dbeta = sum dy;  dgamma = sum dy * x_hat;  x_hat = (x - mean) * invstd
+///   dx = gamma * invstd / cnt * (cnt * dy - dbeta - x_hat * dgamma)
+#[allow(clippy::too_many_arguments)]
+pub fn backward(x: &[f32], dy: &[f32], gamma: &[f32], save_mean: &[f32], save_invstd: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32], (n, c, p): (usize, usize, usize)) {
+    let cnt = (n * p) as f64;
+    let xhat = |i: usize, ch: usize| (x[i] as f64 - save_mean[ch] as f64) * save_invstd[ch] as f64;
+    let mut sdy = vec![0.0f64; c];
+    let mut sdyx = vec![0.0f64; c];
+    for i in 0..x.len() {
+        let ch = (i / p) % c;
+        sdy[ch] += dy[i] as f64;
+        sdyx[ch] += dy[i] as f64 * xhat(i, ch);
+    }
+    for ch in 0..c {
+        dbeta[ch] = sdy[ch] as f32;
+        dgamma[ch] = sdyx[ch] as f32;
+    }
+    for i in 0..x.len() {
+        let ch = (i / p) % c;
+        let k = gamma[ch] as f64 * save_invstd[ch] as f64 / cnt;
+        dx[i] = (k * (cnt * dy[i] as f64 - sdy[ch] - xhat(i, ch) * sdyx[ch])) as f32;
+    }
+}
