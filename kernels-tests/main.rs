@@ -13,6 +13,7 @@ mod dispatch;
 mod dropout;
 mod elementwise;
 mod errors;
+mod loss;
 mod matmul;
 mod optimizer;
 mod permute;

@@ -5,10 +5,18 @@
 //! reuses them). Shapes are checked by `crate::ops` for both backends alike; a mismatch is an
 //! `Error::Shape` naming the op and the shapes, never a panic.
 
-use crate::ops::{Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
 use crate::optim::Optimizer;
 use crate::tensor::Tensor;
 use crate::Result;
+
+/// What a cross-entropy is measured against.
+pub enum CeTarget<'a, S> {
+    /// Class indices [N], stored as f32.
+    Labels(&'a Tensor<S>),
+    /// Probability rows [N, C] (mixup, cutmix).
+    Probs(&'a Tensor<S>),
+}
 
 pub trait Backend {
     /// Where a tensor's data lives.
@@ -54,6 +62,36 @@ pub trait Backend {
     /// Backward of `batch_norm_train` from its saved statistics.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, gamma: &Tensor<Self::Storage>, save_mean: &Tensor<Self::Storage>, save_invstd: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, dgamma: &mut Tensor<Self::Storage>, dbeta: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// Mean softmax cross-entropy of logits [N, C] with label smoothing: loss [1] and the
+    /// gradient of the mean loss, in one pass.
+    fn cross_entropy(&self, logits: &Tensor<Self::Storage>, target: CeTarget<'_, Self::Storage>, label_smoothing: f32, loss: &mut Tensor<Self::Storage>, grad: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// out[i] = index of the first maximum of row i of x [N, C].
+    fn argmax_rows(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// out[i] = 1 where row i's argmax equals labels[i], else 0 (sum it for accuracy).
+    fn correct_rows(&self, logits: &Tensor<Self::Storage>, labels: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+
+    /// y = x @ wᵀ + bias: x [N, in], w [out, in], y [N, out].
+    fn linear(&self, x: &Tensor<Self::Storage>, w: &Tensor<Self::Storage>, bias: Option<&Tensor<Self::Storage>>, y: &mut Tensor<Self::Storage>) -> Result<()> {
+        ops::linear_check(x.shape(), w.shape(), y.shape(), bias.map(|b| b.shape()))?;
+        self.matmul(x, w, y, MatmulSpec::trans(false, true))?;
+        match bias {
+            Some(b) => self.bias_act(y, b, Activation::Identity),
+            None => Ok(()),
+        }
+    }
+    /// Gradients of `linear`: dx = dy @ w (if wanted), dw = dyᵀ @ x, db = column sums of dy.
+    fn linear_backward(&self, x: &Tensor<Self::Storage>, w: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dx: Option<&mut Tensor<Self::Storage>>, dw: &mut Tensor<Self::Storage>, db: Option<&mut Tensor<Self::Storage>>) -> Result<()> {
+        ops::linear_check(x.shape(), w.shape(), dy.shape(), db.as_ref().map(|b| b.shape()))?;
+        if let Some(dx) = dx {
+            self.matmul(dy, w, dx, MatmulSpec::default())?;
+        }
+        self.matmul(dy, x, dw, MatmulSpec::trans(true, false))?;
+        match db {
+            Some(db) => self.channel_sum(dy, db),
+            None => Ok(()),
+        }
+    }
+
     /// y = act(y + bias[c]) in place, y [N, C, ...].
     fn bias_act(&self, y: &mut Tensor<Self::Storage>, bias: &Tensor<Self::Storage>, act: Activation) -> Result<()>;
     /// dz = dy * act'(z), from the activated output y.

@@ -20,7 +20,7 @@ pub mod rng;
 pub mod tensor;
 pub mod verify;
 
-pub use backend::Backend;
+pub use backend::{Backend, CeTarget};
 pub use cpu::Cpu;
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, MatmulVariant};

@@ -368,3 +368,61 @@ pub fn batch_norm_check(op: &'static str, x: &[usize], y: &[usize], per_channel:
     }
     Ok((n, c, p))
 }
+
+/// Cross-entropy: logits [N, C], hard labels [N] (integers in [0, C), stored as f32) or soft
+/// targets [N, C], loss [1], grad [N, C]. Returns (N, C).
+pub fn cross_entropy_check(logits: &[usize], target: &[usize], soft: bool, smoothing: f32, loss: &[usize], grad: &[usize]) -> Result<(usize, usize)> {
+    let op = "cross_entropy";
+    let [n, c] = *logits else {
+        return Err(shape_err(op, format!("logits {} must be [N, C]", ShapeFmt(logits))));
+    };
+    if c == 0 {
+        return Err(shape_err(op, "logits have no classes".to_string()));
+    }
+    if soft {
+        expect_shape(op, "target_probs", target, &[n, c])?;
+    } else {
+        expect_shape(op, "target", target, &[n])?;
+    }
+    expect_shape(op, "grad_logits", grad, logits)?;
+    if loss.iter().product::<usize>() != 1 {
+        return Err(shape_err(op, format!("loss {} must have one element", ShapeFmt(loss))));
+    }
+    if !(0.0..=1.0).contains(&smoothing) {
+        return Err(crate::Error::Invalid(format!("cross_entropy: label_smoothing is {smoothing}, expected a value in [0, 1]")));
+    }
+    Ok((n, c))
+}
+
+/// Labels must be integers in [0, classes).
+pub fn check_labels(labels: &[f32], classes: usize) -> Result<()> {
+    if let Some((i, v)) = labels.iter().enumerate().find(|(_, &v)| !(v >= 0.0 && v.fract() == 0.0 && (v as usize) < classes)) {
+        return Err(crate::Error::Invalid(format!("label {i} is {v}, expected a class index in [0, {classes})")));
+    }
+    Ok(())
+}
+
+/// Row-wise ops on x [N, C] with one output per row. Returns (N, C).
+pub fn rows_check(op: &'static str, x: &[usize], out: &[usize]) -> Result<(usize, usize)> {
+    let [n, c] = *x else {
+        return Err(shape_err(op, format!("x {} must be [N, C]", ShapeFmt(x))));
+    };
+    expect_shape(op, "out", out, &[n])?;
+    Ok((n, c))
+}
+
+/// Linear: x [N, in], w [out, in], y [N, out], bias [out].
+pub fn linear_check(x: &[usize], w: &[usize], y: &[usize], bias: Option<&[usize]>) -> Result<()> {
+    let op = "linear";
+    let ([n, i], [o, i2]) = (x, w) else {
+        return Err(shape_err(op, format!("x {} must be [N, in] and weight {} [out, in]", ShapeFmt(x), ShapeFmt(w))));
+    };
+    if i != i2 {
+        return Err(shape_err(op, format!("x {} has {i} features, weight {} expects {i2}", ShapeFmt(x), ShapeFmt(w))));
+    }
+    expect_shape(op, "y", y, &[*n, *o])?;
+    if let Some(b) = bias {
+        expect_shape(op, "bias", b, &[*o])?;
+    }
+    Ok(())
+}

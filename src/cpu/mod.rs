@@ -6,6 +6,7 @@ pub mod channel;
 pub mod conv2d;
 pub mod dropout;
 pub mod elementwise;
+pub mod loss;
 pub mod matmul;
 pub mod optimizer;
 pub mod permute;
@@ -13,7 +14,7 @@ pub mod pool;
 pub mod reduce;
 pub mod relu;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, CeTarget};
 use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{CpuTensor, Tensor};
@@ -139,6 +140,40 @@ impl Backend for Cpu {
         ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
         let dims = ops::batch_norm_check("batch_norm_backward", x.shape(), dx.shape(), &[("gamma", gamma.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape()), ("dgamma", dgamma.shape()), ("dbeta", dbeta.shape())], true)?;
         batch_norm::backward(&x.storage, &dy.storage, &gamma.storage, &save_mean.storage, &save_invstd.storage, &mut dx.storage, &mut dgamma.storage, &mut dbeta.storage, dims);
+        Ok(())
+    }
+
+    fn cross_entropy(&self, logits: &CpuTensor, target: CeTarget<'_, Vec<f32>>, label_smoothing: f32, loss: &mut CpuTensor, grad: &mut CpuTensor) -> Result<()> {
+        let (t, soft) = match target {
+            CeTarget::Labels(t) => (t, false),
+            CeTarget::Probs(t) => (t, true),
+        };
+        let (n, c) = ops::cross_entropy_check(logits.shape(), t.shape(), soft, label_smoothing, loss.shape(), grad.shape())?;
+        let target = if soft {
+            loss::Target::Probs(t.data())
+        } else {
+            ops::check_labels(t.data(), c)?;
+            loss::Target::Labels(t.data())
+        };
+        let mut rows = vec![0.0; n];
+        loss::cross_entropy(logits.data(), &target, n, c, label_smoothing, &mut rows, &mut grad.storage);
+        loss.storage[0] = rows.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        Ok(())
+    }
+
+    fn argmax_rows(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        let (n, c) = ops::rows_check("argmax_rows", x.shape(), out.shape())?;
+        loss::argmax_rows(x.data(), n, c, &mut out.storage);
+        Ok(())
+    }
+
+    fn correct_rows(&self, logits: &CpuTensor, labels: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
+        let (n, c) = ops::rows_check("correct_rows", logits.shape(), out.shape())?;
+        ops::expect_shape("correct_rows", "labels", labels.shape(), &[n])?;
+        loss::argmax_rows(logits.data(), n, c, &mut out.storage);
+        for (o, l) in out.storage.iter_mut().zip(labels.data()) {
+            *o = (*o == *l) as u8 as f32;
+        }
         Ok(())
     }
 

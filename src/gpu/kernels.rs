@@ -25,7 +25,7 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout", "im2col", "col2im", "permute", "bias_act", "channel", "pool", "bn_stats", "batch_norm"];
+shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout", "im2col", "col2im", "permute", "bias_act", "channel", "pool", "bn_stats", "batch_norm", "loss"];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -110,6 +110,10 @@ kernel_params!(
     BnParams { n: u32, c: u32, p: u32, total: u32, row_stride: u32, cnt: f32, momentum: f32, eps: f32 }
 );
 kernel_params!(
+    /// shaders/loss.wgsl
+    LossParams { n: u32, c: u32, smoothing: f32, inv_n: f32 }
+);
+kernel_params!(
     /// shaders/reduce.wgsl
     ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
 );
@@ -119,7 +123,7 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
         (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
     }
-    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>(), one::<ConvParams>(), one::<PermuteParams>(), one::<BiasActParams>(), one::<ChannelParams>(), one::<PoolParams>(), one::<BnParams>()]
+    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>(), one::<ConvParams>(), one::<PermuteParams>(), one::<BiasActParams>(), one::<ChannelParams>(), one::<PoolParams>(), one::<BnParams>(), one::<LossParams>()]
 }
 
 /// Storage binding access.
@@ -173,6 +177,10 @@ pub const BN_EVAL_INVSTD: Kernel = Kernel { shader: "bn_stats", entry: "bn_eval_
 pub const BN_BACKWARD_COEF: Kernel = Kernel { shader: "bn_stats", entry: "bn_backward_coef", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (6, Read), (7, Read)] };
 pub const BN_APPLY: Kernel = Kernel { shader: "batch_norm", entry: "bn_apply", storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)] };
 pub const BN_BACKWARD_APPLY: Kernel = Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
+pub const CROSS_ENTROPY_HARD: Kernel = Kernel { shader: "loss", entry: "cross_entropy_hard", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
+pub const CROSS_ENTROPY_SOFT: Kernel = Kernel { shader: "loss", entry: "cross_entropy_soft", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
+pub const ARGMAX_ROWS: Kernel = Kernel { shader: "loss", entry: "argmax_rows", storage: IN1_OUT };
+pub const CORRECT_ROWS: Kernel = Kernel { shader: "loss", entry: "correct_rows", storage: IN2_OUT };
 pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };
 pub const SUM_SQUARES: Kernel = Kernel { shader: "reduce", entry: "sum_squares", storage: IN1_OUT };
 pub const CLIP_BY_NORM: Kernel = Kernel { shader: "clip", entry: "clip_by_norm", storage: IN1_OUT };
@@ -185,7 +193,7 @@ pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", stor
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &BN_FINALIZE, &BN_EVAL_INVSTD, &BN_BACKWARD_COEF, &BN_APPLY, &BN_BACKWARD_APPLY, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &BN_FINALIZE, &BN_EVAL_INVSTD, &BN_BACKWARD_COEF, &BN_APPLY, &BN_BACKWARD_APPLY, &CROSS_ENTROPY_HARD, &CROSS_ENTROPY_SOFT, &ARGMAX_ROWS, &CORRECT_ROWS, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {

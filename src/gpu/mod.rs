@@ -15,6 +15,7 @@ pub mod context;
 pub mod conv2d;
 pub mod elementwise;
 pub mod kernels;
+pub mod loss;
 pub mod matmul;
 pub mod optimizer;
 pub mod permute;
@@ -29,7 +30,7 @@ use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
 pub use matmul::MatmulVariant;
 pub use buffers::{GpuBuffer, Pool};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, CeTarget};
 use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
 use crate::optim::Optimizer;
 use crate::tensor::{numel, Tensor};
@@ -443,6 +444,26 @@ impl Backend for Gpu {
         ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
         let dims = ops::batch_norm_check("batch_norm_backward", x.shape(), dx.shape(), &[("gamma", gamma.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape()), ("dgamma", dgamma.shape()), ("dbeta", dbeta.shape())], true)?;
         self.batch_norm_backward_impl(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, dims)
+    }
+
+    fn cross_entropy(&self, logits: &GpuTensor, target: CeTarget<'_, GpuBuffer>, label_smoothing: f32, loss: &mut GpuTensor, grad: &mut GpuTensor) -> Result<()> {
+        let (t, soft) = match target {
+            CeTarget::Labels(t) => (t, false),
+            CeTarget::Probs(t) => (t, true),
+        };
+        let dims = ops::cross_entropy_check(logits.shape(), t.shape(), soft, label_smoothing, loss.shape(), grad.shape())?;
+        self.cross_entropy_impl(logits, t, soft, dims, label_smoothing, loss, grad)
+    }
+
+    fn argmax_rows(&self, x: &GpuTensor, out: &mut GpuTensor) -> Result<()> {
+        let dims = ops::rows_check("argmax_rows", x.shape(), out.shape())?;
+        self.argmax_impl(x, None, dims, out)
+    }
+
+    fn correct_rows(&self, logits: &GpuTensor, labels: &GpuTensor, out: &mut GpuTensor) -> Result<()> {
+        let dims = ops::rows_check("correct_rows", logits.shape(), out.shape())?;
+        ops::expect_shape("correct_rows", "labels", labels.shape(), &[dims.0])?;
+        self.argmax_impl(logits, Some(labels), dims, out)
     }
 
     fn bias_act(&self, y: &mut GpuTensor, bias: &GpuTensor, act: Activation) -> Result<()> {

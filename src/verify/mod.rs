@@ -8,7 +8,7 @@ use std::fmt;
 
 pub use tolerance::{Comparison, Tolerance};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, CeTarget};
 use crate::cpu::Cpu;
 use crate::gpu::{Gpu, MatmulVariant};
 use crate::ops::{Activation, Conv2dSpec, MatmulSpec, PoolSpec};
@@ -41,6 +41,12 @@ pub enum Case {
     /// Batch norm on x; `pass`: training forward (y, running stats, saved stats), eval
     /// forward, or backward (dx, dgamma, dbeta).
     BatchNorm { x: Vec<usize>, pass: BnPass },
+    /// Mean cross-entropy of random logits [n, c]: loss and gradient together.
+    CrossEntropy { n: usize, c: usize, smoothing: f32, soft: bool },
+    /// argmax_rows and correct_rows of [n, c].
+    Argmax { n: usize, c: usize },
+    /// Linear layer x [n, i] -> [n, o]: forward (y) or backward (dx, dw, db).
+    Linear { n: usize, i: usize, o: usize, backward: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +146,9 @@ impl Case {
             Case::ActBackward { act, .. } => format!("act_backward {act:?}"),
             Case::ChannelSum { .. } => "channel_sum".into(),
             Case::Permute { order, .. } => format!("permute {order:?}"),
+            Case::CrossEntropy { smoothing, soft, .. } => format!("cross_entropy {}{}", if *soft { "soft" } else { "hard" }, if *smoothing > 0.0 { format!(" smoothing {smoothing}") } else { String::new() }),
+            Case::Argmax { .. } => "argmax_rows, correct_rows".into(),
+            Case::Linear { backward, .. } => if *backward { "linear_backward".into() } else { "linear".into() },
             Case::BatchNorm { pass, .. } => match pass {
                 BnPass::Train => "batch_norm train".into(),
                 BnPass::Eval => "batch_norm eval".into(),
@@ -180,6 +189,8 @@ impl Case {
             Case::Permute { d, .. } => ShapeFmt(d).to_string(),
             Case::Pool { x, .. } => ShapeFmt(x).to_string(),
             Case::BatchNorm { x, .. } => ShapeFmt(x).to_string(),
+            Case::CrossEntropy { n, c, .. } | Case::Argmax { n, c } => format!("[{n}, {c}]"),
+            Case::Linear { n, i, o, .. } => format!("[{n}, {i}] -> {o}"),
         }
     }
 }
@@ -537,6 +548,66 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             };
             (Tolerance::batch_norm(per_channel), got, want)
         }
+        Case::CrossEntropy { n, c, smoothing, soft } => {
+            let (n, c) = (*n, *c);
+            let z = rng.vec(n * c, -4.0, 4.0);
+            let target: Vec<f32> = if *soft {
+                // Rows of a mixup-like distribution: two classes mixed.
+                let mut t = vec![0.0; n * c];
+                for i in 0..n {
+                    let lam = rng.next_f32();
+                    t[i * c + rng.below(c)] += lam;
+                    t[i * c + rng.below(c)] += 1.0 - lam;
+                }
+                t
+            } else {
+                (0..n).map(|_| rng.below(c) as f32).collect()
+            };
+            let tshape = if *soft { vec![n, c] } else { vec![n] };
+            let (ct, gt) = (cpu.upload(&tshape, &target)?, gpu.upload(&tshape, &target)?);
+            let (mut closs, mut cgrad) = (cpu.zeros(&[1])?, cpu.zeros(&[n, c])?);
+            cpu.cross_entropy(&cpu.upload(&[n, c], &z)?, if *soft { CeTarget::Probs(&ct) } else { CeTarget::Labels(&ct) }, *smoothing, &mut closs, &mut cgrad)?;
+            let (mut gloss, mut ggrad) = (gpu.zeros(&[1])?, gpu.zeros(&[n, c])?);
+            gpu.cross_entropy(&gpu.upload(&[n, c], &z)?, if *soft { CeTarget::Probs(&gt) } else { CeTarget::Labels(&gt) }, *smoothing, &mut gloss, &mut ggrad)?;
+            let got = [gpu.download(&gloss)?, gpu.download(&ggrad)?].concat();
+            let want = [closs.data(), cgrad.data()].concat();
+            (Tolerance::softmax(c), got, want)
+        }
+        Case::Argmax { n, c } => {
+            let (n, c) = (*n, *c);
+            let z = rng.vec(n * c, -1.0, 1.0);
+            let labels: Vec<f32> = (0..n).map(|_| rng.below(c) as f32).collect();
+            let (mut ca, mut cc) = (cpu.zeros(&[n])?, cpu.zeros(&[n])?);
+            let cz = cpu.upload(&[n, c], &z)?;
+            cpu.argmax_rows(&cz, &mut ca)?;
+            cpu.correct_rows(&cz, &cpu.upload(&[n], &labels)?, &mut cc)?;
+            let (mut ga, mut gc) = (gpu.zeros(&[n])?, gpu.zeros(&[n])?);
+            let gz = gpu.upload(&[n, c], &z)?;
+            gpu.argmax_rows(&gz, &mut ga)?;
+            gpu.correct_rows(&gz, &gpu.upload(&[n], &labels)?, &mut gc)?;
+            (Tolerance::EXACT, [gpu.download(&ga)?, gpu.download(&gc)?].concat(), [ca.data(), cc.data()].concat())
+        }
+        Case::Linear { n, i, o, backward } => {
+            let (n, i, o) = (*n, *i, *o);
+            let x = rng.vec(n * i, -1.0, 1.0);
+            let w = rng.vec(o * i, -1.0, 1.0);
+            let b = rng.vec(o, -1.0, 1.0);
+            let dy = rng.vec(n * o, -1.0, 1.0);
+            if !*backward {
+                let mut want = cpu.zeros(&[n, o])?;
+                cpu.linear(&cpu.upload(&[n, i], &x)?, &cpu.upload(&[o, i], &w)?, Some(&cpu.upload(&[o], &b)?), &mut want)?;
+                let mut got = gpu.zeros(&[n, o])?;
+                gpu.linear(&gpu.upload(&[n, i], &x)?, &gpu.upload(&[o, i], &w)?, Some(&gpu.upload(&[o], &b)?), &mut got)?;
+                (Tolerance::dot(i + 1, 1.0), gpu.download(&got)?, want.data().to_vec())
+            } else {
+                let (mut dx, mut dw, mut db) = (cpu.zeros(&[n, i])?, cpu.zeros(&[o, i])?, cpu.zeros(&[o])?);
+                cpu.linear_backward(&cpu.upload(&[n, i], &x)?, &cpu.upload(&[o, i], &w)?, &cpu.upload(&[n, o], &dy)?, Some(&mut dx), &mut dw, Some(&mut db))?;
+                let (mut gdx, mut gdw, mut gdb) = (gpu.zeros(&[n, i])?, gpu.zeros(&[o, i])?, gpu.zeros(&[o])?);
+                gpu.linear_backward(&gpu.upload(&[n, i], &x)?, &gpu.upload(&[o, i], &w)?, &gpu.upload(&[n, o], &dy)?, Some(&mut gdx), &mut gdw, Some(&mut gdb))?;
+                let got = [gpu.download(&gdx)?, gpu.download(&gdw)?, gpu.download(&gdb)?].concat();
+                (Tolerance::dot(n.max(o), 1.0), got, [dx.data(), dw.data(), db.data()].concat())
+            }
+        }
         Case::ClipGradNorm { n, max_norm } => {
             let g = rng.vec(*n, -1.0, 1.0);
             let sum4: f64 = g.iter().map(|&v| (v as f64).powi(4)).sum();
@@ -769,6 +840,29 @@ pub fn batch_norm_cases(large: bool) -> Vec<Case> {
     v
 }
 
+/// Losses and heads: cross-entropy with hard labels (with and without label smoothing) and
+/// soft targets, argmax and accuracy, linear forward and backward; batch 1, 2 classes, many.
+pub fn loss_cases(large: bool) -> Vec<Case> {
+    let mut v = Vec::new();
+    for (n, c) in [(1, 2), (7, 10), (64, 10), (5, 1000)] {
+        v.push(Case::CrossEntropy { n, c, smoothing: 0.0, soft: false });
+        v.push(Case::CrossEntropy { n, c, smoothing: 0.1, soft: false });
+        v.push(Case::CrossEntropy { n, c, smoothing: 0.0, soft: true });
+        v.push(Case::Argmax { n, c });
+    }
+    v.push(Case::CrossEntropy { n: 33, c: 10, smoothing: 0.2, soft: true });
+    let mut lin = vec![(1, 1, 1), (3, 17, 5), (64, 1568, 128), (13, 128, 10)];
+    if large {
+        lin.push((256, 512, 257));
+    }
+    for (n, i, o) in lin {
+        for backward in [false, true] {
+            v.push(Case::Linear { n, i, o, backward });
+        }
+    }
+    v
+}
+
 /// Everything `wgtrain verify` runs: every matmul variant, then the other ops.
 pub fn suite(large: bool) -> Vec<Case> {
     let mut v: Vec<Case> = MatmulVariant::ALL.iter().flat_map(|&var| matmul_cases(var, large)).collect();
@@ -778,5 +872,6 @@ pub fn suite(large: bool) -> Vec<Case> {
     v.extend(channel_cases(large));
     v.extend(pool_cases(large));
     v.extend(batch_norm_cases(large));
+    v.extend(loss_cases(large));
     v
 }

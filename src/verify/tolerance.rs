@@ -65,6 +65,18 @@ impl Tolerance {
     }
 }
 
+impl Tolerance {
+    /// Softmax cross-entropy over `c` classes with logits in [-4, 4]. GPU exp and log are
+    /// allowed a few ulps (Vulkan: exp within 3 + 2|x| ulp, log within 3 ulp or 2^-21
+    /// absolute): with |x| <= 8, about 19 ulp on each exponential, plus log2(c) roundings in
+    /// the row sum; the loss (a few units) and the gradient inherit that. 64 ulp, scaled by
+    /// log2(c), covers it with margin.
+    pub fn softmax(c: usize) -> Self {
+        let e = 64.0 * U * (c.max(2) as f32).log2();
+        Self::new(e, e)
+    }
+}
+
 /// The outcome of comparing two tensors.
 #[derive(Clone, Debug)]
 pub struct Comparison {
