@@ -6,6 +6,7 @@
 
 mod batch_norm;
 mod buffers;
+mod cases;
 mod channel;
 mod common;
 mod conv2d;

@@ -33,6 +33,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A reference case file is malformed or names something the engine cannot run.
+    #[error("{}: {field}: {message}", path.display())]
+    CaseFile { path: PathBuf, field: String, message: String },
+
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },

@@ -31,12 +31,25 @@ enum Command {
         /// Seed of the random inputs
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Check reference case files instead (JSON; files or folders, repeatable)
+        #[arg(long = "case", value_name = "FILE|DIR")]
+        cases: Vec<std::path::PathBuf>,
+        /// Backends to check the case files on
+        #[arg(long, value_enum, default_value = "all")]
+        backend: BackendChoice,
     },
     /// Measure kernels (median of timed runs, pipeline creation excluded)
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendChoice {
+    All,
+    Cpu,
+    Gpu,
 }
 
 #[derive(Subcommand)]
@@ -108,7 +121,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { large, seed } => {
+        Command::Verify { cases, backend, .. } if !cases.is_empty() => verify_case_files(&cli, cases, *backend),
+        Command::Verify { large, seed, .. } => {
             let gpu = gpu(&cli)?;
             println!("verifying kernels on {} against the CPU reference (matmul default: {})", gpu.adapter_name(), gpu.matmul_variant().name());
             println!("{:<44} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
@@ -155,4 +169,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `wgtrain verify --case ...`: every case on every chosen backend; a case passes when all its
+/// outputs pass on all of them, errs when it cannot be run.
+fn verify_case_files(cli: &Cli, paths: &[std::path::PathBuf], backend: BackendChoice) -> anyhow::Result<ExitCode> {
+    use wgtrain::verify::case_file;
+    let files = case_file::collect(paths)?;
+    let gpu = match backend {
+        BackendChoice::Cpu => None,
+        _ => Some(gpu(cli).map_err(|e| e.to_string())),
+    };
+    let cpu = (backend != BackendChoice::Gpu).then_some(wgtrain::Cpu);
+    let (mut passed, mut failed, mut errored) = (0, 0, 0);
+    for file in &files {
+        let name = file.file_name().map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let mut outcomes: Vec<(&str, Result<(case_file::CaseFile, Vec<case_file::OutputCheck>), String>)> = Vec::new();
+        if let Some(cpu) = &cpu {
+            outcomes.push(("cpu", case_file::check(cpu, file).map_err(|e| e.to_string())));
+        }
+        match &gpu {
+            Some(Ok(g)) => outcomes.push(("gpu", case_file::check(g, file).map_err(|e| e.to_string()))),
+            Some(Err(e)) => outcomes.push(("gpu", Err(format!("no GPU: {e}")))),
+            None => {}
+        }
+        let (mut any_error, mut any_fail) = (false, false);
+        for (be, outcome) in outcomes {
+            match outcome {
+                Ok((case, checks)) => {
+                    for c in checks {
+                        any_fail |= !c.passed;
+                        println!(
+                            "{name:<40} {:<18} {be:<4} {:<12} max abs err {:>10.3e}  allowed {:>10.3e}  {}",
+                            case.op,
+                            c.name,
+                            c.max_abs,
+                            c.allowed,
+                            if c.passed { "pass" } else { "FAIL" }
+                        );
+                    }
+                }
+                Err(e) => {
+                    any_error = true;
+                    println!("{name:<40} {be:<4} error: {e}");
+                }
+            }
+        }
+        if any_error {
+            errored += 1;
+        } else if any_fail {
+            failed += 1;
+        } else {
+            passed += 1;
+        }
+    }
+    println!("cases: {passed} passed, {failed} failed, {errored} errored");
+    Ok(if failed + errored == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -2,6 +2,7 @@
 //! inputs and compare. `kernels-tests/` and `wgtrain verify` share this one test body, so the
 //! suite a user runs on their device is exactly the one CI runs.
 
+pub mod case_file;
 pub mod tolerance;
 
 use std::fmt;
