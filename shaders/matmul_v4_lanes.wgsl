@@ -2,8 +2,9 @@
 //
 // On llvmpipe every storage-buffer load instruction becomes a loop over the 8 lanes, whatever
 // its address, so what matters is how many *load instructions* feed each FMA. Here:
-//   - a workgroup is one row of 64 invocations and owns 8 rows of C;
-//   - each lane owns 8 columns of C (two vec4 blocks, 64 vec4s apart);
+//   - a workgroup is one row of LANES invocations and owns 8 rows of C;
+//   - each lane owns 8 columns of C (two vec4 blocks, LANES vec4s apart), so a workgroup
+//     covers 8 * LANES columns; the host picks LANES (8..64) to waste fewest lanes on narrow C;
 //   - per 4 steps of k a lane issues 8 vec4 loads of B and 8 vec4 loads of A (4 values of k
 //     at once) for 256 multiply-adds: 16 loads where v3 needs 128.
 // Requires K, N, the offsets and the batch strides to be multiples of 4, and neither operand
@@ -39,6 +40,7 @@ struct MatmulParams {
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 
 const ROWS: u32 = 8u;
+override LANES: u32 = 64u;
 
 fn store(idx: u32, acc: vec4<f32>) {
     var v = p.alpha * acc;
@@ -48,17 +50,17 @@ fn store(idx: u32, acc: vec4<f32>) {
     c[idx] = v;
 }
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(LANES, 1, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let batch = p.batch_base + wid.z;
     let n4 = p.n / 4u;
     let k4s = p.k / 4u;
-    let col4 = p.n_base / 4u + wid.x * 128u + lid.x;
+    let col4 = p.n_base / 4u + wid.x * 2u * LANES + lid.x;
     let row0 = p.m_base + wid.y * ROWS;
 
     // Columns beyond N are clamped for loading and skipped on store.
     var b_idx = (p.b_off + batch * p.stride_b) / 4u + min(col4, n4 - 1u);
-    var d_idx = (p.b_off + batch * p.stride_b) / 4u + min(col4 + 64u, n4 - 1u);
+    var d_idx = (p.b_off + batch * p.stride_b) / 4u + min(col4 + LANES, n4 - 1u);
     var ai: array<u32, ROWS>;
     var acc: array<vec4<f32>, ROWS>;
     var acd: array<vec4<f32>, ROWS>;
@@ -99,8 +101,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
             if (col4 < n4) {
                 store(base + col4, acc[r]);
             }
-            if (col4 + 64u < n4) {
-                store(base + col4 + 64u, acd[r]);
+            if (col4 + LANES < n4) {
+                store(base + col4 + LANES, acd[r]);
             }
         }
     }

@@ -92,13 +92,19 @@ impl MatmulVariant {
             Self::V1Naive => (16, 16),
             Self::V2Tiled => (64, 64),
             Self::V3RegBlock => (32, 32),
-            Self::V4Lanes => (8, 512),
+            Self::V4Lanes => (8, 8 * 64),
         }
     }
 }
 
 fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Limit { op, what: what.into(), got: v as u64, limit: u32::MAX as u64 })
+}
+
+/// Lanes per v4 workgroup for a C of `n` columns: each lane covers 8 columns; the fewest
+/// padded columns win, then the widest workgroup.
+fn v4_lanes_for(n: usize) -> usize {
+    [64usize, 32, 16, 8].into_iter().min_by_key(|&l| n.div_ceil(8 * l) * 8 * l).unwrap_or(64)
 }
 
 /// A matrix operand inside a buffer: its first element.
@@ -136,10 +142,16 @@ impl Gpu {
             u32_of("matmul", what, buf.bytes() as usize / 4)?;
         }
         let variant = variant.applicable_at(d, spec, [a.offset, b.offset, c.offset]);
-        let constants = [("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)];
-        let constants = if variant == MatmulVariant::V4Lanes { &[][..] } else { &constants[..] };
-        let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), constants)?;
-        let (tm, tn) = variant.tile();
+        let lanes = v4_lanes_for(d.n);
+        let constants = match variant {
+            MatmulVariant::V4Lanes => vec![("LANES", lanes as f64)],
+            _ => vec![("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)],
+        };
+        let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), &constants)?;
+        let (tm, tn) = match variant {
+            MatmulVariant::V4Lanes => (8, 8 * lanes),
+            v => v.tile(),
+        };
         let groups = [u32_of("matmul", "column tiles", d.n.div_ceil(tn))?, u32_of("matmul", "row tiles", d.m.div_ceil(tm))?, u32_of("matmul", "batch", d.batch)?];
         let binds = [Bind::buffer(a.buf), Bind::buffer(b.buf), Bind::buffer(c.buf)];
         for (base, count) in split_grid(groups, self.max_groups()) {

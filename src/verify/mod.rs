@@ -652,6 +652,10 @@ pub fn matmul_cases(variant: MatmulVariant, large: bool) -> Vec<Case> {
         mm(None, 17, 4, 4, false, false, 1.0, 0.0),
         mm(None, 33, 1028, 20, false, false, 0.5, 1.0),
         mm(Some(2), 11, 36, 44, false, false, 1.0, 0.0),
+        // Widths that make v4 pick 64, 32 and 16 lanes a workgroup.
+        mm(None, 5, 512, 8, false, false, 1.0, 0.0),
+        mm(None, 9, 256, 16, false, false, 1.0, 0.0),
+        mm(None, 3, 128, 4, false, false, 1.0, 0.0),
     ];
     if large {
         v.push(mm(None, 257, 1031, 509, false, false, 1.0, 0.0));
