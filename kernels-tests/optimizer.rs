@@ -110,3 +110,49 @@ fn bad_optimizer_settings_are_errors() {
     assert!(bad.validate().unwrap_err().to_string().contains("beta2"));
     assert!(OptimizerKind::parse("lion").unwrap_err().to_string().contains("adamw"));
 }
+
+/// A model's parameters in one arena: the GPU updates all of them in one dispatch, with the
+/// same results as the CPU's per-tensor updates; clipping by the global norm spans all too.
+#[test]
+fn whole_model_step_is_one_dispatch_and_matches_the_cpu() {
+    use wgtrain::rng::Rng;
+    let Some(gpu) = crate::common::gpu() else { return };
+    let cpu = Cpu;
+    let shapes: Vec<Vec<usize>> = vec![vec![3, 5], vec![7], vec![1], vec![64, 65], vec![2, 3, 3, 3]];
+    let mut rng = Rng::new(77);
+    let init: Vec<Vec<f32>> = shapes.iter().map(|s| rng.vec(s.iter().product(), -1.0, 1.0)).collect();
+    let grads: Vec<Vec<Vec<f32>>> = (0..3).map(|_| shapes.iter().map(|s| rng.vec(s.iter().product(), -1.0, 1.0)).collect()).collect();
+    let mut opt = Optimizer::new(OptimizerKind::Adam);
+    opt.weight_decay = 1e-2;
+
+    let mut cp = cpu.arena(&shapes).unwrap();
+    let mut cg = cpu.arena(&shapes).unwrap();
+    let (mut c1, mut c2) = (cpu.arena(&shapes).unwrap(), cpu.arena(&shapes).unwrap());
+    let mut gp = gpu.arena(&shapes).unwrap();
+    let mut gg = gpu.arena(&shapes).unwrap();
+    let (mut g1, mut g2) = (gpu.arena(&shapes).unwrap(), gpu.arena(&shapes).unwrap());
+    for i in 0..shapes.len() {
+        cpu.write(&mut cp[i], &init[i]).unwrap();
+        gpu.write(&mut gp[i], &init[i]).unwrap();
+    }
+    let (mut cs, mut gs) = (cpu.zeros(&[1]).unwrap(), gpu.zeros(&[1]).unwrap());
+    for (t, step) in grads.iter().enumerate() {
+        for i in 0..shapes.len() {
+            cpu.write(&mut cg[i], &step[i]).unwrap();
+            gpu.write(&mut gg[i], &step[i]).unwrap();
+        }
+        cpu.clip_grad_norm_all(&mut cg, 3.0, &mut cs).unwrap();
+        gpu.clip_grad_norm_all(&mut gg, 3.0, &mut gs).unwrap();
+        cpu.optimizer_step_all(&opt, t as u64 + 1, &mut cp, &cg, &mut c1, &mut c2).unwrap();
+        let before = gpu.dispatches();
+        gpu.optimizer_step_all(&opt, t as u64 + 1, &mut gp, &gg, &mut g1, &mut g2).unwrap();
+        assert_eq!(gpu.dispatches() - before, 1, "the whole-model step must be one dispatch");
+    }
+    let tol = wgtrain::verify::Tolerance::optimizer(3);
+    for i in 0..shapes.len() {
+        let c = tol.compare(&gpu.download(&gp[i]).unwrap(), cp[i].data());
+        assert!(c.passed(), "tensor {i}: {c:?}");
+    }
+    let (c, g) = (cs.data()[0], gpu.download(&gs).unwrap()[0]);
+    assert!((c - g).abs() <= 1e-5 * c, "sum of squares {g} vs {c}");
+}

@@ -33,6 +33,10 @@ pub trait Backend {
     fn download(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>>;
     /// Waits until every op issued so far has finished.
     fn sync(&self) -> Result<()>;
+    /// Zeroed tensors of these shapes sharing one allocation, in order. On the GPU they are
+    /// views of one buffer at offsets aligned for binding, so whole-model operations
+    /// (`optimizer_step_all`, `clip_grad_norm_all`) run as one dispatch over all of it.
+    fn arena(&self, shapes: &[Vec<usize>]) -> Result<Vec<Tensor<Self::Storage>>>;
 
     // ---- ops ----
     /// c = alpha * op(a) @ op(b) + beta * c; rank 2, or rank 3 with a leading batch dim
@@ -124,4 +128,15 @@ pub trait Backend {
     /// Global-norm clipping: grad *= min(1, max_norm / (‖grad‖ + 1e-6)); `sumsq` receives ‖grad‖²
     /// (on the device: read it only when logging).
     fn clip_grad_norm(&self, grad: &mut Tensor<Self::Storage>, max_norm: f32, sumsq: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// `optimizer_step` for every parameter tensor of a model (lists in the same order; each
+    /// list from one `arena` lets the GPU do it in one dispatch).
+    fn optimizer_step_all(&self, opt: &Optimizer, t: u64, params: &mut [Tensor<Self::Storage>], grads: &[Tensor<Self::Storage>], s1: &mut [Tensor<Self::Storage>], s2: &mut [Tensor<Self::Storage>]) -> Result<()> {
+        ops::same_len("optimizer_step_all", &[params.len(), grads.len(), s1.len(), s2.len()])?;
+        for (((p, g), a), b) in params.iter_mut().zip(grads).zip(s1.iter_mut()).zip(s2.iter_mut()) {
+            self.optimizer_step(opt, t, p, g, a, b)?;
+        }
+        Ok(())
+    }
+    /// Clips all gradients of a model by their global norm; `sumsq` receives the total ‖g‖².
+    fn clip_grad_norm_all(&self, grads: &mut [Tensor<Self::Storage>], max_norm: f32, sumsq: &mut Tensor<Self::Storage>) -> Result<()>;
 }

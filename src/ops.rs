@@ -426,3 +426,11 @@ pub fn linear_check(x: &[usize], w: &[usize], y: &[usize], bias: Option<&[usize]
     }
     Ok(())
 }
+
+/// Lists that must pair up element by element.
+pub fn same_len(op: &'static str, lens: &[usize]) -> Result<()> {
+    if lens.windows(2).any(|w| w[0] != w[1]) {
+        return Err(shape_err(op, format!("tensor lists have different lengths {lens:?}")));
+    }
+    Ok(())
+}

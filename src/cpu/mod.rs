@@ -55,6 +55,10 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn arena(&self, shapes: &[Vec<usize>]) -> Result<Vec<CpuTensor>> {
+        shapes.iter().map(|s| self.zeros(s)).collect()
+    }
+
     fn matmul(&self, a: &CpuTensor, b: &CpuTensor, c: &mut CpuTensor, spec: MatmulSpec) -> Result<()> {
         let dims = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
         matmul::matmul(&a.storage, &b.storage, &mut c.storage, &dims, spec);
@@ -250,6 +254,16 @@ impl Backend for Cpu {
         let s1: &mut [f32] = if s1.numel() == n { &mut s1.storage } else { spare1.resize(n, 0.0); &mut spare1 };
         let s2: &mut [f32] = if s2.numel() == n { &mut s2.storage } else { spare2.resize(n, 0.0); &mut spare2 };
         optimizer::step(opt, &opt.step_scalars(t), &mut param.storage, &grad.storage, s1, s2);
+        Ok(())
+    }
+
+    fn clip_grad_norm_all(&self, grads: &mut [CpuTensor], max_norm: f32, sumsq: &mut CpuTensor) -> Result<()> {
+        ops::scalar_out("clip_grad_norm_all", &[1], sumsq.shape())?;
+        let total: f64 = grads.iter().map(|g| reduce::sum_squares(g.data()) as f64).sum();
+        sumsq.storage[0] = total as f32;
+        for g in grads.iter_mut() {
+            optimizer::clip_by_norm(&mut g.storage, total as f32, max_norm);
+        }
         Ok(())
     }
 

@@ -51,7 +51,7 @@ impl Pool {
                 capacity,
             }
         });
-        GpuBuffer { entry: Some(entry), bytes, pool: self.clone() }
+        GpuBuffer { shared: Arc::new(Shared { entry: Some(entry), pool: self.clone() }), offset: 0, bytes }
     }
 
     /// How many buffers this pool has ever allocated from the device.
@@ -69,35 +69,14 @@ impl Pool {
     }
 }
 
-/// A device buffer on loan from a `Pool`; goes back to it when dropped.
-pub struct GpuBuffer {
+/// The device buffer behind one or more `GpuBuffer` views; back to the pool when the last
+/// view is dropped.
+struct Shared {
     entry: Option<Entry>,
-    bytes: u64,
     pool: Arc<Pool>,
 }
 
-impl GpuBuffer {
-    fn entry(&self) -> &Entry {
-        // Only `drop` takes the entry out.
-        self.entry.as_ref().expect("GpuBuffer used after drop")
-    }
-
-    pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.entry().buffer
-    }
-
-    /// Stable identity (survives reuse through the pool; keys the bind-group cache).
-    pub fn id(&self) -> u64 {
-        self.entry().id
-    }
-
-    /// Bytes requested (the buffer may be larger).
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-}
-
-impl Drop for GpuBuffer {
+impl Drop for Shared {
     fn drop(&mut self) {
         if let Some(e) = self.entry.take() {
             self.pool.release(e);
@@ -105,8 +84,62 @@ impl Drop for GpuBuffer {
     }
 }
 
+/// A byte range of a device buffer on loan from a `Pool`. Usually the whole allocation; an
+/// arena hands out several views of one buffer (offsets aligned for binding), so whole-model
+/// operations can bind all of it at once.
+pub struct GpuBuffer {
+    shared: Arc<Shared>,
+    offset: u64,
+    bytes: u64,
+}
+
+impl GpuBuffer {
+    fn entry(&self) -> &Entry {
+        // Only `Shared::drop` takes the entry out.
+        self.shared.entry.as_ref().expect("GpuBuffer used after drop")
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.entry().buffer
+    }
+
+    /// Stable identity of the underlying buffer (survives reuse through the pool; keys the
+    /// bind-group cache together with offset and size).
+    pub fn id(&self) -> u64 {
+        self.entry().id
+    }
+
+    /// Byte offset of this view in the underlying buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes of this view (the buffer may be larger).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// A view of `bytes` bytes at `offset` bytes into this one, sharing the buffer.
+    pub fn view(&self, offset: u64, bytes: u64) -> GpuBuffer {
+        debug_assert!(offset + bytes <= self.bytes);
+        GpuBuffer { shared: self.shared.clone(), offset: self.offset + offset, bytes }
+    }
+
+    /// The view starting where this one starts, `bytes` long (may reach past this view's end,
+    /// not past the buffer's).
+    pub(crate) fn widen(&self, bytes: u64) -> GpuBuffer {
+        debug_assert!(self.offset + bytes <= self.entry().capacity);
+        GpuBuffer { shared: self.shared.clone(), offset: self.offset, bytes }
+    }
+
+    /// Whether `other` is a view of the same device buffer.
+    pub fn same_buffer(&self, other: &GpuBuffer) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
 impl std::fmt::Debug for GpuBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GpuBuffer(#{}, {} bytes)", self.entry.as_ref().map_or(0, |e| e.id), self.bytes)
+        write!(f, "GpuBuffer(#{}, {} bytes at {})", self.shared.entry.as_ref().map_or(0, |e| e.id), self.bytes, self.offset)
     }
 }

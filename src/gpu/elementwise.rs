@@ -83,7 +83,7 @@ impl Gpu {
             let (groups, row_stride) = grid_2d(op, len, self.max_groups())?;
             let binds: Vec<Bind<'_>> = bufs
                 .iter()
-                .map(|&(buf, per_element)| if per_element { Bind { buf, offset: start * 4, size: len * 4 } } else { Bind::buffer(buf) })
+                .map(|&(buf, per_element)| if per_element { Bind { buf, offset: buf.offset() + start * 4, size: len * 4 } } else { Bind::buffer(buf) })
                 .collect();
             self.dispatch(op, pipeline, &params(FlatChunk { start: start as u32, len: len as u32, row_stride }), &binds, groups)?;
             start += len;

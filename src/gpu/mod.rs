@@ -50,12 +50,12 @@ pub(crate) struct Bind<'a> {
 
 impl<'a> Bind<'a> {
     pub fn whole(t: &'a GpuTensor) -> Self {
-        Self { buf: &t.storage, offset: 0, size: (t.numel() as u64 * 4).max(4) }
+        Self { buf: &t.storage, offset: t.storage.offset(), size: (t.numel() as u64 * 4).max(4) }
     }
 
-    /// All the bytes requested for `buf`.
+    /// All of the view `buf`.
     pub fn buffer(buf: &'a GpuBuffer) -> Self {
-        Self { buf, offset: 0, size: buf.bytes().max(4) }
+        Self { buf, offset: buf.offset(), size: buf.bytes().max(4) }
     }
 }
 
@@ -83,6 +83,7 @@ pub struct Gpu {
     matmul_variant: MatmulVariant,
     max_binding: u64,
     submissions: std::sync::atomic::AtomicU64,
+    dispatch_count: std::sync::atomic::AtomicU64,
 }
 
 impl Gpu {
@@ -115,6 +116,7 @@ impl Gpu {
             matmul_variant: chosen,
             max_binding,
             submissions: Default::default(),
+            dispatch_count: Default::default(),
             ctx,
         })
     }
@@ -140,6 +142,11 @@ impl Gpu {
     /// Command submissions so far.
     pub fn submissions(&self) -> u64 {
         self.submissions.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Kernel dispatches recorded so far.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatch_count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The largest byte range one storage binding may cover.
@@ -233,6 +240,7 @@ impl Gpu {
         pass.set_bind_group(0, &bg, &[offset]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         rec.dispatches += 1;
+        self.dispatch_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -308,7 +316,7 @@ impl Backend for Gpu {
         let mut rec = self.lock();
         let size = (t.storage.bytes()).div_ceil(4) * 4;
         if size > 0 {
-            self.encoder_locked(&mut rec).clear_buffer(t.storage.buffer(), 0, Some(size));
+            self.encoder_locked(&mut rec).clear_buffer(t.storage.buffer(), t.storage.offset(), Some(size));
         }
         Ok(t)
     }
@@ -328,7 +336,7 @@ impl Backend for Gpu {
             self.flush_locked(&mut rec)?;
         }
         if !data.is_empty() {
-            self.ctx.queue.write_buffer(t.storage.buffer(), 0, bytemuck::cast_slice(data));
+            self.ctx.queue.write_buffer(t.storage.buffer(), t.storage.offset(), bytemuck::cast_slice(data));
         }
         Ok(())
     }
@@ -341,7 +349,7 @@ impl Backend for Gpu {
         let staging = self.staging.get(bytes);
         let index = {
             let mut rec = self.lock();
-            self.encoder_locked(&mut rec).copy_buffer_to_buffer(t.storage.buffer(), 0, staging.buffer(), 0, bytes);
+            self.encoder_locked(&mut rec).copy_buffer_to_buffer(t.storage.buffer(), t.storage.offset(), staging.buffer(), 0, bytes);
             self.flush_locked(&mut rec)?
         };
         let (tx, rx) = mpsc::channel();
@@ -362,6 +370,53 @@ impl Backend for Gpu {
         };
         staging.buffer().unmap();
         Ok(out)
+    }
+
+    fn arena(&self, shapes: &[Vec<usize>]) -> Result<Vec<GpuTensor>> {
+        let align = (self.ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4;
+        let mut offsets = Vec::with_capacity(shapes.len());
+        let mut total = 0usize;
+        for s in shapes {
+            offsets.push(total);
+            total += numel(s).next_multiple_of(align).max(align);
+        }
+        let whole = self.zeros(&[total])?;
+        Ok(shapes.iter().zip(offsets).map(|(s, off)| Tensor::from_parts(s, whole.storage.view(off as u64 * 4, numel(s) as u64 * 4))).collect())
+    }
+
+    fn optimizer_step_all(&self, opt: &Optimizer, t: u64, params: &mut [GpuTensor], grads: &[GpuTensor], s1: &mut [GpuTensor], s2: &mut [GpuTensor]) -> Result<()> {
+        ops::same_len("optimizer_step_all", &[params.len(), grads.len(), s1.len(), s2.len()])?;
+        opt.validate()?;
+        let used = opt.state_tensors();
+        // One dispatch when every list is one arena laid out alike (padding included: it is
+        // zero in all of them and stays zero); otherwise one per tensor.
+        let fused = || -> Option<[GpuTensor; 4]> {
+            let state = |list: &[GpuTensor], needed: bool| -> Option<GpuTensor> {
+                if !needed {
+                    return self.alloc(&[1]).ok(); // placeholder, never touched
+                }
+                if same_layout(params, list) { span(list) } else { None }
+            };
+            if !same_layout(params, grads) {
+                return None;
+            }
+            Some([span(params)?, span(grads)?, state(s1, used >= 1)?, state(s2, used >= 2)?])
+        };
+        if let Some([p, g, a, b]) = fused() {
+            return self.optimizer_step_impl(opt, t, p.numel(), &p, &g, &a, &b);
+        }
+        for (((p, g), a), b) in params.iter_mut().zip(grads).zip(s1.iter_mut()).zip(s2.iter_mut()) {
+            self.optimizer_step(opt, t, p, g, a, b)?;
+        }
+        Ok(())
+    }
+
+    fn clip_grad_norm_all(&self, grads: &mut [GpuTensor], max_norm: f32, sumsq: &mut GpuTensor) -> Result<()> {
+        ops::scalar_out("clip_grad_norm_all", &[1], sumsq.shape())?;
+        match span(grads) {
+            Some(all) => self.clip_impl(&all, max_norm, sumsq),
+            None => Err(Error::Invalid("clip_grad_norm_all: the gradients must come from one arena".into())),
+        }
     }
 
     fn sync(&self) -> Result<()> {
@@ -533,6 +588,25 @@ impl Backend for Gpu {
         ops::scalar_out("clip_grad_norm", grad.shape(), sumsq.shape())?;
         self.clip_impl(grad, max_norm, sumsq)
     }
+}
+
+/// One tensor covering a list of views of one buffer, from the first's start to the last's
+/// end (padding between them included), if the list is such a list in increasing order.
+fn span(list: &[GpuTensor]) -> Option<GpuTensor> {
+    let first = list.first()?;
+    let last = list.last()?;
+    let ordered = list.windows(2).all(|w| w[0].storage.same_buffer(&w[1].storage) && w[0].storage.offset() + w[0].storage.bytes() <= w[1].storage.offset());
+    if !ordered {
+        return None;
+    }
+    let bytes = last.storage.offset() + last.storage.bytes() - first.storage.offset();
+    Some(Tensor::from_parts(&[(bytes / 4) as usize], first.storage.view(0, 0).widen(bytes)))
+}
+
+/// Whether two lists have the same relative layout in their buffers.
+fn same_layout(a: &[GpuTensor], b: &[GpuTensor]) -> bool {
+    let rel = |l: &[GpuTensor]| -> Vec<(u64, u64)> { l.iter().map(|t| (t.storage.offset() - l[0].storage.offset(), t.storage.bytes())).collect() };
+    a.len() == b.len() && rel(a) == rel(b)
 }
 
 /// Splits a grid of workgroups into dispatches of at most `max` per dimension:
