@@ -6,8 +6,8 @@
 //                     running_var  = (1 - momentum) * running_var + momentum * var * cnt / (cnt - 1)
 //                     (PyTorch: the running variance uses the unbiased estimate)
 //   bn_eval_invstd:   invstd = 1 / sqrt(running_var + eps)
-//   bn_backward_coef: from sdy = sum dy and sdyx = sum dy * (x - mean) (= dbeta and dgamma/invstd):
-//                     dgamma = sdyx * invstd
+//   bn_backward_coef: from sdy = sum dy and sdyx = sum dy * (x - mean):
+//                     dgamma = sdyx * invstd, dbeta = sdy
 //                     coef = [gamma * invstd, sdy / cnt, invstd^2 * sdyx / cnt] for batch_norm.wgsl
 // Bindings are shared by the entries under neutral names; each entry says what they hold.
 // Host side: src/gpu/batch_norm.rs. CPU twin: src/cpu/batch_norm.rs.
@@ -54,7 +54,8 @@ fn bn_eval_invstd(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// in1 = sdy, in2 = sdyx, in6 = gamma, in7 = invstd; out3 = coef [3C], out4 = dgamma
+// in1 = sdy, in2 = sdyx, in6 = gamma, in7 = invstd; out3 = coef [3C], out4 = dgamma, out5 = dbeta
+// (dgamma and dbeta may be views of one gradient arena: both are written, neither read)
 @compute @workgroup_size(64, 1, 1)
 fn bn_backward_coef(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
@@ -63,6 +64,7 @@ fn bn_backward_coef(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let invstd = in7[c];
     out4[c] = in2[c] * invstd;
+    out5[c] = in1[c];
     out3[c] = in6[c] * invstd;
     out3[p.c + c] = in1[c] / p.cnt;
     out3[2u * p.c + c] = invstd * invstd * in2[c] / p.cnt;

@@ -106,6 +106,8 @@ pub trait Backend {
     fn add(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
     /// out = a * b (element-wise)
     fn mul(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// y = x, element for element (shapes may differ; element counts may not).
+    fn copy(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
     /// out = alpha * a
     fn scale(&self, a: &Tensor<Self::Storage>, alpha: f32, out: &mut Tensor<Self::Storage>) -> Result<()>;
     /// y = max(x, 0)

@@ -11,13 +11,16 @@
 
 pub mod backend;
 pub mod bench;
+pub mod data;
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 pub mod verify;
 
 pub use backend::{Backend, CeTarget};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use wgtrain::gpu::{list_adapters, Gpu, GpuOptions, MatmulVariant};
 use wgtrain::verify;
 
@@ -21,6 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a CNN (default: the default CNN on the built-in shapes data set, no download)
+    Train(Box<TrainArgs>),
+    /// Per-layer shapes, parameters, multiply-accumulates and memory of a model
+    Summary {
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Input shape C,H,W
+        #[arg(long, default_value = "1,28,28")]
+        input: String,
+        /// Classes of the last layer (default: 1000 for alexnet, 10 otherwise)
+        #[arg(long)]
+        classes: Option<usize>,
+    },
     /// List every GPU adapter wgpu can see (WGPU_BACKEND restricts the backends)
     Devices,
     /// Check every kernel on the chosen device against the CPU reference; exit 1 on any failure
@@ -43,6 +56,107 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainArgs {
+    /// Model: a zoo name (default, lenet5, vgg, alexnet)
+    #[arg(long, default_value = "default")]
+    model: String,
+    #[arg(long, value_enum, default_value = "shapes")]
+    dataset: wgtrain::data::Source,
+    /// Folder with the data set's files (not needed for shapes)
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Samples per step: 1 (stochastic), N (mini-batch) or `full` (batch gradient descent)
+    #[arg(long, default_value = "64")]
+    batch_size: wgtrain::train::BatchSize,
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerChoice,
+    /// Learning rate (default: the optimizer's PyTorch default)
+    #[arg(long)]
+    lr: Option<f32>,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// SGD/RMSprop momentum
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f32,
+    #[arg(long, value_enum, default_value = "constant")]
+    schedule: wgtrain::train::Schedule,
+    /// Epochs per step of the step schedule
+    #[arg(long, default_value_t = 10)]
+    step_size: usize,
+    /// Factor per step of the step schedule
+    #[arg(long, default_value_t = 0.1)]
+    gamma: f32,
+    /// Linear warm-up epochs
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Clip gradients to this global norm
+    #[arg(long)]
+    clip_norm: Option<f32>,
+    /// Random crop after padding by this many pixels
+    #[arg(long, default_value_t = 0)]
+    crop_pad: usize,
+    /// Random horizontal flips
+    #[arg(long)]
+    hflip: bool,
+    /// Gaussian input noise (standard deviation, on normalised inputs)
+    #[arg(long, default_value_t = 0.0)]
+    noise: f32,
+    /// Mixup alpha (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    mixup: f32,
+    /// Cutmix alpha (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    cutmix: f32,
+    /// Override the rate of every dropout layer
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// Early stopping: epochs without a better validation loss
+    #[arg(long, default_value_t = 0)]
+    patience: usize,
+    /// Put back the best validation epoch's parameters at the end
+    #[arg(long)]
+    restore_best: bool,
+    /// Share of the training files held out for validation
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Training images of the built-in shapes data set (its test set is a fifth of that)
+    #[arg(long, default_value_t = 10_000)]
+    train_size: usize,
+    /// Image side for --dataset folder
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: ComputeBackend,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the final metrics as JSON
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OptimizerChoice {
+    Sgd,
+    Momentum,
+    Nesterov,
+    Adagrad,
+    Adadelta,
+    Rmsprop,
+    Adam,
+    Adamw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ComputeBackend {
+    Gpu,
+    Cpu,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,6 +212,28 @@ fn gpu(cli: &Cli) -> anyhow::Result<Gpu> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Train(args) => {
+            let report = match args.backend {
+                ComputeBackend::Gpu => run_training(&gpu(&cli)?, args)?,
+                ComputeBackend::Cpu => run_training(&wgtrain::Cpu, args)?,
+            };
+            if let Some(path) = &args.json {
+                let text = serde_json::to_string_pretty(&report)?;
+                std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            }
+            println!("test accuracy: {:.2}%", 100.0 * report.test_accuracy);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Summary { model, input, classes } => {
+            let dims: Vec<usize> = input.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--input {input}: expected C,H,W (three positive integers)"))?;
+            if dims.len() != 3 || dims.contains(&0) {
+                anyhow::bail!("--input {input}: expected C,H,W (three positive integers)");
+            }
+            let classes = classes.unwrap_or(if model == "alexnet" { 1000 } else { 10 });
+            let spec = wgtrain::nn::zoo::model(model, classes)?;
+            print!("{}", spec.summary(&dims)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Devices => {
             let adapters = list_adapters();
             if adapters.is_empty() {
@@ -225,4 +361,87 @@ fn verify_case_files(cli: &Cli, paths: &[std::path::PathBuf], backend: BackendCh
     }
     println!("cases: {passed} passed, {failed} failed, {errored} errored");
     Ok(if failed + errored == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn optimizer_of(args: &TrainArgs) -> wgtrain::Optimizer {
+    use wgtrain::{Optimizer, OptimizerKind as K};
+    let kind = match args.optimizer {
+        OptimizerChoice::Sgd | OptimizerChoice::Momentum | OptimizerChoice::Nesterov => K::Sgd,
+        OptimizerChoice::Adagrad => K::Adagrad,
+        OptimizerChoice::Adadelta => K::Adadelta,
+        OptimizerChoice::Rmsprop => K::Rmsprop,
+        OptimizerChoice::Adam => K::Adam,
+        OptimizerChoice::Adamw => K::AdamW,
+    };
+    let mut o = Optimizer::new(kind);
+    if kind == K::Sgd {
+        o.lr = 0.01;
+    }
+    if matches!(args.optimizer, OptimizerChoice::Momentum | OptimizerChoice::Nesterov) {
+        o.momentum = 0.9;
+        o.nesterov = args.optimizer == OptimizerChoice::Nesterov;
+    }
+    if args.momentum != 0.0 {
+        o.momentum = args.momentum;
+    }
+    if let Some(lr) = args.lr {
+        o.lr = lr;
+    }
+    if args.weight_decay != 0.0 || kind != K::AdamW {
+        o.weight_decay = args.weight_decay;
+    }
+    o
+}
+
+fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result<wgtrain::train::TrainReport> {
+    use wgtrain::data;
+    let t0 = std::time::Instant::now();
+    let (train, test) = data::load(args.dataset, args.data.as_deref(), args.seed, args.train_size, args.image_size)?;
+    let splits = data::split(train, test, args.val_fraction, args.seed)?;
+    let classes = splits.train.classes.len();
+    let mut spec = wgtrain::nn::zoo::model(&args.model, classes)?;
+    if let Some(p) = args.dropout {
+        if !(0.0..1.0).contains(&p) {
+            anyhow::bail!("--dropout {p}: expected a probability in [0, 1)");
+        }
+        for l in spec.layers.iter_mut() {
+            if let wgtrain::nn::Layer::Dropout { p: rate } = l {
+                *rate = p;
+            }
+        }
+    }
+    let mut model = wgtrain::nn::Model::new(be, spec, &splits.train.shape, args.seed)?;
+    println!(
+        "training {} ({} parameters) on {} ({} train / {} validation / {} test, {:?}) with {} on {} for {} epochs, batch {:?}",
+        model.spec.name,
+        wgtrain::nn::spec::group(model.num_params()),
+        splits.train.name,
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len(),
+        splits.train.shape,
+        args.optimizer.to_possible_value().map_or("?".into(), |v| v.get_name().to_string()),
+        be.name(),
+        args.epochs,
+        args.batch_size
+    );
+    let cfg = wgtrain::train::TrainConfig {
+        epochs: args.epochs,
+        batch: args.batch_size,
+        optimizer: optimizer_of(args),
+        schedule: args.schedule,
+        step_size: args.step_size,
+        gamma: args.gamma,
+        warmup_epochs: args.warmup_epochs,
+        label_smoothing: args.label_smoothing,
+        clip_norm: args.clip_norm,
+        augment: data::loader::Augment { crop_pad: args.crop_pad, hflip: args.hflip, noise: args.noise, mixup: args.mixup, cutmix: args.cutmix },
+        patience: args.patience,
+        restore_best: args.restore_best,
+        seed: args.seed,
+        verbose: true,
+    };
+    let report = wgtrain::train::train(be, &mut model, &splits, &cfg)?;
+    println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
+    Ok(report)
 }

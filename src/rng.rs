@@ -34,6 +34,41 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = (self.next_f32() as f64).max(1e-12);
+        let u2 = self.next_f32() as f64;
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
+    /// Gamma(shape, 1) (Marsaglia-Tsang; shape < 1 boosted).
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            let u = (self.next_f32() as f64).max(1e-12);
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal() as f64;
+            let v = (1.0 + c * x).powi(3);
+            if v <= 0.0 {
+                continue;
+            }
+            let u = (self.next_f32() as f64).max(1e-12);
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+
+    /// Beta(a, a), the mixing weight of mixup and cutmix.
+    pub fn beta_sym(&mut self, a: f64) -> f64 {
+        let x = self.gamma(a);
+        let y = self.gamma(a);
+        x / (x + y).max(1e-300)
+    }
+
     /// `n` values uniform in [lo, hi).
     pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()

@@ -211,6 +211,12 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn copy(&self, x: &CpuTensor, y: &mut CpuTensor) -> Result<()> {
+        ops::same_shape("copy", &[("x", &[x.numel()]), ("y", &[y.numel()])])?;
+        y.storage.copy_from_slice(&x.storage);
+        Ok(())
+    }
+
     fn scale(&self, a: &CpuTensor, alpha: f32, out: &mut CpuTensor) -> Result<()> {
         ops::same_shape("scale", &[("a", a.shape()), ("out", out.shape())])?;
         elementwise::scale(&a.storage, alpha, &mut out.storage);

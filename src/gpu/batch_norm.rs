@@ -49,12 +49,14 @@ impl Gpu {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn batch_norm_backward_impl(&self, x: &GpuTensor, dy: &GpuTensor, gamma: &GpuTensor, save_mean: &GpuTensor, save_invstd: &GpuTensor, dx: &GpuTensor, dgamma: &GpuTensor, dbeta: &GpuTensor, dims: (usize, usize, usize)) -> Result<()> {
         let (params, groups) = self.bn_params(dims, 0.0, 0.0)?;
-        // dbeta = sum dy; sdyx = sum dy * (x - mean)
-        self.channel_reduce(&kernels::CHANNEL_SUM, dy, None, None, dims, 1.0, dbeta)?;
+        // sdy = sum dy; sdyx = sum dy * (x - mean). Into scratch, not dbeta: the per-channel
+        // step must not read a view of the gradient arena it writes dgamma into.
+        let sdy = self.alloc(&[dims.1])?;
+        self.channel_reduce(&kernels::CHANNEL_SUM, dy, None, None, dims, 1.0, &sdy)?;
         let sdyx = self.alloc(&[dims.1])?;
         self.channel_reduce(&kernels::CHANNEL_SUM_PROD_DEV, x, Some(dy), Some(save_mean), dims, 1.0, &sdyx)?;
         let coef = self.alloc(&[3 * dims.1])?;
-        self.bn_per_channel(&kernels::BN_BACKWARD_COEF, &params, &[Bind::whole(dbeta), Bind::whole(&sdyx), Bind::whole(&coef), Bind::whole(dgamma), Bind::whole(gamma), Bind::whole(save_invstd)])?;
+        self.bn_per_channel(&kernels::BN_BACKWARD_COEF, &params, &[Bind::whole(&sdy), Bind::whole(&sdyx), Bind::whole(&coef), Bind::whole(dgamma), Bind::whole(dbeta), Bind::whole(gamma), Bind::whole(save_invstd)])?;
         let pipeline = self.pipeline::<BnParams>(&kernels::BN_BACKWARD_APPLY, &[])?;
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
         self.dispatch("batch_norm_backward", &pipeline, &params, &binds, groups)

@@ -546,6 +546,12 @@ impl Backend for Gpu {
         self.elementwise("mul", &kernels::MUL, n, &[a, b], out, 0.0)
     }
 
+    fn copy(&self, x: &GpuTensor, y: &mut GpuTensor) -> Result<()> {
+        let n = ops::same_shape("copy", &[("x", &[x.numel()]), ("y", &[y.numel()])])?;
+        // out = 1 * x is exact.
+        self.elementwise("copy", &kernels::SCALE, n, &[x], y, 1.0)
+    }
+
     fn scale(&self, a: &GpuTensor, alpha: f32, out: &mut GpuTensor) -> Result<()> {
         let n = ops::same_shape("scale", &[("a", a.shape()), ("out", out.shape())])?;
         self.elementwise("scale", &kernels::SCALE, n, &[a], out, alpha)

@@ -1,0 +1,81 @@
+//! An image folder: one sub-folder per class holding PNG or JPEG files, resized to SxS RGB.
+//! With `train/` and `test/` sub-folders those are the splits; otherwise a seeded fifth of each
+//! class is held out as the test set.
+
+use std::path::{Path, PathBuf};
+
+use super::{shuffle, Dataset};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+fn class_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(Error::Invalid(format!("{}: no class sub-folders (expected one folder of images per class)", dir.display())));
+    }
+    Ok(v)
+}
+
+fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_lowercase().as_str(), "png" | "jpg" | "jpeg")))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(Error::Invalid(format!("{}: empty class folder (expected .png or .jpg images)", dir.display())));
+    }
+    Ok(v)
+}
+
+/// One image as [3, size, size] values in [0, 1].
+pub fn read_image(path: &Path, size: usize) -> Result<Vec<f32>> {
+    let img = image::open(path).map_err(|e| Error::Invalid(format!("{}: cannot read the image: {e}", path.display())))?;
+    let rgb = img.resize_exact(size as u32, size as u32, image::imageops::FilterType::Triangle).to_rgb8();
+    let mut out = vec![0.0; 3 * size * size];
+    for (x, y, p) in rgb.enumerate_pixels() {
+        for c in 0..3 {
+            out[(c * size + y as usize) * size + x as usize] = p[c] as f32 / 255.0;
+        }
+    }
+    Ok(out)
+}
+
+fn read_classes(dir: &Path, size: usize, names: &[String]) -> Result<Vec<(Vec<f32>, u8)>> {
+    let mut out = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        for f in images_in(&dir.join(name))? {
+            out.push((read_image(&f, size)?, k as u8));
+        }
+    }
+    Ok(out)
+}
+
+fn dataset(name: &str, size: usize, classes: &[String], items: Vec<(Vec<f32>, u8)>) -> Dataset {
+    let mut d = Dataset { name: name.into(), shape: [3, size, size], classes: classes.to_vec(), images: Vec::new(), labels: Vec::new() };
+    for (img, l) in items {
+        d.images.extend(img);
+        d.labels.push(l);
+    }
+    d
+}
+
+/// (train, test) from `dir`, images resized to `size`.
+pub fn load(dir: &Path, size: usize, seed: u64) -> Result<(Dataset, Dataset)> {
+    if size == 0 {
+        return Err(Error::Invalid("--image-size 0: expected a positive size".into()));
+    }
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("folder");
+    if dir.join("train").is_dir() && dir.join("test").is_dir() {
+        let names: Vec<String> = class_dirs(&dir.join("train"))?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
+        return Ok((dataset(name, size, &names, read_classes(&dir.join("train"), size, &names)?), dataset(name, size, &names, read_classes(&dir.join("test"), size, &names)?)));
+    }
+    let names: Vec<String> = class_dirs(dir)?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
+    let mut all = read_classes(dir, size, &names)?;
+    shuffle(&mut all, &mut Rng::new(seed ^ 0xF01D));
+    let n_test = all.len() / 5;
+    let train = all.split_off(n_test);
+    Ok((dataset(name, size, &names, train), dataset(name, size, &names, all)))
+}

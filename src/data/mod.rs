@@ -1,0 +1,150 @@
+//! Data sets in memory: images as normalised f32 [N, C, H, W] and labels, from MNIST /
+//! Fashion-MNIST (IDX), CIFAR-10 (binary batches), an image folder, or the built-in synthetic
+//! shapes; the train/validation split; and the background loader that shuffles, augments and
+//! batches (`loader`).
+
+pub mod cifar;
+pub mod folder;
+pub mod idx;
+pub mod loader;
+pub mod shapes;
+
+use std::path::Path;
+
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Images and labels. `images` holds `len() * shape` values, channel-major per image.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    /// [C, H, W]
+    pub shape: [usize; 3],
+    pub classes: Vec<String>,
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.image_len();
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            images.extend_from_slice(self.image(i));
+        }
+        Dataset { name: self.name.clone(), shape: self.shape, classes: self.classes.clone(), images, labels: indices.iter().map(|&i| self.labels[i]).collect() }
+    }
+
+    /// Per-channel mean and standard deviation.
+    pub fn channel_stats(&self) -> Vec<(f32, f32)> {
+        let [c, h, w] = self.shape;
+        (0..c)
+            .map(|ch| {
+                let (mut s, mut s2) = (0.0f64, 0.0f64);
+                for i in 0..self.len() {
+                    for &v in &self.image(i)[ch * h * w..(ch + 1) * h * w] {
+                        s += v as f64;
+                        s2 += (v as f64) * (v as f64);
+                    }
+                }
+                let n = (self.len() * h * w).max(1) as f64;
+                let mean = s / n;
+                (mean as f32, ((s2 / n - mean * mean).max(1e-12)).sqrt() as f32)
+            })
+            .collect()
+    }
+
+    /// x <- (x - mean[c]) / std[c]
+    pub fn normalize(&mut self, stats: &[(f32, f32)]) {
+        let [c, h, w] = self.shape;
+        let plane = h * w;
+        for (k, v) in self.images.iter_mut().enumerate() {
+            let (m, s) = stats[(k / plane) % c];
+            *v = (*v - m) / s;
+        }
+    }
+
+    /// Checks every label against the class count.
+    pub fn check_labels(&self, source: &Path) -> Result<()> {
+        if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= self.classes.len()) {
+            return Err(Error::Invalid(format!("{}: label {l} of sample {i} is out of range: expected 0..{}", source.display(), self.classes.len() - 1)));
+        }
+        Ok(())
+    }
+}
+
+/// Training, validation (taken from the training files) and test data.
+pub struct Splits {
+    pub train: Dataset,
+    pub val: Dataset,
+    pub test: Dataset,
+}
+
+/// Splits `val_fraction` of `train` off for validation (a seeded shuffle), then normalises all
+/// three with the training part's per-channel statistics. The test set is never looked at.
+pub fn split(train: Dataset, test: Dataset, val_fraction: f64, seed: u64) -> Result<Splits> {
+    if !(0.0..1.0).contains(&val_fraction) {
+        return Err(Error::Invalid(format!("--val-fraction {val_fraction}: expected a value in [0, 1)")));
+    }
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    shuffle(&mut order, &mut Rng::new(seed ^ 0x5EED_5A1D));
+    let n_val = (train.len() as f64 * val_fraction).round() as usize;
+    let (val_idx, train_idx) = order.split_at(n_val);
+    let (mut tr, mut va, mut te) = (train.subset(train_idx), train.subset(val_idx), test);
+    if tr.is_empty() {
+        return Err(Error::Invalid(format!("{}: no training samples left after the validation split", tr.name)));
+    }
+    let stats = tr.channel_stats();
+    tr.normalize(&stats);
+    va.normalize(&stats);
+    te.normalize(&stats);
+    Ok(Splits { train: tr, val: va, test: te })
+}
+
+/// Fisher-Yates with our RNG (deterministic per seed).
+pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i + 1));
+    }
+}
+
+/// The data sets `--dataset` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// Built in, no download: 28x28 drawings of 10 kinds of shapes
+    Shapes,
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    /// One sub-folder of PNG/JPEG images per class
+    Folder,
+}
+
+/// Loads (train, test) for a source; `dir` is the data folder for file-based sets.
+pub fn load(source: Source, dir: Option<&Path>, seed: u64, shapes_train: usize, image_size: usize) -> Result<(Dataset, Dataset)> {
+    let need_dir = || dir.ok_or_else(|| Error::Invalid(format!("--dataset {source:?} needs --data DIR (the folder with its files)").to_lowercase()));
+    match source {
+        Source::Shapes => Ok((shapes::generate(shapes_train, seed), shapes::generate(shapes_train / 5, seed ^ 0x7E57))),
+        Source::Mnist => idx::load_mnist(need_dir()?, "mnist", &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),
+        Source::FashionMnist => idx::load_mnist(need_dir()?, "fashion-mnist", &["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]),
+        Source::Cifar10 => cifar::load(need_dir()?),
+        Source::Folder => folder::load(need_dir()?, image_size, seed),
+    }
+}

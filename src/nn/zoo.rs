@@ -1,0 +1,101 @@
+//! The model zoo. Input channels and classes follow the data set.
+
+use super::spec::{Layer, ModelSpec};
+use crate::{Error, Result};
+
+/// Names `--model` accepts.
+pub const NAMES: [&str; 4] = ["default", "lenet5", "vgg", "alexnet"];
+
+/// A zoo model for `classes` classes.
+pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
+    let layers = match name {
+        "default" | "default-cnn" => default_cnn(classes),
+        "lenet5" | "lenet" => lenet5(classes),
+        "vgg" | "vgg-small" => vgg_small(classes),
+        "alexnet" => alexnet(classes),
+        other => return Err(Error::Invalid(format!("unknown model '{other}': expected one of {} or a .toml model file", NAMES.join(", ")))),
+    };
+    Ok(ModelSpec { name: name.to_string(), layers })
+}
+
+/// conv 5x5 ->32 pad 2, BN, ReLU, maxpool 2; conv 3x3 32->64 pad 1, BN, ReLU, maxpool 2;
+/// conv 1x1 64->32, ReLU; flatten; linear 128, ReLU, dropout 0.25; linear `classes`.
+pub fn default_cnn(classes: usize) -> Vec<Layer> {
+    vec![
+        Layer::conv(32, 5, 1, 2),
+        Layer::bn(),
+        Layer::Relu,
+        Layer::max_pool(2, 2, 0),
+        Layer::conv(64, 3, 1, 1),
+        Layer::bn(),
+        Layer::Relu,
+        Layer::max_pool(2, 2, 0),
+        Layer::conv(32, 1, 1, 0),
+        Layer::Relu,
+        Layer::Flatten,
+        Layer::linear(128),
+        Layer::Relu,
+        Layer::Dropout { p: 0.25 },
+        Layer::linear(classes),
+    ]
+}
+
+/// LeNet-5 (ReLU and max pooling, as commonly trained today) for 28x28 inputs: the first
+/// convolution pads by 2 to get LeNet's 32x32.
+pub fn lenet5(classes: usize) -> Vec<Layer> {
+    vec![
+        Layer::conv(6, 5, 1, 2),
+        Layer::Relu,
+        Layer::max_pool(2, 2, 0),
+        Layer::conv(16, 5, 1, 0),
+        Layer::Relu,
+        Layer::max_pool(2, 2, 0),
+        Layer::Flatten,
+        Layer::linear(120),
+        Layer::Relu,
+        Layer::linear(84),
+        Layer::Relu,
+        Layer::linear(classes),
+    ]
+}
+
+/// A small VGG-style net: blocks of two 3x3 convolutions with batch norm, then pooling.
+pub fn vgg_small(classes: usize) -> Vec<Layer> {
+    let mut l = Vec::new();
+    for width in [32, 64, 128] {
+        for _ in 0..2 {
+            l.extend([Layer::conv(width, 3, 1, 1), Layer::bn(), Layer::Relu]);
+        }
+        l.push(Layer::max_pool(2, 2, 0));
+    }
+    l.extend([Layer::GlobalAvgPool, Layer::Dropout { p: 0.3 }, Layer::linear(classes)]);
+    l
+}
+
+/// AlexNet in its original two-tower form (groups = 2 in conv2, conv4, conv5), for 3x227x227.
+pub fn alexnet(classes: usize) -> Vec<Layer> {
+    let conv = |out, k, s, p, groups| Layer::Conv2d { out, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [1, 1], groups, bias: true };
+    vec![
+        conv(96, 11, 4, 0, 1),
+        Layer::Relu,
+        Layer::max_pool(3, 2, 0),
+        conv(256, 5, 1, 2, 2),
+        Layer::Relu,
+        Layer::max_pool(3, 2, 0),
+        conv(384, 3, 1, 1, 1),
+        Layer::Relu,
+        conv(384, 3, 1, 1, 2),
+        Layer::Relu,
+        conv(256, 3, 1, 1, 2),
+        Layer::Relu,
+        Layer::max_pool(3, 2, 0),
+        Layer::Flatten,
+        Layer::Dropout { p: 0.5 },
+        Layer::linear(4096),
+        Layer::Relu,
+        Layer::Dropout { p: 0.5 },
+        Layer::linear(4096),
+        Layer::Relu,
+        Layer::linear(classes),
+    ]
+}

@@ -1,0 +1,193 @@
+//! The mini-batch loop: epochs of shuffled, augmented batches from the background loader,
+//! one recorded step each (nothing read back inside a step), metrics read once per epoch,
+//! validation after each epoch, learning-rate schedule, early stopping, and the final test.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::data::loader::{self, Augment};
+use crate::data::{Dataset, Splits};
+use crate::nn::{Metrics, Model, Targets};
+use crate::optim::Optimizer;
+use crate::{Error, Result};
+
+/// Learning rate as a function of the epoch (0-based), after an optional linear warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `gamma` every `step_size` epochs.
+    Step,
+    /// Cosine from the base rate to 0 over the run.
+    Cosine,
+}
+
+/// The batch size: a number, or the whole training set (batch gradient descent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchSize {
+    Fixed(usize),
+    Full,
+}
+
+impl std::str::FromStr for BatchSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "full" {
+            return Ok(BatchSize::Full);
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("batch size 0: expected at least 1, or `full`".into()),
+            Ok(n) => Ok(BatchSize::Fixed(n)),
+            Err(_) => Err(format!("batch size '{s}': expected a positive integer or `full`")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: BatchSize,
+    pub optimizer: Optimizer,
+    pub schedule: Schedule,
+    pub step_size: usize,
+    pub gamma: f32,
+    pub warmup_epochs: usize,
+    pub label_smoothing: f32,
+    pub clip_norm: Option<f32>,
+    pub augment: Augment,
+    /// Stop after this many epochs without a better validation loss (0: never).
+    pub patience: usize,
+    /// Put back the parameters of the best validation epoch at the end.
+    pub restore_best: bool,
+    pub seed: u64,
+    /// Print per-epoch lines.
+    pub verbose: bool,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f32,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: Option<f64>,
+    pub val_accuracy: Option<f64>,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainReport {
+    pub epochs: Vec<EpochLog>,
+    pub best_epoch: Option<usize>,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+}
+
+impl TrainConfig {
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        let base = self.optimizer.lr;
+        if epoch < self.warmup_epochs {
+            return base * (epoch + 1) as f32 / (self.warmup_epochs + 1) as f32;
+        }
+        let e = epoch - self.warmup_epochs;
+        let total = (self.epochs - self.warmup_epochs).max(1);
+        match self.schedule {
+            Schedule::Constant => base,
+            Schedule::Step => base * self.gamma.powi((e / self.step_size.max(1)) as i32),
+            Schedule::Cosine => base * 0.5 * (1.0 + (std::f32::consts::PI * e as f32 / total as f32).cos()),
+        }
+    }
+}
+
+/// Loss and accuracy of `model` on `data` (eval mode).
+pub fn evaluate<B: Backend>(be: &B, model: &mut Model<B>, data: &Arc<Dataset>, batch: usize) -> Result<Metrics> {
+    model.take_metrics(be)?; // start from zero
+    for b in loader::start(data.clone(), batch, 0, 0, Augment::default(), false, false)? {
+        model.eval_batch(be, &b.x, &b.labels)?;
+    }
+    model.take_metrics(be)
+}
+
+/// Trains `model` on `splits.train`, validating on `splits.val` each epoch, then tests.
+pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &TrainConfig) -> Result<TrainReport> {
+    cfg.optimizer.validate()?;
+    if cfg.epochs == 0 {
+        return Err(Error::Invalid("--epochs 0: expected at least 1".into()));
+    }
+    let train = Arc::new(splits.train.clone());
+    let val = Arc::new(splits.val.clone());
+    let test = Arc::new(splits.test.clone());
+    let batch = match cfg.batch {
+        BatchSize::Fixed(b) => b.min(train.len()),
+        BatchSize::Full => train.len(),
+    };
+    let eval_batch = batch.clamp(1, 256);
+    let start = Instant::now();
+    model.reset_optimizer(be, &cfg.optimizer)?;
+    let mut logs = Vec::new();
+    let (mut best, mut best_epoch, mut best_params, mut since_best) = (f64::INFINITY, None, None, 0);
+    for epoch in 0..cfg.epochs {
+        let t0 = Instant::now();
+        let mut opt = cfg.optimizer;
+        opt.lr = cfg.lr_at(epoch);
+        model.take_metrics(be)?;
+        let mut seen = 0;
+        for b in loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)? {
+            let targets = match &b.probs {
+                Some(p) => Targets::Probs { probs: p, labels: &b.labels },
+                None => Targets::Labels(&b.labels),
+            };
+            model.train_step(be, &b.x, targets, &opt, cfg.label_smoothing, cfg.clip_norm)?;
+            seen += b.labels.len();
+        }
+        let tr = model.take_metrics(be)?; // waits for the epoch's work
+        if !tr.loss.is_finite() {
+            return Err(Error::Invalid(format!("training diverged: the loss became {} in epoch {} (by step {}); lower the learning rate or clip gradients", tr.loss, epoch + 1, model.step)));
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let va = if val.is_empty() { None } else { Some(evaluate(be, model, &val, eval_batch)?) };
+        let log = EpochLog {
+            epoch: epoch + 1,
+            lr: opt.lr,
+            train_loss: tr.loss,
+            train_accuracy: tr.accuracy,
+            val_loss: va.map(|m| m.loss),
+            val_accuracy: va.map(|m| m.accuracy),
+            images_per_s: seen as f64 / train_secs,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if cfg.verbose {
+            let v = va.map_or(String::new(), |m| format!("  val loss {:.4} acc {:6.2}%", m.loss, 100.0 * m.accuracy));
+            println!("epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:6.2}%{v}  {:.0} img/s  {:.1} s", epoch + 1, cfg.epochs, opt.lr, tr.loss, 100.0 * tr.accuracy, log.images_per_s, log.seconds);
+        }
+        logs.push(log);
+        if let Some(m) = va {
+            if m.loss < best {
+                best = m.loss;
+                best_epoch = Some(epoch + 1);
+                since_best = 0;
+                if cfg.restore_best {
+                    best_params = Some(model.params.iter().map(|p| be.download(p)).collect::<Result<Vec<_>>>()?);
+                }
+            } else {
+                since_best += 1;
+                if cfg.patience > 0 && since_best >= cfg.patience {
+                    if cfg.verbose {
+                        println!("early stop: no better validation loss for {} epochs (best: epoch {})", cfg.patience, best_epoch.unwrap_or(0));
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(saved) = best_params {
+        for (p, v) in model.params.iter_mut().zip(saved) {
+            be.write(p, &v)?;
+        }
+    }
+    let te = evaluate(be, model, &test, eval_batch)?;
+    Ok(TrainReport { epochs: logs, best_epoch, test_loss: te.loss, test_accuracy: te.accuracy, seconds: start.elapsed().as_secs_f64() })
+}
