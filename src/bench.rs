@@ -172,3 +172,53 @@ pub fn conv_report(gpu: &Gpu, cases: &[ConvBenchCase], runs: usize) -> Result<Ve
     }
     Ok(out)
 }
+
+/// Training throughput of one batch size.
+#[derive(Clone, Debug)]
+pub struct TrainBench {
+    pub batch: usize,
+    /// From `start` (the process start) to the end of the first step, device waited on.
+    pub first_step: Duration,
+    pub images_per_s: f64,
+    pub window_ips: Vec<f64>,
+}
+
+/// `wgtrain bench train`: the default CNN on synthetic 1x28x28 input, forward + backward +
+/// Adam; per batch size, images/s as the median of `windows` timed windows of `steps` steps
+/// each, after two untimed warm-up steps.
+pub fn train_report<B: Backend>(be: &B, batch_sizes: &[usize], windows: usize, steps: usize, start: std::time::Instant) -> Result<Vec<TrainBench>> {
+    use crate::nn::{zoo, Model, ModelSpec, Targets};
+    println!("training throughput of the default CNN on {} (1x28x28 synthetic input, forward + backward + Adam)", be.name());
+    println!("{:>6} {:>22} {:>16} {:>24}", "batch", "first step done at", "median img/s", "windows (img/s)");
+    let opt = Optimizer::new(OptimizerKind::Adam);
+    let mut out = Vec::new();
+    for &batch in batch_sizes {
+        let spec = ModelSpec { name: "default".into(), layers: zoo::default_cnn(10) };
+        let mut model = Model::new(be, spec, &[1, 28, 28], 1)?;
+        model.reset_optimizer(be, &opt)?;
+        let mut rng = Rng::new(batch as u64);
+        let x = rng.vec(batch * 28 * 28, -1.0, 1.0);
+        let labels: Vec<f32> = (0..batch).map(|_| rng.below(10) as f32).collect();
+        let step = |model: &mut Model<B>| model.train_step(be, &x, Targets::Labels(&labels), &opt, 0.0, None);
+        step(&mut model)?;
+        be.sync()?;
+        let first_step = start.elapsed();
+        step(&mut model)?;
+        be.sync()?;
+        let mut window_ips = Vec::new();
+        for _ in 0..windows.max(1) {
+            let t = std::time::Instant::now();
+            for _ in 0..steps.max(1) {
+                step(&mut model)?;
+            }
+            be.sync()?;
+            window_ips.push((steps.max(1) * batch) as f64 / t.elapsed().as_secs_f64());
+        }
+        let mut sorted = window_ips.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        println!("{batch:>6} {:>20.2} s {median:>16.1} {:>24}", first_step.as_secs_f64(), window_ips.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" "));
+        out.push(TrainBench { batch, first_step, images_per_s: median, window_ips });
+    }
+    Ok(out)
+}

@@ -184,6 +184,19 @@ enum BenchWhat {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Training images/s of the default CNN per batch size, and the time to the first step
+    Train {
+        #[arg(long, default_value = "16,64,256", value_delimiter = ',')]
+        batch_sizes: Vec<usize>,
+        /// Timed windows per batch size (the median is reported)
+        #[arg(long, default_value_t = 5)]
+        windows: usize,
+        /// Steps per window
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: ComputeBackend,
+    },
     /// Time and memory bandwidth of one fused optimizer step, for every optimizer
     Optimizer {
         /// Parameters in the arena
@@ -194,7 +207,15 @@ enum BenchWhat {
     },
 }
 
+/// When the process started (the clock of "time to the first step").
+fn started() -> std::time::Instant {
+    *START.get_or_init(std::time::Instant::now)
+}
+
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
+    started();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
     let cli = Cli::parse();
     match run(cli) {
@@ -292,6 +313,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let list: Vec<MatmulVariant> =
                 if variants == "all" { MatmulVariant::ALL.to_vec() } else { variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()? };
             wgtrain::bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { what: BenchWhat::Train { batch_sizes, windows, steps, backend } } => {
+            if batch_sizes.contains(&0) {
+                anyhow::bail!("--batch-sizes: batch size 0, expected at least 1");
+            }
+            match backend {
+                ComputeBackend::Gpu => wgtrain::bench::train_report(&gpu(&cli)?, batch_sizes, *windows, *steps, started())?,
+                ComputeBackend::Cpu => wgtrain::bench::train_report(&wgtrain::Cpu, batch_sizes, *windows, *steps, started())?,
+            };
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { what: BenchWhat::Conv { runs } } => {

@@ -1,0 +1,227 @@
+//! Training: models, data, the loop, and their errors. GPU parts follow the same no-silent-skip
+//! rule as kernels-tests (CI set: a missing adapter fails).
+
+use std::sync::{Arc, OnceLock};
+
+use wgtrain::data::loader::{self, Augment};
+use wgtrain::data::{self, Dataset};
+use wgtrain::nn::{zoo, Layer, Model, ModelSpec, Targets};
+use wgtrain::rng::Rng;
+use wgtrain::{Backend, Cpu, Gpu, GpuOptions, Optimizer, OptimizerKind};
+
+fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var_os("CI").is_none() && std::env::var("WGTRAIN_ALLOW_NO_GPU").as_deref() == Ok("1") => {
+            eprintln!("\n!!!!!!!! SKIPPED: no GPU adapter ({e}) !!!!!!!!\n");
+            None
+        }
+        Err(e) => panic!("no GPU adapter: {e} (install mesa-vulkan-drivers, or WGTRAIN_ALLOW_NO_GPU=1 outside CI)"),
+    })
+    .as_ref()
+}
+
+fn default_cnn() -> ModelSpec {
+    ModelSpec { name: "default".into(), layers: zoo::default_cnn(10) }
+}
+
+/// The same initial state and batch on both backends give the same loss, gradients and
+/// updated parameters. Tolerance: every gradient within 1e-3 of the largest gradient of its
+/// tensor (f32 GPU sums in another order than the CPU's f64 ones, through 15 layers) plus 1e-6
+/// for gradients that are zero in exact arithmetic (a bias before batch norm), the loss within
+/// 1e-4 relative.
+#[test]
+fn gpu_and_cpu_train_steps_agree() {
+    let Some(gpu) = gpu() else { return };
+    let cpu = Cpu;
+    let batch = 8;
+    let mut rng = Rng::new(3);
+    let x = rng.vec(batch * 28 * 28, -1.0, 1.0);
+    let labels: Vec<f32> = (0..batch).map(|_| rng.below(10) as f32).collect();
+    let mut opt = Optimizer::new(OptimizerKind::Sgd);
+    opt.lr = 0.1;
+    opt.momentum = 0.9;
+    let mut mc = Model::new(&cpu, default_cnn(), &[1, 28, 28], 42).unwrap();
+    let mut mg = Model::new(gpu, default_cnn(), &[1, 28, 28], 42).unwrap();
+    for step in 0..2 {
+        mc.train_step(&cpu, &x, Targets::Labels(&labels), &opt, 0.1, None).unwrap();
+        mg.train_step(gpu, &x, Targets::Labels(&labels), &opt, 0.1, None).unwrap();
+        let (lc, lg) = (mc.take_metrics(&cpu).unwrap(), mg.take_metrics(gpu).unwrap());
+        assert!((lc.loss - lg.loss).abs() <= 1e-4 * lc.loss.abs().max(1.0), "step {step}: loss cpu {} gpu {}", lc.loss, lg.loss);
+        assert_eq!(lc.accuracy, lg.accuracy, "step {step}");
+        for (i, info) in mc.param_info.clone().iter().enumerate() {
+            let (gc, gg) = (mc.grads[i].data().to_vec(), gpu.download(&mg.grads[i]).unwrap());
+            let scale = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = gc.iter().zip(&gg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-3 * scale + 1e-6, "step {step}: gradient of {}: max error {worst} vs scale {scale}", info.name);
+            let (pc, pg) = (mc.params[i].data().to_vec(), gpu.download(&mg.params[i]).unwrap());
+            let worst = pc.iter().zip(&pg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4, "step {step}: parameter {}: max error {worst}", info.name);
+        }
+    }
+}
+
+#[test]
+fn alexnet_summary_counts() {
+    let spec = zoo::model("alexnet", 1000).unwrap();
+    let infos = spec.infer(&[3, 227, 227]).unwrap();
+    let weights: Vec<usize> = spec.layers.iter().zip(&infos).filter(|(l, _)| matches!(l, Layer::Conv2d { .. } | Layer::Linear { .. })).map(|(_, i)| i.weights).collect();
+    assert_eq!(weights, vec![34_848, 307_200, 884_736, 663_552, 442_368, 37_748_736, 16_777_216, 4_096_000]);
+    let text = spec.summary(&[3, 227, 227]).unwrap();
+    for n in ["34,848", "307,200", "884,736", "663,552", "442,368", "37,748,736", "16,777,216", "4,096,000"] {
+        assert!(text.contains(n), "summary lacks {n}:\n{text}");
+    }
+}
+
+#[test]
+fn models_that_do_not_fit_their_input_are_errors() {
+    let spec = ModelSpec { name: "broken".into(), layers: vec![Layer::conv(4, 3, 1, 0), Layer::linear(10)] };
+    let err = spec.infer(&[1, 28, 28]).unwrap_err().to_string();
+    assert!(err.contains("layer 1 (linear)") && err.contains("flatten"), "{err}");
+    let spec = ModelSpec { name: "big-kernel".into(), layers: vec![Layer::conv(4, 9, 1, 0)] };
+    assert!(spec.infer(&[1, 5, 5]).unwrap_err().to_string().contains("layer 0 (conv2d)"));
+    assert!(zoo::model("resnet-9000", 10).unwrap_err().to_string().contains("resnet-9000"));
+}
+
+/// A few hundred steps on the built-in shapes lift accuracy far above chance.
+#[test]
+fn training_learns_the_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let (train, test) = data::load(data::Source::Shapes, None, 5, 1600, 28).unwrap();
+    let splits = data::split(train, test, 0.1, 5).unwrap();
+    let mut model = Model::new(gpu, default_cnn(), &[1, 28, 28], 5).unwrap();
+    let cfg = wgtrain::train::TrainConfig {
+        epochs: 2,
+        batch: wgtrain::train::BatchSize::Fixed(32),
+        optimizer: Optimizer::new(OptimizerKind::Adam),
+        schedule: wgtrain::train::Schedule::Constant,
+        step_size: 1,
+        gamma: 1.0,
+        warmup_epochs: 0,
+        label_smoothing: 0.0,
+        clip_norm: Some(5.0),
+        augment: Augment::default(),
+        patience: 0,
+        restore_best: false,
+        seed: 5,
+        verbose: false,
+    };
+    let report = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap();
+    assert!(report.epochs[1].train_loss < report.epochs[0].train_loss, "{:?}", report.epochs);
+    assert!(report.test_accuracy > 0.5, "test accuracy {}", report.test_accuracy);
+}
+
+#[test]
+fn shapes_are_deterministic_and_balanced() {
+    let a = wgtrain::data::shapes::generate(50, 9);
+    let b = wgtrain::data::shapes::generate(50, 9);
+    assert_eq!(a.images, b.images);
+    assert_ne!(a.images, wgtrain::data::shapes::generate(50, 10).images);
+    for k in 0..10 {
+        assert_eq!(a.labels.iter().filter(|&&l| l == k).count(), 5);
+    }
+}
+
+#[test]
+fn loader_is_deterministic_per_seed_and_epoch() {
+    let d = Arc::new(wgtrain::data::shapes::generate(40, 1));
+    let labels = |seed, epoch| loader::start(d.clone(), 8, seed, epoch, Augment::default(), true, true).unwrap().flat_map(|b| b.labels).collect::<Vec<f32>>();
+    assert_eq!(labels(1, 0), labels(1, 0));
+    assert_ne!(labels(1, 0), labels(1, 1));
+    assert_eq!(labels(1, 0).len(), 40);
+    // Mixed batches carry probability rows that sum to one.
+    let aug = Augment { mixup: 0.4, cutmix: 1.0, ..Default::default() };
+    for b in loader::start(d.clone(), 8, 1, 0, aug, true, true).unwrap() {
+        let p = b.probs.unwrap();
+        for row in p.chunks(10) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wgtrain-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn idx_images(n: u32, magic: u32) -> Vec<u8> {
+    let mut b = magic.to_be_bytes().to_vec();
+    for v in [n, 2, 2] {
+        b.extend(v.to_be_bytes());
+    }
+    b.extend(vec![7u8; (n * 4) as usize]);
+    b
+}
+
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut b = 0x0801u32.to_be_bytes().to_vec();
+    b.extend((labels.len() as u32).to_be_bytes());
+    b.extend(labels);
+    b
+}
+
+#[test]
+fn bad_data_files_are_clear_errors() {
+    let load = |dir: &std::path::Path| data::load(data::Source::Mnist, Some(dir), 1, 0, 28).map(|_| ()).unwrap_err().to_string();
+    let d = temp_dir("idx");
+    std::fs::write(d.join("train-images-idx3-ubyte"), idx_images(3, 0x0803)).unwrap();
+    std::fs::write(d.join("train-labels-idx1-ubyte"), idx_labels(&[1, 2, 3])).unwrap();
+    std::fs::write(d.join("t10k-images-idx3-ubyte"), idx_images(2, 0x0803)).unwrap();
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx_labels(&[1, 12])).unwrap();
+    let e = load(&d);
+    assert!(e.contains("t10k-labels") && e.contains("label 12") && e.contains("0..9"), "{e}");
+    std::fs::write(d.join("train-images-idx3-ubyte"), idx_images(3, 0x0801)).unwrap();
+    let e = load(&d);
+    assert!(e.contains("train-images") && e.contains("0x00000801") && e.contains("0x00000803"), "{e}");
+    let mut short = idx_images(3, 0x0803);
+    short.truncate(20);
+    std::fs::write(d.join("train-images-idx3-ubyte"), short).unwrap();
+    let e = load(&d);
+    assert!(e.contains("train-images") && e.contains("truncated"), "{e}");
+    std::fs::write(d.join("train-images-idx3-ubyte"), [0x1f, 0x8b, 1, 2, 3]).unwrap();
+    let e = load(&d);
+    assert!(e.contains("corrupt gzip"), "{e}");
+    let e = load(&temp_dir("empty"));
+    assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+
+    let c = temp_dir("cifar");
+    std::fs::write(c.join("data_batch_1.bin"), vec![0u8; 3073 * 2 + 5]).unwrap();
+    std::fs::write(c.join("test_batch.bin"), vec![0u8; 3073]).unwrap();
+    let e = data::load(data::Source::Cifar10, Some(&c), 1, 0, 32).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("data_batch_1.bin") && e.contains("3073"), "{e}");
+    let mut rec = vec![0u8; 3073];
+    rec[0] = 11;
+    std::fs::write(c.join("data_batch_1.bin"), rec).unwrap();
+    let e = data::load(data::Source::Cifar10, Some(&c), 1, 0, 32).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("label 11"), "{e}");
+
+    let f = temp_dir("folder");
+    let e = data::load(data::Source::Folder, Some(&f), 1, 0, 16).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("no class sub-folders"), "{e}");
+    std::fs::create_dir_all(f.join("cats")).unwrap();
+    let e = data::load(data::Source::Folder, Some(&f), 1, 0, 16).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("cats") && e.contains("empty class folder"), "{e}");
+    std::fs::write(f.join("cats").join("broken.png"), b"not a png").unwrap();
+    let e = data::load(data::Source::Folder, Some(&f), 1, 0, 16).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("broken.png") && e.contains("cannot read"), "{e}");
+    let e = data::load(data::Source::Mnist, None, 1, 0, 28).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("--data"), "{e}");
+}
+
+#[test]
+fn bad_training_options_are_clear_errors() {
+    let d = Arc::new(Dataset { name: "tiny".into(), shape: [1, 2, 2], classes: vec!["a".into(), "b".into()], images: vec![0.0; 12], labels: vec![0, 1, 0] });
+    assert!(loader::start(d.clone(), 0, 1, 0, Augment::default(), true, true).err().unwrap().to_string().contains("batch size 0"));
+    assert!(loader::start(d, 8, 1, 0, Augment::default(), true, true).err().unwrap().to_string().contains("fewer than one batch"));
+    let mut opt = Optimizer::new(OptimizerKind::Adam);
+    opt.lr = -0.1;
+    assert!(opt.validate().unwrap_err().to_string().contains("lr is -0.1"));
+    assert!("0".parse::<wgtrain::train::BatchSize>().unwrap_err().contains("batch size 0"));
+    assert_eq!("full".parse::<wgtrain::train::BatchSize>().unwrap(), wgtrain::train::BatchSize::Full);
+    let mut m = Model::new(&Cpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let e = m.train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
+    assert!(e.contains("100 values") && e.contains("[1, 28, 28]"), "{e}");
+}
