@@ -23,7 +23,7 @@ struct ConvParams {
     total: u32,
     row_stride: u32,
     x_off: u32,
-    _pad0: u32,
+    patch_pad: u32, // unused here (dcol rows are not padded)
     _pad1: u32,
 }
 

@@ -1,9 +1,11 @@
 // im2col — unfolds image patches into matrix columns so a convolution becomes a matmul.
-//   im2col:   col [n, C*KH*KW, OH*OW]          row (c, i, j), column (oh, ow)
-//             col = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 outside the image
+//   im2col:   col [n, groups * R, OH*OW]      row (g, c, i, j), column (oh, ow)
+//             col = x[n, g*Cg + c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 outside the image
 //             (the rows of one group are contiguous: the forward GEMM is W_g @ col_g)
-//   im2col_t: colT [groups, n, OH*OW, Cg*KH*KW]  the same values, transposed per group
-//             (the backward-filter GEMM is dy_g[K_g, n*P] @ colT_g[n*P, Cg*KH*KW])
+//   im2col_t: colT [groups, n, OH*OW, R]       the same values, transposed per group
+//             (the backward-filter GEMM is dy_g[K_g, n*P] @ colT_g[n*P, R])
+// R = patch_pad >= Cg*KH*KW: rows past the patch are zeros, so that a patch of, say, 25 values
+// becomes 28 and the GEMM gets the multiple of 4 its fastest kernels need.
 // One invocation per output element, 2D grid. x is read from element x_off (the first image
 // of this chunk). Host side: src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs (direct loops).
 
@@ -26,7 +28,7 @@ struct ConvParams {
     total: u32,
     row_stride: u32,
     x_off: u32,
-    _pad0: u32,
+    patch_pad: u32, // rows of a group's patch, rounded up (extra rows are zeros)
     _pad1: u32,
 }
 
@@ -52,11 +54,18 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let positions = p.oh * p.ow;
     let kk = p.kh * p.kw;
+    let cg = p.c / p.groups;
+    let rows = p.groups * p.patch_pad;
     let q = idx % positions;
-    let r = (idx / positions) % (p.c * kk);
-    let n = idx / (positions * p.c * kk);
-    let t = r % kk;
-    col[idx] = tap(n, r / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
+    let r = (idx / positions) % rows;
+    let n = idx / (positions * rows);
+    let rr = r % p.patch_pad;
+    if (rr >= cg * kk) {
+        col[idx] = 0.0;
+        return;
+    }
+    let t = rr % kk;
+    col[idx] = tap(n, (r / p.patch_pad) * cg + rr / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -68,11 +77,14 @@ fn im2col_t(@builtin(global_invocation_id) gid: vec3<u32>) {
     let positions = p.oh * p.ow;
     let kk = p.kh * p.kw;
     let cg = p.c / p.groups;
-    let patch_len = cg * kk;
-    let rc = idx % patch_len;
-    let q = (idx / patch_len) % positions;
-    let n = (idx / (patch_len * positions)) % p.n;
-    let g = idx / (patch_len * positions * p.n);
+    let rc = idx % p.patch_pad;
+    let q = (idx / p.patch_pad) % positions;
+    let n = (idx / (p.patch_pad * positions)) % p.n;
+    let g = idx / (p.patch_pad * positions * p.n);
+    if (rc >= cg * kk) {
+        col[idx] = 0.0;
+        return;
+    }
     let t = rc % kk;
     col[idx] = tap(n, g * cg + rc / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
 }

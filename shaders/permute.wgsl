@@ -1,7 +1,8 @@
-// permute — copies a [d0, d1, d2] tensor (read from element in_off) to any axis order:
-//   out[i0*s0 + i1*s1 + i2*s2] = in[in_off + (i0*d1 + i1)*d2 + i2]
-// e.g. a batch of transposes ([B, R, C] -> [B, C, R]) or swapping the batch and channel axes
-// of [N, K, P] -> [K, N, P]. Host side: src/gpu/permute.rs. CPU twin: src/cpu/permute.rs.
+// permute — a strided copy of a [d0, d1, d2] index space:
+//   out[i0*s0 + i1*s1 + i2*s2] = in[in_off + i0*t0 + i1*t1 + i2*t2]
+// Any axis order (a batch of transposes [B, R, C] -> [B, C, R]; swapping the batch and
+// channel axes of [N, K, P] -> [K, N, P]), and padding or cropping rows (different row
+// strides on the two sides). Host side: src/gpu/permute.rs. CPU twin: src/cpu/permute.rs.
 
 struct PermuteParams {
     d0: u32,
@@ -13,9 +14,9 @@ struct PermuteParams {
     total: u32,
     row_stride: u32,
     in_off: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    t0: u32,
+    t1: u32,
+    t2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: PermuteParams;
@@ -31,5 +32,5 @@ fn permute3(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i2 = idx % p.d2;
     let i1 = (idx / p.d2) % p.d1;
     let i0 = idx / (p.d2 * p.d1);
-    dst[i0 * p.s0 + i1 * p.s1 + i2 * p.s2] = src[p.in_off + idx];
+    dst[i0 * p.s0 + i1 * p.s1 + i2 * p.s2] = src[p.in_off + i0 * p.t0 + i1 * p.t1 + i2 * p.t2];
 }

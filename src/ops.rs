@@ -207,6 +207,11 @@ impl ConvDims {
     pub fn patch(&self) -> usize {
         self.cg() * self.kh * self.kw
     }
+    /// The patch rounded up to a multiple of 4 (zero rows in the column matrix), so the GEMMs
+    /// get aligned operands.
+    pub fn patch_pad(&self) -> usize {
+        self.patch().next_multiple_of(4)
+    }
     /// A 1x1 convolution with stride 1 and no padding is a plain matmul over NCHW.
     pub fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.spec.stride == [1, 1] && self.spec.padding == [0, 0]

@@ -9,6 +9,7 @@ use super::elementwise::grid_2d;
 use super::kernels::{self, ConvParams, Kernel};
 use super::matmul::Operand;
 use super::{Bind, Gpu, GpuTensor};
+use crate::backend::Backend;
 use crate::ops::{ConvDims, MatmulDims, MatmulSpec};
 use crate::{Error, Result};
 
@@ -25,9 +26,10 @@ impl Gpu {
         Ok(((budget / per_image.max(1) as u64) as usize).clamp(1, d.n.max(1)))
     }
 
-    /// im2col (or im2col_t with `transposed`) of images [n0, n0 + nb) of x into `col`.
+    /// im2col (or im2col_t) of images [n0, n0 + nb) of x into `col`, each group's patch padded
+    /// to `d.patch_pad()` rows.
     fn unfold(&self, kernel: &Kernel, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize) -> Result<()> {
-        let total = nb * d.c * d.kh * d.kw * d.p();
+        let total = nb * d.groups() * d.patch_pad() * d.p();
         self.conv_dispatch("im2col", kernel, d, nb, total, n0 * d.c * d.h * d.w, x, col)
     }
 
@@ -55,6 +57,7 @@ impl Gpu {
             total: u(total),
             row_stride,
             x_off: u(x_off),
+            patch_pad: u(d.patch_pad()),
             ..Default::default()
         };
         self.dispatch(op, &pipeline, &params, &[Bind::whole(src), Bind::whole(dst)], groups)
@@ -62,29 +65,41 @@ impl Gpu {
 
     /// y = conv(x, w) (+ bias).
     pub(crate) fn conv2d_impl(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, y: &GpuTensor, d: &ConvDims) -> Result<()> {
-        let (p, patch, kg, kk) = (d.p(), d.patch(), d.kg(), d.kh * d.kw);
+        let (p, kg, g) = (d.p(), d.kg(), d.groups());
         let direct = d.is_pointwise();
-        let nb = if direct { d.n } else { self.images_per_chunk("conv2d", d, d.c * kk * p)? };
-        let col = if direct { None } else { Some(self.alloc(&[nb * d.c * kk * p])?) };
+        // Rows of each group's patch in the GEMM: padded to a multiple of 4 on the im2col
+        // path (the weights get the same zero columns); the direct path uses x as it is.
+        let rows = if direct { d.patch() } else { d.patch_pad() };
+        let padded_w = if rows != d.patch() { Some(self.pad_rows(w, d.k, d.patch(), rows)?) } else { None };
+        let a = padded_w.as_ref().unwrap_or(w);
+        let nb = if direct { d.n } else { self.images_per_chunk("conv2d", d, g * rows * p)? };
+        let col = if direct { None } else { Some(self.alloc(&[nb * g * rows * p])?) };
         for n0 in (0..d.n).step_by(nb.max(1)) {
             let nbc = nb.min(d.n - n0);
-            // op(B) of image i, group g starts at base + i * stride + g * patch * p.
+            // op(B) of image i, group gi starts at base + i * stride + gi * rows * p.
             let (b, base, stride) = match &col {
                 None => (x, n0 * d.c * p, d.c * p),
                 Some(col) => {
                     self.unfold(&kernels::IM2COL, x, col, d, n0, nbc)?;
-                    (col, 0, d.c * kk * p)
+                    (col, 0, g * rows * p)
                 }
             };
-            for g in 0..d.groups() {
-                let dims = MatmulDims { batch: nbc, m: kg, n: p, k: patch, stride_a: 0, stride_b: stride, stride_c: d.k * p };
-                self.gemm(self.matmul_variant(), Operand::at(w, g * kg * patch), Operand::at(b, base + g * patch * p), Operand::at(y, n0 * d.k * p + g * kg * p), &dims, MatmulSpec::default())?;
+            for gi in 0..g {
+                let dims = MatmulDims { batch: nbc, m: kg, n: p, k: rows, stride_a: 0, stride_b: stride, stride_c: d.k * p };
+                self.gemm(self.matmul_variant(), Operand::at(a, gi * kg * rows), Operand::at(b, base + gi * rows * p), Operand::at(y, n0 * d.k * p + gi * kg * p), &dims, MatmulSpec::default())?;
             }
         }
         if let Some(bias) = bias {
             self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
         }
         Ok(())
+    }
+
+    /// [rows, cols] -> [rows, padded] with zero columns.
+    fn pad_rows(&self, w: &GpuTensor, rows: usize, cols: usize, padded: usize) -> Result<GpuTensor> {
+        let out = self.zeros(&[rows * padded])?;
+        self.strided_copy(w.storage(), 0, [rows, cols, 1], [cols, 1, 1], [padded, 1, 1], out.storage())?;
+        Ok(out)
     }
 
     /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
@@ -115,12 +130,16 @@ impl Gpu {
     }
 
     /// dw = sum over images of dy_g @ colᵀ_g, as one GEMM per group and chunk whose inner
-    /// dimension runs over (image, position): dy is regrouped to [K, n, P] for it.
+    /// dimension runs over (image, position): dy is regrouped to [K, n, P] for it. With a
+    /// padded patch the GEMM fills a padded dw, cropped at the end.
     pub(crate) fn conv2d_backward_filter_impl(&self, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, d: &ConvDims) -> Result<()> {
-        let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
-        let nb = self.images_per_chunk("conv2d_backward_filter", d, (d.c * kk * p).max(d.k * p))?;
-        let col_t = self.alloc(&[nb * d.c * kk * p])?;
+        let (p, patch, kg, g) = (d.p(), d.patch(), d.kg(), d.groups());
+        let rows = d.patch_pad();
+        let nb = self.images_per_chunk("conv2d_backward_filter", d, (g * rows * p).max(d.k * p))?;
+        let col_t = self.alloc(&[nb * g * rows * p])?;
         let dy_k = self.alloc(&[nb * d.k * p])?;
+        let padded = if rows != patch { Some(self.alloc(&[d.k * rows])?) } else { None };
+        let target = padded.as_ref().unwrap_or(dw);
         for (chunk, n0) in (0..d.n).step_by(nb.max(1)).enumerate() {
             let nbc = nb.min(d.n - n0);
             self.unfold(&kernels::IM2COL_T, x, &col_t, d, n0, nbc)?;
@@ -128,9 +147,12 @@ impl Gpu {
             self.permute3(dy.storage(), n0 * d.k * p, [nbc, d.k, p], [p, nbc * p, 1], dy_k.storage())?;
             let spec = MatmulSpec { beta: if chunk == 0 { 0.0 } else { 1.0 }, ..MatmulSpec::default() };
             for gi in 0..g {
-                let dims = MatmulDims { batch: 1, m: kg, n: patch, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
-                self.gemm(self.matmul_variant(), Operand::at(&dy_k, gi * kg * nbc * p), Operand::at(&col_t, gi * nbc * p * patch), Operand::at(dw, gi * kg * patch), &dims, spec)?;
+                let dims = MatmulDims { batch: 1, m: kg, n: rows, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
+                self.gemm(self.matmul_variant(), Operand::at(&dy_k, gi * kg * nbc * p), Operand::at(&col_t, gi * nbc * p * rows), Operand::at(target, gi * kg * rows), &dims, spec)?;
             }
+        }
+        if let Some(padded) = &padded {
+            self.strided_copy(padded.storage(), 0, [d.k, patch, 1], [rows, 1, 1], [patch, 1, 1], dw.storage())?;
         }
         Ok(())
     }

@@ -83,12 +83,12 @@ kernel_params!(
     /// shaders/im2col.wgsl, shaders/col2im.wgsl
     ConvParams {
         n: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32, oh: u32, ow: u32, sh: u32, sw: u32,
-        ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, _pad0: u32, _pad1: u32,
+        ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, patch_pad: u32, _pad1: u32,
     }
 );
 kernel_params!(
     /// shaders/permute.wgsl
-    PermuteParams { d0: u32, d1: u32, d2: u32, s0: u32, s1: u32, s2: u32, total: u32, row_stride: u32, in_off: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+    PermuteParams { d0: u32, d1: u32, d2: u32, s0: u32, s1: u32, s2: u32, total: u32, row_stride: u32, in_off: u32, t0: u32, t1: u32, t2: u32 }
 );
 kernel_params!(
     /// shaders/bias_act.wgsl
