@@ -1,6 +1,7 @@
 // channel — per-channel reductions over a tensor seen as [N, C, P] (channel = dim 1): one
-// workgroup per channel; each invocation sums a strided run of the channel's N*P values,
-// then the workgroup combines its 256 sums by a tree. Used by bias gradients, batch norm
+// workgroup per channel; invocation l sums positions l, l+256, ... of the channel's plane in
+// every image (N * P/256 values, no division per element), then the workgroup combines its
+// 256 sums by a tree. Used by bias gradients, batch norm
 // statistics and batch norm's backward.
 //   channel_sum:         out[c] = scale * sum a
 //   channel_sum_sq_dev:  out[c] = scale * sum (a - m[c])^2
@@ -36,16 +37,14 @@ fn finish(lid: u32, ch: u32, acc: f32) {
     }
 }
 
-// Index of the i-th value (over N*P) of channel ch.
-fn at(ch: u32, i: u32) -> u32 {
-    return ((i / p.p) * p.c + ch) * p.p + i % p.p;
-}
-
 @compute @workgroup_size(256, 1, 1)
 fn channel_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     var acc = 0.0;
-    for (var i = lid.x; i < p.n * p.p; i += 256u) {
-        acc += a[at(wid.x, i)];
+    for (var n = 0u; n < p.n; n++) {
+        let base = (n * p.c + wid.x) * p.p;
+        for (var q = lid.x; q < p.p; q += 256u) {
+            acc += a[base + q];
+        }
     }
     finish(lid.x, wid.x, acc);
 }
@@ -54,9 +53,12 @@ fn channel_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_
 fn channel_sum_sq_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let mean = m[wid.x];
     var acc = 0.0;
-    for (var i = lid.x; i < p.n * p.p; i += 256u) {
-        let d = a[at(wid.x, i)] - mean;
-        acc = fma(d, d, acc);
+    for (var n = 0u; n < p.n; n++) {
+        let base = (n * p.c + wid.x) * p.p;
+        for (var q = lid.x; q < p.p; q += 256u) {
+            let d = a[base + q] - mean;
+            acc = fma(d, d, acc);
+        }
     }
     finish(lid.x, wid.x, acc);
 }
@@ -65,9 +67,11 @@ fn channel_sum_sq_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
 fn channel_sum_prod_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let mean = m[wid.x];
     var acc = 0.0;
-    for (var i = lid.x; i < p.n * p.p; i += 256u) {
-        let k = at(wid.x, i);
-        acc = fma(b[k], a[k] - mean, acc);
+    for (var n = 0u; n < p.n; n++) {
+        let base = (n * p.c + wid.x) * p.p;
+        for (var q = lid.x; q < p.p; q += 256u) {
+            acc = fma(b[base + q], a[base + q] - mean, acc);
+        }
     }
     finish(lid.x, wid.x, acc);
 }

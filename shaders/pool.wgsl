@@ -4,6 +4,9 @@
 //   max_pool_forward:   y = max over the window (padding never wins; NaN wins, as in
 //                       PyTorch); idx = position of the first maximum in its plane (as f32)
 //   max_pool_backward:  dx[h, w] = sum of dy over the windows whose idx is (h, w)
+//   max_pool_backward_tiled: the same for windows that tile the input (stride = kernel, no
+//                       padding): one invocation per window writes its kh*kw gradients
+//                       (4x fewer loads than the gather; dx is cleared first for the edges)
 //   avg_pool_forward:   y = sum over the window / divisor, where the divisor counts the
 //                       window clipped to the padded input (count_include_pad) or to the input
 //   avg_pool_backward:  dx[h, w] = sum over windows containing (h, w) of dy / divisor
@@ -104,6 +107,26 @@ fn max_pool_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     dst[i] = acc;
+}
+
+// src = dy, aux = idx, dst = dx (over outputs)
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let plane = i / (p.ow * p.oh);
+    let g = src[i];
+    let at = u32(aux[i]);
+    for (var a = 0u; a < p.kh; a++) {
+        for (var b = 0u; b < p.kw; b++) {
+            let pos = (oy * p.sh + a) * p.w + ox * p.sw + b;
+            dst[plane * p.h * p.w + pos] = select(0.0, g, pos == at);
+        }
+    }
 }
 
 fn avg_divisor(oy: u32, ox: u32) -> f32 {

@@ -168,6 +168,7 @@ pub const CHANNEL_SUM_SQ_DEV: Kernel = Kernel { shader: "channel", entry: "chann
 pub const CHANNEL_SUM_PROD_DEV: Kernel = Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
 pub const MAX_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_forward", storage: &[(1, Read), (3, ReadWrite), (4, ReadWrite)] };
 pub const MAX_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_backward", storage: IN2_OUT };
+pub const MAX_POOL_BACKWARD_TILED: Kernel = Kernel { shader: "pool", entry: "max_pool_backward_tiled", storage: IN2_OUT };
 pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_forward", storage: IN1_OUT };
 pub const AVG_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_backward", storage: IN1_OUT };
 pub const GLOBAL_AVG_FORWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_forward", storage: IN1_OUT };
@@ -193,7 +194,7 @@ pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", stor
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &BN_FINALIZE, &BN_EVAL_INVSTD, &BN_BACKWARD_COEF, &BN_APPLY, &BN_BACKWARD_APPLY, &CROSS_ENTROPY_HARD, &CROSS_ENTROPY_SOFT, &ARGMAX_ROWS, &CORRECT_ROWS, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
+pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &MAX_POOL_BACKWARD_TILED, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &BN_FINALIZE, &BN_EVAL_INVSTD, &BN_BACKWARD_COEF, &BN_APPLY, &BN_BACKWARD_APPLY, &CROSS_ENTROPY_HARD, &CROSS_ENTROPY_SOFT, &ARGMAX_ROWS, &CORRECT_ROWS, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {

@@ -295,6 +295,15 @@ impl Gpu {
         self.ctx.check("waiting for the device")
     }
 
+    /// Records zeroing `t`.
+    pub(crate) fn clear(&self, t: &GpuTensor) {
+        let size = t.storage.bytes().div_ceil(4) * 4;
+        if size > 0 {
+            let mut rec = self.lock();
+            self.encoder_locked(&mut rec).clear_buffer(t.storage.buffer(), t.storage.offset(), Some(size));
+        }
+    }
+
     fn alloc(&self, shape: &[usize]) -> Result<GpuTensor> {
         let bytes = numel(shape) as u64 * 4;
         if bytes > self.ctx.limits.max_buffer_size {
@@ -313,11 +322,7 @@ impl Backend for Gpu {
 
     fn zeros(&self, shape: &[usize]) -> Result<GpuTensor> {
         let t = self.alloc(shape)?;
-        let mut rec = self.lock();
-        let size = (t.storage.bytes()).div_ceil(4) * 4;
-        if size > 0 {
-            self.encoder_locked(&mut rec).clear_buffer(t.storage.buffer(), t.storage.offset(), Some(size));
-        }
+        self.clear(&t);
         Ok(t)
     }
 

@@ -37,7 +37,13 @@ impl Gpu {
     }
 
     pub(crate) fn max_pool_backward_impl(&self, dy: &GpuTensor, idx: &GpuTensor, dx: &GpuTensor, d: &PoolDims) -> Result<()> {
-        self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD, d, dx.numel(), &[Bind::whole(dy), Bind::whole(idx), Bind::whole(dx)])
+        let binds = [Bind::whole(dy), Bind::whole(idx), Bind::whole(dx)];
+        if d.sh == d.kh && d.sw == d.kw && d.ph == 0 && d.pw == 0 {
+            // Windows tile the input: scatter per window; inputs no window covers stay zero.
+            self.clear(dx);
+            return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD_TILED, d, dy.numel(), &binds);
+        }
+        self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD, d, dx.numel(), &binds)
     }
 
     pub(crate) fn avg_pool_impl(&self, x: &GpuTensor, y: &GpuTensor, d: &PoolDims) -> Result<()> {

@@ -18,15 +18,21 @@ pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
     Ok(ModelSpec { name: name.to_string(), layers })
 }
 
+/// A convolution that feeds batch norm: no bias (BN's beta takes its place).
+fn conv_bn(out: usize, k: usize, stride: usize, padding: usize) -> Layer {
+    Layer::Conv2d { out, kernel: [k, k], stride: [stride, stride], padding: [padding, padding], dilation: [1, 1], groups: 1, bias: false }
+}
+
 /// conv 5x5 ->32 pad 2, BN, ReLU, maxpool 2; conv 3x3 32->64 pad 1, BN, ReLU, maxpool 2;
 /// conv 1x1 64->32, ReLU; flatten; linear 128, ReLU, dropout 0.25; linear `classes`.
+/// (The convolutions before batch norm have no bias: it would be cancelled by the mean.)
 pub fn default_cnn(classes: usize) -> Vec<Layer> {
     vec![
-        Layer::conv(32, 5, 1, 2),
+        conv_bn(32, 5, 1, 2),
         Layer::bn(),
         Layer::Relu,
         Layer::max_pool(2, 2, 0),
-        Layer::conv(64, 3, 1, 1),
+        conv_bn(64, 3, 1, 1),
         Layer::bn(),
         Layer::Relu,
         Layer::max_pool(2, 2, 0),
@@ -64,7 +70,7 @@ pub fn vgg_small(classes: usize) -> Vec<Layer> {
     let mut l = Vec::new();
     for width in [32, 64, 128] {
         for _ in 0..2 {
-            l.extend([Layer::conv(width, 3, 1, 1), Layer::bn(), Layer::Relu]);
+            l.extend([conv_bn(width, 3, 1, 1), Layer::bn(), Layer::Relu]);
         }
         l.push(Layer::max_pool(2, 2, 0));
     }

@@ -54,13 +54,14 @@ impl Tolerance {
 }
 
 impl Tolerance {
-    /// Batch norm over `per_channel` values a channel. Mean and variance come from per-channel
-    /// reductions whose chains are per_channel/256 + 8 additions long, so they carry a relative
+    /// Batch norm over `n` images of `plane` values a channel. Mean and variance come from
+    /// per-channel reductions whose chains are n * ceil(plane/256) + 8 additions long (see
+    /// shaders/channel.wgsl), so they carry a relative
     /// error of about that many ulps, and so do y = x_hat * gamma + beta and the gradients
-    /// (margin 8). dgamma and dbeta are sums of order sqrt(per_channel): the relative part
+    /// (margin 8). dgamma and dbeta are sums of order sqrt(n * plane): the relative part
     /// covers them; y and dx are of order a few units: the absolute part (x4) covers them.
-    pub fn batch_norm(per_channel: usize) -> Self {
-        let rel = 8.0 * (per_channel.div_ceil(256) + 8) as f32 * U;
+    pub fn batch_norm(n: usize, plane: usize) -> Self {
+        let rel = 8.0 * (n * plane.div_ceil(256) + 8) as f32 * U;
         Self::new(4.0 * rel, rel)
     }
 }
