@@ -139,6 +139,12 @@ struct TrainArgs {
     /// Write the final metrics as JSON
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Save a checkpoint (safetensors) here after every epoch and on Ctrl-C
+    #[arg(long)]
+    checkpoint: Option<std::path::PathBuf>,
+    /// Continue the run saved in this checkpoint (same data set and seed)
+    #[arg(long)]
+    resume: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -427,10 +433,16 @@ fn optimizer_of(args: &TrainArgs) -> wgtrain::Optimizer {
 fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result<wgtrain::train::TrainReport> {
     use wgtrain::data;
     let t0 = std::time::Instant::now();
-    let (train, test) = data::load(args.dataset, args.data.as_deref(), args.seed, args.train_size, args.image_size)?;
-    let splits = data::split(train, test, args.val_fraction, args.seed)?;
+    let resume = args.resume.as_deref().map(wgtrain::checkpoint::read_meta).transpose()?;
+    // A resumed run keeps its seed: it fixes the split, the batch order and the dropout masks.
+    let seed = resume.as_ref().map_or(args.seed, |m| m.progress.seed);
+    let (train, test) = data::load(args.dataset, args.data.as_deref(), seed, args.train_size, args.image_size)?;
+    let splits = data::split(train, test, args.val_fraction, seed)?;
     let classes = splits.train.classes.len();
-    let mut spec = wgtrain::nn::zoo::model(&args.model, classes)?;
+    let mut spec = match &resume {
+        Some(m) => m.spec.clone(),
+        None => wgtrain::nn::zoo::model(&args.model, classes)?,
+    };
     if let Some(p) = args.dropout {
         if !(0.0..1.0).contains(&p) {
             anyhow::bail!("--dropout {p}: expected a probability in [0, 1)");
@@ -441,7 +453,21 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
             }
         }
     }
-    let mut model = wgtrain::nn::Model::new(be, spec, &splits.train.shape, args.seed)?;
+    let mut model = wgtrain::nn::Model::new(be, spec, &splits.train.shape, seed)?;
+    if let (Some(path), Some(meta)) = (&args.resume, &resume) {
+        wgtrain::checkpoint::load(be, path, &mut model)?;
+        println!("resuming {} after epoch {} (batch {} of the next), step {}", path.display(), meta.progress.epoch, meta.progress.batch_in_epoch, meta.progress.step);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if args.checkpoint.is_some() {
+        let flag = stop.clone();
+        // A second Ctrl-C (or a failure to install the handler) falls back to the default.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
     println!(
         "training {} ({} parameters) on {} ({} train / {} validation / {} test, {:?}) with {} on {} for {} epochs, batch {:?}",
         model.spec.name,
@@ -469,8 +495,11 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
         augment: data::loader::Augment { crop_pad: args.crop_pad, hflip: args.hflip, noise: args.noise, mixup: args.mixup, cutmix: args.cutmix },
         patience: args.patience,
         restore_best: args.restore_best,
-        seed: args.seed,
+        seed,
         verbose: true,
+        checkpoint: args.checkpoint.clone(),
+        resume: resume.map(|m| m.progress),
+        stop: Some(stop),
     };
     let report = wgtrain::train::train(be, &mut model, &splits, &cfg)?;
     println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());

@@ -288,7 +288,7 @@ pub fn conv2d_check(op: &'static str, x: &[usize], w: &[usize], y: &[usize], spe
 }
 
 /// Options of max_pool2d / avg_pool2d (PyTorch's, with ceil_mode = false, dilation 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PoolSpec {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],

@@ -3,7 +3,8 @@
 
 use crate::{Error, Result};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// SGD, with optional momentum, dampening and Nesterov momentum.
     Sgd,
@@ -39,7 +40,7 @@ impl OptimizerKind {
 }
 
 /// An optimizer and its hyperparameters. Fields that do not apply to `kind` are ignored.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optimizer {
     pub kind: OptimizerKind,
     pub lr: f32,

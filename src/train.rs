@@ -62,6 +62,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Print per-epoch lines.
     pub verbose: bool,
+    /// Save a checkpoint here after every epoch (and on interruption).
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// Continue from this point (a loaded checkpoint's progress).
+    pub resume: Option<crate::checkpoint::Progress>,
+    /// Set (by Ctrl-C) to stop after the current step, saving a checkpoint.
+    pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// One epoch's figures.
@@ -84,6 +90,8 @@ pub struct TrainReport {
     pub test_loss: f64,
     pub test_accuracy: f64,
     pub seconds: f64,
+    /// Stopped early by `stop` (then the test figures are of the model as it was).
+    pub interrupted: bool,
 }
 
 impl TrainConfig {
@@ -126,26 +134,68 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
     };
     let eval_batch = batch.clamp(1, 256);
     let start = Instant::now();
-    model.reset_optimizer(be, &cfg.optimizer)?;
+    let resume = cfg.resume.clone();
+    if resume.is_none() {
+        model.reset_optimizer(be, &cfg.optimizer)?;
+    }
+    let first_epoch = resume.as_ref().map_or(0, |p| p.epoch);
+    let skip = resume.as_ref().map_or(0, |p| p.batch_in_epoch);
     let mut logs = Vec::new();
-    let (mut best, mut best_epoch, mut best_params, mut since_best) = (f64::INFINITY, None, None, 0);
-    for epoch in 0..cfg.epochs {
+    let mut best = resume.as_ref().and_then(|p| p.best_val_loss).unwrap_or(f64::INFINITY);
+    let mut best_epoch = resume.as_ref().and_then(|p| p.best_epoch);
+    let mut since_best = resume.as_ref().map_or(0, |p| p.epochs_since_best);
+    let mut best_params = None;
+    let progress = |epoch: usize, batch_in_epoch: usize, step: u64, best: f64, best_epoch: Option<usize>, since_best: usize| crate::checkpoint::Progress {
+        epoch,
+        batch_in_epoch,
+        step,
+        seed: cfg.seed,
+        best_val_loss: best.is_finite().then_some(best),
+        best_epoch,
+        epochs_since_best: since_best,
+    };
+    let mut interrupted = false;
+    for epoch in first_epoch..cfg.epochs {
         let t0 = Instant::now();
         let mut opt = cfg.optimizer;
         opt.lr = cfg.lr_at(epoch);
         model.take_metrics(be)?;
         let mut seen = 0;
-        for b in loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)? {
+        for (bi, b) in loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)?.enumerate() {
+            // A resumed epoch regenerates the batches it already trained on (the loader's random
+            // stream must advance the same way) and skips them.
+            if epoch == first_epoch && bi < skip {
+                continue;
+            }
             let targets = match &b.probs {
                 Some(p) => Targets::Probs { probs: p, labels: &b.labels },
                 None => Targets::Labels(&b.labels),
             };
             model.train_step(be, &b.x, targets, &opt, cfg.label_smoothing, cfg.clip_norm)?;
             seen += b.labels.len();
+            if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+                if let Some(path) = &cfg.checkpoint {
+                    crate::checkpoint::save(be, path, model, &cfg.optimizer, &progress(epoch, bi + 1, model.step, best, best_epoch, since_best))?;
+                    if cfg.verbose {
+                        println!("interrupted in epoch {} after batch {}: checkpoint saved to {} (continue with --resume)", epoch + 1, bi + 1, path.display());
+                    }
+                }
+                interrupted = true;
+                break;
+            }
+        }
+        if interrupted {
+            break;
         }
         let tr = model.take_metrics(be)?; // waits for the epoch's work
         if !tr.loss.is_finite() {
-            return Err(Error::Invalid(format!("training diverged: the loss became {} in epoch {} (by step {}); lower the learning rate or clip gradients", tr.loss, epoch + 1, model.step)));
+            return Err(Error::Invalid(format!(
+                "training diverged: the loss became {} in epoch {} (by step {}){}; lower the learning rate or clip gradients",
+                tr.loss,
+                epoch + 1,
+                model.step,
+                cfg.checkpoint.as_ref().map_or(String::new(), |p| format!("; the last good checkpoint is {}", p.display()))
+            )));
         }
         let train_secs = t0.elapsed().as_secs_f64();
         let va = if val.is_empty() { None } else { Some(evaluate(be, model, &val, eval_batch)?) };
@@ -164,6 +214,7 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
             println!("epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:6.2}%{v}  {:.0} img/s  {:.1} s", epoch + 1, cfg.epochs, opt.lr, tr.loss, 100.0 * tr.accuracy, log.images_per_s, log.seconds);
         }
         logs.push(log);
+        let mut stop_early = false;
         if let Some(m) = va {
             if m.loss < best {
                 best = m.loss;
@@ -174,13 +225,17 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
                 }
             } else {
                 since_best += 1;
-                if cfg.patience > 0 && since_best >= cfg.patience {
-                    if cfg.verbose {
-                        println!("early stop: no better validation loss for {} epochs (best: epoch {})", cfg.patience, best_epoch.unwrap_or(0));
-                    }
-                    break;
-                }
+                stop_early = cfg.patience > 0 && since_best >= cfg.patience;
             }
+        }
+        if let Some(path) = &cfg.checkpoint {
+            crate::checkpoint::save(be, path, model, &cfg.optimizer, &progress(epoch + 1, 0, model.step, best, best_epoch, since_best))?;
+        }
+        if stop_early {
+            if cfg.verbose {
+                println!("early stop: no better validation loss for {} epochs (best: epoch {})", cfg.patience, best_epoch.unwrap_or(0));
+            }
+            break;
         }
     }
     if let Some(saved) = best_params {
@@ -189,5 +244,5 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         }
     }
     let te = evaluate(be, model, &test, eval_batch)?;
-    Ok(TrainReport { epochs: logs, best_epoch, test_loss: te.loss, test_accuracy: te.accuracy, seconds: start.elapsed().as_secs_f64() })
+    Ok(TrainReport { epochs: logs, best_epoch, test_loss: te.loss, test_accuracy: te.accuracy, seconds: start.elapsed().as_secs_f64(), interrupted })
 }

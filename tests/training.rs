@@ -108,6 +108,9 @@ fn training_learns_the_shapes() {
         restore_best: false,
         seed: 5,
         verbose: false,
+        checkpoint: None,
+        resume: None,
+        stop: None,
     };
     let report = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap();
     assert!(report.epochs[1].train_loss < report.epochs[0].train_loss, "{:?}", report.epochs);
@@ -226,4 +229,103 @@ fn bad_training_options_are_clear_errors() {
     let mut m = Model::new(&Cpu, default_cnn(), &[1, 28, 28], 1).unwrap();
     let e = m.train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
     assert!(e.contains("100 values") && e.contains("[1, 28, 28]"), "{e}");
+}
+
+fn small_spec() -> ModelSpec {
+    ModelSpec {
+        name: "small".into(),
+        layers: vec![
+            Layer::Conv2d { out: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false },
+            Layer::bn(),
+            Layer::Relu,
+            Layer::max_pool(2, 2, 0),
+            Layer::Flatten,
+            Layer::Dropout { p: 0.3 },
+            Layer::linear(10),
+        ],
+    }
+}
+
+fn small_cfg(epochs: usize, checkpoint: Option<std::path::PathBuf>, resume: Option<wgtrain::checkpoint::Progress>, stop_now: bool) -> wgtrain::train::TrainConfig {
+    wgtrain::train::TrainConfig {
+        epochs,
+        batch: wgtrain::train::BatchSize::Fixed(24),
+        optimizer: Optimizer::new(OptimizerKind::Adam),
+        schedule: wgtrain::train::Schedule::Cosine,
+        step_size: 1,
+        gamma: 1.0,
+        warmup_epochs: 0,
+        label_smoothing: 0.1,
+        clip_norm: None,
+        augment: Augment { crop_pad: 2, noise: 0.05, mixup: 0.2, ..Default::default() },
+        patience: 0,
+        restore_best: false,
+        seed: 11,
+        verbose: false,
+        checkpoint,
+        resume,
+        stop: stop_now.then(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
+    }
+}
+
+/// Stopping after one epoch — or after the first step — and resuming from the checkpoint ends
+/// with the same parameters as one uninterrupted run.
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let Some(gpu) = gpu() else { return };
+    let (train, test) = data::load(data::Source::Shapes, None, 11, 240, 28).unwrap();
+    let splits = data::split(train, test, 0.1, 11).unwrap();
+    let params = |m: &Model<Gpu>| m.params.iter().map(|p| gpu.download(p).unwrap()).collect::<Vec<_>>();
+    let fresh = || Model::new(gpu, small_spec(), &[1, 28, 28], 11).unwrap();
+
+    let mut straight = fresh();
+    wgtrain::train::train(gpu, &mut straight, &splits, &small_cfg(3, None, None, false)).unwrap();
+    let want = params(&straight);
+
+    let dir = temp_dir("resume");
+    for (stop_after_step, label) in [(false, "after epoch 1"), (true, "inside epoch 1")] {
+        let ck = dir.join(format!("{}.safetensors", stop_after_step));
+        let mut first = fresh();
+        let first_epochs = if stop_after_step { 3 } else { 1 };
+        let r = wgtrain::train::train(gpu, &mut first, &splits, &small_cfg(first_epochs, Some(ck.clone()), None, stop_after_step)).unwrap();
+        assert_eq!(r.interrupted, stop_after_step);
+        let meta = wgtrain::checkpoint::read_meta(&ck).unwrap();
+        let mut resumed = fresh();
+        wgtrain::checkpoint::load(gpu, &ck, &mut resumed).unwrap();
+        wgtrain::train::train(gpu, &mut resumed, &splits, &small_cfg(3, Some(ck.clone()), Some(meta.progress), false)).unwrap();
+        for (a, b) in want.iter().zip(params(&resumed)) {
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-6, "resumed {label}: parameters differ by {worst}");
+        }
+    }
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let dir = temp_dir("ckpt");
+    let cpu = Cpu;
+    let model = Model::new(&cpu, small_spec(), &[1, 28, 28], 1).unwrap();
+    let ck = dir.join("small.safetensors");
+    let progress = wgtrain::checkpoint::Progress { epoch: 1, batch_in_epoch: 0, step: 9, seed: 1, best_val_loss: None, best_epoch: None, epochs_since_best: 0 };
+    wgtrain::checkpoint::save(&cpu, &ck, &model, &Optimizer::new(OptimizerKind::Adam), &progress).unwrap();
+    assert!(!dir.join("small.safetensors.tmp").exists(), "the temporary file must be renamed away");
+    // Another model cannot load it.
+    let mut other = Model::new(&cpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let e = wgtrain::checkpoint::load(&cpu, &ck, &mut other).unwrap_err().to_string();
+    assert!(e.contains("small.safetensors") && e.contains("'small'"), "{e}");
+    // A truncated file is named and refused.
+    let bytes = std::fs::read(&ck).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let mut same = Model::new(&cpu, small_spec(), &[1, 28, 28], 1).unwrap();
+    let e = wgtrain::checkpoint::load(&cpu, &cut, &mut same).unwrap_err().to_string();
+    assert!(e.contains("cut.safetensors") && (e.contains("truncated") || e.contains("corrupt")), "{e}");
+    std::fs::write(&cut, b"abc").unwrap();
+    assert!(wgtrain::checkpoint::read_meta(&cut).unwrap_err().to_string().contains("too short"));
+    // It round-trips.
+    let meta = wgtrain::checkpoint::load(&cpu, &ck, &mut same).unwrap();
+    assert_eq!(meta.progress, progress);
+    for (a, b) in model.params.iter().zip(&same.params) {
+        assert_eq!(a.data(), b.data());
+    }
 }

@@ -7,7 +7,8 @@ use crate::ops::{Conv2dSpec, PoolSpec};
 use crate::{Error, Result};
 
 /// One layer. Shapes exclude the batch dimension.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Layer {
     Conv2d { out: usize, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize, bias: bool },
     BatchNorm2d { eps: f32, momentum: f32 },
@@ -58,7 +59,7 @@ impl Layer {
 }
 
 /// A named sequence of layers for inputs of shape [C, H, W].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSpec {
     pub name: String,
     pub layers: Vec<Layer>,
