@@ -38,6 +38,8 @@ pub struct Meta {
     pub input: Vec<usize>,
     pub optimizer: Option<Optimizer>,
     pub progress: Progress,
+    pub classes: Vec<String>,
+    pub normalization: Vec<(f32, f32)>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -148,6 +150,8 @@ pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optim
     meta.insert("input".into(), js(serde_json::to_string(&model.input))?);
     meta.insert("optimizer".into(), js(serde_json::to_string(optimizer))?);
     meta.insert("progress".into(), js(serde_json::to_string(progress))?);
+    meta.insert("classes".into(), js(serde_json::to_string(&model.classes))?);
+    meta.insert("normalization".into(), js(serde_json::to_string(&model.normalization))?);
     write_safetensors(path, &tensors, &meta)
 }
 
@@ -160,7 +164,9 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     let input: Vec<usize> = serde_json::from_value(parse("input", field("input")?)?).map_err(|e| bad(path, format!("metadata 'input': {e}")))?;
     let optimizer: Option<Optimizer> = meta.get("optimizer").and_then(|v| serde_json::from_str(v).ok());
     let progress: Progress = serde_json::from_value(parse("progress", field("progress")?)?).map_err(|e| bad(path, format!("metadata 'progress': {e}")))?;
-    Ok(Meta { spec, input, optimizer, progress })
+    let classes: Vec<String> = meta.get("classes").and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
+    let normalization: Vec<(f32, f32)> = meta.get("normalization").and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
+    Ok(Meta { spec, input, optimizer, progress, classes, normalization })
 }
 
 /// Loads a checkpoint into `model`, which must be the same architecture; returns the progress.
@@ -192,5 +198,7 @@ pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Met
     }
     model.step = meta.progress.step;
     model.seed = meta.progress.seed;
+    model.classes = meta.classes.clone();
+    model.normalization = meta.normalization.clone();
     Ok(meta)
 }

@@ -23,6 +23,50 @@ struct Cli {
 enum Command {
     /// Train a CNN (default: the default CNN on the built-in shapes data set, no download)
     Train(Box<TrainArgs>),
+    /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a data set
+    Eval {
+        #[arg(long)]
+        checkpoint: std::path::PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitChoice,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: ComputeBackend,
+    },
+    /// Top-k classes with probabilities for images, from a checkpoint
+    Predict {
+        #[arg(long)]
+        checkpoint: std::path::PathBuf,
+        /// Image files (PNG, JPEG)
+        #[arg(required = true)]
+        images: Vec<std::path::PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+        #[arg(long, value_enum, default_value = "gpu")]
+        backend: ComputeBackend,
+    },
+    /// Write a PNG grid of augmented training samples (what the model is fed)
+    AugmentPreview {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value = "augment-preview.png")]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 32)]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        crop_pad: usize,
+        #[arg(long)]
+        hflip: bool,
+        #[arg(long, default_value_t = 0.0)]
+        noise: f32,
+        #[arg(long, default_value_t = 0.0)]
+        mixup: f32,
+        #[arg(long, default_value_t = 0.0)]
+        cutmix: f32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Per-layer shapes, parameters, multiply-accumulates and memory of a model
     Summary {
         #[arg(long, default_value = "default")]
@@ -145,6 +189,31 @@ struct TrainArgs {
     /// Continue the run saved in this checkpoint (same data set and seed)
     #[arg(long)]
     resume: Option<std::path::PathBuf>,
+    /// Append one CSV line of metrics per epoch to this file
+    #[arg(long)]
+    log: Option<std::path::PathBuf>,
+}
+
+/// Where data comes from (shared by eval and augment-preview).
+#[derive(clap::Args, Debug)]
+struct DataArgs {
+    #[arg(long, value_enum, default_value = "shapes")]
+    dataset: wgtrain::data::Source,
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 10_000)]
+    train_size: usize,
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum SplitChoice {
+    Train,
+    Val,
+    Test,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -249,6 +318,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
             println!("test accuracy: {:.2}%", 100.0 * report.test_accuracy);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { checkpoint, data, split, backend } => {
+            match backend {
+                ComputeBackend::Gpu => run_eval(&gpu(&cli)?, checkpoint, data, *split)?,
+                ComputeBackend::Cpu => run_eval(&wgtrain::Cpu, checkpoint, data, *split)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict { checkpoint, images, top_k, backend } => {
+            match backend {
+                ComputeBackend::Gpu => run_predict(&gpu(&cli)?, checkpoint, images, *top_k)?,
+                ComputeBackend::Cpu => run_predict(&wgtrain::Cpu, checkpoint, images, *top_k)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AugmentPreview { data, out, count, crop_pad, hflip, noise, mixup, cutmix, seed } => {
+            let aug = wgtrain::data::loader::Augment { crop_pad: *crop_pad, hflip: *hflip, noise: *noise, mixup: *mixup, cutmix: *cutmix };
+            let (train, _) = wgtrain::data::load(data.dataset, data.data.as_deref(), *seed, data.train_size.min(2000), data.image_size)?;
+            wgtrain::data::preview::write_grid(&train, *count, &aug, *seed, out)?;
+            println!("wrote {} augmented samples of {} to {}", count, train.name, out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Summary { model, input, classes } => {
@@ -454,6 +544,8 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
         }
     }
     let mut model = wgtrain::nn::Model::new(be, spec, &splits.train.shape, seed)?;
+    model.classes = splits.train.classes.clone();
+    model.normalization = splits.stats.clone();
     if let (Some(path), Some(meta)) = (&args.resume, &resume) {
         wgtrain::checkpoint::load(be, path, &mut model)?;
         println!("resuming {} after epoch {} (batch {} of the next), step {}", path.display(), meta.progress.epoch, meta.progress.batch_in_epoch, meta.progress.step);
@@ -500,8 +592,109 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
         checkpoint: args.checkpoint.clone(),
         resume: resume.map(|m| m.progress),
         stop: Some(stop),
+        log: args.log.clone(),
     };
     let report = wgtrain::train::train(be, &mut model, &splits, &cfg)?;
     println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
     Ok(report)
+}
+
+/// The model a checkpoint holds, loaded on `be`.
+fn model_from_checkpoint<B: wgtrain::Backend>(be: &B, path: &std::path::Path) -> anyhow::Result<(wgtrain::nn::Model<B>, wgtrain::checkpoint::Meta)> {
+    let meta = wgtrain::checkpoint::read_meta(path)?;
+    let mut model = wgtrain::nn::Model::new(be, meta.spec.clone(), &meta.input, meta.progress.seed)?;
+    wgtrain::checkpoint::load(be, path, &mut model)?;
+    Ok((model, meta))
+}
+
+fn run_eval<B: wgtrain::Backend>(be: &B, checkpoint: &std::path::Path, args: &DataArgs, split: SplitChoice) -> anyhow::Result<()> {
+    let (mut model, meta) = model_from_checkpoint(be, checkpoint)?;
+    let seed = meta.progress.seed;
+    let (train, test) = wgtrain::data::load(args.dataset, args.data.as_deref(), seed, args.train_size, args.image_size)?;
+    let splits = if meta.normalization.is_empty() {
+        wgtrain::data::split(train, test, args.val_fraction, seed)?
+    } else {
+        wgtrain::data::split_with(train, test, args.val_fraction, seed, &meta.normalization)?
+    };
+    let data = match split {
+        SplitChoice::Train => &splits.train,
+        SplitChoice::Val => &splits.val,
+        SplitChoice::Test => &splits.test,
+    };
+    if data.shape[..] != meta.input[..] {
+        anyhow::bail!("{}: the model takes inputs {:?}, the data set has {:?}", checkpoint.display(), meta.input, data.shape);
+    }
+    let k = data.classes.len();
+    if k != model.classes() {
+        anyhow::bail!("{}: the model has {} classes, the data set {k}", checkpoint.display(), model.classes());
+    }
+    let mut confusion = vec![vec![0usize; k]; k];
+    let mut loss = 0.0f64;
+    let per = data.image_len();
+    for chunk in (0..data.len()).collect::<Vec<_>>().chunks(256) {
+        let x: Vec<f32> = chunk.iter().flat_map(|&i| data.image(i).iter().copied()).collect();
+        let probs = model.predict(be, &x)?;
+        for (row, &i) in probs.chunks(k).zip(chunk) {
+            let label = data.labels[i] as usize;
+            let guess = row.iter().enumerate().fold(0, |b, (c, &v)| if v > row[b] { c } else { b });
+            confusion[label][guess] += 1;
+            loss -= (row[label].max(1e-12) as f64).ln();
+        }
+        let _ = per;
+    }
+    let n = data.len().max(1);
+    let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+    println!("{} on {} ({:?}, {} images)", checkpoint.display(), data.name, split, data.len());
+    println!("loss {:.4}  accuracy {:.2}%", loss / n as f64, 100.0 * correct as f64 / n as f64);
+    println!("per class:");
+    for (c, name) in data.classes.iter().enumerate() {
+        let total: usize = confusion[c].iter().sum();
+        println!("  {name:<16} {:6.2}%  ({}/{total})", 100.0 * confusion[c][c] as f64 / total.max(1) as f64, confusion[c][c]);
+    }
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    for row in &confusion {
+        println!("  {}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
+    }
+    Ok(())
+}
+
+fn run_predict<B: wgtrain::Backend>(be: &B, checkpoint: &std::path::Path, images: &[std::path::PathBuf], top_k: usize) -> anyhow::Result<()> {
+    let (mut model, meta) = model_from_checkpoint(be, checkpoint)?;
+    let [c, h, w] = meta.input[..] else { anyhow::bail!("{}: input shape {:?} is not [C, H, W]", checkpoint.display(), meta.input) };
+    let mut x = Vec::new();
+    for path in images {
+        let img = image::open(path).map_err(|e| anyhow::anyhow!("{}: cannot read the image: {e}", path.display()))?;
+        let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+        let mut v = vec![0.0f32; c * h * w];
+        match c {
+            1 => {
+                for (px, py, p) in img.to_luma8().enumerate_pixels() {
+                    v[py as usize * w + px as usize] = p[0] as f32 / 255.0;
+                }
+            }
+            3 => {
+                for (px, py, p) in img.to_rgb8().enumerate_pixels() {
+                    for ch in 0..3 {
+                        v[(ch * h + py as usize) * w + px as usize] = p[ch] as f32 / 255.0;
+                    }
+                }
+            }
+            _ => anyhow::bail!("{}: inputs with {c} channels cannot come from an image file", checkpoint.display()),
+        }
+        for (i, val) in v.iter_mut().enumerate() {
+            if let Some(&(m, s)) = meta.normalization.get(i / (h * w)) {
+                *val = (*val - m) / s;
+            }
+        }
+        x.extend(v);
+    }
+    let probs = model.predict(be, &x)?;
+    let k = model.classes();
+    for (path, row) in images.iter().zip(probs.chunks(k)) {
+        let mut order: Vec<usize> = (0..k).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let best: Vec<String> = order.iter().take(top_k.max(1)).map(|&c| format!("{} {:.1}%", meta.classes.get(c).cloned().unwrap_or_else(|| c.to_string()), 100.0 * row[c])).collect();
+        println!("{}: {}", path.display(), best.join(", "));
+    }
+    Ok(())
 }

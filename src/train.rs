@@ -68,6 +68,8 @@ pub struct TrainConfig {
     pub resume: Option<crate::checkpoint::Progress>,
     /// Set (by Ctrl-C) to stop after the current step, saving a checkpoint.
     pub stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Append one CSV line per epoch here (header written when the file is new).
+    pub log: Option<std::path::PathBuf>,
 }
 
 /// One epoch's figures.
@@ -213,6 +215,9 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
             let v = va.map_or(String::new(), |m| format!("  val loss {:.4} acc {:6.2}%", m.loss, 100.0 * m.accuracy));
             println!("epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:6.2}%{v}  {:.0} img/s  {:.1} s", epoch + 1, cfg.epochs, opt.lr, tr.loss, 100.0 * tr.accuracy, log.images_per_s, log.seconds);
         }
+        if let Some(path) = &cfg.log {
+            append_csv(path, &log)?;
+        }
         logs.push(log);
         let mut stop_early = false;
         if let Some(m) = va {
@@ -245,4 +250,21 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
     }
     let te = evaluate(be, model, &test, eval_batch)?;
     Ok(TrainReport { epochs: logs, best_epoch, test_loss: te.loss, test_accuracy: te.accuracy, seconds: start.elapsed().as_secs_f64(), interrupted })
+}
+
+/// Appends an epoch's figures to a CSV file (with a header when the file is new).
+fn append_csv(path: &std::path::Path, log: &EpochLog) -> Result<()> {
+    use std::io::Write;
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    let mut text = String::new();
+    if new {
+        text.push_str("epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,images_per_s,seconds\n");
+    }
+    text.push_str(&format!(
+        "{},{},{:.6},{:.6},{},{},{:.1},{:.2}\n",
+        log.epoch, log.lr, log.train_loss, log.train_accuracy, opt(log.val_loss), opt(log.val_accuracy), log.images_per_s, log.seconds
+    ));
+    f.write_all(text.as_bytes()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
 }

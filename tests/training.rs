@@ -111,6 +111,7 @@ fn training_learns_the_shapes() {
         checkpoint: None,
         resume: None,
         stop: None,
+        log: None,
     };
     let report = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap();
     assert!(report.epochs[1].train_loss < report.epochs[0].train_loss, "{:?}", report.epochs);
@@ -265,6 +266,7 @@ fn small_cfg(epochs: usize, checkpoint: Option<std::path::PathBuf>, resume: Opti
         checkpoint,
         resume,
         stop: stop_now.then(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
+        log: None,
     }
 }
 
@@ -328,4 +330,16 @@ fn bad_checkpoints_are_clear_errors() {
     for (a, b) in model.params.iter().zip(&same.params) {
         assert_eq!(a.data(), b.data());
     }
+}
+
+#[test]
+fn augment_preview_writes_a_grid() {
+    let d = wgtrain::data::shapes::generate(40, 2);
+    let out = temp_dir("preview").join("grid.png");
+    let aug = Augment { crop_pad: 2, hflip: true, noise: 0.1, mixup: 0.4, cutmix: 1.0 };
+    wgtrain::data::preview::write_grid(&d, 20, &aug, 1, &out).unwrap();
+    let img = image::open(&out).unwrap();
+    // 8 columns of 3x-enlarged 28-pixel images with 2-pixel gaps; 20 samples need 3 rows.
+    assert_eq!((img.width(), img.height()), (8 * (28 * 3 + 2), 3 * (28 * 3 + 2)));
+    assert!(wgtrain::data::preview::write_grid(&d, 0, &aug, 1, &out).is_err());
 }

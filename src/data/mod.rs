@@ -7,6 +7,7 @@ pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod preview;
 pub mod shapes;
 
 use std::path::Path;
@@ -95,6 +96,21 @@ pub struct Splits {
     pub train: Dataset,
     pub val: Dataset,
     pub test: Dataset,
+    /// Per-channel (mean, std) of the training part, applied to all three.
+    pub stats: Vec<(f32, f32)>,
+}
+
+/// Like `split`, but normalising with given statistics (those a checkpoint was trained with).
+pub fn split_with(train: Dataset, test: Dataset, val_fraction: f64, seed: u64, stats: &[(f32, f32)]) -> Result<Splits> {
+    let mut s = split(train, test, val_fraction, seed)?;
+    // Undo the fresh statistics, apply the given ones.
+    for d in [&mut s.train, &mut s.val, &mut s.test] {
+        let inverse: Vec<(f32, f32)> = s.stats.iter().map(|&(m, sd)| (-m / sd, 1.0 / sd)).collect();
+        d.normalize(&inverse);
+        d.normalize(stats);
+    }
+    s.stats = stats.to_vec();
+    Ok(s)
 }
 
 /// Splits `val_fraction` of `train` off for validation (a seeded shuffle), then normalises all
@@ -115,7 +131,7 @@ pub fn split(train: Dataset, test: Dataset, val_fraction: f64, seed: u64) -> Res
     tr.normalize(&stats);
     va.normalize(&stats);
     te.normalize(&stats);
-    Ok(Splits { train: tr, val: va, test: te })
+    Ok(Splits { train: tr, val: va, test: te, stats })
 }
 
 /// Fisher-Yates with our RNG (deterministic per seed).

@@ -72,6 +72,10 @@ pub struct Model<B: Backend> {
     pub step: u64,
     /// Seeds dropout masks.
     pub seed: u64,
+    /// Class names and the input normalisation (per-channel mean, std) of the data it learns
+    /// from: saved with checkpoints so `predict` can prepare new images.
+    pub classes: Vec<String>,
+    pub normalization: Vec<(f32, f32)>,
 }
 
 impl<B: Backend> Model<B> {
@@ -129,6 +133,8 @@ impl<B: Backend> Model<B> {
             acc,
             step: 0,
             seed,
+            classes: Vec::new(),
+            normalization: Vec::new(),
         })
     }
 
