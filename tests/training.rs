@@ -343,3 +343,22 @@ fn augment_preview_writes_a_grid() {
     assert_eq!((img.width(), img.height()), (8 * (28 * 3 + 2), 3 * (28 * 3 + 2)));
     assert!(wgtrain::data::preview::write_grid(&d, 0, &aug, 1, &out).is_err());
 }
+
+#[test]
+fn toml_models_parse_and_bad_ones_name_the_layer() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/small-cnn.toml");
+    let spec = zoo::model(path.to_str().unwrap(), 7).unwrap();
+    assert_eq!(spec.name, "small-cnn");
+    assert_eq!(spec.layers.last(), Some(&Layer::Linear { out: 7, bias: true }));
+    spec.infer(&[1, 28, 28]).unwrap();
+    let p = std::path::Path::new("m.toml");
+    let bad = |text: &str| wgtrain::nn::toml_model::parse(p, text, 10).unwrap_err().to_string();
+    let e = bad("[[layer]]\ntype = \"conv2d\"\nkernel = 3\n");
+    assert!(e.contains("m.toml") && e.contains("layer 0") && e.contains("'out'") && e.contains("missing"), "{e}");
+    let e = bad("[[layer]]\ntype = \"transformer\"\n");
+    assert!(e.contains("unknown layer 'transformer'"), "{e}");
+    let e = bad("[[layer]]\ntype = \"relu\"\n[[layer]]\ntype = \"dropout\"\np = 1.5\n");
+    assert!(e.contains("layer 1") && e.contains("[0, 1)"), "{e}");
+    assert!(bad("name = \"x\"\n").contains("no [[layer]]"));
+    assert!(bad("[[layer]\n").contains("not valid TOML"));
+}

@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod spec;
+pub mod toml_model;
 pub mod zoo;
 
 pub use model::{Metrics, Model, Targets};

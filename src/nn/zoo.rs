@@ -6,8 +6,11 @@ use crate::{Error, Result};
 /// Names `--model` accepts.
 pub const NAMES: [&str; 4] = ["default", "lenet5", "vgg", "alexnet"];
 
-/// A zoo model for `classes` classes.
+/// A zoo model for `classes` classes, or the TOML model file `name` (ending in .toml).
 pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
+    if name.ends_with(".toml") {
+        return super::toml_model::load(std::path::Path::new(name), classes);
+    }
     let layers = match name {
         "default" | "default-cnn" => default_cnn(classes),
         "lenet5" | "lenet" => lenet5(classes),
