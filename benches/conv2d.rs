@@ -12,7 +12,8 @@ fn main() {
         std::process::exit(1)
     });
     // `cargo test --benches` only checks that the harness runs: tiny inputs, one run.
-    let cases: Vec<ConvBenchCase> = if quick { CONV_CASES.iter().map(|c| ConvBenchCase { x: [1, c.x[1], 8, 8], ..*c }).collect() } else { CONV_CASES.to_vec() };
+    let cases: Vec<ConvBenchCase> =
+        if quick { CONV_CASES.iter().map(|c| ConvBenchCase { x: [1, c.x[1], 8, 8], ..*c }).collect() } else { CONV_CASES.to_vec() };
     if let Err(e) = conv_report(&gpu, &cases, if quick { 1 } else { 5 }) {
         eprintln!("conv2d bench failed: {e}");
         std::process::exit(1);

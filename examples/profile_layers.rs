@@ -28,7 +28,11 @@ fn main() -> wgtrain::Result<()> {
         let mut y = gpu.zeros(&shape(&info.output))?;
         let dy = gpu.upload(&shape(&info.output), &rng.vec(batch * info.output.iter().product::<usize>(), -1.0, 1.0))?;
         let mut dx = gpu.zeros(&shape(&info.input))?;
-        let ps: Vec<_> = params.iter().filter(|p| p.layer == i).map(|p| gpu.upload(&p.shape, &rng.vec(p.shape.iter().product(), -0.1, 0.1))).collect::<wgtrain::Result<_>>()?;
+        let ps: Vec<_> = params
+            .iter()
+            .filter(|p| p.layer == i)
+            .map(|p| gpu.upload(&p.shape, &rng.vec(p.shape.iter().product(), -0.1, 0.1)))
+            .collect::<wgtrain::Result<_>>()?;
         let mut gs: Vec<_> = params.iter().filter(|p| p.layer == i).map(|p| gpu.zeros(&p.shape)).collect::<wgtrain::Result<_>>()?;
         let c = info.input[0];
         let (mut rm, mut rv, mut sm, mut si) = (gpu.zeros(&[c])?, gpu.zeros(&[c])?, gpu.zeros(&[c])?, gpu.zeros(&[c])?);
@@ -85,6 +89,13 @@ fn main() -> wgtrain::Result<()> {
         total.1 += bwd;
         println!("{i:<4} {:<14} {fwd:>12.2} {bwd:>12.2}", layer.name());
     }
-    println!("{:<4} {:<14} {:>12.2} {:>12.2}  ({:.0} img/s for the layers alone)", "", "total", total.0, total.1, batch as f64 / ((total.0 + total.1) / 1e3));
+    println!(
+        "{:<4} {:<14} {:>12.2} {:>12.2}  ({:.0} img/s for the layers alone)",
+        "",
+        "total",
+        total.0,
+        total.1,
+        batch as f64 / ((total.0 + total.1) / 1e3)
+    );
     Ok(())
 }

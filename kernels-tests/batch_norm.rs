@@ -38,6 +38,20 @@ fn running_statistics_follow_pytorch() {
     assert!((m.data()[0] - 0.25).abs() < 1e-7);
     assert!((v.data()[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6);
     assert!((si.data()[0] - 1.0 / (1.25f32 + 1e-5).sqrt()).abs() < 1e-6);
-    let err = cpu.batch_norm_train(&cpu.upload(&[1, 1], &[1.0]).unwrap(), &g, &b, &mut m, &mut v, &mut cpu.zeros(&[1, 1]).unwrap(), &mut sm, &mut si, 0.1, 1e-5).unwrap_err().to_string();
+    let err = cpu
+        .batch_norm_train(
+            &cpu.upload(&[1, 1], &[1.0]).unwrap(),
+            &g,
+            &b,
+            &mut m,
+            &mut v,
+            &mut cpu.zeros(&[1, 1]).unwrap(),
+            &mut sm,
+            &mut si,
+            0.1,
+            1e-5,
+        )
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("more than one value"), "{err}");
 }

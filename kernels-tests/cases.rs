@@ -83,10 +83,26 @@ fn malformed_cases_are_errors_naming_file_and_field() {
     expect_case_error("{not json", "(json)", "line");
     expect_case_error(&format!(r#"{{"op": "fft", "inputs": {{"x": {t}}}, "outputs": {{}}}}"#), "op", "unknown op 'fft'");
     expect_case_error(r#"{"op": "relu", "inputs": {}, "outputs": {}}"#, "inputs.x", "missing");
-    expect_case_error(r#"{"op": "relu", "inputs": {"x": {"shape": [3], "data": [1.0]}}, "outputs": {}}"#, "inputs.x.data", "shape [3] needs 3");
-    expect_case_error(&format!(r#"{{"op": "relu", "inputs": {{"x": {t}}}, "outputs": {{"z": {t}}}}}"#), "outputs.z", "does not produce 'z'");
-    expect_case_error(&format!(r#"{{"op": "relu", "inputs": {{"x": {t}}}, "outputs": {{"y": {{"shape": [1, 2], "data": [1, 0]}}}}}}"#), "outputs.y.shape", "[2]");
-    expect_case_error(&format!(r#"{{"op": "conv2d", "params": {{"stride": "wide"}}, "inputs": {{"x": {t}}}, "outputs": {{}}}}"#), "params.stride", "[h, w]");
+    expect_case_error(
+        r#"{"op": "relu", "inputs": {"x": {"shape": [3], "data": [1.0]}}, "outputs": {}}"#,
+        "inputs.x.data",
+        "shape [3] needs 3",
+    );
+    expect_case_error(
+        &format!(r#"{{"op": "relu", "inputs": {{"x": {t}}}, "outputs": {{"z": {t}}}}}"#),
+        "outputs.z",
+        "does not produce 'z'",
+    );
+    expect_case_error(
+        &format!(r#"{{"op": "relu", "inputs": {{"x": {t}}}, "outputs": {{"y": {{"shape": [1, 2], "data": [1, 0]}}}}}}"#),
+        "outputs.y.shape",
+        "[2]",
+    );
+    expect_case_error(
+        &format!(r#"{{"op": "conv2d", "params": {{"stride": "wide"}}, "inputs": {{"x": {t}}}, "outputs": {{}}}}"#),
+        "params.stride",
+        "[h, w]",
+    );
     expect_case_error(r#"{"op": "relu", "dtype": "int8", "inputs": {}, "outputs": {}}"#, "dtype", "float32");
     let x = r#"{"shape": [1, 1, 2, 2], "data": [1, 2, 3, 4]}"#;
     let w = r#"{"shape": [1, 2, 3, 3], "data": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}"#;

@@ -53,10 +53,18 @@ fn matmul_batch_beyond_one_grid_dimension() {
     let b = rng.vec(batch * k * n, -1.0, 1.0);
     let cpu = Cpu;
     let mut want = cpu.zeros(&[batch, m, n]).unwrap();
-    cpu.matmul(&cpu.upload(&[batch, m, k], &a).unwrap(), &cpu.upload(&[batch, k, n], &b).unwrap(), &mut want, MatmulSpec::default()).unwrap();
+    cpu.matmul(&cpu.upload(&[batch, m, k], &a).unwrap(), &cpu.upload(&[batch, k, n], &b).unwrap(), &mut want, MatmulSpec::default())
+        .unwrap();
     for variant in MatmulVariant::ALL {
         let mut got = gpu.zeros(&[batch, m, n]).unwrap();
-        gpu.matmul_with(variant, &gpu.upload(&[batch, m, k], &a).unwrap(), &gpu.upload(&[batch, k, n], &b).unwrap(), &mut got, MatmulSpec::default()).unwrap();
+        gpu.matmul_with(
+            variant,
+            &gpu.upload(&[batch, m, k], &a).unwrap(),
+            &gpu.upload(&[batch, k, n], &b).unwrap(),
+            &mut got,
+            MatmulSpec::default(),
+        )
+        .unwrap();
         let got = gpu.download(&got).unwrap();
         let worst = got.iter().zip(want.data()).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "{}: batch {batch}: max error {worst}", variant.name());

@@ -65,6 +65,8 @@ fn unknown_matmul_variant_is_an_error() {
     if gpu().is_none() {
         return;
     }
-    let Err(err) = wgtrain::Gpu::new(&GpuOptions { matmul_variant: Some("v7_quantum".into()), ..Default::default() }) else { panic!("accepted v7_quantum") };
+    let Err(err) = wgtrain::Gpu::new(&GpuOptions { matmul_variant: Some("v7_quantum".into()), ..Default::default() }) else {
+        panic!("accepted v7_quantum")
+    };
     assert!(err.to_string().contains("v7_quantum"), "{err}");
 }

@@ -55,14 +55,24 @@ fn bad_labels_are_errors_on_the_cpu_and_nan_on_the_gpu() {
     let (mut loss, mut grad) = (cpu.zeros(&[1]).unwrap(), cpu.zeros(&[2, 3]).unwrap());
     let z = cpu.zeros(&[2, 3]).unwrap();
     for bad in [3.0f32, -1.0, 1.5] {
-        let err = cpu.cross_entropy(&z, CeTarget::Labels(&cpu.upload(&[2], &[0.0, bad]).unwrap()), 0.0, &mut loss, &mut grad).unwrap_err().to_string();
+        let err = cpu
+            .cross_entropy(&z, CeTarget::Labels(&cpu.upload(&[2], &[0.0, bad]).unwrap()), 0.0, &mut loss, &mut grad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("label 1") && err.contains(&bad.to_string()) && err.contains("[0, 3)"), "{err}");
     }
     let err = cpu.cross_entropy(&z, CeTarget::Labels(&cpu.zeros(&[3]).unwrap()), 0.0, &mut loss, &mut grad).unwrap_err().to_string();
     assert!(err.contains("cross_entropy") && err.contains("[2]"), "{err}");
     if let Some(gpu) = gpu() {
         let (mut loss, mut grad) = (gpu.zeros(&[1]).unwrap(), gpu.zeros(&[2, 3]).unwrap());
-        gpu.cross_entropy(&gpu.zeros(&[2, 3]).unwrap(), CeTarget::Labels(&gpu.upload(&[2], &[0.0, 7.0]).unwrap()), 0.0, &mut loss, &mut grad).unwrap();
+        gpu.cross_entropy(
+            &gpu.zeros(&[2, 3]).unwrap(),
+            CeTarget::Labels(&gpu.upload(&[2], &[0.0, 7.0]).unwrap()),
+            0.0,
+            &mut loss,
+            &mut grad,
+        )
+        .unwrap();
         assert!(gpu.download(&loss).unwrap()[0].is_nan());
     }
 }

@@ -99,7 +99,8 @@ fn bad_optimizer_settings_are_errors() {
     let cpu = Cpu;
     let mut sgd = Optimizer::new(OptimizerKind::Sgd);
     sgd.nesterov = true; // without momentum
-    let (mut p, g, mut s1, mut s2) = (cpu.zeros(&[4]).unwrap(), cpu.zeros(&[4]).unwrap(), cpu.zeros(&[4]).unwrap(), cpu.zeros(&[1]).unwrap());
+    let (mut p, g, mut s1, mut s2) =
+        (cpu.zeros(&[4]).unwrap(), cpu.zeros(&[4]).unwrap(), cpu.zeros(&[4]).unwrap(), cpu.zeros(&[1]).unwrap());
     let err = cpu.optimizer_step(&sgd, 1, &mut p, &g, &mut s1, &mut s2).unwrap_err().to_string();
     assert!(err.contains("nesterov"), "{err}");
     let adam = Optimizer::new(OptimizerKind::Adam);

@@ -5,7 +5,8 @@ use naga::valid::{Capabilities, GlobalUse, ValidationFlags, Validator};
 use wgtrain::gpu::kernels::{all_params, Access, ALL_KERNELS, SHADERS};
 
 fn parse(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
     let info = Validator::new(ValidationFlags::all(), Capabilities::default())
         .validate(&module)
         .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not validate:\n{}", e.emit_to_string(source)));
@@ -59,7 +60,11 @@ fn kernels_match_entry_points_and_bindings() {
     for k in ALL_KERNELS {
         let source = SHADERS.iter().find(|s| s.name == k.shader).unwrap_or_else(|| panic!("no shader {}", k.shader)).source;
         let (module, info) = parse(k.shader, source);
-        let index = module.entry_points.iter().position(|e| e.name == k.entry).unwrap_or_else(|| panic!("shaders/{}.wgsl has no entry point {}", k.shader, k.entry));
+        let index = module
+            .entry_points
+            .iter()
+            .position(|e| e.name == k.entry)
+            .unwrap_or_else(|| panic!("shaders/{}.wgsl has no entry point {}", k.shader, k.entry));
         let uses = info.get_entry_point(index);
         let mut bound = Vec::new();
         for (handle, var) in module.global_variables.iter() {
@@ -73,10 +78,21 @@ fn kernels_match_entry_points_and_bindings() {
                 continue;
             }
             let declared = k.storage.iter().find(|(b, _)| *b == binding.binding);
-            let Some((_, access)) = declared else { panic!("{}::{} uses binding {} that the host does not bind", k.shader, k.entry, binding.binding) };
-            let naga::AddressSpace::Storage { access: wgsl_access } = var.space else { panic!("binding {} is not storage", binding.binding) };
+            let Some((_, access)) = declared else {
+                panic!("{}::{} uses binding {} that the host does not bind", k.shader, k.entry, binding.binding)
+            };
+            let naga::AddressSpace::Storage { access: wgsl_access } = var.space else {
+                panic!("binding {} is not storage", binding.binding)
+            };
             let writable = wgsl_access.contains(naga::StorageAccess::STORE);
-            assert_eq!(writable, *access == Access::ReadWrite, "{}::{}: binding {} access differs from the host", k.shader, k.entry, binding.binding);
+            assert_eq!(
+                writable,
+                *access == Access::ReadWrite,
+                "{}::{}: binding {} access differs from the host",
+                k.shader,
+                k.entry,
+                binding.binding
+            );
             if !writable {
                 assert!(!uses[handle].contains(GlobalUse::WRITE));
             }

@@ -133,8 +133,20 @@ pub struct ConvBenchCase {
 
 /// The convolutions the kernels issue names: 3x3 (im2col path) and 1x1 (direct path).
 pub const CONV_CASES: [ConvBenchCase; 2] = [
-    ConvBenchCase { name: "3x3 pad 1, N32 C64 32x32 -> K64", x: [32, 64, 32, 32], k: 64, kernel: [3, 3], spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 } },
-    ConvBenchCase { name: "1x1, N32 C64 14x14 -> K32", x: [32, 64, 14, 14], k: 32, kernel: [1, 1], spec: Conv2dSpec { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 } },
+    ConvBenchCase {
+        name: "3x3 pad 1, N32 C64 32x32 -> K64",
+        x: [32, 64, 32, 32],
+        k: 64,
+        kernel: [3, 3],
+        spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 },
+    },
+    ConvBenchCase {
+        name: "1x1, N32 C64 14x14 -> K32",
+        x: [32, 64, 14, 14],
+        k: 32,
+        kernel: [1, 1],
+        spec: Conv2dSpec { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 },
+    },
 ];
 
 /// Forward, backward-data and backward-filter GFLOP/s (2 x multiply-accumulates / time) of each case.
@@ -186,7 +198,13 @@ pub struct TrainBench {
 /// `wgtrain bench train`: the default CNN on synthetic 1x28x28 input, forward + backward +
 /// Adam; per batch size, images/s as the median of `windows` timed windows of `steps` steps
 /// each, after two untimed warm-up steps.
-pub fn train_report<B: Backend>(be: &B, batch_sizes: &[usize], windows: usize, steps: usize, start: std::time::Instant) -> Result<Vec<TrainBench>> {
+pub fn train_report<B: Backend>(
+    be: &B,
+    batch_sizes: &[usize],
+    windows: usize,
+    steps: usize,
+    start: std::time::Instant,
+) -> Result<Vec<TrainBench>> {
     use crate::nn::{zoo, Model, ModelSpec, Targets};
     println!("training throughput of the default CNN on {} (1x28x28 synthetic input, forward + backward + Adam)", be.name());
     println!("{:>6} {:>22} {:>16} {:>24}", "batch", "first step done at", "median img/s", "windows (img/s)");
@@ -217,7 +235,11 @@ pub fn train_report<B: Backend>(be: &B, batch_sizes: &[usize], windows: usize, s
         let mut sorted = window_ips.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted[sorted.len() / 2];
-        println!("{batch:>6} {:>20.2} s {median:>16.1} {:>24}", first_step.as_secs_f64(), window_ips.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" "));
+        println!(
+            "{batch:>6} {:>20.2} s {median:>16.1} {:>24}",
+            first_step.as_secs_f64(),
+            window_ips.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" ")
+        );
         out.push(TrainBench { batch, first_step, images_per_s: median, window_ips });
     }
     Ok(out)

@@ -98,7 +98,8 @@ pub fn read_safetensors(path: &Path) -> Result<(BTreeMap<String, (Vec<usize>, Ve
     if n > bytes.len() - 8 {
         return Err(bad(path, format!("header length {n} exceeds the file ({} bytes): truncated or not safetensors", bytes.len())));
     }
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| bad(path, format!("header is not valid JSON: {e}")))?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| bad(path, format!("header is not valid JSON: {e}")))?;
     let data = &bytes[8 + n..];
     let mut tensors = BTreeMap::new();
     let mut meta = BTreeMap::new();
@@ -115,11 +116,22 @@ pub fn read_safetensors(path: &Path) -> Result<(BTreeMap<String, (Vec<usize>, Ve
         if dtype != "F32" {
             return Err(bad(path, format!("tensor {name} has dtype {dtype}, expected F32")));
         }
-        let shape: Vec<usize> = v.get("shape").and_then(Value::as_array).map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect()).unwrap_or_default();
-        let off: Vec<usize> = v.get("data_offsets").and_then(Value::as_array).map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect()).unwrap_or_default();
+        let shape: Vec<usize> = v
+            .get("shape")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .unwrap_or_default();
+        let off: Vec<usize> = v
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .unwrap_or_default();
         let [a, b] = off[..] else { return Err(bad(path, format!("tensor {name}: missing data_offsets"))) };
         if a > b || b > data.len() || b - a != shape.iter().product::<usize>() * 4 {
-            return Err(bad(path, format!("tensor {name}: data_offsets [{a}, {b}] do not fit its shape {shape:?} and the file: truncated or corrupt")));
+            return Err(bad(
+                path,
+                format!("tensor {name}: data_offsets [{a}, {b}] do not fit its shape {shape:?} and the file: truncated or corrupt"),
+            ));
         }
         let values = data[a..b].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         tensors.insert(name, (shape, values));
@@ -160,10 +172,13 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     let (_, meta) = read_safetensors(path)?;
     let field = |k: &str| meta.get(k).ok_or_else(|| bad(path, format!("not a wgtrain checkpoint: metadata has no '{k}'")));
     let parse = |k: &str, v: &str| -> Result<Value> { serde_json::from_str(v).map_err(|e| bad(path, format!("metadata '{k}': {e}"))) };
-    let spec: ModelSpec = serde_json::from_value(parse("model", field("model")?)?).map_err(|e| bad(path, format!("metadata 'model': {e}")))?;
-    let input: Vec<usize> = serde_json::from_value(parse("input", field("input")?)?).map_err(|e| bad(path, format!("metadata 'input': {e}")))?;
+    let spec: ModelSpec =
+        serde_json::from_value(parse("model", field("model")?)?).map_err(|e| bad(path, format!("metadata 'model': {e}")))?;
+    let input: Vec<usize> =
+        serde_json::from_value(parse("input", field("input")?)?).map_err(|e| bad(path, format!("metadata 'input': {e}")))?;
     let optimizer: Option<Optimizer> = meta.get("optimizer").and_then(|v| serde_json::from_str(v).ok());
-    let progress: Progress = serde_json::from_value(parse("progress", field("progress")?)?).map_err(|e| bad(path, format!("metadata 'progress': {e}")))?;
+    let progress: Progress =
+        serde_json::from_value(parse("progress", field("progress")?)?).map_err(|e| bad(path, format!("metadata 'progress': {e}")))?;
     let classes: Vec<String> = meta.get("classes").and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
     let normalization: Vec<(f32, f32)> = meta.get("normalization").and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
     Ok(Meta { spec, input, optimizer, progress, classes, normalization })
@@ -173,7 +188,13 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
 pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Meta> {
     let meta = read_meta(path)?;
     if meta.spec.layers != model.spec.layers || meta.input != model.input {
-        return Err(bad(path, format!("checkpoint of model '{}' for input {:?}, not of the model being trained ('{}' for {:?})", meta.spec.name, meta.input, model.spec.name, model.input)));
+        return Err(bad(
+            path,
+            format!(
+                "checkpoint of model '{}' for input {:?}, not of the model being trained ('{}' for {:?})",
+                meta.spec.name, meta.input, model.spec.name, model.input
+            ),
+        ));
     }
     let (tensors, _) = read_safetensors(path)?;
     let get = |name: &str, shape: &[usize]| -> Result<&Vec<f32>> {

@@ -12,8 +12,8 @@
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
-pub mod data;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod nn;

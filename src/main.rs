@@ -7,7 +7,11 @@ use wgtrain::gpu::{list_adapters, Gpu, GpuOptions, MatmulVariant};
 use wgtrain::verify;
 
 #[derive(Parser)]
-#[command(name = "wgtrain", version, about = "Train CNNs with WGSL compute shaders on any GPU (or lavapipe), checked against a CPU reference")]
+#[command(
+    name = "wgtrain",
+    version,
+    about = "Train CNNs with WGSL compute shaders on any GPU (or lavapipe), checked against a CPU reference"
+)]
 struct Cli {
     /// Adapter to use: an index from `wgtrain devices` or part of its name (default: the best one)
     #[arg(long, global = true, env = "WGTRAIN_DEVICE")]
@@ -342,7 +346,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Summary { model, input, classes } => {
-            let dims: Vec<usize> = input.split(',').map(|v| v.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| anyhow::anyhow!("--input {input}: expected C,H,W (three positive integers)"))?;
+            let dims: Vec<usize> = input
+                .split(',')
+                .map(|v| v.trim().parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| anyhow::anyhow!("--input {input}: expected C,H,W (three positive integers)"))?;
             if dims.len() != 3 || dims.contains(&0) {
                 anyhow::bail!("--input {input}: expected C,H,W (three positive integers)");
             }
@@ -377,7 +385,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { cases, backend, .. } if !cases.is_empty() => verify_case_files(&cli, cases, *backend),
         Command::Verify { large, seed, .. } => {
             let gpu = gpu(&cli)?;
-            println!("verifying kernels on {} against the CPU reference (matmul default: {})", gpu.adapter_name(), gpu.matmul_variant().name());
+            println!(
+                "verifying kernels on {} against the CPU reference (matmul default: {})",
+                gpu.adapter_name(),
+                gpu.matmul_variant().name()
+            );
             println!("{:<44} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
             let (mut passed, mut failed) = (0, 0);
             for (i, case) in verify::suite(*large).iter().enumerate() {
@@ -393,7 +405,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             r.tolerance.rtol,
                             if r.passed() { "pass".to_string() } else { format!("FAIL {r}") }
                         );
-                        if r.passed() { passed += 1 } else { failed += 1 }
+                        if r.passed() {
+                            passed += 1
+                        } else {
+                            failed += 1
+                        }
                     }
                     Err(e) => {
                         println!("{:<44} {:<22} error: {e}", case.op(), case.shape());
@@ -406,8 +422,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench { what: BenchWhat::Matmul { size, runs, variants } } => {
             let gpu = gpu(&cli)?;
-            let list: Vec<MatmulVariant> =
-                if variants == "all" { MatmulVariant::ALL.to_vec() } else { variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()? };
+            let list: Vec<MatmulVariant> = if variants == "all" {
+                MatmulVariant::ALL.to_vec()
+            } else {
+                variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()?
+            };
             wgtrain::bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -548,7 +567,13 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
     model.normalization = splits.stats.clone();
     if let (Some(path), Some(meta)) = (&args.resume, &resume) {
         wgtrain::checkpoint::load(be, path, &mut model)?;
-        println!("resuming {} after epoch {} (batch {} of the next), step {}", path.display(), meta.progress.epoch, meta.progress.batch_in_epoch, meta.progress.step);
+        println!(
+            "resuming {} after epoch {} (batch {} of the next), step {}",
+            path.display(),
+            meta.progress.epoch,
+            meta.progress.batch_in_epoch,
+            meta.progress.step
+        );
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if args.checkpoint.is_some() {
@@ -584,7 +609,13 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
         warmup_epochs: args.warmup_epochs,
         label_smoothing: args.label_smoothing,
         clip_norm: args.clip_norm,
-        augment: data::loader::Augment { crop_pad: args.crop_pad, hflip: args.hflip, noise: args.noise, mixup: args.mixup, cutmix: args.cutmix },
+        augment: data::loader::Augment {
+            crop_pad: args.crop_pad,
+            hflip: args.hflip,
+            noise: args.noise,
+            mixup: args.mixup,
+            cutmix: args.cutmix,
+        },
         patience: args.patience,
         restore_best: args.restore_best,
         seed,
@@ -600,7 +631,10 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
 }
 
 /// The model a checkpoint holds, loaded on `be`.
-fn model_from_checkpoint<B: wgtrain::Backend>(be: &B, path: &std::path::Path) -> anyhow::Result<(wgtrain::nn::Model<B>, wgtrain::checkpoint::Meta)> {
+fn model_from_checkpoint<B: wgtrain::Backend>(
+    be: &B,
+    path: &std::path::Path,
+) -> anyhow::Result<(wgtrain::nn::Model<B>, wgtrain::checkpoint::Meta)> {
     let meta = wgtrain::checkpoint::read_meta(path)?;
     let mut model = wgtrain::nn::Model::new(be, meta.spec.clone(), &meta.input, meta.progress.seed)?;
     wgtrain::checkpoint::load(be, path, &mut model)?;
@@ -658,7 +692,12 @@ fn run_eval<B: wgtrain::Backend>(be: &B, checkpoint: &std::path::Path, args: &Da
     Ok(())
 }
 
-fn run_predict<B: wgtrain::Backend>(be: &B, checkpoint: &std::path::Path, images: &[std::path::PathBuf], top_k: usize) -> anyhow::Result<()> {
+fn run_predict<B: wgtrain::Backend>(
+    be: &B,
+    checkpoint: &std::path::Path,
+    images: &[std::path::PathBuf],
+    top_k: usize,
+) -> anyhow::Result<()> {
     let (mut model, meta) = model_from_checkpoint(be, checkpoint)?;
     let [c, h, w] = meta.input[..] else { anyhow::bail!("{}: input shape {:?} is not [C, H, W]", checkpoint.display(), meta.input) };
     let mut x = Vec::new();
@@ -693,7 +732,11 @@ fn run_predict<B: wgtrain::Backend>(be: &B, checkpoint: &std::path::Path, images
     for (path, row) in images.iter().zip(probs.chunks(k)) {
         let mut order: Vec<usize> = (0..k).collect();
         order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-        let best: Vec<String> = order.iter().take(top_k.max(1)).map(|&c| format!("{} {:.1}%", meta.classes.get(c).cloned().unwrap_or_else(|| c.to_string()), 100.0 * row[c])).collect();
+        let best: Vec<String> = order
+            .iter()
+            .take(top_k.max(1))
+            .map(|&c| format!("{} {:.1}%", meta.classes.get(c).cloned().unwrap_or_else(|| c.to_string()), 100.0 * row[c]))
+            .collect();
         println!("{}: {}", path.display(), best.join(", "));
     }
     Ok(())

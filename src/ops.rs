@@ -126,7 +126,9 @@ pub fn optimizer_shapes(opt: &crate::optim::Optimizer, param: &[usize], grad: &[
     let flat: Vec<(&str, [usize; 1])> = list.iter().map(|(name, s)| (*name, [s.iter().product::<usize>()])).collect();
     let views: Vec<(&str, &[usize])> = flat.iter().map(|(name, s)| (*name, &s[..])).collect();
     same_shape("optimizer_step", &views).map_err(|e| match e {
-        crate::Error::Shape { op, detail } => crate::Error::Shape { op, detail: format!("{detail} (numbers of elements; {} keeps {used} state tensors)", opt.kind.name()) },
+        crate::Error::Shape { op, detail } => {
+            crate::Error::Shape { op, detail: format!("{detail} (numbers of elements; {} keeps {used} state tensors)", opt.kind.name()) }
+        }
         e => e,
     })?;
     Ok(n)
@@ -234,7 +236,10 @@ impl ConvDims {
 /// Resolves and checks a convolution's sizes; `op` names the caller in errors.
 pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec) -> Result<ConvDims> {
     let ([n, c, h, wd], [k, cg, kh, kw]) = (x, w) else {
-        return Err(shape_err(op, format!("x {} and weight {} must both have rank 4 (x [N, C, H, W], weight [K, C/groups, KH, KW])", ShapeFmt(x), ShapeFmt(w))));
+        return Err(shape_err(
+            op,
+            format!("x {} and weight {} must both have rank 4 (x [N, C, H, W], weight [K, C/groups, KH, KW])", ShapeFmt(x), ShapeFmt(w)),
+        ));
     };
     let (n, c, h, wd, k, cg, kh, kw) = (*n, *c, *h, *wd, *k, *cg, *kh, *kw);
     let g = spec.groups;
@@ -242,17 +247,31 @@ pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec)
         return Err(shape_err(op, format!("groups {g} must divide both in-channels {c} and out-channels {k}")));
     }
     if cg != c / g {
-        return Err(shape_err(op, format!("x {} with groups {g} needs weight [{k}, {}, {kh}, {kw}], got {}", ShapeFmt(x), c / g, ShapeFmt(w))));
+        return Err(shape_err(
+            op,
+            format!("x {} with groups {g} needs weight [{k}, {}, {kh}, {kw}], got {}", ShapeFmt(x), c / g, ShapeFmt(w)),
+        ));
     }
     if spec.stride.contains(&0) || spec.dilation.contains(&0) || kh == 0 || kw == 0 {
-        return Err(shape_err(op, format!("stride {:?}, dilation {:?} and kernel [{kh}, {kw}] must be positive", spec.stride, spec.dilation)));
+        return Err(shape_err(
+            op,
+            format!("stride {:?}, dilation {:?} and kernel [{kh}, {kw}] must be positive", spec.stride, spec.dilation),
+        ));
     }
     let out = |size: usize, pad: usize, dil: usize, kern: usize, stride: usize| -> Option<usize> {
         let span = dil * (kern - 1) + 1;
         (size + 2 * pad).checked_sub(span).map(|v| v / stride + 1)
     };
-    let (Some(oh), Some(ow)) = (out(h, spec.padding[0], spec.dilation[0], kh, spec.stride[0]), out(wd, spec.padding[1], spec.dilation[1], kw, spec.stride[1])) else {
-        return Err(shape_err(op, format!("kernel [{kh}, {kw}] with dilation {:?} does not fit the padded input {}x{} (padding {:?})", spec.dilation, h, wd, spec.padding)));
+    let (Some(oh), Some(ow)) =
+        (out(h, spec.padding[0], spec.dilation[0], kh, spec.stride[0]), out(wd, spec.padding[1], spec.dilation[1], kw, spec.stride[1]))
+    else {
+        return Err(shape_err(
+            op,
+            format!(
+                "kernel [{kh}, {kw}] with dilation {:?} does not fit the padded input {}x{} (padding {:?})",
+                spec.dilation, h, wd, spec.padding
+            ),
+        ));
     };
     Ok(ConvDims { n, c, h, w: wd, k, kh, kw, oh, ow, spec })
 }
@@ -359,7 +378,13 @@ pub fn global_pool_dims(op: &'static str, x: &[usize], y: &[usize]) -> Result<(u
 }
 
 /// Batch norm: x and y [N, C, ...] alike, every per-channel tensor [C]. Returns (N, C, P).
-pub fn batch_norm_check(op: &'static str, x: &[usize], y: &[usize], per_channel: &[(&str, &[usize])], training: bool) -> Result<(usize, usize, usize)> {
+pub fn batch_norm_check(
+    op: &'static str,
+    x: &[usize],
+    y: &[usize],
+    per_channel: &[(&str, &[usize])],
+    training: bool,
+) -> Result<(usize, usize, usize)> {
     if x.len() < 2 {
         return Err(shape_err(op, format!("x {} must be [N, C, ...]", ShapeFmt(x))));
     }
@@ -376,7 +401,14 @@ pub fn batch_norm_check(op: &'static str, x: &[usize], y: &[usize], per_channel:
 
 /// Cross-entropy: logits [N, C], hard labels [N] (integers in [0, C), stored as f32) or soft
 /// targets [N, C], loss [1], grad [N, C]. Returns (N, C).
-pub fn cross_entropy_check(logits: &[usize], target: &[usize], soft: bool, smoothing: f32, loss: &[usize], grad: &[usize]) -> Result<(usize, usize)> {
+pub fn cross_entropy_check(
+    logits: &[usize],
+    target: &[usize],
+    soft: bool,
+    smoothing: f32,
+    loss: &[usize],
+    grad: &[usize],
+) -> Result<(usize, usize)> {
     let op = "cross_entropy";
     let [n, c] = *logits else {
         return Err(shape_err(op, format!("logits {} must be [N, C]", ShapeFmt(logits))));

@@ -95,7 +95,13 @@ impl Optimizer {
     /// Rejects settings PyTorch rejects.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Invalid(format!("{} optimizer: {what}", self.kind.name())));
-        let finite_nonneg = |name: &str, v: f32| if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(Error::Invalid(format!("{} optimizer: {name} is {v}, expected a finite value >= 0", self.kind.name()))) };
+        let finite_nonneg = |name: &str, v: f32| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!("{} optimizer: {name} is {v}, expected a finite value >= 0", self.kind.name())))
+            }
+        };
         finite_nonneg("lr", self.lr)?;
         finite_nonneg("weight_decay", self.weight_decay)?;
         finite_nonneg("momentum", self.momentum)?;
@@ -103,7 +109,10 @@ impl Optimizer {
         finite_nonneg("initial_accumulator_value", self.initial_accumulator_value)?;
         finite_nonneg("lr_decay", self.lr_decay)?;
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return bad(format!("nesterov needs momentum > 0 and dampening 0 (got momentum {}, dampening {})", self.momentum, self.dampening));
+            return bad(format!(
+                "nesterov needs momentum > 0 and dampening 0 (got momentum {}, dampening {})",
+                self.momentum, self.dampening
+            ));
         }
         for (name, v) in [("beta1", self.betas.0), ("beta2", self.betas.1), ("rho", self.rho), ("alpha", self.alpha)] {
             if !(0.0..=1.0).contains(&v) || (name.starts_with("beta") && v >= 1.0) {
@@ -125,7 +134,11 @@ impl Optimizer {
 
     /// Initial value of the first state tensor (Adagrad's accumulator; 0 otherwise).
     pub fn initial_state(&self) -> f32 {
-        if self.kind == OptimizerKind::Adagrad { self.initial_accumulator_value } else { 0.0 }
+        if self.kind == OptimizerKind::Adagrad {
+            self.initial_accumulator_value
+        } else {
+            0.0
+        }
     }
 
     /// Per-step scalars that both backends use, so they compute the same f32 values.

@@ -147,14 +147,16 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
     let mut best_epoch = resume.as_ref().and_then(|p| p.best_epoch);
     let mut since_best = resume.as_ref().map_or(0, |p| p.epochs_since_best);
     let mut best_params = None;
-    let progress = |epoch: usize, batch_in_epoch: usize, step: u64, best: f64, best_epoch: Option<usize>, since_best: usize| crate::checkpoint::Progress {
-        epoch,
-        batch_in_epoch,
-        step,
-        seed: cfg.seed,
-        best_val_loss: best.is_finite().then_some(best),
-        best_epoch,
-        epochs_since_best: since_best,
+    let progress = |epoch: usize, batch_in_epoch: usize, step: u64, best: f64, best_epoch: Option<usize>, since_best: usize| {
+        crate::checkpoint::Progress {
+            epoch,
+            batch_in_epoch,
+            step,
+            seed: cfg.seed,
+            best_val_loss: best.is_finite().then_some(best),
+            best_epoch,
+            epochs_since_best: since_best,
+        }
     };
     let mut interrupted = false;
     for epoch in first_epoch..cfg.epochs {
@@ -177,9 +179,20 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
             seen += b.labels.len();
             if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
                 if let Some(path) = &cfg.checkpoint {
-                    crate::checkpoint::save(be, path, model, &cfg.optimizer, &progress(epoch, bi + 1, model.step, best, best_epoch, since_best))?;
+                    crate::checkpoint::save(
+                        be,
+                        path,
+                        model,
+                        &cfg.optimizer,
+                        &progress(epoch, bi + 1, model.step, best, best_epoch, since_best),
+                    )?;
                     if cfg.verbose {
-                        println!("interrupted in epoch {} after batch {}: checkpoint saved to {} (continue with --resume)", epoch + 1, bi + 1, path.display());
+                        println!(
+                            "interrupted in epoch {} after batch {}: checkpoint saved to {} (continue with --resume)",
+                            epoch + 1,
+                            bi + 1,
+                            path.display()
+                        );
                     }
                 }
                 interrupted = true;
@@ -213,7 +226,16 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         };
         if cfg.verbose {
             let v = va.map_or(String::new(), |m| format!("  val loss {:.4} acc {:6.2}%", m.loss, 100.0 * m.accuracy));
-            println!("epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:6.2}%{v}  {:.0} img/s  {:.1} s", epoch + 1, cfg.epochs, opt.lr, tr.loss, 100.0 * tr.accuracy, log.images_per_s, log.seconds);
+            println!(
+                "epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:6.2}%{v}  {:.0} img/s  {:.1} s",
+                epoch + 1,
+                cfg.epochs,
+                opt.lr,
+                tr.loss,
+                100.0 * tr.accuracy,
+                log.images_per_s,
+                log.seconds
+            );
         }
         if let Some(path) = &cfg.log {
             append_csv(path, &log)?;
@@ -249,14 +271,22 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         }
     }
     let te = evaluate(be, model, &test, eval_batch)?;
-    Ok(TrainReport { epochs: logs, best_epoch, test_loss: te.loss, test_accuracy: te.accuracy, seconds: start.elapsed().as_secs_f64(), interrupted })
+    Ok(TrainReport {
+        epochs: logs,
+        best_epoch,
+        test_loss: te.loss,
+        test_accuracy: te.accuracy,
+        seconds: start.elapsed().as_secs_f64(),
+        interrupted,
+    })
 }
 
 /// Appends an epoch's figures to a CSV file (with a header when the file is new).
 fn append_csv(path: &std::path::Path, log: &EpochLog) -> Result<()> {
     use std::io::Write;
     let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let mut f =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     let mut text = String::new();
     if new {
@@ -264,7 +294,14 @@ fn append_csv(path: &std::path::Path, log: &EpochLog) -> Result<()> {
     }
     text.push_str(&format!(
         "{},{},{:.6},{:.6},{},{},{:.1},{:.2}\n",
-        log.epoch, log.lr, log.train_loss, log.train_accuracy, opt(log.val_loss), opt(log.val_accuracy), log.images_per_s, log.seconds
+        log.epoch,
+        log.lr,
+        log.train_loss,
+        log.train_accuracy,
+        opt(log.val_loss),
+        opt(log.val_accuracy),
+        log.images_per_s,
+        log.seconds
     ));
     f.write_all(text.as_bytes()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
 }

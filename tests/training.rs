@@ -66,7 +66,13 @@ fn gpu_and_cpu_train_steps_agree() {
 fn alexnet_summary_counts() {
     let spec = zoo::model("alexnet", 1000).unwrap();
     let infos = spec.infer(&[3, 227, 227]).unwrap();
-    let weights: Vec<usize> = spec.layers.iter().zip(&infos).filter(|(l, _)| matches!(l, Layer::Conv2d { .. } | Layer::Linear { .. })).map(|(_, i)| i.weights).collect();
+    let weights: Vec<usize> = spec
+        .layers
+        .iter()
+        .zip(&infos)
+        .filter(|(l, _)| matches!(l, Layer::Conv2d { .. } | Layer::Linear { .. }))
+        .map(|(_, i)| i.weights)
+        .collect();
     assert_eq!(weights, vec![34_848, 307_200, 884_736, 663_552, 442_368, 37_748_736, 16_777_216, 4_096_000]);
     let text = spec.summary(&[3, 227, 227]).unwrap();
     for n in ["34,848", "307,200", "884,736", "663,552", "442,368", "37,748,736", "16,777,216", "4,096,000"] {
@@ -132,7 +138,9 @@ fn shapes_are_deterministic_and_balanced() {
 #[test]
 fn loader_is_deterministic_per_seed_and_epoch() {
     let d = Arc::new(wgtrain::data::shapes::generate(40, 1));
-    let labels = |seed, epoch| loader::start(d.clone(), 8, seed, epoch, Augment::default(), true, true).unwrap().flat_map(|b| b.labels).collect::<Vec<f32>>();
+    let labels = |seed, epoch| {
+        loader::start(d.clone(), 8, seed, epoch, Augment::default(), true, true).unwrap().flat_map(|b| b.labels).collect::<Vec<f32>>()
+    };
     assert_eq!(labels(1, 0), labels(1, 0));
     assert_ne!(labels(1, 0), labels(1, 1));
     assert_eq!(labels(1, 0).len(), 40);
@@ -219,7 +227,13 @@ fn bad_data_files_are_clear_errors() {
 
 #[test]
 fn bad_training_options_are_clear_errors() {
-    let d = Arc::new(Dataset { name: "tiny".into(), shape: [1, 2, 2], classes: vec!["a".into(), "b".into()], images: vec![0.0; 12], labels: vec![0, 1, 0] });
+    let d = Arc::new(Dataset {
+        name: "tiny".into(),
+        shape: [1, 2, 2],
+        classes: vec!["a".into(), "b".into()],
+        images: vec![0.0; 12],
+        labels: vec![0, 1, 0],
+    });
     assert!(loader::start(d.clone(), 0, 1, 0, Augment::default(), true, true).err().unwrap().to_string().contains("batch size 0"));
     assert!(loader::start(d, 8, 1, 0, Augment::default(), true, true).err().unwrap().to_string().contains("fewer than one batch"));
     let mut opt = Optimizer::new(OptimizerKind::Adam);
@@ -228,7 +242,8 @@ fn bad_training_options_are_clear_errors() {
     assert!("0".parse::<wgtrain::train::BatchSize>().unwrap_err().contains("batch size 0"));
     assert_eq!("full".parse::<wgtrain::train::BatchSize>().unwrap(), wgtrain::train::BatchSize::Full);
     let mut m = Model::new(&Cpu, default_cnn(), &[1, 28, 28], 1).unwrap();
-    let e = m.train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
+    let e =
+        m.train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
     assert!(e.contains("100 values") && e.contains("[1, 28, 28]"), "{e}");
 }
 
@@ -247,7 +262,12 @@ fn small_spec() -> ModelSpec {
     }
 }
 
-fn small_cfg(epochs: usize, checkpoint: Option<std::path::PathBuf>, resume: Option<wgtrain::checkpoint::Progress>, stop_now: bool) -> wgtrain::train::TrainConfig {
+fn small_cfg(
+    epochs: usize,
+    checkpoint: Option<std::path::PathBuf>,
+    resume: Option<wgtrain::checkpoint::Progress>,
+    stop_now: bool,
+) -> wgtrain::train::TrainConfig {
     wgtrain::train::TrainConfig {
         epochs,
         batch: wgtrain::train::BatchSize::Fixed(24),
@@ -308,7 +328,15 @@ fn bad_checkpoints_are_clear_errors() {
     let cpu = Cpu;
     let model = Model::new(&cpu, small_spec(), &[1, 28, 28], 1).unwrap();
     let ck = dir.join("small.safetensors");
-    let progress = wgtrain::checkpoint::Progress { epoch: 1, batch_in_epoch: 0, step: 9, seed: 1, best_val_loss: None, best_epoch: None, epochs_since_best: 0 };
+    let progress = wgtrain::checkpoint::Progress {
+        epoch: 1,
+        batch_in_epoch: 0,
+        step: 9,
+        seed: 1,
+        best_val_loss: None,
+        best_epoch: None,
+        epochs_since_best: 0,
+    };
     wgtrain::checkpoint::save(&cpu, &ck, &model, &Optimizer::new(OptimizerKind::Adam), &progress).unwrap();
     assert!(!dir.join("small.safetensors.tmp").exists(), "the temporary file must be renamed away");
     // Another model cannot load it.

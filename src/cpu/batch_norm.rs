@@ -18,7 +18,19 @@ fn moments(x: &[f32], n: usize, c: usize, p: usize) -> (Vec<f64>, Vec<f64>) {
 /// Training forward: normalise with the batch statistics, save mean and 1/sqrt(var + eps),
 /// and update the running statistics (running_var from the unbiased variance).
 #[allow(clippy::too_many_arguments)]
-pub fn forward_train(x: &[f32], gamma: &[f32], beta: &[f32], running_mean: &mut [f32], running_var: &mut [f32], y: &mut [f32], save_mean: &mut [f32], save_invstd: &mut [f32], (n, c, p): (usize, usize, usize), momentum: f32, eps: f32) {
+pub fn forward_train(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    y: &mut [f32],
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+    (n, c, p): (usize, usize, usize),
+    momentum: f32,
+    eps: f32,
+) {
     let (mean, var) = moments(x, n, c, p);
     let cnt = (n * p) as f64;
     for ch in 0..c {
@@ -33,7 +45,16 @@ pub fn forward_train(x: &[f32], gamma: &[f32], beta: &[f32], running_mean: &mut 
 }
 
 /// Eval forward: normalise with the running statistics.
-pub fn forward_eval(x: &[f32], gamma: &[f32], beta: &[f32], running_mean: &[f32], running_var: &[f32], y: &mut [f32], (_, c, p): (usize, usize, usize), eps: f32) {
+pub fn forward_eval(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    y: &mut [f32],
+    (_, c, p): (usize, usize, usize),
+    eps: f32,
+) {
     let invstd: Vec<f32> = running_var.iter().map(|&v| (1.0 / (v as f64 + eps as f64).sqrt()) as f32).collect();
     apply(x, gamma, beta, running_mean, &invstd, y, c, p);
 }
@@ -51,7 +72,17 @@ fn apply(x: &[f32], gamma: &[f32], beta: &[f32], mean: &[f32], invstd: &[f32], y
 ///   dbeta = sum dy;  dgamma = sum dy * x_hat;  x_hat = (x - mean) * invstd
 ///   dx = gamma * invstd / cnt * (cnt * dy - dbeta - x_hat * dgamma)
 #[allow(clippy::too_many_arguments)]
-pub fn backward(x: &[f32], dy: &[f32], gamma: &[f32], save_mean: &[f32], save_invstd: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32], (n, c, p): (usize, usize, usize)) {
+pub fn backward(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_invstd: &[f32],
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    (n, c, p): (usize, usize, usize),
+) {
     let cnt = (n * p) as f64;
     let xhat = |i: usize, ch: usize| (x[i] as f64 - save_mean[ch] as f64) * save_invstd[ch] as f64;
     let mut sdy = vec![0.0f64; c];

@@ -128,26 +128,131 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn batch_norm_train(&self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, running_mean: &mut CpuTensor, running_var: &mut CpuTensor, y: &mut CpuTensor, save_mean: &mut CpuTensor, save_invstd: &mut CpuTensor, momentum: f32, eps: f32) -> Result<()> {
-        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape())], true)?;
-        batch_norm::forward_train(&x.storage, &gamma.storage, &beta.storage, &mut running_mean.storage, &mut running_var.storage, &mut y.storage, &mut save_mean.storage, &mut save_invstd.storage, dims, momentum, eps);
+    fn batch_norm_train(
+        &self,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        running_mean: &mut CpuTensor,
+        running_var: &mut CpuTensor,
+        y: &mut CpuTensor,
+        save_mean: &mut CpuTensor,
+        save_invstd: &mut CpuTensor,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        let dims = ops::batch_norm_check(
+            "batch_norm",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+            ],
+            true,
+        )?;
+        batch_norm::forward_train(
+            &x.storage,
+            &gamma.storage,
+            &beta.storage,
+            &mut running_mean.storage,
+            &mut running_var.storage,
+            &mut y.storage,
+            &mut save_mean.storage,
+            &mut save_invstd.storage,
+            dims,
+            momentum,
+            eps,
+        );
         Ok(())
     }
 
-    fn batch_norm_eval(&self, x: &CpuTensor, gamma: &CpuTensor, beta: &CpuTensor, running_mean: &CpuTensor, running_var: &CpuTensor, y: &mut CpuTensor, eps: f32) -> Result<()> {
-        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())], false)?;
-        batch_norm::forward_eval(&x.storage, &gamma.storage, &beta.storage, &running_mean.storage, &running_var.storage, &mut y.storage, dims, eps);
+    fn batch_norm_eval(
+        &self,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        running_mean: &CpuTensor,
+        running_var: &CpuTensor,
+        y: &mut CpuTensor,
+        eps: f32,
+    ) -> Result<()> {
+        let dims = ops::batch_norm_check(
+            "batch_norm",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+            ],
+            false,
+        )?;
+        batch_norm::forward_eval(
+            &x.storage,
+            &gamma.storage,
+            &beta.storage,
+            &running_mean.storage,
+            &running_var.storage,
+            &mut y.storage,
+            dims,
+            eps,
+        );
         Ok(())
     }
 
-    fn batch_norm_backward(&self, x: &CpuTensor, dy: &CpuTensor, gamma: &CpuTensor, save_mean: &CpuTensor, save_invstd: &CpuTensor, dx: &mut CpuTensor, dgamma: &mut CpuTensor, dbeta: &mut CpuTensor) -> Result<()> {
+    fn batch_norm_backward(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        gamma: &CpuTensor,
+        save_mean: &CpuTensor,
+        save_invstd: &CpuTensor,
+        dx: &mut CpuTensor,
+        dgamma: &mut CpuTensor,
+        dbeta: &mut CpuTensor,
+    ) -> Result<()> {
         ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
-        let dims = ops::batch_norm_check("batch_norm_backward", x.shape(), dx.shape(), &[("gamma", gamma.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape()), ("dgamma", dgamma.shape()), ("dbeta", dbeta.shape())], true)?;
-        batch_norm::backward(&x.storage, &dy.storage, &gamma.storage, &save_mean.storage, &save_invstd.storage, &mut dx.storage, &mut dgamma.storage, &mut dbeta.storage, dims);
+        let dims = ops::batch_norm_check(
+            "batch_norm_backward",
+            x.shape(),
+            dx.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+                ("dgamma", dgamma.shape()),
+                ("dbeta", dbeta.shape()),
+            ],
+            true,
+        )?;
+        batch_norm::backward(
+            &x.storage,
+            &dy.storage,
+            &gamma.storage,
+            &save_mean.storage,
+            &save_invstd.storage,
+            &mut dx.storage,
+            &mut dgamma.storage,
+            &mut dbeta.storage,
+            dims,
+        );
         Ok(())
     }
 
-    fn cross_entropy(&self, logits: &CpuTensor, target: CeTarget<'_, Vec<f32>>, label_smoothing: f32, loss: &mut CpuTensor, grad: &mut CpuTensor) -> Result<()> {
+    fn cross_entropy(
+        &self,
+        logits: &CpuTensor,
+        target: CeTarget<'_, Vec<f32>>,
+        label_smoothing: f32,
+        loss: &mut CpuTensor,
+        grad: &mut CpuTensor,
+    ) -> Result<()> {
         let (t, soft) = match target {
             CeTarget::Labels(t) => (t, false),
             CeTarget::Probs(t) => (t, true),
@@ -253,12 +358,30 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut CpuTensor, grad: &CpuTensor, s1: &mut CpuTensor, s2: &mut CpuTensor) -> Result<()> {
+    fn optimizer_step(
+        &self,
+        opt: &Optimizer,
+        t: u64,
+        param: &mut CpuTensor,
+        grad: &CpuTensor,
+        s1: &mut CpuTensor,
+        s2: &mut CpuTensor,
+    ) -> Result<()> {
         let n = ops::optimizer_shapes(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
         // Unused state may be a placeholder: give the rule scratch space it will not read.
         let (mut spare1, mut spare2) = (Vec::new(), Vec::new());
-        let s1: &mut [f32] = if s1.numel() == n { &mut s1.storage } else { spare1.resize(n, 0.0); &mut spare1 };
-        let s2: &mut [f32] = if s2.numel() == n { &mut s2.storage } else { spare2.resize(n, 0.0); &mut spare2 };
+        let s1: &mut [f32] = if s1.numel() == n {
+            &mut s1.storage
+        } else {
+            spare1.resize(n, 0.0);
+            &mut spare1
+        };
+        let s2: &mut [f32] = if s2.numel() == n {
+            &mut s2.storage
+        } else {
+            spare2.resize(n, 0.0);
+            &mut spare2
+        };
         optimizer::step(opt, &opt.step_scalars(t), &mut param.storage, &grad.storage, s1, s2);
         Ok(())
     }

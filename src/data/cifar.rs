@@ -25,8 +25,12 @@ fn files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
 
 /// Parses one binary batch file.
 pub fn parse(path: &Path, bytes: &[u8], into: &mut Dataset) -> Result<()> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
-        return Err(Error::Invalid(format!("{}: {} bytes is not a whole number of {RECORD}-byte CIFAR-10 records: truncated or corrupt", path.display(), bytes.len())));
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
+        return Err(Error::Invalid(format!(
+            "{}: {} bytes is not a whole number of {RECORD}-byte CIFAR-10 records: truncated or corrupt",
+            path.display(),
+            bytes.len()
+        )));
     }
     for (i, rec) in bytes.chunks(RECORD).enumerate() {
         if rec[0] as usize >= CLASSES.len() {
@@ -39,7 +43,13 @@ pub fn parse(path: &Path, bytes: &[u8], into: &mut Dataset) -> Result<()> {
 }
 
 fn load_set(dir: &Path, prefix: &str) -> Result<Dataset> {
-    let mut d = Dataset { name: "cifar10".into(), shape: [3, 32, 32], classes: CLASSES.iter().map(|s| s.to_string()).collect(), images: Vec::new(), labels: Vec::new() };
+    let mut d = Dataset {
+        name: "cifar10".into(),
+        shape: [3, 32, 32],
+        classes: CLASSES.iter().map(|s| s.to_string()).collect(),
+        images: Vec::new(),
+        labels: Vec::new(),
+    };
     for f in files(dir, prefix)? {
         let bytes = std::fs::read(&f).map_err(|e| Error::Io { path: f.clone(), source: e })?;
         parse(&f, &bytes, &mut d)?;

@@ -9,7 +9,11 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 
 fn class_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
     v.sort();
     if v.is_empty() {
         return Err(Error::Invalid(format!("{}: no class sub-folders (expected one folder of images per class)", dir.display())));
@@ -69,8 +73,12 @@ pub fn load(dir: &Path, size: usize, seed: u64) -> Result<(Dataset, Dataset)> {
     }
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("folder");
     if dir.join("train").is_dir() && dir.join("test").is_dir() {
-        let names: Vec<String> = class_dirs(&dir.join("train"))?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
-        return Ok((dataset(name, size, &names, read_classes(&dir.join("train"), size, &names)?), dataset(name, size, &names, read_classes(&dir.join("test"), size, &names)?)));
+        let names: Vec<String> =
+            class_dirs(&dir.join("train"))?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
+        return Ok((
+            dataset(name, size, &names, read_classes(&dir.join("train"), size, &names)?),
+            dataset(name, size, &names, read_classes(&dir.join("test"), size, &names)?),
+        ));
     }
     let names: Vec<String> = class_dirs(dir)?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
     let mut all = read_classes(dir, size, &names)?;

@@ -80,7 +80,13 @@ fn load_pair(dir: &Path, prefix: &str, name: &str, classes: &[&str]) -> Result<D
     if labels.len() != n {
         return Err(bad(&lp, format!("{} labels for {n} images in {}", labels.len(), ip.display())));
     }
-    let d = Dataset { name: name.into(), shape: [1, r, c], classes: classes.iter().map(|s| s.to_string()).collect(), images: px.iter().map(|&v| v as f32 / 255.0).collect(), labels };
+    let d = Dataset {
+        name: name.into(),
+        shape: [1, r, c],
+        classes: classes.iter().map(|s| s.to_string()).collect(),
+        images: px.iter().map(|&v| v as f32 / 255.0).collect(),
+        labels,
+    };
     d.check_labels(&lp)?;
     Ok(d)
 }

@@ -68,7 +68,15 @@ impl Drop for Loader {
 
 /// Starts a pass over `data` in batches of `batch` (the last one smaller unless `drop_last`),
 /// shuffled with (seed, epoch) when `shuffle`, augmented as `aug` says.
-pub fn start(data: Arc<Dataset>, batch: usize, seed: u64, epoch: u64, aug: Augment, shuffle_order: bool, drop_last: bool) -> Result<Loader> {
+pub fn start(
+    data: Arc<Dataset>,
+    batch: usize,
+    seed: u64,
+    epoch: u64,
+    aug: Augment,
+    shuffle_order: bool,
+    drop_last: bool,
+) -> Result<Loader> {
     if batch == 0 {
         return Err(Error::Invalid("batch size 0: expected at least 1".into()));
     }

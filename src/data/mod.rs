@@ -50,7 +50,13 @@ impl Dataset {
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
-        Dataset { name: self.name.clone(), shape: self.shape, classes: self.classes.clone(), images, labels: indices.iter().map(|&i| self.labels[i]).collect() }
+        Dataset {
+            name: self.name.clone(),
+            shape: self.shape,
+            classes: self.classes.clone(),
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
     }
 
     /// Per-channel mean and standard deviation.
@@ -85,7 +91,11 @@ impl Dataset {
     /// Checks every label against the class count.
     pub fn check_labels(&self, source: &Path) -> Result<()> {
         if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, &l)| l as usize >= self.classes.len()) {
-            return Err(Error::Invalid(format!("{}: label {l} of sample {i} is out of range: expected 0..{}", source.display(), self.classes.len() - 1)));
+            return Err(Error::Invalid(format!(
+                "{}: label {l} of sample {i} is out of range: expected 0..{}",
+                source.display(),
+                self.classes.len() - 1
+            )));
         }
         Ok(())
     }
@@ -155,11 +165,16 @@ pub enum Source {
 
 /// Loads (train, test) for a source; `dir` is the data folder for file-based sets.
 pub fn load(source: Source, dir: Option<&Path>, seed: u64, shapes_train: usize, image_size: usize) -> Result<(Dataset, Dataset)> {
-    let need_dir = || dir.ok_or_else(|| Error::Invalid(format!("--dataset {source:?} needs --data DIR (the folder with its files)").to_lowercase()));
+    let need_dir =
+        || dir.ok_or_else(|| Error::Invalid(format!("--dataset {source:?} needs --data DIR (the folder with its files)").to_lowercase()));
     match source {
         Source::Shapes => Ok((shapes::generate(shapes_train, seed), shapes::generate(shapes_train / 5, seed ^ 0x7E57))),
         Source::Mnist => idx::load_mnist(need_dir()?, "mnist", &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),
-        Source::FashionMnist => idx::load_mnist(need_dir()?, "fashion-mnist", &["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"]),
+        Source::FashionMnist => idx::load_mnist(
+            need_dir()?,
+            "fashion-mnist",
+            &["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"],
+        ),
         Source::Cifar10 => cifar::load(need_dir()?),
         Source::Folder => folder::load(need_dir()?, image_size, seed),
     }

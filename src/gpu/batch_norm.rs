@@ -12,7 +12,10 @@ impl Gpu {
     fn bn_params(&self, (n, c, p): (usize, usize, usize), momentum: f32, eps: f32) -> Result<(BnParams, [u32; 3])> {
         let total = n * c * p;
         let (groups, row_stride) = grid_2d("batch_norm", total as u64, self.max_groups())?;
-        Ok((BnParams { n: n as u32, c: c as u32, p: p as u32, total: total as u32, row_stride, cnt: (n * p) as f32, momentum, eps }, groups))
+        Ok((
+            BnParams { n: n as u32, c: c as u32, p: p as u32, total: total as u32, row_stride, cnt: (n * p) as f32, momentum, eps },
+            groups,
+        ))
     }
 
     fn bn_per_channel(&self, kernel: &Kernel, params: &BnParams, binds: &[Bind<'_>]) -> Result<()> {
@@ -21,18 +24,45 @@ impl Gpu {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn batch_norm_train_impl(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, running_mean: &GpuTensor, running_var: &GpuTensor, y: &GpuTensor, save_mean: &GpuTensor, save_invstd: &GpuTensor, dims: (usize, usize, usize), momentum: f32, eps: f32) -> Result<()> {
+    pub(crate) fn batch_norm_train_impl(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        y: &GpuTensor,
+        save_mean: &GpuTensor,
+        save_invstd: &GpuTensor,
+        dims: (usize, usize, usize),
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
         let (params, groups) = self.bn_params(dims, momentum, eps)?;
         let inv_cnt = 1.0 / params.cnt;
         self.channel_reduce(&kernels::CHANNEL_SUM, x, None, None, dims, inv_cnt, save_mean)?;
         let var = self.alloc(&[dims.1])?;
         self.channel_reduce(&kernels::CHANNEL_SUM_SQ_DEV, x, None, Some(save_mean), dims, inv_cnt, &var)?;
-        self.bn_per_channel(&kernels::BN_FINALIZE, &params, &[Bind::whole(save_mean), Bind::whole(&var), Bind::whole(save_invstd), Bind::whole(running_mean), Bind::whole(running_var)])?;
+        self.bn_per_channel(
+            &kernels::BN_FINALIZE,
+            &params,
+            &[Bind::whole(save_mean), Bind::whole(&var), Bind::whole(save_invstd), Bind::whole(running_mean), Bind::whole(running_var)],
+        )?;
         self.bn_apply(x, save_mean, save_invstd, gamma, beta, y, &params, groups)
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn batch_norm_eval_impl(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, running_mean: &GpuTensor, running_var: &GpuTensor, y: &GpuTensor, dims: (usize, usize, usize), eps: f32) -> Result<()> {
+    pub(crate) fn batch_norm_eval_impl(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        y: &GpuTensor,
+        dims: (usize, usize, usize),
+        eps: f32,
+    ) -> Result<()> {
         let (params, groups) = self.bn_params(dims, 0.0, eps)?;
         let invstd = self.alloc(&[dims.1])?;
         self.bn_per_channel(&kernels::BN_EVAL_INVSTD, &params, &[Bind::whole(running_var), Bind::whole(&invstd)])?;
@@ -40,14 +70,35 @@ impl Gpu {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn bn_apply(&self, x: &GpuTensor, mean: &GpuTensor, invstd: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, y: &GpuTensor, params: &BnParams, groups: [u32; 3]) -> Result<()> {
+    fn bn_apply(
+        &self,
+        x: &GpuTensor,
+        mean: &GpuTensor,
+        invstd: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        y: &GpuTensor,
+        params: &BnParams,
+        groups: [u32; 3],
+    ) -> Result<()> {
         let pipeline = self.pipeline::<BnParams>(&kernels::BN_APPLY, &[])?;
         let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(mean), Bind::whole(invstd), Bind::whole(gamma), Bind::whole(beta)];
         self.dispatch("batch_norm", &pipeline, params, &binds, groups)
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn batch_norm_backward_impl(&self, x: &GpuTensor, dy: &GpuTensor, gamma: &GpuTensor, save_mean: &GpuTensor, save_invstd: &GpuTensor, dx: &GpuTensor, dgamma: &GpuTensor, dbeta: &GpuTensor, dims: (usize, usize, usize)) -> Result<()> {
+    pub(crate) fn batch_norm_backward_impl(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: &GpuTensor,
+        save_mean: &GpuTensor,
+        save_invstd: &GpuTensor,
+        dx: &GpuTensor,
+        dgamma: &GpuTensor,
+        dbeta: &GpuTensor,
+        dims: (usize, usize, usize),
+    ) -> Result<()> {
         let (params, groups) = self.bn_params(dims, 0.0, 0.0)?;
         // sdy = sum dy; sdyx = sum dy * (x - mean). Into scratch, not dbeta: the per-channel
         // step must not read a view of the gradient arena it writes dgamma into.
@@ -56,7 +107,19 @@ impl Gpu {
         let sdyx = self.alloc(&[dims.1])?;
         self.channel_reduce(&kernels::CHANNEL_SUM_PROD_DEV, x, Some(dy), Some(save_mean), dims, 1.0, &sdyx)?;
         let coef = self.alloc(&[3 * dims.1])?;
-        self.bn_per_channel(&kernels::BN_BACKWARD_COEF, &params, &[Bind::whole(&sdy), Bind::whole(&sdyx), Bind::whole(&coef), Bind::whole(dgamma), Bind::whole(dbeta), Bind::whole(gamma), Bind::whole(save_invstd)])?;
+        self.bn_per_channel(
+            &kernels::BN_BACKWARD_COEF,
+            &params,
+            &[
+                Bind::whole(&sdy),
+                Bind::whole(&sdyx),
+                Bind::whole(&coef),
+                Bind::whole(dgamma),
+                Bind::whole(dbeta),
+                Bind::whole(gamma),
+                Bind::whole(save_invstd),
+            ],
+        )?;
         let pipeline = self.pipeline::<BnParams>(&kernels::BN_BACKWARD_APPLY, &[])?;
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
         self.dispatch("batch_norm_backward", &pipeline, &params, &binds, groups)

@@ -26,7 +26,11 @@ pub struct Pool {
 fn size_class(bytes: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     let b = bytes.max(256);
-    if b <= MIB { b.next_power_of_two() } else { b.div_ceil(MIB) * MIB }
+    if b <= MIB {
+        b.next_power_of_two()
+    } else {
+        b.div_ceil(MIB) * MIB
+    }
 }
 
 impl Pool {

@@ -16,7 +16,16 @@ fn act_code(a: Activation) -> u32 {
 
 impl Gpu {
     /// One workgroup per channel of `a` seen as [n, c, p]: out[c] = scale * reduction.
-    pub(crate) fn channel_reduce(&self, kernel: &Kernel, a: &GpuTensor, b: Option<&GpuTensor>, m: Option<&GpuTensor>, (n, c, p): (usize, usize, usize), scale: f32, out: &GpuTensor) -> Result<()> {
+    pub(crate) fn channel_reduce(
+        &self,
+        kernel: &Kernel,
+        a: &GpuTensor,
+        b: Option<&GpuTensor>,
+        m: Option<&GpuTensor>,
+        (n, c, p): (usize, usize, usize),
+        scale: f32,
+        out: &GpuTensor,
+    ) -> Result<()> {
         if c > self.max_groups() as usize {
             return Err(Error::Limit { op: "channel reduction", what: "channels".into(), got: c as u64, limit: self.max_groups() as u64 });
         }

@@ -70,7 +70,11 @@ fn rank(t: wgpu::DeviceType) -> u8 {
 fn choose(adapters: Vec<wgpu::Adapter>, want: Option<&str>) -> Result<wgpu::Adapter> {
     let names = || {
         let list: Vec<String> = adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", a.get_info().name)).collect();
-        if list.is_empty() { "none found".to_string() } else { list.join(", ") }
+        if list.is_empty() {
+            "none found".to_string()
+        } else {
+            list.join(", ")
+        }
     };
     let compute = |a: &wgpu::Adapter| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS);
     let pick = match want {

@@ -21,7 +21,12 @@ impl Gpu {
     fn images_per_chunk(&self, op: &'static str, d: &ConvDims, per_image: usize) -> Result<usize> {
         let budget = COL_BUDGET.min(self.max_binding_bytes()) / 4;
         if per_image as u64 > budget {
-            return Err(Error::Limit { op, what: "column buffer of one image in bytes".into(), got: per_image as u64 * 4, limit: budget * 4 });
+            return Err(Error::Limit {
+                op,
+                what: "column buffer of one image in bytes".into(),
+                got: per_image as u64 * 4,
+                limit: budget * 4,
+            });
         }
         Ok(((budget / per_image.max(1) as u64) as usize).clamp(1, d.n.max(1)))
     }
@@ -33,7 +38,17 @@ impl Gpu {
         self.conv_dispatch("im2col", kernel, d, nb, total, n0 * d.c * d.h * d.w, x, col)
     }
 
-    fn conv_dispatch(&self, op: &'static str, kernel: &Kernel, d: &ConvDims, nb: usize, total: usize, x_off: usize, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
+    fn conv_dispatch(
+        &self,
+        op: &'static str,
+        kernel: &Kernel,
+        d: &ConvDims,
+        nb: usize,
+        total: usize,
+        x_off: usize,
+        src: &GpuTensor,
+        dst: &GpuTensor,
+    ) -> Result<()> {
         let pipeline = self.pipeline::<ConvParams>(kernel, &[])?;
         let (groups, row_stride) = grid_2d(op, total as u64, self.max_groups())?;
         let u = |v: usize| v as u32;
@@ -86,7 +101,14 @@ impl Gpu {
             };
             for gi in 0..g {
                 let dims = MatmulDims { batch: nbc, m: kg, n: p, k: rows, stride_a: 0, stride_b: stride, stride_c: d.k * p };
-                self.gemm(self.matmul_variant(), Operand::at(a, gi * kg * rows), Operand::at(b, base + gi * rows * p), Operand::at(y, n0 * d.k * p + gi * kg * p), &dims, MatmulSpec::default())?;
+                self.gemm(
+                    self.matmul_variant(),
+                    Operand::at(a, gi * kg * rows),
+                    Operand::at(b, base + gi * rows * p),
+                    Operand::at(y, n0 * d.k * p + gi * kg * p),
+                    &dims,
+                    MatmulSpec::default(),
+                )?;
             }
         }
         if let Some(bias) = bias {
@@ -119,7 +141,14 @@ impl Gpu {
             };
             for gi in 0..g {
                 let dims = MatmulDims { batch: nbc, m: patch, n: p, k: kg, stride_a: 0, stride_b: d.k * p, stride_c: stride };
-                self.gemm(self.matmul_variant(), Operand::at(&wt, gi * patch * kg), Operand::at(dy, n0 * d.k * p + gi * kg * p), Operand::at(target, base + gi * patch * p), &dims, MatmulSpec::default())?;
+                self.gemm(
+                    self.matmul_variant(),
+                    Operand::at(&wt, gi * patch * kg),
+                    Operand::at(dy, n0 * d.k * p + gi * kg * p),
+                    Operand::at(target, base + gi * patch * p),
+                    &dims,
+                    MatmulSpec::default(),
+                )?;
             }
             if let Some(dcol) = &dcol {
                 let total = nbc * d.c * d.h * d.w;
@@ -148,7 +177,14 @@ impl Gpu {
             let spec = MatmulSpec { beta: if chunk == 0 { 0.0 } else { 1.0 }, ..MatmulSpec::default() };
             for gi in 0..g {
                 let dims = MatmulDims { batch: 1, m: kg, n: rows, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
-                self.gemm(self.matmul_variant(), Operand::at(&dy_k, gi * kg * nbc * p), Operand::at(&col_t, gi * nbc * p * rows), Operand::at(target, gi * kg * rows), &dims, spec)?;
+                self.gemm(
+                    self.matmul_variant(),
+                    Operand::at(&dy_k, gi * kg * nbc * p),
+                    Operand::at(&col_t, gi * nbc * p * rows),
+                    Operand::at(target, gi * kg * rows),
+                    &dims,
+                    spec,
+                )?;
             }
         }
         if let Some(padded) = &padded {

@@ -7,8 +7,8 @@
 //!   sub-range of the buffers (offsets aligned as the device requires).
 
 use super::kernels::{DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
-use crate::ops::DropoutMask;
 use super::{Bind, Gpu, GpuBuffer, GpuTensor};
+use crate::ops::DropoutMask;
 use crate::{Error, Result};
 
 pub const WORKGROUP: u64 = 256;
@@ -36,7 +36,15 @@ pub fn grid_2d(op: &'static str, n: u64, max: u32) -> Result<([u32; 3], u32)> {
 
 impl Gpu {
     /// out[i] = f(inputs[0][i], inputs[1][i]) for the element-wise `kernel`.
-    pub(crate) fn elementwise(&self, op: &'static str, kernel: &Kernel, n: usize, inputs: &[&GpuTensor], out: &mut GpuTensor, alpha: f32) -> Result<()> {
+    pub(crate) fn elementwise(
+        &self,
+        op: &'static str,
+        kernel: &Kernel,
+        n: usize,
+        inputs: &[&GpuTensor],
+        out: &mut GpuTensor,
+        alpha: f32,
+    ) -> Result<()> {
         let pipeline = self.pipeline::<ElementwiseParams>(kernel, &[])?;
         let mut bufs: Vec<(&GpuBuffer, bool)> = inputs.iter().map(|t| (t.storage(), true)).collect();
         bufs.push((out.storage(), true));
@@ -83,7 +91,15 @@ impl Gpu {
             let (groups, row_stride) = grid_2d(op, len, self.max_groups())?;
             let binds: Vec<Bind<'_>> = bufs
                 .iter()
-                .map(|&(buf, per_element)| if per_element { Bind { buf, offset: buf.offset() + start * 4, size: len * 4 } } else { Bind::buffer(buf) })
+                .map(
+                    |&(buf, per_element)| {
+                        if per_element {
+                            Bind { buf, offset: buf.offset() + start * 4, size: len * 4 }
+                        } else {
+                            Bind::buffer(buf)
+                        }
+                    },
+                )
                 .collect();
             self.dispatch(op, pipeline, &params(FlatChunk { start: start as u32, len: len as u32, row_stride }), &binds, groups)?;
             start += len;

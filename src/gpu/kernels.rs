@@ -25,7 +25,28 @@ macro_rules! shaders {
     };
 }
 
-shaders!["matmul_v1_naive", "matmul_v2_tiled", "matmul_v3_regblock", "matmul_v4_lanes", "matmul_v4_lanes", "elementwise", "relu", "reduce", "optimizer", "clip", "dropout", "im2col", "col2im", "permute", "bias_act", "channel", "pool", "bn_stats", "batch_norm", "loss"];
+shaders![
+    "matmul_v1_naive",
+    "matmul_v2_tiled",
+    "matmul_v3_regblock",
+    "matmul_v4_lanes",
+    "matmul_v4_lanes",
+    "elementwise",
+    "relu",
+    "reduce",
+    "optimizer",
+    "clip",
+    "dropout",
+    "im2col",
+    "col2im",
+    "permute",
+    "bias_act",
+    "channel",
+    "pool",
+    "bn_stats",
+    "batch_norm",
+    "loss"
+];
 
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
@@ -123,7 +144,20 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     fn one<P: KernelParams>() -> (&'static str, Vec<(&'static str, usize)>, usize) {
         (P::WGSL_NAME, P::fields(), std::mem::size_of::<P>())
     }
-    vec![one::<MatmulParams>(), one::<ElementwiseParams>(), one::<ReduceParams>(), one::<OptimizerParams>(), one::<DropoutParams>(), one::<ConvParams>(), one::<PermuteParams>(), one::<BiasActParams>(), one::<ChannelParams>(), one::<PoolParams>(), one::<BnParams>(), one::<LossParams>()]
+    vec![
+        one::<MatmulParams>(),
+        one::<ElementwiseParams>(),
+        one::<ReduceParams>(),
+        one::<OptimizerParams>(),
+        one::<DropoutParams>(),
+        one::<ConvParams>(),
+        one::<PermuteParams>(),
+        one::<BiasActParams>(),
+        one::<ChannelParams>(),
+        one::<PoolParams>(),
+        one::<BnParams>(),
+        one::<LossParams>(),
+    ]
 }
 
 /// Storage binding access.
@@ -164,22 +198,34 @@ pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", stor
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
 pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backward", storage: IN2_OUT };
 pub const CHANNEL_SUM: Kernel = Kernel { shader: "channel", entry: "channel_sum", storage: IN1_OUT };
-pub const CHANNEL_SUM_SQ_DEV: Kernel = Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
-pub const CHANNEL_SUM_PROD_DEV: Kernel = Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
-pub const MAX_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_forward", storage: &[(1, Read), (3, ReadWrite), (4, ReadWrite)] };
+pub const CHANNEL_SUM_SQ_DEV: Kernel =
+    Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
+pub const CHANNEL_SUM_PROD_DEV: Kernel =
+    Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
+pub const MAX_POOL_FORWARD: Kernel =
+    Kernel { shader: "pool", entry: "max_pool_forward", storage: &[(1, Read), (3, ReadWrite), (4, ReadWrite)] };
 pub const MAX_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_backward", storage: IN2_OUT };
 pub const MAX_POOL_BACKWARD_TILED: Kernel = Kernel { shader: "pool", entry: "max_pool_backward_tiled", storage: IN2_OUT };
 pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_forward", storage: IN1_OUT };
 pub const AVG_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_backward", storage: IN1_OUT };
 pub const GLOBAL_AVG_FORWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_forward", storage: IN1_OUT };
 pub const GLOBAL_AVG_BACKWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_backward", storage: IN1_OUT };
-pub const BN_FINALIZE: Kernel = Kernel { shader: "bn_stats", entry: "bn_finalize", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite)] };
+pub const BN_FINALIZE: Kernel =
+    Kernel { shader: "bn_stats", entry: "bn_finalize", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite)] };
 pub const BN_EVAL_INVSTD: Kernel = Kernel { shader: "bn_stats", entry: "bn_eval_invstd", storage: &[(2, Read), (3, ReadWrite)] };
-pub const BN_BACKWARD_COEF: Kernel = Kernel { shader: "bn_stats", entry: "bn_backward_coef", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite), (6, Read), (7, Read)] };
-pub const BN_APPLY: Kernel = Kernel { shader: "batch_norm", entry: "bn_apply", storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)] };
-pub const BN_BACKWARD_APPLY: Kernel = Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
-pub const CROSS_ENTROPY_HARD: Kernel = Kernel { shader: "loss", entry: "cross_entropy_hard", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
-pub const CROSS_ENTROPY_SOFT: Kernel = Kernel { shader: "loss", entry: "cross_entropy_soft", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
+pub const BN_BACKWARD_COEF: Kernel = Kernel {
+    shader: "bn_stats",
+    entry: "bn_backward_coef",
+    storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite), (6, Read), (7, Read)],
+};
+pub const BN_APPLY: Kernel =
+    Kernel { shader: "batch_norm", entry: "bn_apply", storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)] };
+pub const BN_BACKWARD_APPLY: Kernel =
+    Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
+pub const CROSS_ENTROPY_HARD: Kernel =
+    Kernel { shader: "loss", entry: "cross_entropy_hard", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
+pub const CROSS_ENTROPY_SOFT: Kernel =
+    Kernel { shader: "loss", entry: "cross_entropy_soft", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
 pub const ARGMAX_ROWS: Kernel = Kernel { shader: "loss", entry: "argmax_rows", storage: IN1_OUT };
 pub const CORRECT_ROWS: Kernel = Kernel { shader: "loss", entry: "correct_rows", storage: IN2_OUT };
 pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };
@@ -194,7 +240,51 @@ pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", stor
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
-pub const ALL_KERNELS: &[&Kernel] = &[&MATMUL_V1, &MATMUL_V2, &MATMUL_V3, &MATMUL_V4, &ADD, &MUL, &SCALE, &RELU_FORWARD, &RELU_BACKWARD, &DROPOUT, &IM2COL, &IM2COL_T, &COL2IM, &PERMUTE3, &BIAS_ACT, &ACT_BACKWARD, &CHANNEL_SUM, &CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_PROD_DEV, &MAX_POOL_FORWARD, &MAX_POOL_BACKWARD, &MAX_POOL_BACKWARD_TILED, &AVG_POOL_FORWARD, &AVG_POOL_BACKWARD, &GLOBAL_AVG_FORWARD, &GLOBAL_AVG_BACKWARD, &BN_FINALIZE, &BN_EVAL_INVSTD, &BN_BACKWARD_COEF, &BN_APPLY, &BN_BACKWARD_APPLY, &CROSS_ENTROPY_HARD, &CROSS_ENTROPY_SOFT, &ARGMAX_ROWS, &CORRECT_ROWS, &SUM, &SUM_SQUARES, &CLIP_BY_NORM, &SGD, &ADAGRAD, &ADADELTA, &RMSPROP, &ADAM];
+pub const ALL_KERNELS: &[&Kernel] = &[
+    &MATMUL_V1,
+    &MATMUL_V2,
+    &MATMUL_V3,
+    &MATMUL_V4,
+    &ADD,
+    &MUL,
+    &SCALE,
+    &RELU_FORWARD,
+    &RELU_BACKWARD,
+    &DROPOUT,
+    &IM2COL,
+    &IM2COL_T,
+    &COL2IM,
+    &PERMUTE3,
+    &BIAS_ACT,
+    &ACT_BACKWARD,
+    &CHANNEL_SUM,
+    &CHANNEL_SUM_SQ_DEV,
+    &CHANNEL_SUM_PROD_DEV,
+    &MAX_POOL_FORWARD,
+    &MAX_POOL_BACKWARD,
+    &MAX_POOL_BACKWARD_TILED,
+    &AVG_POOL_FORWARD,
+    &AVG_POOL_BACKWARD,
+    &GLOBAL_AVG_FORWARD,
+    &GLOBAL_AVG_BACKWARD,
+    &BN_FINALIZE,
+    &BN_EVAL_INVSTD,
+    &BN_BACKWARD_COEF,
+    &BN_APPLY,
+    &BN_BACKWARD_APPLY,
+    &CROSS_ENTROPY_HARD,
+    &CROSS_ENTROPY_SOFT,
+    &ARGMAX_ROWS,
+    &CORRECT_ROWS,
+    &SUM,
+    &SUM_SQUARES,
+    &CLIP_BY_NORM,
+    &SGD,
+    &ADAGRAD,
+    &ADADELTA,
+    &RMSPROP,
+    &ADAM,
+];
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {
@@ -245,7 +335,8 @@ impl PipelineCache {
             });
         }
         let pipeline = ctx.scoped(&format!("compiling {key}"), || {
-            let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.entry), entries: &entries });
+            let layout =
+                ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.entry), entries: &entries });
             let pl = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(kernel.entry),
                 bind_group_layouts: &[Some(&layout)],
@@ -261,7 +352,13 @@ impl PipelineCache {
             });
             (pipeline, layout)
         })?;
-        let p = Arc::new(Pipeline { id: self.next_id.fetch_add(1, Ordering::Relaxed), pipeline: pipeline.0, layout: pipeline.1, params_size, storage: kernel.storage.iter().map(|s| s.0).collect() });
+        let p = Arc::new(Pipeline {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            pipeline: pipeline.0,
+            layout: pipeline.1,
+            params_size,
+            storage: kernel.storage.iter().map(|s| s.0).collect(),
+        });
         self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
         Ok(p)
     }
@@ -272,7 +369,10 @@ impl PipelineCache {
         }
         let source = shader_source(name).ok_or_else(|| crate::Error::Invalid(format!("no shader named {name}")))?;
         let module = ctx.scoped(&format!("compiling shaders/{name}.wgsl"), || {
-            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)) })
+            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)),
+            })
         })?;
         self.modules.lock().unwrap_or_else(|p| p.into_inner()).insert(name, module.clone());
         Ok(module)

@@ -48,7 +48,7 @@ impl MatmulVariant {
             .find(|v| {
                 let name = v.name();
                 let (num, word) = name.split_once('_').unwrap_or((name, name));
-                l == name || l == num || l == &num[1..] || l == word
+                l == name || l == num || l == num[1..] || l == word
             })
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|v| v.name()).collect();
@@ -60,7 +60,11 @@ impl MatmulVariant {
     /// are very expensive and every load is a loop over lanes, so v4 (fewest loads per FMA, no
     /// barriers) wins; on GPUs, the tiled one.
     pub fn default_for(ctx: &GpuContext) -> Self {
-        if ctx.is_cpu_adapter() { Self::V4Lanes } else { Self::V2Tiled }
+        if ctx.is_cpu_adapter() {
+            Self::V4Lanes
+        } else {
+            Self::V2Tiled
+        }
     }
 
     fn kernel(self) -> &'static Kernel {
@@ -133,7 +137,15 @@ impl Gpu {
 
     /// The matmul every op builds on: operands at element offsets in their buffers, batch
     /// strides and sizes in `d` (checked by the caller), C written in place.
-    pub(crate) fn gemm(&self, variant: MatmulVariant, a: Operand<'_>, b: Operand<'_>, c: Operand<'_>, d: &MatmulDims, spec: MatmulSpec) -> Result<()> {
+    pub(crate) fn gemm(
+        &self,
+        variant: MatmulVariant,
+        a: Operand<'_>,
+        b: Operand<'_>,
+        c: Operand<'_>,
+        d: &MatmulDims,
+        spec: MatmulSpec,
+    ) -> Result<()> {
         if d.batch * d.m * d.n == 0 {
             return Ok(());
         }
@@ -152,7 +164,11 @@ impl Gpu {
             MatmulVariant::V4Lanes => (8, 8 * lanes),
             v => v.tile(),
         };
-        let groups = [u32_of("matmul", "column tiles", d.n.div_ceil(tn))?, u32_of("matmul", "row tiles", d.m.div_ceil(tm))?, u32_of("matmul", "batch", d.batch)?];
+        let groups = [
+            u32_of("matmul", "column tiles", d.n.div_ceil(tn))?,
+            u32_of("matmul", "row tiles", d.m.div_ceil(tm))?,
+            u32_of("matmul", "batch", d.batch)?,
+        ];
         let binds = [Bind::buffer(a.buf), Bind::buffer(b.buf), Bind::buffer(c.buf)];
         for (base, count) in split_grid(groups, self.max_groups()) {
             let params = MatmulParams {

@@ -8,8 +8,8 @@
 //! Op families live in their own files, named as their shaders: matmul.rs, elementwise.rs
 //! (with ReLU), reduce.rs.
 
-pub mod buffers;
 pub mod batch_norm;
+pub mod buffers;
 pub mod channel;
 pub mod context;
 pub mod conv2d;
@@ -25,10 +25,10 @@ pub mod reduce;
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 
+pub use buffers::{GpuBuffer, Pool};
 pub use context::{list_adapters, AdapterSummary, GpuContext, GpuOptions};
 use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
 pub use matmul::MatmulVariant;
-pub use buffers::{GpuBuffer, Pool};
 
 use crate::backend::{Backend, CeTarget};
 use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
@@ -107,7 +107,11 @@ impl Gpu {
             max_binding = max_binding.min(cap);
         }
         Ok(Self {
-            pool: Pool::new(device.clone(), wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, "tensor"),
+            pool: Pool::new(
+                device.clone(),
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                "tensor",
+            ),
             staging: Pool::new(device, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "read-back"),
             cache: PipelineCache::default(),
             arena,
@@ -230,7 +234,11 @@ impl Gpu {
                 });
             }
             let bg = self.ctx.scoped(op, || {
-                self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(op), layout: &pipeline.layout, entries: &entries })
+                self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(op),
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                })
             })?;
             rec.bind_groups.insert(key.clone(), bg);
         }
@@ -253,13 +261,15 @@ impl Gpu {
 
     fn encoder_locked<'r>(&self, rec: &'r mut Recorder) -> &'r mut wgpu::CommandEncoder {
         rec.pass = None; // ends the open compute pass, if any
-        rec.encoder.get_or_insert_with(|| self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgtrain") }))
+        rec.encoder
+            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgtrain") }))
     }
 
     fn pass_locked<'r>(&self, rec: &'r mut Recorder) -> &'r mut wgpu::ComputePass<'static> {
         if rec.pass.is_none() {
             let enc = self.encoder_locked(rec);
-            let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgtrain"), timestamp_writes: None }).forget_lifetime();
+            let pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgtrain"), timestamp_writes: None }).forget_lifetime();
             rec.pass = Some(pass);
         }
         rec.pass.as_mut().expect("pass just opened")
@@ -386,10 +396,22 @@ impl Backend for Gpu {
             total += numel(s).next_multiple_of(align).max(align);
         }
         let whole = self.zeros(&[total])?;
-        Ok(shapes.iter().zip(offsets).map(|(s, off)| Tensor::from_parts(s, whole.storage.view(off as u64 * 4, numel(s) as u64 * 4))).collect())
+        Ok(shapes
+            .iter()
+            .zip(offsets)
+            .map(|(s, off)| Tensor::from_parts(s, whole.storage.view(off as u64 * 4, numel(s) as u64 * 4)))
+            .collect())
     }
 
-    fn optimizer_step_all(&self, opt: &Optimizer, t: u64, params: &mut [GpuTensor], grads: &[GpuTensor], s1: &mut [GpuTensor], s2: &mut [GpuTensor]) -> Result<()> {
+    fn optimizer_step_all(
+        &self,
+        opt: &Optimizer,
+        t: u64,
+        params: &mut [GpuTensor],
+        grads: &[GpuTensor],
+        s1: &mut [GpuTensor],
+        s2: &mut [GpuTensor],
+    ) -> Result<()> {
         ops::same_len("optimizer_step_all", &[params.len(), grads.len(), s1.len(), s2.len()])?;
         opt.validate()?;
         let used = opt.state_tensors();
@@ -400,7 +422,11 @@ impl Backend for Gpu {
                 if !needed {
                     return self.alloc(&[1]).ok(); // placeholder, never touched
                 }
-                if same_layout(params, list) { span(list) } else { None }
+                if same_layout(params, list) {
+                    span(list)
+                } else {
+                    None
+                }
             };
             if !same_layout(params, grads) {
                 return None;
@@ -490,23 +516,97 @@ impl Backend for Gpu {
         self.global_avg_impl(dy, dx, planes, hw, true)
     }
 
-    fn batch_norm_train(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, running_mean: &mut GpuTensor, running_var: &mut GpuTensor, y: &mut GpuTensor, save_mean: &mut GpuTensor, save_invstd: &mut GpuTensor, momentum: f32, eps: f32) -> Result<()> {
-        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape())], true)?;
+    fn batch_norm_train(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        running_mean: &mut GpuTensor,
+        running_var: &mut GpuTensor,
+        y: &mut GpuTensor,
+        save_mean: &mut GpuTensor,
+        save_invstd: &mut GpuTensor,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        let dims = ops::batch_norm_check(
+            "batch_norm",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+            ],
+            true,
+        )?;
         self.batch_norm_train_impl(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, dims, momentum, eps)
     }
 
-    fn batch_norm_eval(&self, x: &GpuTensor, gamma: &GpuTensor, beta: &GpuTensor, running_mean: &GpuTensor, running_var: &GpuTensor, y: &mut GpuTensor, eps: f32) -> Result<()> {
-        let dims = ops::batch_norm_check("batch_norm", x.shape(), y.shape(), &[("gamma", gamma.shape()), ("beta", beta.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())], false)?;
+    fn batch_norm_eval(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        y: &mut GpuTensor,
+        eps: f32,
+    ) -> Result<()> {
+        let dims = ops::batch_norm_check(
+            "batch_norm",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+            ],
+            false,
+        )?;
         self.batch_norm_eval_impl(x, gamma, beta, running_mean, running_var, y, dims, eps)
     }
 
-    fn batch_norm_backward(&self, x: &GpuTensor, dy: &GpuTensor, gamma: &GpuTensor, save_mean: &GpuTensor, save_invstd: &GpuTensor, dx: &mut GpuTensor, dgamma: &mut GpuTensor, dbeta: &mut GpuTensor) -> Result<()> {
+    fn batch_norm_backward(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: &GpuTensor,
+        save_mean: &GpuTensor,
+        save_invstd: &GpuTensor,
+        dx: &mut GpuTensor,
+        dgamma: &mut GpuTensor,
+        dbeta: &mut GpuTensor,
+    ) -> Result<()> {
         ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
-        let dims = ops::batch_norm_check("batch_norm_backward", x.shape(), dx.shape(), &[("gamma", gamma.shape()), ("save_mean", save_mean.shape()), ("save_invstd", save_invstd.shape()), ("dgamma", dgamma.shape()), ("dbeta", dbeta.shape())], true)?;
+        let dims = ops::batch_norm_check(
+            "batch_norm_backward",
+            x.shape(),
+            dx.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+                ("dgamma", dgamma.shape()),
+                ("dbeta", dbeta.shape()),
+            ],
+            true,
+        )?;
         self.batch_norm_backward_impl(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, dims)
     }
 
-    fn cross_entropy(&self, logits: &GpuTensor, target: CeTarget<'_, GpuBuffer>, label_smoothing: f32, loss: &mut GpuTensor, grad: &mut GpuTensor) -> Result<()> {
+    fn cross_entropy(
+        &self,
+        logits: &GpuTensor,
+        target: CeTarget<'_, GpuBuffer>,
+        label_smoothing: f32,
+        loss: &mut GpuTensor,
+        grad: &mut GpuTensor,
+    ) -> Result<()> {
         let (t, soft) = match target {
             CeTarget::Labels(t) => (t, false),
             CeTarget::Probs(t) => (t, true),
@@ -575,7 +675,12 @@ impl Backend for Gpu {
     fn dropout(&self, x: &GpuTensor, out: &mut GpuTensor, mask: &DropoutMask) -> Result<()> {
         ops::same_shape("dropout", &[("x", x.shape()), ("out", out.shape())])?;
         if x.numel() as u64 > u32::MAX as u64 {
-            return Err(Error::Limit { op: "dropout", what: "elements (mask indices are u32)".into(), got: x.numel() as u64, limit: u32::MAX as u64 });
+            return Err(Error::Limit {
+                op: "dropout",
+                what: "elements (mask indices are u32)".into(),
+                got: x.numel() as u64,
+                limit: u32::MAX as u64,
+            });
         }
         self.dropout_impl(x, out, mask)
     }
@@ -590,7 +695,15 @@ impl Backend for Gpu {
         self.sum_into(x, out, true)
     }
 
-    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut GpuTensor, grad: &GpuTensor, s1: &mut GpuTensor, s2: &mut GpuTensor) -> Result<()> {
+    fn optimizer_step(
+        &self,
+        opt: &Optimizer,
+        t: u64,
+        param: &mut GpuTensor,
+        grad: &GpuTensor,
+        s1: &mut GpuTensor,
+        s2: &mut GpuTensor,
+    ) -> Result<()> {
         let n = ops::optimizer_shapes(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
         self.optimizer_step_impl(opt, t, n, param, grad, s1, s2)
     }
@@ -606,7 +719,9 @@ impl Backend for Gpu {
 fn span(list: &[GpuTensor]) -> Option<GpuTensor> {
     let first = list.first()?;
     let last = list.last()?;
-    let ordered = list.windows(2).all(|w| w[0].storage.same_buffer(&w[1].storage) && w[0].storage.offset() + w[0].storage.bytes() <= w[1].storage.offset());
+    let ordered = list
+        .windows(2)
+        .all(|w| w[0].storage.same_buffer(&w[1].storage) && w[0].storage.offset() + w[0].storage.bytes() <= w[1].storage.offset());
     if !ordered {
         return None;
     }
@@ -616,7 +731,9 @@ fn span(list: &[GpuTensor]) -> Option<GpuTensor> {
 
 /// Whether two lists have the same relative layout in their buffers.
 fn same_layout(a: &[GpuTensor], b: &[GpuTensor]) -> bool {
-    let rel = |l: &[GpuTensor]| -> Vec<(u64, u64)> { l.iter().map(|t| (t.storage.offset() - l[0].storage.offset(), t.storage.bytes())).collect() };
+    let rel = |l: &[GpuTensor]| -> Vec<(u64, u64)> {
+        l.iter().map(|t| (t.storage.offset() - l[0].storage.offset(), t.storage.bytes())).collect()
+    };
     a.len() == b.len() && rel(a) == rel(b)
 }
 

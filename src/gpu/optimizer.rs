@@ -7,7 +7,16 @@ use crate::optim::{Optimizer, OptimizerKind};
 use crate::Result;
 
 impl Gpu {
-    pub(crate) fn optimizer_step_impl(&self, o: &Optimizer, t: u64, n: usize, param: &GpuTensor, grad: &GpuTensor, s1: &GpuTensor, s2: &GpuTensor) -> Result<()> {
+    pub(crate) fn optimizer_step_impl(
+        &self,
+        o: &Optimizer,
+        t: u64,
+        n: usize,
+        param: &GpuTensor,
+        grad: &GpuTensor,
+        s1: &GpuTensor,
+        s2: &GpuTensor,
+    ) -> Result<()> {
         let k = o.step_scalars(t);
         let kernel: &Kernel = match o.kind {
             OptimizerKind::Sgd => &kernels::SGD,
@@ -51,6 +60,11 @@ impl Gpu {
         self.sum_into(grad, sumsq, true)?;
         let pipeline = self.pipeline::<ElementwiseParams>(&kernels::CLIP_BY_NORM, &[])?;
         let bufs = [(sumsq.storage(), false), (grad.storage(), true)];
-        self.flat_dispatch("clip_grad_norm", &pipeline, grad.numel(), &bufs, |c| ElementwiseParams { n: c.len, row_stride: c.row_stride, alpha: max_norm, _pad: 0 })
+        self.flat_dispatch("clip_grad_norm", &pipeline, grad.numel(), &bufs, |c| ElementwiseParams {
+            n: c.len,
+            row_stride: c.row_stride,
+            alpha: max_norm,
+            _pad: 0,
+        })
     }
 }

@@ -12,7 +12,15 @@ impl Gpu {
     }
 
     /// dst[i0*s0 + i1*s1 + i2*s2] = src[in_off + i0*t0 + i1*t1 + i2*t2]
-    pub(crate) fn strided_copy(&self, src: &GpuBuffer, in_off: usize, d: [usize; 3], t: [usize; 3], s: [usize; 3], dst: &GpuBuffer) -> Result<()> {
+    pub(crate) fn strided_copy(
+        &self,
+        src: &GpuBuffer,
+        in_off: usize,
+        d: [usize; 3],
+        t: [usize; 3],
+        s: [usize; 3],
+        dst: &GpuBuffer,
+    ) -> Result<()> {
         let total = d[0] * d[1] * d[2];
         if total == 0 {
             return Ok(());
@@ -20,7 +28,20 @@ impl Gpu {
         let pipeline = self.pipeline::<PermuteParams>(&kernels::PERMUTE3, &[])?;
         let (groups, row_stride) = grid_2d("permute", total as u64, self.max_groups())?;
         let u = |v: usize| v as u32;
-        let params = PermuteParams { d0: u(d[0]), d1: u(d[1]), d2: u(d[2]), s0: u(s[0]), s1: u(s[1]), s2: u(s[2]), total: u(total), row_stride, in_off: u(in_off), t0: u(t[0]), t1: u(t[1]), t2: u(t[2]) };
+        let params = PermuteParams {
+            d0: u(d[0]),
+            d1: u(d[1]),
+            d2: u(d[2]),
+            s0: u(s[0]),
+            s1: u(s[1]),
+            s2: u(s[2]),
+            total: u(total),
+            row_stride,
+            in_off: u(in_off),
+            t0: u(t[0]),
+            t1: u(t[1]),
+            t2: u(t[2]),
+        };
         self.dispatch("permute", &pipeline, &params, &[Bind::buffer(src), Bind::buffer(dst)], groups)
     }
 }

@@ -56,8 +56,27 @@ impl Gpu {
 
     /// `planes` planes of `hw` values; forward writes one mean per plane, backward spreads.
     pub(crate) fn global_avg_impl(&self, src: &GpuTensor, dst: &GpuTensor, planes: usize, hw: usize, backward: bool) -> Result<()> {
-        let d = PoolDims { n: planes, c: 1, planes, h: hw, w: 1, oh: 1, ow: 1, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0, count_include_pad: true };
-        let (kernel, total, op) = if backward { (&kernels::GLOBAL_AVG_BACKWARD, planes * hw, "global_avg_pool_backward") } else { (&kernels::GLOBAL_AVG_FORWARD, planes, "global_avg_pool") };
+        let d = PoolDims {
+            n: planes,
+            c: 1,
+            planes,
+            h: hw,
+            w: 1,
+            oh: 1,
+            ow: 1,
+            kh: 1,
+            kw: 1,
+            sh: 1,
+            sw: 1,
+            ph: 0,
+            pw: 0,
+            count_include_pad: true,
+        };
+        let (kernel, total, op) = if backward {
+            (&kernels::GLOBAL_AVG_BACKWARD, planes * hw, "global_avg_pool_backward")
+        } else {
+            (&kernels::GLOBAL_AVG_FORWARD, planes, "global_avg_pool")
+        };
         self.pool_dispatch(op, kernel, &d, total, &[Bind::whole(src), Bind::whole(dst)])
     }
 }

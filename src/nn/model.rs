@@ -94,8 +94,13 @@ impl<B: Backend> Model<B> {
                 (Layer::BatchNorm2d { .. }, "weight") => vec![1.0; p.numel()],
                 (Layer::BatchNorm2d { .. }, _) => vec![0.0; p.numel()],
                 _ => {
-                    let fan_in = param_info.iter().find(|q| q.layer == info.layer && q.kind == "weight").map_or(1, |w| w.shape[1..].iter().product::<usize>()).max(1) as f32;
-                    let bound = if info.kind == "weight" && spec.feeds_relu(info.layer) { (6.0 / fan_in).sqrt() } else { 1.0 / fan_in.sqrt() };
+                    let fan_in = param_info
+                        .iter()
+                        .find(|q| q.layer == info.layer && q.kind == "weight")
+                        .map_or(1, |w| w.shape[1..].iter().product::<usize>())
+                        .max(1) as f32;
+                    let bound =
+                        if info.kind == "weight" && spec.feeds_relu(info.layer) { (6.0 / fan_in).sqrt() } else { 1.0 / fan_in.sqrt() };
                     rng.vec(p.numel(), -bound, bound)
                 }
             };
@@ -116,7 +121,8 @@ impl<B: Backend> Model<B> {
                 _ => None,
             });
         }
-        let acc = Accumulators { loss: [be.zeros(&[1])?, be.zeros(&[1])?], correct: [be.zeros(&[1])?, be.zeros(&[1])?], current: 0, samples: 0 };
+        let acc =
+            Accumulators { loss: [be.zeros(&[1])?, be.zeros(&[1])?], correct: [be.zeros(&[1])?, be.zeros(&[1])?], current: 0, samples: 0 };
         Ok(Self {
             grads: be.arena(&shapes)?,
             state1: be.arena(&shapes)?,
@@ -330,7 +336,15 @@ impl<B: Backend> Model<B> {
 
     /// One training step on a batch: forward, loss, backward, optional clipping by global
     /// norm, and one optimizer update of the whole model. Nothing is read back.
-    pub fn train_step(&mut self, be: &B, x: &[f32], targets: Targets<'_>, opt: &Optimizer, smoothing: f32, clip: Option<f32>) -> Result<()> {
+    pub fn train_step(
+        &mut self,
+        be: &B,
+        x: &[f32],
+        targets: Targets<'_>,
+        opt: &Optimizer,
+        smoothing: f32,
+        clip: Option<f32>,
+    ) -> Result<()> {
         let batch = self.batch_of(x)?;
         self.plan(be, batch)?;
         be.write(&mut self.plans.get_mut(&batch).expect("planned").acts[0], x)?;
@@ -374,7 +388,7 @@ impl<B: Backend> Model<B> {
 
     fn batch_of(&self, x: &[f32]) -> Result<usize> {
         let per: usize = self.input.iter().product();
-        if x.is_empty() || x.len() % per != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(per) {
             return Err(Error::Invalid(format!("a batch of {} values is not a whole number of {:?} inputs", x.len(), self.input)));
         }
         Ok(x.len() / per)

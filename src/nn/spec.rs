@@ -24,7 +24,15 @@ pub enum Layer {
 impl Layer {
     /// A k x k convolution with stride 1, "same" padding when `pad`, bias on.
     pub fn conv(out: usize, k: usize, stride: usize, padding: usize) -> Self {
-        Layer::Conv2d { out, kernel: [k, k], stride: [stride, stride], padding: [padding, padding], dilation: [1, 1], groups: 1, bias: true }
+        Layer::Conv2d {
+            out,
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [padding, padding],
+            dilation: [1, 1],
+            groups: 1,
+            bias: true,
+        }
     }
     pub fn bn() -> Self {
         Layer::BatchNorm2d { eps: 1e-5, momentum: 0.1 }
@@ -103,7 +111,8 @@ impl ModelSpec {
                 Layer::Conv2d { out: k, kernel, bias, .. } => {
                     let [c, h, w] = shape[..] else { return Err(e(format!("needs a [C, H, W] input, got {shape:?}"))) };
                     let spec = layer.conv_spec().unwrap_or_default();
-                    let d = crate::ops::conv2d_dims("conv2d", &[1, c, h, w], &[*k, c / spec.groups.max(1), kernel[0], kernel[1]], spec).map_err(|x| e(x.to_string()))?;
+                    let d = crate::ops::conv2d_dims("conv2d", &[1, c, h, w], &[*k, c / spec.groups.max(1), kernel[0], kernel[1]], spec)
+                        .map_err(|x| e(x.to_string()))?;
                     let weights = k * d.cg() * kernel[0] * kernel[1];
                     (vec![*k, d.oh, d.ow], weights, if *bias { *k } else { 0 }, d.macs())
                 }
@@ -140,7 +149,8 @@ impl ModelSpec {
         let infos = self.infer(input)?;
         let mut out = Vec::new();
         for (i, (layer, info)) in self.layers.iter().zip(&infos).enumerate() {
-            let mut push = |kind: &'static str, shape: Vec<usize>| out.push(ParamInfo { name: format!("layers.{i}.{kind}"), shape, layer: i, kind });
+            let mut push =
+                |kind: &'static str, shape: Vec<usize>| out.push(ParamInfo { name: format!("layers.{i}.{kind}"), shape, layer: i, kind });
             match layer {
                 Layer::Conv2d { out: k, kernel, groups, bias, .. } => {
                     push("weight", vec![*k, info.input[0] / groups, kernel[0], kernel[1]]);
@@ -182,7 +192,11 @@ impl ModelSpec {
         let infos = self.infer(input)?;
         let mut s = String::new();
         let _ = writeln!(s, "model {} for input {:?}", self.name, input);
-        let _ = writeln!(s, "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}", "#", "layer", "output", "weights", "biases", "parameters", "MACs", "act. memory");
+        let _ = writeln!(
+            s,
+            "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}",
+            "#", "layer", "output", "weights", "biases", "parameters", "MACs", "act. memory"
+        );
         let (mut w, mut b, mut m, mut a) = (0, 0, 0, 0);
         for (i, (layer, info)) in self.layers.iter().zip(&infos).enumerate() {
             let act = info.output.iter().product::<usize>() * 4;
@@ -203,7 +217,18 @@ impl ModelSpec {
             m += info.macs;
             a += act;
         }
-        let _ = writeln!(s, "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}", "", "total", "", group(w), group(b), group(w + b), group(m), bytes(a));
+        let _ = writeln!(
+            s,
+            "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}",
+            "",
+            "total",
+            "",
+            group(w),
+            group(b),
+            group(w + b),
+            group(m),
+            bytes(a)
+        );
         let _ = writeln!(s, "(per sample; activation memory counts each layer's output once, in f32)");
         Ok(s)
     }
@@ -214,7 +239,7 @@ pub fn group(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -41,12 +41,22 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn err(&self, field: &str, msg: impl Into<String>) -> Error {
-        Error::Invalid(format!("{}: layer {} ({}): field '{field}': {}", self.path.display(), self.index, self.table.get("type").and_then(Value::as_str).unwrap_or("?"), msg.into()))
+        Error::Invalid(format!(
+            "{}: layer {} ({}): field '{field}': {}",
+            self.path.display(),
+            self.index,
+            self.table.get("type").and_then(Value::as_str).unwrap_or("?"),
+            msg.into()
+        ))
     }
     fn usize_or(&self, key: &str, default: Option<usize>) -> Result<usize> {
         match self.table.get(key) {
             None => default.ok_or_else(|| self.err(key, "missing")),
-            Some(v) => v.as_integer().filter(|&i| i >= 0).map(|i| i as usize).ok_or_else(|| self.err(key, format!("is {v}, expected a non-negative integer"))),
+            Some(v) => v
+                .as_integer()
+                .filter(|&i| i >= 0)
+                .map(|i| i as usize)
+                .ok_or_else(|| self.err(key, format!("is {v}, expected a non-negative integer"))),
         }
     }
     fn pair(&self, key: &str, default: Option<[usize; 2]>) -> Result<[usize; 2]> {
@@ -63,7 +73,11 @@ impl Fields<'_> {
     fn f32_or(&self, key: &str, default: f32) -> Result<f32> {
         match self.table.get(key) {
             None => Ok(default),
-            Some(v) => v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).map(|f| f as f32).ok_or_else(|| self.err(key, format!("is {v}, expected a number"))),
+            Some(v) => v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .map(|f| f as f32)
+                .ok_or_else(|| self.err(key, format!("is {v}, expected a number"))),
         }
     }
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
@@ -76,14 +90,24 @@ impl Fields<'_> {
 
 /// Parses a TOML model; `classes` fills in `out = "classes"`.
 pub fn parse(path: &Path, text: &str, classes: usize) -> Result<ModelSpec> {
-    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Invalid(format!("{}: not valid TOML: {}", path.display(), e.message())))?;
-    let name = doc.get("name").and_then(Value::as_str).map(String::from).unwrap_or_else(|| path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string());
-    let layers = doc.get("layer").and_then(Value::as_array).ok_or_else(|| Error::Invalid(format!("{}: no [[layer]] tables (expected a list of layers)", path.display())))?;
+    let doc: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| Error::Invalid(format!("{}: not valid TOML: {}", path.display(), e.message())))?;
+    let name = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .unwrap_or_else(|| path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string());
+    let layers = doc
+        .get("layer")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Invalid(format!("{}: no [[layer]] tables (expected a list of layers)", path.display())))?;
     let mut out = Vec::with_capacity(layers.len());
     for (index, v) in layers.iter().enumerate() {
         let table = v.as_table().ok_or_else(|| Error::Invalid(format!("{}: layer {index} is not a table", path.display())))?;
         let f = Fields { path, index, table };
-        let kind = table.get("type").and_then(Value::as_str).ok_or_else(|| f.err("type", "missing (conv2d, batch_norm2d, relu, max_pool2d, avg_pool2d, global_avg_pool, dropout, flatten, linear)"))?;
+        let kind = table.get("type").and_then(Value::as_str).ok_or_else(|| {
+            f.err("type", "missing (conv2d, batch_norm2d, relu, max_pool2d, avg_pool2d, global_avg_pool, dropout, flatten, linear)")
+        })?;
         let outs = |key: &str| -> Result<usize> {
             match table.get(key) {
                 Some(Value::String(s)) if s == "classes" => Ok(classes),
@@ -93,14 +117,31 @@ pub fn parse(path: &Path, text: &str, classes: usize) -> Result<ModelSpec> {
         let layer = match kind {
             "conv2d" => {
                 let kernel = f.pair("kernel", None)?;
-                Layer::Conv2d { out: outs("out")?, kernel, stride: f.pair("stride", Some([1, 1]))?, padding: f.pair("padding", Some([0, 0]))?, dilation: f.pair("dilation", Some([1, 1]))?, groups: f.usize_or("groups", Some(1))?, bias: f.bool_or("bias", true)? }
+                Layer::Conv2d {
+                    out: outs("out")?,
+                    kernel,
+                    stride: f.pair("stride", Some([1, 1]))?,
+                    padding: f.pair("padding", Some([0, 0]))?,
+                    dilation: f.pair("dilation", Some([1, 1]))?,
+                    groups: f.usize_or("groups", Some(1))?,
+                    bias: f.bool_or("bias", true)?,
+                }
             }
             "batch_norm2d" => Layer::BatchNorm2d { eps: f.f32_or("eps", 1e-5)?, momentum: f.f32_or("momentum", 0.1)? },
             "relu" => Layer::Relu,
             "max_pool2d" | "avg_pool2d" => {
                 let kernel = f.pair("kernel", None)?;
-                let spec = PoolSpec { kernel, stride: f.pair("stride", Some(kernel))?, padding: f.pair("padding", Some([0, 0]))?, count_include_pad: f.bool_or("count_include_pad", true)? };
-                if kind == "max_pool2d" { Layer::MaxPool2d(spec) } else { Layer::AvgPool2d(spec) }
+                let spec = PoolSpec {
+                    kernel,
+                    stride: f.pair("stride", Some(kernel))?,
+                    padding: f.pair("padding", Some([0, 0]))?,
+                    count_include_pad: f.bool_or("count_include_pad", true)?,
+                };
+                if kind == "max_pool2d" {
+                    Layer::MaxPool2d(spec)
+                } else {
+                    Layer::AvgPool2d(spec)
+                }
             }
             "global_avg_pool" => Layer::GlobalAvgPool,
             "dropout" => {

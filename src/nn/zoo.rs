@@ -16,7 +16,9 @@ pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
         "lenet5" | "lenet" => lenet5(classes),
         "vgg" | "vgg-small" => vgg_small(classes),
         "alexnet" => alexnet(classes),
-        other => return Err(Error::Invalid(format!("unknown model '{other}': expected one of {} or a .toml model file", NAMES.join(", ")))),
+        other => {
+            return Err(Error::Invalid(format!("unknown model '{other}': expected one of {} or a .toml model file", NAMES.join(", "))))
+        }
     };
     Ok(ModelSpec { name: name.to_string(), layers })
 }
@@ -83,7 +85,8 @@ pub fn vgg_small(classes: usize) -> Vec<Layer> {
 
 /// AlexNet in its original two-tower form (groups = 2 in conv2, conv4, conv5), for 3x227x227.
 pub fn alexnet(classes: usize) -> Vec<Layer> {
-    let conv = |out, k, s, p, groups| Layer::Conv2d { out, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [1, 1], groups, bias: true };
+    let conv =
+        |out, k, s, p, groups| Layer::Conv2d { out, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [1, 1], groups, bias: true };
     vec![
         conv(96, 11, 4, 0, 1),
         Layer::Relu,

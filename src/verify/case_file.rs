@@ -129,7 +129,15 @@ pub fn load(path: &Path) -> Result<CaseFile> {
             Some(v) => v.as_f64().filter(|x| *x >= 0.0).ok_or_else(|| file_err(path, key, format!("is {v}, expected a number >= 0"))),
         }
     };
-    Ok(CaseFile { path: path.to_path_buf(), op, params, inputs: tensors("inputs")?, outputs: tensors("outputs")?, atol: tol("atol", 1e-5)?, rtol: tol("rtol", 1e-4)? })
+    Ok(CaseFile {
+        path: path.to_path_buf(),
+        op,
+        params,
+        inputs: tensors("inputs")?,
+        outputs: tensors("outputs")?,
+        atol: tol("atol", 1e-5)?,
+        rtol: tol("rtol", 1e-4)?,
+    })
 }
 
 /// Typed access to params and inputs, with errors that name the field.
@@ -144,7 +152,9 @@ impl Reader<'_> {
     fn f32_or(&self, name: &str, default: f32) -> Result<f32> {
         match self.param(name) {
             None | Some(Value::Null) => Ok(default),
-            Some(v) => v.as_f64().map(|x| x as f32).ok_or_else(|| self.case.err(format!("params.{name}"), format!("is {v}, expected a number"))),
+            Some(v) => {
+                v.as_f64().map(|x| x as f32).ok_or_else(|| self.case.err(format!("params.{name}"), format!("is {v}, expected a number")))
+            }
         }
     }
     fn bool_or(&self, name: &str, default: bool) -> Result<bool> {
@@ -156,7 +166,10 @@ impl Reader<'_> {
     fn usize_or(&self, name: &str, default: usize) -> Result<usize> {
         match self.param(name) {
             None => Ok(default),
-            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| self.case.err(format!("params.{name}"), format!("is {v}, expected a non-negative integer"))),
+            Some(v) => v
+                .as_u64()
+                .map(|x| x as usize)
+                .ok_or_else(|| self.case.err(format!("params.{name}"), format!("is {v}, expected a non-negative integer"))),
         }
     }
     /// [h, w], or one integer for both.
@@ -379,14 +392,22 @@ pub fn run<B: Backend>(be: &B, case: &CaseFile) -> Result<Produced> {
 pub fn compare(case: &CaseFile, got: &Produced) -> Result<Vec<OutputCheck>> {
     let mut checks = Vec::new();
     for (name, want) in &case.outputs {
-        let (shape, data) = got.get(name).ok_or_else(|| case.err(format!("outputs.{name}"), format!("{} does not produce '{name}' from these inputs", case.op)))?;
+        let (shape, data) = got
+            .get(name)
+            .ok_or_else(|| case.err(format!("outputs.{name}"), format!("{} does not produce '{name}' from these inputs", case.op)))?;
         let scalar = |s: &[usize]| s.iter().product::<usize>() == 1 && s.iter().all(|&d| d == 1);
         if shape != &want.shape && !(scalar(shape) && scalar(&want.shape)) {
             return Err(case.err(format!("outputs.{name}.shape"), format!("is {:?}, the engine computes {:?}", want.shape, shape)));
         }
         let max_expected = want.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let allowed = case.atol + case.rtol * max_expected;
-        let max_abs = data.iter().zip(&want.data).fold(0.0f64, |m, (&g, &w)| if (g as f64).is_nan() || w.is_nan() { f64::INFINITY } else { m.max((g as f64 - w).abs()) });
+        let max_abs = data.iter().zip(&want.data).fold(0.0f64, |m, (&g, &w)| {
+            if (g as f64).is_nan() || w.is_nan() {
+                f64::INFINITY
+            } else {
+                m.max((g as f64 - w).abs())
+            }
+        });
         checks.push(OutputCheck { name: name.clone(), max_abs, allowed, passed: max_abs <= allowed });
     }
     Ok(checks)

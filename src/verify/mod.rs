@@ -21,33 +21,106 @@ use crate::Result;
 /// One op instance to check.
 #[derive(Clone, Debug)]
 pub enum Case {
-    Matmul { variant: MatmulVariant, batch: Option<usize>, m: usize, n: usize, k: usize, spec: MatmulSpec },
-    Add { shape: Vec<usize> },
-    Mul { shape: Vec<usize> },
-    Scale { shape: Vec<usize>, alpha: f32 },
-    Relu { shape: Vec<usize> },
-    ReluBackward { shape: Vec<usize> },
-    Sum { shape: Vec<usize> },
-    SumSquares { shape: Vec<usize> },
-    Dropout { shape: Vec<usize>, p: f32, seed: u64, step: u64 },
+    Matmul {
+        variant: MatmulVariant,
+        batch: Option<usize>,
+        m: usize,
+        n: usize,
+        k: usize,
+        spec: MatmulSpec,
+    },
+    Add {
+        shape: Vec<usize>,
+    },
+    Mul {
+        shape: Vec<usize>,
+    },
+    Scale {
+        shape: Vec<usize>,
+        alpha: f32,
+    },
+    Relu {
+        shape: Vec<usize>,
+    },
+    ReluBackward {
+        shape: Vec<usize>,
+    },
+    Sum {
+        shape: Vec<usize>,
+    },
+    SumSquares {
+        shape: Vec<usize>,
+    },
+    Dropout {
+        shape: Vec<usize>,
+        p: f32,
+        seed: u64,
+        step: u64,
+    },
     /// `steps` consecutive updates of `n` parameters with the same gradient sequence.
-    Optimizer { opt: Optimizer, n: usize, steps: usize },
-    ClipGradNorm { n: usize, max_norm: f32 },
-    Conv2d { x: [usize; 4], k: usize, kernel: [usize; 2], spec: Conv2dSpec, bias: bool, pass: ConvPass },
-    BiasAct { shape: Vec<usize>, act: Activation },
-    ActBackward { shape: Vec<usize>, act: Activation },
-    ChannelSum { shape: Vec<usize> },
-    Permute { d: [usize; 3], order: [usize; 3] },
-    Pool { x: [usize; 4], spec: PoolSpec, kind: PoolKind, backward: bool },
+    Optimizer {
+        opt: Optimizer,
+        n: usize,
+        steps: usize,
+    },
+    ClipGradNorm {
+        n: usize,
+        max_norm: f32,
+    },
+    Conv2d {
+        x: [usize; 4],
+        k: usize,
+        kernel: [usize; 2],
+        spec: Conv2dSpec,
+        bias: bool,
+        pass: ConvPass,
+    },
+    BiasAct {
+        shape: Vec<usize>,
+        act: Activation,
+    },
+    ActBackward {
+        shape: Vec<usize>,
+        act: Activation,
+    },
+    ChannelSum {
+        shape: Vec<usize>,
+    },
+    Permute {
+        d: [usize; 3],
+        order: [usize; 3],
+    },
+    Pool {
+        x: [usize; 4],
+        spec: PoolSpec,
+        kind: PoolKind,
+        backward: bool,
+    },
     /// Batch norm on x; `pass`: training forward (y, running stats, saved stats), eval
     /// forward, or backward (dx, dgamma, dbeta).
-    BatchNorm { x: Vec<usize>, pass: BnPass },
+    BatchNorm {
+        x: Vec<usize>,
+        pass: BnPass,
+    },
     /// Mean cross-entropy of random logits [n, c]: loss and gradient together.
-    CrossEntropy { n: usize, c: usize, smoothing: f32, soft: bool },
+    CrossEntropy {
+        n: usize,
+        c: usize,
+        smoothing: f32,
+        soft: bool,
+    },
     /// argmax_rows and correct_rows of [n, c].
-    Argmax { n: usize, c: usize },
+    Argmax {
+        n: usize,
+        c: usize,
+    },
     /// Linear layer x [n, i] -> [n, o]: forward (y) or backward (dx, dw, db).
-    Linear { n: usize, i: usize, o: usize, backward: bool },
+    Linear {
+        n: usize,
+        i: usize,
+        o: usize,
+        backward: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,9 +220,19 @@ impl Case {
             Case::ActBackward { act, .. } => format!("act_backward {act:?}"),
             Case::ChannelSum { .. } => "channel_sum".into(),
             Case::Permute { order, .. } => format!("permute {order:?}"),
-            Case::CrossEntropy { smoothing, soft, .. } => format!("cross_entropy {}{}", if *soft { "soft" } else { "hard" }, if *smoothing > 0.0 { format!(" smoothing {smoothing}") } else { String::new() }),
+            Case::CrossEntropy { smoothing, soft, .. } => format!(
+                "cross_entropy {}{}",
+                if *soft { "soft" } else { "hard" },
+                if *smoothing > 0.0 { format!(" smoothing {smoothing}") } else { String::new() }
+            ),
             Case::Argmax { .. } => "argmax_rows, correct_rows".into(),
-            Case::Linear { backward, .. } => if *backward { "linear_backward".into() } else { "linear".into() },
+            Case::Linear { backward, .. } => {
+                if *backward {
+                    "linear_backward".into()
+                } else {
+                    "linear".into()
+                }
+            }
             Case::BatchNorm { pass, .. } => match pass {
                 BnPass::Train => "batch_norm train".into(),
                 BnPass::Eval => "batch_norm eval".into(),
@@ -179,9 +262,13 @@ impl Case {
                 Some(b) => format!("{b}x({m}x{k} @ {k}x{n})"),
                 None => format!("{m}x{k} @ {k}x{n}"),
             },
-            Case::Add { shape } | Case::Mul { shape } | Case::Scale { shape, .. } | Case::Relu { shape } | Case::ReluBackward { shape } | Case::Sum { shape } | Case::SumSquares { shape } => {
-                ShapeFmt(shape).to_string()
-            }
+            Case::Add { shape }
+            | Case::Mul { shape }
+            | Case::Scale { shape, .. }
+            | Case::Relu { shape }
+            | Case::ReluBackward { shape }
+            | Case::Sum { shape }
+            | Case::SumSquares { shape } => ShapeFmt(shape).to_string(),
             Case::Dropout { shape, .. } => ShapeFmt(shape).to_string(),
             Case::Optimizer { n, steps, .. } => format!("[{n}] x {steps} steps"),
             Case::ClipGradNorm { n, max_norm } => format!("[{n}] max_norm {max_norm}"),
@@ -493,10 +580,12 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             let c = xs[1];
             let per_channel = xs.iter().product::<usize>() / c;
             // Inputs with an offset and a spread per channel, as activations have.
-            let x: Vec<f32> = (0..xs.iter().product()).map(|i| {
-                let ch = (i / (per_channel / xs[0])) % c;
-                rng.uniform(-1.0, 1.0) * (1.0 + ch as f32 * 0.5) + ch as f32 * 0.25
-            }).collect();
+            let x: Vec<f32> = (0..xs.iter().product())
+                .map(|i| {
+                    let ch = (i / (per_channel / xs[0])) % c;
+                    rng.uniform(-1.0, 1.0) * (1.0 + ch as f32 * 0.5) + ch as f32 * 0.25
+                })
+                .collect();
             let gamma = rng.vec(c, 0.5, 1.5);
             let beta = rng.vec(c, -0.5, 0.5);
             let rm = rng.vec(c, -0.2, 0.2);
@@ -544,7 +633,16 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
                     cpu.batch_norm_backward(&xt, &cpu.upload(xs, &dy)?, &g, &sm, &si, &mut dx, &mut dg, &mut db)?;
                     let want = [dx.data(), dg.data(), db.data()].concat();
                     let (mut gdx, mut gdg, mut gdb) = (gpu.zeros(xs)?, gpu.zeros(&[c])?, gpu.zeros(&[c])?);
-                    gpu.batch_norm_backward(&gpu.upload(xs, &x)?, &gpu.upload(xs, &dy)?, &gpu.upload(&[c], &gamma)?, &gpu.upload(&[c], sm.data())?, &gpu.upload(&[c], si.data())?, &mut gdx, &mut gdg, &mut gdb)?;
+                    gpu.batch_norm_backward(
+                        &gpu.upload(xs, &x)?,
+                        &gpu.upload(xs, &dy)?,
+                        &gpu.upload(&[c], &gamma)?,
+                        &gpu.upload(&[c], sm.data())?,
+                        &gpu.upload(&[c], si.data())?,
+                        &mut gdx,
+                        &mut gdg,
+                        &mut gdb,
+                    )?;
                     ([gpu.download(&gdx)?, gpu.download(&gdg)?, gpu.download(&gdb)?].concat(), want)
                 }
             };
@@ -568,9 +666,21 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
             let tshape = if *soft { vec![n, c] } else { vec![n] };
             let (ct, gt) = (cpu.upload(&tshape, &target)?, gpu.upload(&tshape, &target)?);
             let (mut closs, mut cgrad) = (cpu.zeros(&[1])?, cpu.zeros(&[n, c])?);
-            cpu.cross_entropy(&cpu.upload(&[n, c], &z)?, if *soft { CeTarget::Probs(&ct) } else { CeTarget::Labels(&ct) }, *smoothing, &mut closs, &mut cgrad)?;
+            cpu.cross_entropy(
+                &cpu.upload(&[n, c], &z)?,
+                if *soft { CeTarget::Probs(&ct) } else { CeTarget::Labels(&ct) },
+                *smoothing,
+                &mut closs,
+                &mut cgrad,
+            )?;
             let (mut gloss, mut ggrad) = (gpu.zeros(&[1])?, gpu.zeros(&[n, c])?);
-            gpu.cross_entropy(&gpu.upload(&[n, c], &z)?, if *soft { CeTarget::Probs(&gt) } else { CeTarget::Labels(&gt) }, *smoothing, &mut gloss, &mut ggrad)?;
+            gpu.cross_entropy(
+                &gpu.upload(&[n, c], &z)?,
+                if *soft { CeTarget::Probs(&gt) } else { CeTarget::Labels(&gt) },
+                *smoothing,
+                &mut gloss,
+                &mut ggrad,
+            )?;
             let got = [gpu.download(&gloss)?, gpu.download(&ggrad)?].concat();
             let want = [closs.data(), cgrad.data()].concat();
             (Tolerance::softmax(c), got, want)
@@ -603,9 +713,23 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
                 (Tolerance::dot(i + 1, 1.0), gpu.download(&got)?, want.data().to_vec())
             } else {
                 let (mut dx, mut dw, mut db) = (cpu.zeros(&[n, i])?, cpu.zeros(&[o, i])?, cpu.zeros(&[o])?);
-                cpu.linear_backward(&cpu.upload(&[n, i], &x)?, &cpu.upload(&[o, i], &w)?, &cpu.upload(&[n, o], &dy)?, Some(&mut dx), &mut dw, Some(&mut db))?;
+                cpu.linear_backward(
+                    &cpu.upload(&[n, i], &x)?,
+                    &cpu.upload(&[o, i], &w)?,
+                    &cpu.upload(&[n, o], &dy)?,
+                    Some(&mut dx),
+                    &mut dw,
+                    Some(&mut db),
+                )?;
                 let (mut gdx, mut gdw, mut gdb) = (gpu.zeros(&[n, i])?, gpu.zeros(&[o, i])?, gpu.zeros(&[o])?);
-                gpu.linear_backward(&gpu.upload(&[n, i], &x)?, &gpu.upload(&[o, i], &w)?, &gpu.upload(&[n, o], &dy)?, Some(&mut gdx), &mut gdw, Some(&mut gdb))?;
+                gpu.linear_backward(
+                    &gpu.upload(&[n, i], &x)?,
+                    &gpu.upload(&[o, i], &w)?,
+                    &gpu.upload(&[n, o], &dy)?,
+                    Some(&mut gdx),
+                    &mut gdw,
+                    Some(&mut gdb),
+                )?;
                 let got = [gpu.download(&gdx)?, gpu.download(&gdw)?, gpu.download(&gdb)?].concat();
                 (Tolerance::dot(n.max(o), 1.0), got, [dx.data(), dw.data(), db.data()].concat())
             }
@@ -633,7 +757,14 @@ pub fn run_case(gpu: &Gpu, case: &Case, seed: u64) -> Result<Report> {
 /// Matmul cases for one variant: sizes of 1, primes, non-multiples of every tile, all four
 /// transpose combinations, accumulation, batching (shared and per-entry operands).
 pub fn matmul_cases(variant: MatmulVariant, large: bool) -> Vec<Case> {
-    let mm = |batch, m, n, k, ta, tb, alpha: f32, beta: f32| Case::Matmul { variant, batch, m, n, k, spec: MatmulSpec { trans_a: ta, trans_b: tb, alpha, beta } };
+    let mm = |batch, m, n, k, ta, tb, alpha: f32, beta: f32| Case::Matmul {
+        variant,
+        batch,
+        m,
+        n,
+        k,
+        spec: MatmulSpec { trans_a: ta, trans_b: tb, alpha, beta },
+    };
     let mut v = vec![
         mm(None, 1, 1, 1, false, false, 1.0, 0.0),
         mm(None, 1, 7, 13, false, false, 1.0, 0.0),
@@ -684,7 +815,14 @@ pub fn elementwise_cases(large: bool) -> Vec<Case> {
     if large {
         v.push(Case::Sum { shape: vec![4096 * 1024 + 17] });
     }
-    for (shape, p, seed, step) in [(vec![1], 0.5, 1, 1), (vec![257], 0.25, 7, 3), (vec![8, 3, 13, 11], 0.5, 7, 4), (vec![100_003], 0.1, 42, 1_000_000), (vec![33], 0.0, 1, 1), (vec![33], 1.0, 1, 1)] {
+    for (shape, p, seed, step) in [
+        (vec![1], 0.5, 1, 1),
+        (vec![257], 0.25, 7, 3),
+        (vec![8, 3, 13, 11], 0.5, 7, 4),
+        (vec![100_003], 0.1, 42, 1_000_000),
+        (vec![33], 0.0, 1, 1),
+        (vec![33], 1.0, 1, 1),
+    ] {
         v.push(Case::Dropout { shape, p, seed, step });
     }
     v
@@ -803,7 +941,8 @@ pub fn channel_cases(large: bool) -> Vec<Case> {
 /// Pooling: 2x2/2, 3x3/2 pad 1 on odd sizes, overlapping windows, rectangular, batch 1,
 /// count_include_pad both ways; global average pooling; forward and backward of each.
 pub fn pool_cases(large: bool) -> Vec<Case> {
-    let spec = |k: [usize; 2], s: [usize; 2], p: [usize; 2], inc: bool| PoolSpec { kernel: k, stride: s, padding: p, count_include_pad: inc };
+    let spec =
+        |k: [usize; 2], s: [usize; 2], p: [usize; 2], inc: bool| PoolSpec { kernel: k, stride: s, padding: p, count_include_pad: inc };
     let mut list = vec![
         ([2, 3, 8, 8], spec([2, 2], [2, 2], [0, 0], true)),
         // Tiling windows that leave an edge uncovered (7 and 9 are odd).
