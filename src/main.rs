@@ -124,12 +124,12 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: OptimizerChoice,
     /// Learning rate (default: the optimizer's PyTorch default)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     weight_decay: f32,
     /// SGD/RMSprop momentum
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     momentum: f32,
     #[arg(long, value_enum, default_value = "constant")]
     schedule: wgtrain::train::Schedule,

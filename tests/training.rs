@@ -390,3 +390,19 @@ fn toml_models_parse_and_bad_ones_name_the_layer() {
     assert!(bad("name = \"x\"\n").contains("no [[layer]]"));
     assert!(bad("[[layer]\n").contains("not valid TOML"));
 }
+
+/// A learning rate that blows the model up stops training with a message naming the step, and
+/// the checkpoint of the last good epoch is kept.
+#[test]
+fn a_diverging_run_stops_with_a_message() {
+    let Some(gpu) = gpu() else { return };
+    let (train, test) = data::load(data::Source::Shapes, None, 3, 240, 28).unwrap();
+    let splits = data::split(train, test, 0.1, 3).unwrap();
+    let mut model = Model::new(gpu, small_spec(), &[1, 28, 28], 3).unwrap();
+    let mut cfg = small_cfg(2, None, None, false);
+    cfg.optimizer = Optimizer::new(OptimizerKind::Sgd);
+    cfg.optimizer.lr = 1e30;
+    cfg.augment = Augment::default();
+    let e = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap_err().to_string();
+    assert!(e.contains("diverged") && e.contains("step") && e.contains("learning rate"), "{e}");
+}

@@ -1,0 +1,78 @@
+//! The command line, end to end: train with checkpoint, log and JSON, then eval and predict
+//! from the checkpoint; summary; and bad options, which must fail with a clear message and no
+//! panic. Uses the GPU (lavapipe is enough), like the other tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn wgtrain(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain")).args(args).env("RUST_LOG", "warn").output().expect("run wgtrain");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgtrain-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_then_eval_and_predict_from_the_checkpoint() {
+    let d = temp("run");
+    let (ck, log, json) = (d.join("m.safetensors"), d.join("log.csv"), d.join("m.json"));
+    let (ok, out, err) = wgtrain(&["train", "--model", "examples/models/small-cnn.toml", "--epochs", "2", "--train-size", "400", "--batch-size", "32", "--checkpoint", s(&ck), "--log", s(&log), "--json", s(&json)]);
+    assert!(ok, "train failed:\n{out}\n{err}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.starts_with("test accuracy: ") && last.ends_with('%'), "last line: {last}");
+    let csv = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("epoch,lr,train_loss"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["test_accuracy"].as_f64().is_some());
+
+    let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--train-size", "400"]);
+    assert!(ok, "eval failed:\n{out}\n{err}");
+    assert!(out.contains("accuracy") && out.contains("confusion matrix") && out.contains("disk"), "{out}");
+
+    let png = d.join("one.png");
+    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if (x as i32 - 14).pow(2) + (y as i32 - 14).pow(2) < 64 { 255 } else { 0 }])).save(&png).unwrap();
+    let (ok, out, err) = wgtrain(&["predict", "--checkpoint", s(&ck), "--top-k", "2", s(&png)]);
+    assert!(ok, "predict failed:\n{out}\n{err}");
+    assert!(out.contains("one.png:") && out.contains('%'), "{out}");
+}
+
+#[test]
+fn summary_of_alexnet() {
+    let (ok, out, _) = wgtrain(&["summary", "--model", "alexnet", "--input", "3,227,227"]);
+    assert!(ok);
+    assert!(out.contains("37,748,736") && out.contains("4,096,000"), "{out}");
+}
+
+#[test]
+fn bad_options_fail_cleanly() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--batch-size", "0"], "batch size 0"),
+        (&["train", "--lr", "-1", "--epochs", "1", "--train-size", "100"], "lr is -1"),
+        (&["train", "--model", "resnet-9000"], "unknown model 'resnet-9000'"),
+        (&["train", "--dataset", "mnist"], "--data"),
+        (&["train", "--dataset", "mnist", "--data", "/no/such/folder"], "/no/such/folder"),
+        (&["train", "--epochs", "0", "--train-size", "100"], "--epochs 0"),
+        (&["summary", "--input", "3,227"], "--input"),
+        (&["eval", "--checkpoint", "/no/such.safetensors"], "/no/such.safetensors"),
+        (&["predict", "--checkpoint", "/no/such.safetensors", "x.png"], "/no/such.safetensors"),
+        (&["verify", "--case", "/no/such/case.json"], "/no/such/case.json"),
+        (&["--device", "no-such-gpu", "verify"], "no-such-gpu"),
+    ];
+    for (args, expect) in cases {
+        let (ok, out, err) = wgtrain(args);
+        let all = format!("{out}{err}");
+        assert!(!ok, "{args:?} succeeded:\n{all}");
+        assert!(all.contains(expect), "{args:?}: expected '{expect}' in:\n{all}");
+        assert!(!all.contains("panicked"), "{args:?} panicked:\n{all}");
+    }
+}
