@@ -6,7 +6,7 @@
 //             (the backward-filter GEMM is dy_g[K_g, n*P] @ colT_g[n*P, R])
 // R = patch_pad >= Cg*KH*KW: rows past the patch are zeros, so that a patch of, say, 25 values
 // becomes 28 and the GEMM gets the multiple of 4 its fastest kernels need.
-// One invocation per output element, 2D grid. x is read from element x_off (the first image
+// 2D grids of rows or cells (see each entry). x is read from element x_off (the first image
 // of this chunk). Host side: src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs (direct loops).
 
 struct ConvParams {
@@ -46,45 +46,64 @@ fn tap(n: u32, ch: u32, oy: u32, ox: u32, i: u32, j: u32) -> f32 {
     return x[p.x_off + ((n * p.c + ch) * p.h + u32(iy)) * p.w + u32(ix)];
 }
 
-@compute @workgroup_size(256, 1, 1)
+// One invocation per row (image n, patch row r): the divisions that locate the row happen once
+// and the row's OH*OW values follow with counters (integer division is slow on CPU adapters).
+@compute @workgroup_size(64, 1, 1)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.y * p.row_stride + gid.x;
-    if (idx >= p.total) {
+    let row = gid.y * p.row_stride + gid.x; // over n * groups * patch_pad
+    let rows = p.groups * p.patch_pad;
+    if (row >= p.n * rows) {
         return;
     }
-    let positions = p.oh * p.ow;
     let kk = p.kh * p.kw;
     let cg = p.c / p.groups;
-    let rows = p.groups * p.patch_pad;
-    let q = idx % positions;
-    let r = (idx / positions) % rows;
-    let n = idx / (positions * rows);
+    let n = row / rows;
+    let r = row % rows;
     let rr = r % p.patch_pad;
+    var out = row * p.oh * p.ow;
     if (rr >= cg * kk) {
-        col[idx] = 0.0;
+        for (var q = 0u; q < p.oh * p.ow; q++) {
+            col[out + q] = 0.0;
+        }
         return;
     }
+    let ch = (r / p.patch_pad) * cg + rr / kk;
     let t = rr % kk;
-    col[idx] = tap(n, (r / p.patch_pad) * cg + rr / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
+    let i = t / p.kw;
+    let j = t % p.kw;
+    for (var oy = 0u; oy < p.oh; oy++) {
+        for (var ox = 0u; ox < p.ow; ox++) {
+            col[out] = tap(n, ch, oy, ox, i, j);
+            out++;
+        }
+    }
 }
 
-@compute @workgroup_size(256, 1, 1)
+// One invocation per (group, image, output position): its patch_pad values, in (c, i, j) order.
+@compute @workgroup_size(64, 1, 1)
 fn im2col_t(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.y * p.row_stride + gid.x;
-    if (idx >= p.total) {
-        return;
-    }
+    let cell = gid.y * p.row_stride + gid.x; // over groups * n * OH*OW
     let positions = p.oh * p.ow;
-    let kk = p.kh * p.kw;
-    let cg = p.c / p.groups;
-    let rc = idx % p.patch_pad;
-    let q = (idx / p.patch_pad) % positions;
-    let n = (idx / (p.patch_pad * positions)) % p.n;
-    let g = idx / (p.patch_pad * positions * p.n);
-    if (rc >= cg * kk) {
-        col[idx] = 0.0;
+    if (cell >= p.groups * p.n * positions) {
         return;
     }
-    let t = rc % kk;
-    col[idx] = tap(n, g * cg + rc / kk, q / p.ow, q % p.ow, t / p.kw, t % p.kw);
+    let cg = p.c / p.groups;
+    let q = cell % positions;
+    let n = (cell / positions) % p.n;
+    let g = cell / (positions * p.n);
+    let oy = q / p.ow;
+    let ox = q % p.ow;
+    var out = cell * p.patch_pad;
+    for (var c = 0u; c < cg; c++) {
+        for (var i = 0u; i < p.kh; i++) {
+            for (var j = 0u; j < p.kw; j++) {
+                col[out] = tap(n, g * cg + c, oy, ox, i, j);
+                out++;
+            }
+        }
+    }
+    for (var rest = cg * p.kh * p.kw; rest < p.patch_pad; rest++) {
+        col[out] = 0.0;
+        out++;
+    }
 }

@@ -406,3 +406,28 @@ fn a_diverging_run_stops_with_a_message() {
     let e = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap_err().to_string();
     assert!(e.contains("diverged") && e.contains("step") && e.contains("learning rate"), "{e}");
 }
+
+/// After the first step of a batch size, training allocates nothing and submits one command
+/// buffer per step (the batch upload); metrics are read only when asked.
+#[test]
+fn steady_state_training_allocates_nothing() {
+    if gpu().is_none() {
+        return;
+    }
+    let gpu = Gpu::new(&GpuOptions::default()).unwrap(); // its own counters
+    let mut model = Model::new(&gpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let opt = Optimizer::new(OptimizerKind::Adam);
+    let mut rng = Rng::new(1);
+    let x = rng.vec(16 * 28 * 28, -1.0, 1.0);
+    let labels: Vec<f32> = (0..16).map(|_| rng.below(10) as f32).collect();
+    model.train_step(&gpu, &x, Targets::Labels(&labels), &opt, 0.0, Some(1.0)).unwrap();
+    gpu.sync().unwrap();
+    let (buffers, submissions) = (gpu.buffers_created(), gpu.submissions());
+    for _ in 0..4 {
+        model.train_step(&gpu, &x, Targets::Labels(&labels), &opt, 0.0, Some(1.0)).unwrap();
+    }
+    gpu.sync().unwrap();
+    assert_eq!(gpu.buffers_created(), buffers, "steps after the first allocated buffers");
+    let per_step = (gpu.submissions() - submissions) as f64 / 4.0;
+    assert!(per_step <= 1.25, "{per_step} submissions per step");
+}

@@ -5,7 +5,6 @@
 //! `COL_BUDGET` (and the device's binding limit).
 //! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs. Bench: `wgtrain bench conv`.
 
-use super::elementwise::grid_2d;
 use super::kernels::{self, ConvParams, Kernel};
 use super::matmul::Operand;
 use super::{Bind, Gpu, GpuTensor};
@@ -32,25 +31,35 @@ impl Gpu {
     }
 
     /// im2col (or im2col_t) of images [n0, n0 + nb) of x into `col`, each group's patch padded
-    /// to `d.patch_pad()` rows.
+    /// to `d.patch_pad()` rows. The kernels take one row (im2col) or one cell (im2col_t) per
+    /// invocation.
     fn unfold(&self, kernel: &Kernel, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize) -> Result<()> {
+        let invocations = if kernel.entry == "im2col" { nb * d.groups() * d.patch_pad() } else { d.groups() * nb * d.p() };
         let total = nb * d.groups() * d.patch_pad() * d.p();
-        self.conv_dispatch("im2col", kernel, d, nb, total, n0 * d.c * d.h * d.w, x, col)
+        self.conv_dispatch_wg("im2col", kernel, d, nb, total, invocations, 64, n0 * d.c * d.h * d.w, x, col)
     }
 
-    fn conv_dispatch(
+    fn conv_dispatch(&self, op: &'static str, kernel: &Kernel, d: &ConvDims, nb: usize, total: usize, x_off: usize, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
+        self.conv_dispatch_wg(op, kernel, d, nb, total, total, 256, x_off, src, dst)
+    }
+
+    /// `invocations` in workgroups of `wg` (the kernel's workgroup size), laid out in 2D.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_dispatch_wg(
         &self,
         op: &'static str,
         kernel: &Kernel,
         d: &ConvDims,
         nb: usize,
         total: usize,
+        invocations: usize,
+        wg: u32,
         x_off: usize,
         src: &GpuTensor,
         dst: &GpuTensor,
     ) -> Result<()> {
         let pipeline = self.pipeline::<ConvParams>(kernel, &[])?;
-        let (groups, row_stride) = grid_2d(op, total as u64, self.max_groups())?;
+        let (groups, row_stride) = super::elementwise::grid_2d_wg(op, invocations as u64, wg, self.max_groups())?;
         let u = |v: usize| v as u32;
         let s = d.spec;
         let params = ConvParams {

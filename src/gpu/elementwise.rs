@@ -23,15 +23,21 @@ pub struct FlatChunk {
 
 /// Grid for `n` invocations in rows of at most `max` workgroups of 256: (groups, row stride).
 pub fn grid_2d(op: &'static str, n: u64, max: u32) -> Result<([u32; 3], u32)> {
-    let groups = n.div_ceil(WORKGROUP).max(1);
+    grid_2d_wg(op, n, WORKGROUP as u32, max)
+}
+
+/// `grid_2d` for workgroups of `wg` invocations.
+pub fn grid_2d_wg(op: &'static str, n: u64, wg: u32, max: u32) -> Result<([u32; 3], u32)> {
+    let wg = wg as u64;
+    let groups = n.div_ceil(wg).max(1);
     if groups <= max as u64 {
-        return Ok(([groups as u32, 1, 1], (groups * WORKGROUP) as u32));
+        return Ok(([groups as u32, 1, 1], (groups * wg) as u32));
     }
     let rows = groups.div_ceil(max as u64);
     if rows > max as u64 {
-        return Err(Error::Limit { op, what: "elements in one dispatch".into(), got: n, limit: max as u64 * max as u64 * WORKGROUP });
+        return Err(Error::Limit { op, what: "elements in one dispatch".into(), got: n, limit: max as u64 * max as u64 * wg });
     }
-    Ok(([max, rows as u32, 1], max * WORKGROUP as u32))
+    Ok(([max, rows as u32, 1], max * wg as u32))
 }
 
 impl Gpu {
