@@ -1,7 +1,7 @@
 // col2im — folds column gradients back onto the image: the adjoint of im2col.
 //   dx[n, c, y, x] = sum over taps (i, j) and outputs (oh, ow) with
 //                    oh*sh - ph + i*dh == y and ow*sw - pw + j*dw == x  of  dcol[n, (c, i, j), (oh, ow)]
-// Written as a gather (one invocation per dx element, no atomics), into dx from element x_off.
+// Written as a gather (no atomics), into dx from element x_off.
 // Host side: src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs (backward_data).
 
 struct ConvParams {
@@ -31,39 +31,50 @@ struct ConvParams {
 @group(0) @binding(1) var<storage, read> dcol: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
-@compute @workgroup_size(256, 1, 1)
+// Output row (or column) that tap offset t lands on, or -1: t must be a non-negative multiple
+// of the stride below the output size. Stride 1 needs no division (slow on CPU adapters).
+fn out_pos(t: i32, s: u32, n_out: u32) -> i32 {
+    if (t < 0) {
+        return -1;
+    }
+    var o = u32(t);
+    if (s != 1u) {
+        if (o % s != 0u) {
+            return -1;
+        }
+        o = o / s;
+    }
+    return select(-1, i32(o), o < n_out);
+}
+
+// One invocation per row (image, channel, y) of dx, walking x with a counter.
+@compute @workgroup_size(64, 1, 1)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.y * p.row_stride + gid.x;
-    if (idx >= p.total) {
+    let row = gid.y * p.row_stride + gid.x; // over n * C * H
+    if (row >= p.n * p.c * p.h) {
         return;
     }
-    let xx = i32(idx % p.w);
-    let yy = i32((idx / p.w) % p.h);
-    let ch = (idx / (p.w * p.h)) % p.c;
-    let n = idx / (p.w * p.h * p.c);
+    let yy = i32(row % p.h);
+    let ch = (row / p.h) % p.c;
+    let n = row / (p.h * p.c);
     let positions = p.oh * p.ow;
     let row0 = (n * p.c + ch) * p.kh * p.kw;
-    var acc = 0.0;
-    for (var i = 0u; i < p.kh; i++) {
-        let ty = yy + i32(p.ph) - i32(i * p.dh);
-        if (ty < 0 || ty % i32(p.sh) != 0) {
-            continue;
-        }
-        let oy = u32(ty) / p.sh;
-        if (oy >= p.oh) {
-            continue;
-        }
-        for (var j = 0u; j < p.kw; j++) {
-            let tx = xx + i32(p.pw) - i32(j * p.dw);
-            if (tx < 0 || tx % i32(p.sw) != 0) {
+    var out = p.x_off + row * p.w;
+    for (var xx = 0; xx < i32(p.w); xx++) {
+        var acc = 0.0;
+        for (var i = 0u; i < p.kh; i++) {
+            let oy = out_pos(yy + i32(p.ph) - i32(i * p.dh), p.sh, p.oh);
+            if (oy < 0) {
                 continue;
             }
-            let ox = u32(tx) / p.sw;
-            if (ox >= p.ow) {
-                continue;
+            for (var j = 0u; j < p.kw; j++) {
+                let ox = out_pos(xx + i32(p.pw) - i32(j * p.dw), p.sw, p.ow);
+                if (ox >= 0) {
+                    acc += dcol[(row0 + i * p.kw + j) * positions + u32(oy) * p.ow + u32(ox)];
+                }
             }
-            acc += dcol[(row0 + i * p.kw + j) * positions + oy * p.ow + ox];
         }
+        dx[out] = acc;
+        out++;
     }
-    dx[p.x_off + idx] = acc;
 }

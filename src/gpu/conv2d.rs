@@ -39,10 +39,6 @@ impl Gpu {
         self.conv_dispatch_wg("im2col", kernel, d, nb, total, invocations, 64, n0 * d.c * d.h * d.w, x, col)
     }
 
-    fn conv_dispatch(&self, op: &'static str, kernel: &Kernel, d: &ConvDims, nb: usize, total: usize, x_off: usize, src: &GpuTensor, dst: &GpuTensor) -> Result<()> {
-        self.conv_dispatch_wg(op, kernel, d, nb, total, total, 256, x_off, src, dst)
-    }
-
     /// `invocations` in workgroups of `wg` (the kernel's workgroup size), laid out in 2D.
     #[allow(clippy::too_many_arguments)]
     fn conv_dispatch_wg(
@@ -161,7 +157,7 @@ impl Gpu {
             }
             if let Some(dcol) = &dcol {
                 let total = nbc * d.c * d.h * d.w;
-                self.conv_dispatch("col2im", &kernels::COL2IM, d, nbc, total, n0 * d.c * d.h * d.w, dcol, dx)?;
+                self.conv_dispatch_wg("col2im", &kernels::COL2IM, d, nbc, total, nbc * d.c * d.h, 64, n0 * d.c * d.h * d.w, dcol, dx)?;
             }
         }
         Ok(())
