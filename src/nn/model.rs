@@ -296,21 +296,30 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
+    /// Uploads a batch: inputs, labels and (mixed batches) target distributions. All writes
+    /// come before the step's kernels are recorded, so a step stays one submission.
+    fn upload_batch(&mut self, be: &B, x: &[f32], targets: &Targets<'_>) -> Result<usize> {
+        let batch = self.batch_of(x)?;
+        self.plan(be, batch)?;
+        let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        be.write(&mut plan.acts[0], x)?;
+        match targets {
+            Targets::Labels(l) => be.write(&mut plan.labels, l)?,
+            Targets::Probs { probs, labels } => {
+                be.write(&mut plan.labels, labels)?;
+                be.write(&mut plan.probs, probs)?;
+            }
+        }
+        Ok(batch)
+    }
+
     /// Loss (and its gradient into dacts[L]) and the correct count, added to the accumulators.
     fn loss_and_metrics(&mut self, be: &B, batch: usize, targets: &Targets<'_>, smoothing: f32) -> Result<()> {
         let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         let last = plan.acts.len() - 1;
-        let (labels, probs) = match targets {
-            Targets::Labels(l) => (*l, None),
-            Targets::Probs { probs, labels } => (*labels, Some(*probs)),
-        };
-        be.write(&mut plan.labels, labels)?;
-        let target = match probs {
-            Some(p) => {
-                be.write(&mut plan.probs, p)?;
-                CeTarget::Probs(&plan.probs)
-            }
-            None => CeTarget::Labels(&plan.labels),
+        let target = match targets {
+            Targets::Probs { .. } => CeTarget::Probs(&plan.probs),
+            Targets::Labels(_) => CeTarget::Labels(&plan.labels),
         };
         be.cross_entropy(&plan.acts[last], target, smoothing, &mut plan.loss, &mut plan.dacts[last])?;
         be.correct_rows(&plan.acts[last], &plan.labels, &mut plan.flags)?;
@@ -345,9 +354,7 @@ impl<B: Backend> Model<B> {
         smoothing: f32,
         clip: Option<f32>,
     ) -> Result<()> {
-        let batch = self.batch_of(x)?;
-        self.plan(be, batch)?;
-        be.write(&mut self.plans.get_mut(&batch).expect("planned").acts[0], x)?;
+        let batch = self.upload_batch(be, x, &targets)?;
         self.forward(be, batch, true)?;
         self.loss_and_metrics(be, batch, &targets, smoothing)?;
         self.backward(be, batch)?;
@@ -360,11 +367,10 @@ impl<B: Backend> Model<B> {
 
     /// Forward in eval mode (running statistics, no dropout) and loss, added to the metrics.
     pub fn eval_batch(&mut self, be: &B, x: &[f32], labels: &[f32]) -> Result<()> {
-        let batch = self.batch_of(x)?;
-        self.plan(be, batch)?;
-        be.write(&mut self.plans.get_mut(&batch).expect("planned").acts[0], x)?;
+        let targets = Targets::Labels(labels);
+        let batch = self.upload_batch(be, x, &targets)?;
         self.forward(be, batch, false)?;
-        self.loss_and_metrics(be, batch, &Targets::Labels(labels), 0.0)
+        self.loss_and_metrics(be, batch, &targets, 0.0)
     }
 
     /// Class probabilities of a batch (eval mode), read back.
