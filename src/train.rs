@@ -165,7 +165,22 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         opt.lr = cfg.lr_at(epoch);
         model.take_metrics(be)?;
         let mut seen = 0;
-        for (bi, b) in loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)?.enumerate() {
+        let batches = loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)?;
+        // A bar per epoch on a terminal (hidden otherwise): steps, images/s, time left. Loss and
+        // accuracy stay on the device until the epoch ends, so the bar does not show them.
+        let bar = if cfg.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let bar = indicatif::ProgressBar::new(batches.batches as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} steps  {msg}  eta {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        for (bi, b) in batches.enumerate() {
             // A resumed epoch regenerates the batches it already trained on (the loader's random
             // stream must advance the same way) and skips them.
             if epoch == first_epoch && bi < skip {
@@ -177,6 +192,8 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
             };
             model.train_step(be, &b.x, targets, &opt, cfg.label_smoothing, cfg.clip_norm)?;
             seen += b.labels.len();
+            bar.set_position(bi as u64 + 1);
+            bar.set_message(format!("{:.0} img/s", seen as f64 / t0.elapsed().as_secs_f64()));
             if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
                 if let Some(path) = &cfg.checkpoint {
                     crate::checkpoint::save(
@@ -199,6 +216,7 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
                 break;
             }
         }
+        bar.finish_and_clear();
         if interrupted {
             break;
         }
@@ -248,7 +266,13 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
                 best_epoch = Some(epoch + 1);
                 since_best = 0;
                 if cfg.restore_best {
-                    best_params = Some(model.params.iter().map(|p| be.download(p)).collect::<Result<Vec<_>>>()?);
+                    let params = model.params.iter().map(|p| be.download(p)).collect::<Result<Vec<_>>>()?;
+                    let mut stats = Vec::new();
+                    for (m, v) in model.running.iter().flatten() {
+                        stats.push(be.download(m)?);
+                        stats.push(be.download(v)?);
+                    }
+                    best_params = Some((params, stats));
                 }
             } else {
                 since_best += 1;
@@ -265,9 +289,16 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
             break;
         }
     }
-    if let Some(saved) = best_params {
-        for (p, v) in model.params.iter_mut().zip(saved) {
+    if let Some((params, stats)) = best_params {
+        for (p, v) in model.params.iter_mut().zip(params) {
             be.write(p, &v)?;
+        }
+        let mut stats = stats.into_iter();
+        for (m, v) in model.running.iter_mut().flatten() {
+            if let (Some(a), Some(b)) = (stats.next(), stats.next()) {
+                be.write(m, &a)?;
+                be.write(v, &b)?;
+            }
         }
     }
     let te = evaluate(be, model, &test, eval_batch)?;
