@@ -431,3 +431,16 @@ fn steady_state_training_allocates_nothing() {
     let per_step = (gpu.submissions() - submissions) as f64 / 4.0;
     assert!(per_step <= 1.25, "{per_step} submissions per step");
 }
+
+/// A batch whose activations exceed what the device can hold is a clear error, not a panic or
+/// a driver crash.
+#[test]
+fn a_batch_too_large_for_the_device_is_a_clear_error() {
+    let Some(gpu) = gpu() else { return };
+    let mut model = Model::new(gpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let batch = 25_000; // conv1 output alone: 25000 x 32 x 28 x 28 x 4 bytes = 2.5 GB
+    let x = vec![0.0f32; batch * 28 * 28];
+    let labels = vec![0.0f32; batch];
+    let e = model.train_step(gpu, &x, Targets::Labels(&labels), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
+    assert!(e.contains("batch size 25000") && e.contains("device allows at most") && e.contains("--batch-size"), "{e}");
+}

@@ -169,6 +169,13 @@ impl<B: Backend> Model<B> {
         if self.plans.contains_key(&batch) {
             return Ok(());
         }
+        self.make_plan(be, batch).map_err(|e| match e {
+            Error::Limit { .. } => Error::Invalid(format!("batch size {batch} does not fit the device ({e}); use a smaller --batch-size")),
+            e => e,
+        })
+    }
+
+    fn make_plan(&mut self, be: &B, batch: usize) -> Result<()> {
         let with_batch = |s: &[usize]| [&[batch][..], s].concat();
         let mut acts = vec![be.zeros(&with_batch(&self.input))?];
         let mut dacts = vec![be.zeros(&with_batch(&self.input))?];
