@@ -145,10 +145,10 @@ pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optim
     for (i, info) in model.param_info.iter().enumerate() {
         tensors.push((info.name.clone(), info.shape.clone(), be.download(&model.params[i])?));
     }
-    for (layer, r) in model.running.iter().enumerate() {
+    for (node, r) in model.nodes.iter().zip(&model.running) {
         if let Some((m, v)) = r {
-            tensors.push((format!("layers.{layer}.running_mean"), m.shape().to_vec(), be.download(m)?));
-            tensors.push((format!("layers.{layer}.running_var"), v.shape().to_vec(), be.download(v)?));
+            tensors.push((format!("{}.running_mean", node.name), m.shape().to_vec(), be.download(m)?));
+            tensors.push((format!("{}.running_var", node.name), v.shape().to_vec(), be.download(v)?));
         }
     }
     for (i, info) in model.param_info.iter().enumerate() {
@@ -210,11 +210,12 @@ pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Met
         be.write(&mut model.state1[i], get(&format!("optimizer.state1.{}", info.name), &info.shape)?)?;
         be.write(&mut model.state2[i], get(&format!("optimizer.state2.{}", info.name), &info.shape)?)?;
     }
-    for layer in 0..model.running.len() {
-        if let Some((m, v)) = &mut model.running[layer] {
+    for k in 0..model.running.len() {
+        let name = model.nodes[k].name.clone();
+        if let Some((m, v)) = &mut model.running[k] {
             let shape = m.shape().to_vec();
-            be.write(m, get(&format!("layers.{layer}.running_mean"), &shape)?)?;
-            be.write(v, get(&format!("layers.{layer}.running_var"), &shape)?)?;
+            be.write(m, get(&format!("{name}.running_mean"), &shape)?)?;
+            be.write(v, get(&format!("{name}.running_var"), &shape)?)?;
         }
     }
     model.step = meta.progress.step;

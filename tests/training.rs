@@ -84,9 +84,9 @@ fn alexnet_summary_counts() {
 fn models_that_do_not_fit_their_input_are_errors() {
     let spec = ModelSpec { name: "broken".into(), layers: vec![Layer::conv(4, 3, 1, 0), Layer::linear(10)] };
     let err = spec.infer(&[1, 28, 28]).unwrap_err().to_string();
-    assert!(err.contains("layer 1 (linear)") && err.contains("flatten"), "{err}");
+    assert!(err.contains("layers.1 (linear)") && err.contains("flatten"), "{err}");
     let spec = ModelSpec { name: "big-kernel".into(), layers: vec![Layer::conv(4, 9, 1, 0)] };
-    assert!(spec.infer(&[1, 5, 5]).unwrap_err().to_string().contains("layer 0 (conv2d)"));
+    assert!(spec.infer(&[1, 5, 5]).unwrap_err().to_string().contains("layers.0 (conv2d)"));
     assert!(zoo::model("resnet-9000", 10).unwrap_err().to_string().contains("resnet-9000"));
 }
 
@@ -443,4 +443,104 @@ fn a_batch_too_large_for_the_device_is_a_clear_error() {
     let labels = vec![0.0f32; batch];
     let e = model.train_step(gpu, &x, Targets::Labels(&labels), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
     assert!(e.contains("batch size 25000") && e.contains("device allows at most") && e.contains("--batch-size"), "{e}");
+}
+
+fn tiny_resnet() -> ModelSpec {
+    ModelSpec {
+        name: "tiny-resnet".into(),
+        layers: vec![
+            Layer::Conv2d { out: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false },
+            Layer::bn(),
+            Layer::Relu,
+            zoo::basic_block(4, 4, 1),
+            zoo::basic_block(4, 6, 2),
+            Layer::GlobalAvgPool,
+            Layer::linear(3),
+        ],
+    }
+}
+
+/// The residual graph's backward (two gradients meeting at a block's input, the sum's two
+/// branches) against central finite differences of the loss, on the CPU reference; a plain
+/// chain as a control.
+#[test]
+fn residual_gradients_match_finite_differences() {
+    fd_check(tiny_resnet());
+}
+
+#[test]
+fn plain_gradients_match_finite_differences() {
+    let c = |o, s| Layer::Conv2d { out: o, kernel: [3, 3], stride: [s, s], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false };
+    fd_check(ModelSpec { name: "plain".into(), layers: vec![c(4, 1), Layer::bn(), Layer::Relu, c(4, 1), Layer::bn(), Layer::Relu, c(6, 2), Layer::bn(), Layer::Relu, Layer::GlobalAvgPool, Layer::linear(3)] });
+}
+
+fn fd_check(spec: ModelSpec) {
+    let cpu = Cpu;
+    let residual = spec.layers.iter().any(|l| matches!(l, Layer::Residual { .. }));
+    let mut model = Model::new(&cpu, spec, &[2, 6, 6], 4).unwrap();
+    let mut rng = Rng::new(8);
+    let x = rng.vec(3 * 2 * 6 * 6, -1.0, 1.0);
+    let labels = [0.0, 2.0, 1.0];
+    let mut sgd = Optimizer::new(OptimizerKind::Sgd);
+    sgd.lr = 0.0; // gradients, no update
+    let mut loss_and_grads = |m: &mut Model<Cpu>| -> f64 {
+        m.train_step(&cpu, &x, Targets::Labels(&labels), &sgd, 0.0, None).unwrap();
+        m.take_metrics(&cpu).unwrap().loss
+    };
+    loss_and_grads(&mut model);
+    let grads: Vec<Vec<f32>> = model.grads.iter().map(|g| g.data().to_vec()).collect();
+    // Small steps: ReLU kinks make larger ones (1e-3 and up) cross zeros and disagree with the
+    // derivative; the loss's f32 rounding (~1e-7) over 2h stays under the 2e-3 allowance.
+    let h = 1e-4f32;
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for (i, info) in model.param_info.clone().iter().enumerate() {
+        // First, middle and last element of every parameter tensor (block bodies and shortcuts).
+        let n = model.params[i].numel();
+        for e in [0, n / 2, n - 1] {
+            let orig = model.params[i].data().to_vec();
+            let mut plus = orig.clone();
+            plus[e] += h;
+            cpu.write(&mut model.params[i], &plus).unwrap();
+            let lp = loss_and_grads(&mut model);
+            let mut minus = orig.clone();
+            minus[e] -= h;
+            cpu.write(&mut model.params[i], &minus).unwrap();
+            let lm = loss_and_grads(&mut model);
+            cpu.write(&mut model.params[i], &orig).unwrap();
+            let numeric = (lp - lm) / (2.0 * h as f64);
+            let analytic = grads[i][e] as f64;
+            if (numeric - analytic).abs() > 2e-3 + 2e-2 * analytic.abs() {
+                bad.push(format!("{}[{e}]: analytic {analytic}, finite differences {numeric}", info.name));
+            }
+            checked += 1;
+        }
+    }
+    assert!(bad.is_empty(), "{} of {checked} gradients differ:\n{}", bad.len(), bad.join("\n"));
+    assert!(checked > 30);
+    assert!(!residual || model.param_info.iter().any(|p| p.name.contains("shortcut")), "no projection shortcut in the test model");
+}
+
+#[test]
+fn resnet20_has_the_expected_size_and_trains_on_the_gpu_like_the_cpu() {
+    let spec = zoo::model("resnet20", 10).unwrap();
+    let total: usize = spec.infer(&[3, 32, 32]).unwrap().iter().map(|i| i.weights + i.biases).sum();
+    // He et al.: ResNet-20 has 0.27M parameters (with option-B shortcuts and batch norm: ~0.27M).
+    assert!((260_000..290_000).contains(&total), "{total} parameters");
+    let Some(gpu) = gpu() else { return };
+    let cpu = Cpu;
+    let mut rng = Rng::new(5);
+    let x = rng.vec(4 * 2 * 6 * 6, -1.0, 1.0);
+    let labels = [0.0, 1.0, 2.0, 1.0];
+    let opt = Optimizer::new(OptimizerKind::Sgd);
+    let mut mc = Model::new(&cpu, tiny_resnet(), &[2, 6, 6], 9).unwrap();
+    let mut mg = Model::new(gpu, tiny_resnet(), &[2, 6, 6], 9).unwrap();
+    mc.train_step(&cpu, &x, Targets::Labels(&labels), &opt, 0.0, None).unwrap();
+    mg.train_step(gpu, &x, Targets::Labels(&labels), &opt, 0.0, None).unwrap();
+    for (i, info) in mc.param_info.iter().enumerate() {
+        let (gc, gg) = (mc.grads[i].data().to_vec(), gpu.download(&mg.grads[i]).unwrap());
+        let scale = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = gc.iter().zip(&gg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-3 * scale + 1e-6, "gradient of {}: max error {worst} vs scale {scale}", info.name);
+    }
 }

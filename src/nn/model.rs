@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::spec::{Layer, LayerInfo, ModelSpec, ParamInfo};
+use super::spec::{Layer, LayerInfo, ModelSpec, Node, ParamInfo};
 use crate::backend::{Backend, CeTarget};
 use crate::ops::DropoutMask;
 use crate::optim::Optimizer;
@@ -37,6 +37,8 @@ struct Plan<S> {
     /// Gradients of the loss with respect to acts[i].
     dacts: Vec<Tensor<S>>,
     aux: Vec<Aux<S>>,
+    /// Per multi-consumer activation: (gradient scratch, sum scratch).
+    scratch: HashMap<usize, (Tensor<S>, Tensor<S>)>,
     labels: Tensor<S>,
     probs: Tensor<S>,
     loss: Tensor<S>,
@@ -57,12 +59,16 @@ pub struct Model<B: Backend> {
     pub spec: ModelSpec,
     pub input: Vec<usize>,
     pub infos: Vec<LayerInfo>,
+    /// The layers as they run (residual blocks unrolled); activations and parameters follow it.
+    pub nodes: Vec<Node>,
+    /// How many nodes read each activation (0: the input, k + 1: node k's output).
+    consumers: Vec<usize>,
     pub param_info: Vec<ParamInfo>,
     pub params: Vec<Tensor<B::Storage>>,
     pub grads: Vec<Tensor<B::Storage>>,
     pub state1: Vec<Tensor<B::Storage>>,
     pub state2: Vec<Tensor<B::Storage>>,
-    /// Batch norm running mean and variance, by layer.
+    /// Batch norm running mean and variance, by node.
     pub running: Vec<Option<(Tensor<B::Storage>, Tensor<B::Storage>)>>,
     layer_params: Vec<Range<usize>>,
     plans: HashMap<usize, Plan<B::Storage>>,
@@ -84,12 +90,20 @@ impl<B: Backend> Model<B> {
     /// (weights and biases in ±1/sqrt(fan_in)); batch norm gamma 1, beta 0.
     pub fn new(be: &B, spec: ModelSpec, input: &[usize], seed: u64) -> Result<Self> {
         let infos = spec.infer(input)?;
+        let nodes = spec.nodes(input)?;
         let param_info = spec.params(input)?;
+        let mut consumers = vec![0usize; nodes.len() + 1];
+        for n in &nodes {
+            consumers[n.input] += 1;
+            if let Some(j) = n.input2 {
+                consumers[j] += 1;
+            }
+        }
         let shapes: Vec<Vec<usize>> = param_info.iter().map(|p| p.shape.clone()).collect();
         let mut params = be.arena(&shapes)?;
         let mut rng = Rng::new(seed);
         for (p, info) in params.iter_mut().zip(&param_info) {
-            let layer = &spec.layers[info.layer];
+            let layer = &nodes[info.layer].layer;
             let values: Vec<f32> = match (layer, info.kind) {
                 (Layer::BatchNorm2d { .. }, "weight") => vec![1.0; p.numel()],
                 (Layer::BatchNorm2d { .. }, _) => vec![0.0; p.numel()],
@@ -100,22 +114,22 @@ impl<B: Backend> Model<B> {
                         .map_or(1, |w| w.shape[1..].iter().product::<usize>())
                         .max(1) as f32;
                     let bound =
-                        if info.kind == "weight" && spec.feeds_relu(info.layer) { (6.0 / fan_in).sqrt() } else { 1.0 / fan_in.sqrt() };
+                        if info.kind == "weight" && ModelSpec::feeds_relu(&nodes, info.layer) { (6.0 / fan_in).sqrt() } else { 1.0 / fan_in.sqrt() };
                     rng.vec(p.numel(), -bound, bound)
                 }
             };
             be.write(p, &values)?;
         }
         let mut layer_params = Vec::new();
-        for i in 0..spec.layers.len() {
+        for i in 0..nodes.len() {
             let idx: Vec<usize> = param_info.iter().enumerate().filter(|(_, p)| p.layer == i).map(|(k, _)| k).collect();
             layer_params.push(idx.first().map_or(0..0, |&a| a..a + idx.len()));
         }
         let mut running = Vec::new();
-        for (layer, info) in spec.layers.iter().zip(&infos) {
-            running.push(match layer {
+        for node in &nodes {
+            running.push(match node.layer {
                 Layer::BatchNorm2d { .. } => {
-                    let c = info.input[0];
+                    let c = node.info.input[0];
                     Some((be.zeros(&[c])?, be.upload(&[c], &vec![1.0; c])?))
                 }
                 _ => None,
@@ -131,6 +145,8 @@ impl<B: Backend> Model<B> {
             spec,
             input: input.to_vec(),
             infos,
+            nodes,
+            consumers,
             param_info,
             params,
             running,
@@ -180,20 +196,30 @@ impl<B: Backend> Model<B> {
         let mut acts = vec![be.zeros(&with_batch(&self.input))?];
         let mut dacts = vec![be.zeros(&with_batch(&self.input))?];
         let mut aux = Vec::new();
-        for (layer, info) in self.spec.layers.iter().zip(&self.infos) {
-            acts.push(be.zeros(&with_batch(&info.output))?);
-            dacts.push(be.zeros(&with_batch(&info.output))?);
-            aux.push(match layer {
-                Layer::MaxPool2d(_) => Aux::Pool(be.zeros(&with_batch(&info.output))?),
-                Layer::BatchNorm2d { .. } => Aux::Bn(be.zeros(&[info.input[0]])?, be.zeros(&[info.input[0]])?),
+        for node in &self.nodes {
+            acts.push(be.zeros(&with_batch(&node.info.output))?);
+            dacts.push(be.zeros(&with_batch(&node.info.output))?);
+            aux.push(match node.layer {
+                Layer::MaxPool2d(_) => Aux::Pool(be.zeros(&with_batch(&node.info.output))?),
+                Layer::BatchNorm2d { .. } => Aux::Bn(be.zeros(&[node.info.input[0]])?, be.zeros(&[node.info.input[0]])?),
                 _ => Aux::None,
             });
+        }
+        // Activations read by two nodes (a residual block's input) gather two gradients: the
+        // second goes through scratch buffers and is added.
+        let mut scratch = HashMap::new();
+        for (a, &n) in self.consumers.iter().enumerate() {
+            if n > 1 {
+                let shape = acts[a].shape().to_vec();
+                scratch.insert(a, (be.zeros(&shape)?, be.zeros(&shape)?));
+            }
         }
         let classes = self.classes();
         let plan = Plan {
             acts,
             dacts,
             aux,
+            scratch,
             labels: be.zeros(&[batch])?,
             probs: be.zeros(&[batch, classes])?,
             loss: be.zeros(&[1])?,
@@ -205,28 +231,28 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
-    fn mask(&self, layer: usize, p: f32) -> Result<DropoutMask> {
-        DropoutMask::new(p, self.seed ^ (layer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), self.step)
+    fn mask(&self, node: usize, p: f32) -> Result<DropoutMask> {
+        DropoutMask::new(p, self.seed ^ (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), self.step)
     }
 
-    /// Runs every layer on the batch already in the plan's input.
+    /// Runs every node on the batch already in the plan's input.
     fn forward(&mut self, be: &B, batch: usize, train: bool) -> Result<()> {
-        let n_layers = self.spec.layers.len();
-        for i in 0..n_layers {
-            let mask = match self.spec.layers[i] {
-                Layer::Dropout { p } if train && p > 0.0 => Some(self.mask(i, p)?),
+        for k in 0..self.nodes.len() {
+            let node = &self.nodes[k];
+            let mask = match node.layer {
+                Layer::Dropout { p } if train && p > 0.0 => Some(self.mask(k, p)?),
                 _ => None,
             };
             let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
-            let (lo, hi) = plan.acts.split_at_mut(i + 1);
-            let (x, y) = (&lo[i], &mut hi[0]);
-            let p = &self.params[self.layer_params[i].clone()];
-            match &self.spec.layers[i] {
-                Layer::Conv2d { .. } => be.conv2d(x, &p[0], p.get(1), y, self.spec.layers[i].conv_spec().unwrap_or_default())?,
+            let (lo, hi) = plan.acts.split_at_mut(k + 1);
+            let (x, y) = (&lo[node.input], &mut hi[0]);
+            let p = &self.params[self.layer_params[k].clone()];
+            match &node.layer {
+                Layer::Conv2d { .. } => be.conv2d(x, &p[0], p.get(1), y, node.layer.conv_spec().unwrap_or_default())?,
                 Layer::BatchNorm2d { eps, momentum } => {
-                    let Some((rm, rv)) = &mut self.running[i] else { unreachable!("batch norm without running statistics") };
+                    let Some((rm, rv)) = &mut self.running[k] else { unreachable!("batch norm without running statistics") };
                     if train {
-                        let Aux::Bn(sm, si) = &mut plan.aux[i] else { unreachable!("batch norm without saved statistics") };
+                        let Aux::Bn(sm, si) = &mut plan.aux[k] else { unreachable!("batch norm without saved statistics") };
                         be.batch_norm_train(x, &p[0], &p[1], rm, rv, y, sm, si, *momentum, *eps)?
                     } else {
                         be.batch_norm_eval(x, &p[0], &p[1], rm, rv, y, *eps)?
@@ -234,7 +260,7 @@ impl<B: Backend> Model<B> {
                 }
                 Layer::Relu => be.relu(x, y)?,
                 Layer::MaxPool2d(s) => {
-                    let Aux::Pool(idx) = &mut plan.aux[i] else { unreachable!("max pool without indices") };
+                    let Aux::Pool(idx) = &mut plan.aux[k] else { unreachable!("max pool without indices") };
                     be.max_pool2d(x, y, idx, *s)?
                 }
                 Layer::AvgPool2d(s) => be.avg_pool2d(x, y, *s)?,
@@ -245,58 +271,86 @@ impl<B: Backend> Model<B> {
                 },
                 Layer::Flatten => be.copy(x, y)?,
                 Layer::Linear { .. } => be.linear(x, &p[0], p.get(1), y)?,
+                Layer::Add => be.add(x, &lo[node.input2.unwrap_or(node.input)], y)?,
+                Layer::Residual { .. } => unreachable!("residual blocks are unrolled into nodes"),
             }
         }
         Ok(())
     }
 
-    /// Gradients of every layer, from the loss gradient in dacts[L].
+    /// Gradients of every node, from the loss gradient in dacts[last]. A node writes the
+    /// gradient of its input straight into dacts[input] when it is the first to reach it (in
+    /// reverse order), and adds it there through scratch when another node already did.
     fn backward(&mut self, be: &B, batch: usize) -> Result<()> {
-        for i in (0..self.spec.layers.len()).rev() {
-            let mask = match self.spec.layers[i] {
-                Layer::Dropout { p } if p > 0.0 => Some(self.mask(i, p)?),
+        let mut reached = vec![false; self.nodes.len() + 1];
+        for k in (0..self.nodes.len()).rev() {
+            let node = &self.nodes[k];
+            let mask = match node.layer {
+                Layer::Dropout { p } if p > 0.0 => Some(self.mask(k, p)?),
                 _ => None,
             };
             let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
-            let x = &plan.acts[i];
-            let (lo, hi) = plan.dacts.split_at_mut(i + 1);
-            let (dx, dy) = (&mut lo[i], &hi[0]);
-            let need_dx = i > 0;
-            let range = self.layer_params[i].clone();
+            let range = self.layer_params[k].clone();
             let p = &self.params[range.clone()];
             let g = &mut self.grads[range];
-            match &self.spec.layers[i] {
-                Layer::Conv2d { .. } => {
-                    let spec = self.spec.layers[i].conv_spec().unwrap_or_default();
-                    let (dw, db) = g.split_at_mut(1);
-                    be.conv2d_backward_filter(x, dy, &mut dw[0], spec)?;
-                    if let Some(db) = db.first_mut() {
-                        be.channel_sum(dy, db)?;
+            let need_dx = node.input > 0 || matches!(node.layer, Layer::BatchNorm2d { .. });
+            // The inputs whose gradient this node produces, and whether each is the first.
+            let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).collect();
+            let (lo, hi) = plan.dacts.split_at_mut(k + 1);
+            let dy = &hi[0];
+            let x = &plan.acts[node.input];
+            for (t, &j) in targets.iter().enumerate() {
+                if !need_dx && t == 0 && !matches!(node.layer, Layer::Conv2d { .. } | Layer::Linear { .. }) {
+                    continue;
+                }
+                let first = !reached[j];
+                reached[j] = true;
+                let dx: &mut Tensor<B::Storage> = if first {
+                    &mut lo[j]
+                } else {
+                    &mut plan.scratch.get_mut(&j).ok_or_else(|| Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name)))?.0
+                };
+                let write_dx = node.input > 0 || t > 0;
+                match &node.layer {
+                    Layer::Conv2d { .. } => {
+                        let spec = node.layer.conv_spec().unwrap_or_default();
+                        let (dw, db) = g.split_at_mut(1);
+                        be.conv2d_backward_filter(x, dy, &mut dw[0], spec)?;
+                        if let Some(db) = db.first_mut() {
+                            be.channel_sum(dy, db)?;
+                        }
+                        if write_dx {
+                            be.conv2d_backward_data(dy, &p[0], dx, spec)?;
+                        }
                     }
-                    if need_dx {
-                        be.conv2d_backward_data(dy, &p[0], dx, spec)?;
+                    Layer::BatchNorm2d { .. } => {
+                        let Aux::Bn(sm, si) = &plan.aux[k] else { unreachable!("batch norm without saved statistics") };
+                        let (dgamma, dbeta) = g.split_at_mut(1);
+                        be.batch_norm_backward(x, dy, &p[0], sm, si, dx, &mut dgamma[0], &mut dbeta[0])?;
                     }
+                    Layer::Relu => be.relu_backward(x, dy, dx)?,
+                    Layer::MaxPool2d(s) => {
+                        let Aux::Pool(idx) = &plan.aux[k] else { unreachable!("max pool without indices") };
+                        be.max_pool2d_backward(dy, idx, dx, *s)?
+                    }
+                    Layer::AvgPool2d(s) => be.avg_pool2d_backward(dy, dx, *s)?,
+                    Layer::GlobalAvgPool => be.global_avg_pool_backward(dy, dx)?,
+                    Layer::Dropout { .. } => match &mask {
+                        Some(m) => be.dropout(dy, dx, m)?,
+                        None => be.copy(dy, dx)?,
+                    },
+                    Layer::Flatten | Layer::Add => be.copy(dy, dx)?,
+                    Layer::Linear { .. } => {
+                        let (dw, db) = g.split_at_mut(1);
+                        be.linear_backward(x, &p[0], dy, if write_dx { Some(&mut *dx) } else { None }, &mut dw[0], db.first_mut())?;
+                    }
+                    Layer::Residual { .. } => unreachable!("residual blocks are unrolled into nodes"),
                 }
-                Layer::BatchNorm2d { .. } => {
-                    let Aux::Bn(sm, si) = &plan.aux[i] else { unreachable!("batch norm without saved statistics") };
-                    let (dgamma, dbeta) = g.split_at_mut(1);
-                    be.batch_norm_backward(x, dy, &p[0], sm, si, dx, &mut dgamma[0], &mut dbeta[0])?;
-                }
-                Layer::Relu => be.relu_backward(x, dy, dx)?,
-                Layer::MaxPool2d(s) => {
-                    let Aux::Pool(idx) = &plan.aux[i] else { unreachable!("max pool without indices") };
-                    be.max_pool2d_backward(dy, idx, dx, *s)?
-                }
-                Layer::AvgPool2d(s) => be.avg_pool2d_backward(dy, dx, *s)?,
-                Layer::GlobalAvgPool => be.global_avg_pool_backward(dy, dx)?,
-                Layer::Dropout { .. } => match &mask {
-                    Some(m) => be.dropout(dy, dx, m)?,
-                    None => be.copy(dy, dx)?,
-                },
-                Layer::Flatten => be.copy(dy, dx)?,
-                Layer::Linear { .. } => {
-                    let (dw, db) = g.split_at_mut(1);
-                    be.linear_backward(x, &p[0], dy, if need_dx { Some(dx) } else { None }, &mut dw[0], db.first_mut())?;
+                if !first {
+                    // dacts[j] += scratch  (through a second scratch: a kernel may not read what it writes)
+                    let Some((part, sum)) = plan.scratch.get_mut(&j) else { unreachable!("checked above") };
+                    be.add(&lo[j], part, sum)?;
+                    be.copy(sum, &mut lo[j])?;
                 }
             }
         }

@@ -19,6 +19,10 @@ pub enum Layer {
     Dropout { p: f32 },
     Flatten,
     Linear { out: usize, bias: bool },
+    /// A residual block: y = relu(body(x) + shortcut(x)); an empty shortcut is the identity.
+    Residual { body: Vec<Layer>, shortcut: Vec<Layer> },
+    /// The sum inside a residual block (made by the model from `Residual`, not written by users).
+    Add,
 }
 
 impl Layer {
@@ -55,6 +59,8 @@ impl Layer {
             Layer::Dropout { .. } => "dropout",
             Layer::Flatten => "flatten",
             Layer::Linear { .. } => "linear",
+            Layer::Residual { .. } => "residual",
+            Layer::Add => "add",
         }
     }
 
@@ -79,6 +85,7 @@ pub struct ParamInfo {
     /// State-dict name, e.g. `layers.0.weight`.
     pub name: String,
     pub shape: Vec<usize>,
+    /// Index of the node (see `ModelSpec::nodes`) it belongs to.
     pub layer: usize,
     /// "weight" or "bias".
     pub kind: &'static str,
@@ -95,75 +102,124 @@ pub struct LayerInfo {
     pub macs: usize,
 }
 
-fn err(model: &str, i: usize, layer: &Layer, msg: String) -> Error {
-    Error::Invalid(format!("model {model}: layer {i} ({}): {msg}", layer.name()))
+/// One step of a model as it runs: a layer (or the sum of a residual block) reading activation
+/// `input` (0 is the model's input, k + 1 the output of node k) and, for `Add`, `input2`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// State-dict prefix, e.g. `layers.3.body.0`.
+    pub name: String,
+    pub layer: Layer,
+    pub input: usize,
+    pub input2: Option<usize>,
+    pub info: LayerInfo,
+}
+
+/// Output shape, weights, biases and multiply-accumulates of a layer that is not a block.
+fn primitive(layer: &Layer, shape: &[usize]) -> std::result::Result<(Vec<usize>, usize, usize, usize), String> {
+    let chw = || -> std::result::Result<[usize; 3], String> {
+        match *shape {
+            [c, h, w] => Ok([c, h, w]),
+            _ => Err(format!("needs a [C, H, W] input, got {shape:?}")),
+        }
+    };
+    Ok(match layer {
+        Layer::Conv2d { out: k, kernel, bias, .. } => {
+            let [c, h, w] = chw()?;
+            let spec = layer.conv_spec().unwrap_or_default();
+            let d = crate::ops::conv2d_dims("conv2d", &[1, c, h, w], &[*k, c / spec.groups.max(1), kernel[0], kernel[1]], spec)
+                .map_err(|x| x.to_string())?;
+            (vec![*k, d.oh, d.ow], k * d.cg() * kernel[0] * kernel[1], if *bias { *k } else { 0 }, d.macs())
+        }
+        Layer::BatchNorm2d { .. } => {
+            if shape.is_empty() {
+                return Err("needs a [C, ...] input".into());
+            }
+            (shape.to_vec(), shape[0], shape[0], 0)
+        }
+        Layer::Relu | Layer::Dropout { .. } | Layer::Add => (shape.to_vec(), 0, 0, 0),
+        Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
+            let [c, h, w] = chw()?;
+            let d = crate::ops::pool_dims("pool", &[1, c, h, w], *p).map_err(|x| x.to_string())?;
+            (vec![c, d.oh, d.ow], 0, 0, 0)
+        }
+        Layer::GlobalAvgPool => (vec![chw()?[0]], 0, 0, 0),
+        Layer::Flatten => (vec![shape.iter().product()], 0, 0, 0),
+        Layer::Linear { out: o, bias } => {
+            let [n_in] = shape[..] else { return Err(format!("needs a flat input (add a flatten layer), got {shape:?}")) };
+            (vec![*o], o * n_in, if *bias { *o } else { 0 }, o * n_in)
+        }
+        Layer::Residual { .. } => return Err("a residual block is not a single layer".into()),
+    })
 }
 
 impl ModelSpec {
-    /// Shapes, parameter counts and costs per layer for one input of shape `input` [C, H, W];
-    /// an error names the layer that does not fit.
+    /// The model as it runs: its layers with residual blocks unrolled into their layers, a sum
+    /// and a ReLU, in an order where every node comes after its inputs.
+    pub fn nodes(&self, input: &[usize]) -> Result<Vec<Node>> {
+        let mut nodes = Vec::new();
+        self.flatten(&self.layers, "layers", 0, input.to_vec(), &mut nodes)?;
+        Ok(nodes)
+    }
+
+    fn flatten(&self, layers: &[Layer], prefix: &str, mut cur: usize, mut shape: Vec<usize>, nodes: &mut Vec<Node>) -> Result<(usize, Vec<usize>)> {
+        for (j, layer) in layers.iter().enumerate() {
+            (cur, shape) = self.flatten_layer(layer, &format!("{prefix}.{j}"), cur, shape, nodes)?;
+        }
+        Ok((cur, shape))
+    }
+
+    fn flatten_layer(&self, layer: &Layer, name: &str, cur: usize, shape: Vec<usize>, nodes: &mut Vec<Node>) -> Result<(usize, Vec<usize>)> {
+        if let Layer::Residual { body, shortcut } = layer {
+            let (b, bs) = self.flatten(body, &format!("{name}.body"), cur, shape.clone(), nodes)?;
+            let (s, ss) = if shortcut.is_empty() { (cur, shape) } else { self.flatten(shortcut, &format!("{name}.shortcut"), cur, shape, nodes)? };
+            if bs != ss {
+                return Err(Error::Invalid(format!("model {}: {name} (residual): the body gives {bs:?} but the shortcut {ss:?}", self.name)));
+            }
+            let info = LayerInfo { input: bs.clone(), output: bs.clone(), weights: 0, biases: 0, macs: 0 };
+            nodes.push(Node { name: format!("{name}.add"), layer: Layer::Add, input: b, input2: Some(s), info: info.clone() });
+            nodes.push(Node { name: format!("{name}.relu"), layer: Layer::Relu, input: nodes.len(), input2: None, info });
+            return Ok((nodes.len(), bs));
+        }
+        let (out, weights, biases, macs) =
+            primitive(layer, &shape).map_err(|msg| Error::Invalid(format!("model {}: {name} ({}): {msg}", self.name, layer.name())))?;
+        let info = LayerInfo { input: shape, output: out.clone(), weights, biases, macs };
+        nodes.push(Node { name: name.to_string(), layer: layer.clone(), input: cur, input2: None, info });
+        Ok((nodes.len(), out))
+    }
+
+    /// Shapes, parameter counts and costs per (top-level) layer for one input of shape `input`
+    /// [C, H, W]; a residual block counts everything inside it. An error names the layer.
     pub fn infer(&self, input: &[usize]) -> Result<Vec<LayerInfo>> {
         let mut shape = input.to_vec();
         let mut out = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let e = |msg: String| err(&self.name, i, layer, msg);
-            let (next, weights, biases, macs) = match layer {
-                Layer::Conv2d { out: k, kernel, bias, .. } => {
-                    let [c, h, w] = shape[..] else { return Err(e(format!("needs a [C, H, W] input, got {shape:?}"))) };
-                    let spec = layer.conv_spec().unwrap_or_default();
-                    let d = crate::ops::conv2d_dims("conv2d", &[1, c, h, w], &[*k, c / spec.groups.max(1), kernel[0], kernel[1]], spec)
-                        .map_err(|x| e(x.to_string()))?;
-                    let weights = k * d.cg() * kernel[0] * kernel[1];
-                    (vec![*k, d.oh, d.ow], weights, if *bias { *k } else { 0 }, d.macs())
-                }
-                Layer::BatchNorm2d { .. } => {
-                    if shape.is_empty() {
-                        return Err(e("needs a [C, ...] input".into()));
-                    }
-                    (shape.clone(), shape[0], shape[0], 0)
-                }
-                Layer::Relu | Layer::Dropout { .. } => (shape.clone(), 0, 0, 0),
-                Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
-                    let [c, h, w] = shape[..] else { return Err(e(format!("needs a [C, H, W] input, got {shape:?}"))) };
-                    let d = crate::ops::pool_dims("pool", &[1, c, h, w], *p).map_err(|x| e(x.to_string()))?;
-                    (vec![c, d.oh, d.ow], 0, 0, 0)
-                }
-                Layer::GlobalAvgPool => {
-                    let [c, _, _] = shape[..] else { return Err(e(format!("needs a [C, H, W] input, got {shape:?}"))) };
-                    (vec![c], 0, 0, 0)
-                }
-                Layer::Flatten => (vec![shape.iter().product()], 0, 0, 0),
-                Layer::Linear { out: o, bias } => {
-                    let [n_in] = shape[..] else { return Err(e(format!("needs a flat input (add a flatten layer), got {shape:?}"))) };
-                    (vec![*o], o * n_in, if *bias { *o } else { 0 }, o * n_in)
-                }
-            };
-            out.push(LayerInfo { input: shape.clone(), output: next.clone(), weights, biases, macs });
+            let mut inner = Vec::new();
+            let (_, next) = self.flatten_layer(layer, &format!("layers.{i}"), 0, shape.clone(), &mut inner)?;
+            let sum = |f: fn(&LayerInfo) -> usize| inner.iter().map(|n| f(&n.info)).sum::<usize>();
+            out.push(LayerInfo { input: shape.clone(), output: next.clone(), weights: sum(|i| i.weights), biases: sum(|i| i.biases), macs: sum(|i| i.macs) });
             shape = next;
         }
         Ok(out)
     }
 
-    /// The trained tensors, in order, named as a PyTorch state dict would name them.
+    /// The trained tensors, in node order, named as a PyTorch state dict would name them.
     pub fn params(&self, input: &[usize]) -> Result<Vec<ParamInfo>> {
-        let infos = self.infer(input)?;
         let mut out = Vec::new();
-        for (i, (layer, info)) in self.layers.iter().zip(&infos).enumerate() {
-            let mut push =
-                |kind: &'static str, shape: Vec<usize>| out.push(ParamInfo { name: format!("layers.{i}.{kind}"), shape, layer: i, kind });
-            match layer {
-                Layer::Conv2d { out: k, kernel, groups, bias, .. } => {
-                    push("weight", vec![*k, info.input[0] / groups, kernel[0], kernel[1]]);
+        for (k, node) in self.nodes(input)?.iter().enumerate() {
+            let mut push = |kind: &'static str, shape: Vec<usize>| out.push(ParamInfo { name: format!("{}.{kind}", node.name), shape, layer: k, kind });
+            match &node.layer {
+                Layer::Conv2d { out: o, kernel, groups, bias, .. } => {
+                    push("weight", vec![*o, node.info.input[0] / groups, kernel[0], kernel[1]]);
                     if *bias {
-                        push("bias", vec![*k]);
+                        push("bias", vec![*o]);
                     }
                 }
                 Layer::BatchNorm2d { .. } => {
-                    push("weight", vec![info.input[0]]);
-                    push("bias", vec![info.input[0]]);
+                    push("weight", vec![node.info.input[0]]);
+                    push("bias", vec![node.info.input[0]]);
                 }
                 Layer::Linear { out: o, bias } => {
-                    push("weight", vec![*o, info.input[0]]);
+                    push("weight", vec![*o, node.info.input[0]]);
                     if *bias {
                         push("bias", vec![*o]);
                     }
@@ -174,11 +230,12 @@ impl ModelSpec {
         Ok(out)
     }
 
-    /// Whether the convolution or linear layer `i` feeds a ReLU (through batch norm, pooling
-    /// or dropout, before any other weighted layer): then it gets He initialisation.
-    pub fn feeds_relu(&self, i: usize) -> bool {
-        for l in &self.layers[i + 1..] {
-            match l {
+    /// Whether node `k` (a convolution or linear layer) feeds a ReLU through batch norm,
+    /// pooling, dropout or a residual sum, before any other weighted layer: then it gets He
+    /// initialisation.
+    pub fn feeds_relu(nodes: &[Node], k: usize) -> bool {
+        for n in &nodes[k + 1..] {
+            match n.layer {
                 Layer::Relu => return true,
                 Layer::Conv2d { .. } | Layer::Linear { .. } => return false,
                 _ => {}

@@ -4,7 +4,7 @@ use super::spec::{Layer, ModelSpec};
 use crate::{Error, Result};
 
 /// Names `--model` accepts.
-pub const NAMES: [&str; 4] = ["default", "lenet5", "vgg", "alexnet"];
+pub const NAMES: [&str; 5] = ["default", "lenet5", "vgg", "resnet20", "alexnet"];
 
 /// A zoo model for `classes` classes, or the TOML model file `name` (ending in .toml).
 pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
@@ -16,6 +16,7 @@ pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
         "lenet5" | "lenet" => lenet5(classes),
         "vgg" | "vgg-small" => vgg_small(classes),
         "alexnet" => alexnet(classes),
+        "resnet20" | "resnet-20" => resnet(3, classes),
         other => {
             return Err(Error::Invalid(format!("unknown model '{other}': expected one of {} or a .toml model file", NAMES.join(", "))))
         }
@@ -110,4 +111,29 @@ pub fn alexnet(classes: usize) -> Vec<Layer> {
         Layer::Relu,
         Layer::linear(classes),
     ]
+}
+
+/// A basic residual block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), the shortcut a
+/// 1x1 convolution with batch norm when the shape changes (He et al., option B).
+pub fn basic_block(in_ch: usize, out: usize, stride: usize) -> Layer {
+    let body = vec![conv_bn(out, 3, stride, 1), Layer::bn(), Layer::Relu, conv_bn(out, 3, 1, 1), Layer::bn()];
+    let shortcut = if stride != 1 || in_ch != out { vec![conv_bn(out, 1, stride, 0), Layer::bn()] } else { Vec::new() };
+    Layer::Residual { body, shortcut }
+}
+
+/// The CIFAR ResNet of He et al. with 6n + 2 layers (n = 3: ResNet-20): a 3x3 convolution to 16
+/// channels, three stages of n blocks at 16, 32 and 64 channels (the later stages start with
+/// stride 2), global average pooling and a linear layer.
+pub fn resnet(n: usize, classes: usize) -> Vec<Layer> {
+    let mut l = vec![conv_bn(16, 3, 1, 1), Layer::bn(), Layer::Relu];
+    let mut ch = 16;
+    for (stage, width) in [16, 32, 64].into_iter().enumerate() {
+        for b in 0..n {
+            let stride = if stage > 0 && b == 0 { 2 } else { 1 };
+            l.push(basic_block(ch, width, stride));
+            ch = width;
+        }
+    }
+    l.extend([Layer::GlobalAvgPool, Layer::linear(classes)]);
+    l
 }
