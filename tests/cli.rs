@@ -25,7 +25,23 @@ fn s(p: &Path) -> &str {
 fn train_then_eval_and_predict_from_the_checkpoint() {
     let d = temp("run");
     let (ck, log, json) = (d.join("m.safetensors"), d.join("log.csv"), d.join("m.json"));
-    let (ok, out, err) = wgtrain(&["train", "--model", "examples/models/small-cnn.toml", "--epochs", "2", "--train-size", "400", "--batch-size", "32", "--checkpoint", s(&ck), "--log", s(&log), "--json", s(&json)]);
+    let (ok, out, err) = wgtrain(&[
+        "train",
+        "--model",
+        "examples/models/small-cnn.toml",
+        "--epochs",
+        "2",
+        "--train-size",
+        "400",
+        "--batch-size",
+        "32",
+        "--checkpoint",
+        s(&ck),
+        "--log",
+        s(&log),
+        "--json",
+        s(&json),
+    ]);
     assert!(ok, "train failed:\n{out}\n{err}");
     let last = out.lines().last().unwrap_or_default();
     assert!(last.starts_with("test accuracy: ") && last.ends_with('%'), "last line: {last}");
@@ -40,7 +56,9 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
     assert!(out.contains("accuracy") && out.contains("confusion matrix") && out.contains("disk"), "{out}");
 
     let png = d.join("one.png");
-    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if (x as i32 - 14).pow(2) + (y as i32 - 14).pow(2) < 64 { 255 } else { 0 }])).save(&png).unwrap();
+    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if (x as i32 - 14).pow(2) + (y as i32 - 14).pow(2) < 64 { 255 } else { 0 }]))
+        .save(&png)
+        .unwrap();
     let (ok, out, err) = wgtrain(&["predict", "--checkpoint", s(&ck), "--top-k", "2", s(&png)]);
     assert!(ok, "predict failed:\n{out}\n{err}");
     assert!(out.contains("one.png:") && out.contains('%'), "{out}");

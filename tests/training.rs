@@ -471,7 +471,22 @@ fn residual_gradients_match_finite_differences() {
 #[test]
 fn plain_gradients_match_finite_differences() {
     let c = |o, s| Layer::Conv2d { out: o, kernel: [3, 3], stride: [s, s], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false };
-    fd_check(ModelSpec { name: "plain".into(), layers: vec![c(4, 1), Layer::bn(), Layer::Relu, c(4, 1), Layer::bn(), Layer::Relu, c(6, 2), Layer::bn(), Layer::Relu, Layer::GlobalAvgPool, Layer::linear(3)] });
+    fd_check(ModelSpec {
+        name: "plain".into(),
+        layers: vec![
+            c(4, 1),
+            Layer::bn(),
+            Layer::Relu,
+            c(4, 1),
+            Layer::bn(),
+            Layer::Relu,
+            c(6, 2),
+            Layer::bn(),
+            Layer::Relu,
+            Layer::GlobalAvgPool,
+            Layer::linear(3),
+        ],
+    });
 }
 
 fn fd_check(spec: ModelSpec) {
@@ -543,4 +558,33 @@ fn resnet20_has_the_expected_size_and_trains_on_the_gpu_like_the_cpu() {
         let worst = gc.iter().zip(&gg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst <= 1e-3 * scale + 1e-6, "gradient of {}: max error {worst} vs scale {scale}", info.name);
     }
+}
+
+#[test]
+fn toml_residual_blocks_parse_like_the_zoo() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/tiny-resnet.toml");
+    let spec = zoo::model(path.to_str().unwrap(), 10).unwrap();
+    assert_eq!(spec.layers[3], zoo::basic_block(8, 8, 1));
+    assert_eq!(spec.layers[4], zoo::basic_block(8, 16, 2));
+    let nodes = spec.nodes(&[1, 28, 28]).unwrap();
+    assert!(nodes.iter().any(|n| n.name == "layers.4.shortcut.0"));
+    let p = std::path::Path::new("r.toml");
+    let e = wgtrain::nn::toml_model::parse(p, "[[layer]]\ntype = \"residual\"\nbody = []\n", 10).unwrap_err().to_string();
+    assert!(e.contains("layer 0") && e.contains("'body'"), "{e}");
+    let e = wgtrain::nn::toml_model::parse(p, "[[layer]]\ntype = \"residual\"\nbody = [{ type = \"conv2d\", kernel = 3 }]\n", 10)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'out'") && e.contains("missing"), "{e}");
+}
+
+/// The real files in ../shared/data load with the right counts and shapes.
+#[test]
+fn shared_mnist_and_cifar_files_load() {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let (train, test) = data::load(data::Source::Mnist, Some(&shared.join("mnist")), 1, 0, 28).unwrap();
+    assert_eq!((train.len(), test.len(), train.shape), (60_000, 10_000, [1, 28, 28]));
+    assert!(train.images.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    let (train, test) = data::load(data::Source::Cifar10, Some(&shared.join("cifar10")), 1, 0, 32).unwrap();
+    assert_eq!((train.len(), test.len(), train.shape), (200, 20, [3, 32, 32]));
+    assert!(train.labels.iter().all(|&l| l < 10));
 }

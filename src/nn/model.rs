@@ -113,8 +113,11 @@ impl<B: Backend> Model<B> {
                         .find(|q| q.layer == info.layer && q.kind == "weight")
                         .map_or(1, |w| w.shape[1..].iter().product::<usize>())
                         .max(1) as f32;
-                    let bound =
-                        if info.kind == "weight" && ModelSpec::feeds_relu(&nodes, info.layer) { (6.0 / fan_in).sqrt() } else { 1.0 / fan_in.sqrt() };
+                    let bound = if info.kind == "weight" && ModelSpec::feeds_relu(&nodes, info.layer) {
+                        (6.0 / fan_in).sqrt()
+                    } else {
+                        1.0 / fan_in.sqrt()
+                    };
                     rng.vec(p.numel(), -bound, bound)
                 }
             };
@@ -308,7 +311,11 @@ impl<B: Backend> Model<B> {
                 let dx: &mut Tensor<B::Storage> = if first {
                     &mut lo[j]
                 } else {
-                    &mut plan.scratch.get_mut(&j).ok_or_else(|| Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name)))?.0
+                    &mut plan
+                        .scratch
+                        .get_mut(&j)
+                        .ok_or_else(|| Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name)))?
+                        .0
                 };
                 let write_dx = node.input > 0 || t > 0;
                 match &node.layer {

@@ -10,17 +10,36 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layer {
-    Conv2d { out: usize, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2], groups: usize, bias: bool },
-    BatchNorm2d { eps: f32, momentum: f32 },
+    Conv2d {
+        out: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
+        bias: bool,
+    },
+    BatchNorm2d {
+        eps: f32,
+        momentum: f32,
+    },
     Relu,
     MaxPool2d(PoolSpec),
     AvgPool2d(PoolSpec),
     GlobalAvgPool,
-    Dropout { p: f32 },
+    Dropout {
+        p: f32,
+    },
     Flatten,
-    Linear { out: usize, bias: bool },
+    Linear {
+        out: usize,
+        bias: bool,
+    },
     /// A residual block: y = relu(body(x) + shortcut(x)); an empty shortcut is the identity.
-    Residual { body: Vec<Layer>, shortcut: Vec<Layer> },
+    Residual {
+        body: Vec<Layer>,
+        shortcut: Vec<Layer>,
+    },
     /// The sum inside a residual block (made by the model from `Residual`, not written by users).
     Add,
 }
@@ -161,19 +180,37 @@ impl ModelSpec {
         Ok(nodes)
     }
 
-    fn flatten(&self, layers: &[Layer], prefix: &str, mut cur: usize, mut shape: Vec<usize>, nodes: &mut Vec<Node>) -> Result<(usize, Vec<usize>)> {
+    fn flatten(
+        &self,
+        layers: &[Layer],
+        prefix: &str,
+        mut cur: usize,
+        mut shape: Vec<usize>,
+        nodes: &mut Vec<Node>,
+    ) -> Result<(usize, Vec<usize>)> {
         for (j, layer) in layers.iter().enumerate() {
             (cur, shape) = self.flatten_layer(layer, &format!("{prefix}.{j}"), cur, shape, nodes)?;
         }
         Ok((cur, shape))
     }
 
-    fn flatten_layer(&self, layer: &Layer, name: &str, cur: usize, shape: Vec<usize>, nodes: &mut Vec<Node>) -> Result<(usize, Vec<usize>)> {
+    fn flatten_layer(
+        &self,
+        layer: &Layer,
+        name: &str,
+        cur: usize,
+        shape: Vec<usize>,
+        nodes: &mut Vec<Node>,
+    ) -> Result<(usize, Vec<usize>)> {
         if let Layer::Residual { body, shortcut } = layer {
             let (b, bs) = self.flatten(body, &format!("{name}.body"), cur, shape.clone(), nodes)?;
-            let (s, ss) = if shortcut.is_empty() { (cur, shape) } else { self.flatten(shortcut, &format!("{name}.shortcut"), cur, shape, nodes)? };
+            let (s, ss) =
+                if shortcut.is_empty() { (cur, shape) } else { self.flatten(shortcut, &format!("{name}.shortcut"), cur, shape, nodes)? };
             if bs != ss {
-                return Err(Error::Invalid(format!("model {}: {name} (residual): the body gives {bs:?} but the shortcut {ss:?}", self.name)));
+                return Err(Error::Invalid(format!(
+                    "model {}: {name} (residual): the body gives {bs:?} but the shortcut {ss:?}",
+                    self.name
+                )));
             }
             let info = LayerInfo { input: bs.clone(), output: bs.clone(), weights: 0, biases: 0, macs: 0 };
             nodes.push(Node { name: format!("{name}.add"), layer: Layer::Add, input: b, input2: Some(s), info: info.clone() });
@@ -196,7 +233,13 @@ impl ModelSpec {
             let mut inner = Vec::new();
             let (_, next) = self.flatten_layer(layer, &format!("layers.{i}"), 0, shape.clone(), &mut inner)?;
             let sum = |f: fn(&LayerInfo) -> usize| inner.iter().map(|n| f(&n.info)).sum::<usize>();
-            out.push(LayerInfo { input: shape.clone(), output: next.clone(), weights: sum(|i| i.weights), biases: sum(|i| i.biases), macs: sum(|i| i.macs) });
+            out.push(LayerInfo {
+                input: shape.clone(),
+                output: next.clone(),
+                weights: sum(|i| i.weights),
+                biases: sum(|i| i.biases),
+                macs: sum(|i| i.macs),
+            });
             shape = next;
         }
         Ok(out)
@@ -206,7 +249,9 @@ impl ModelSpec {
     pub fn params(&self, input: &[usize]) -> Result<Vec<ParamInfo>> {
         let mut out = Vec::new();
         for (k, node) in self.nodes(input)?.iter().enumerate() {
-            let mut push = |kind: &'static str, shape: Vec<usize>| out.push(ParamInfo { name: format!("{}.{kind}", node.name), shape, layer: k, kind });
+            let mut push = |kind: &'static str, shape: Vec<usize>| {
+                out.push(ParamInfo { name: format!("{}.{kind}", node.name), shape, layer: k, kind })
+            };
             match &node.layer {
                 Layer::Conv2d { out: o, kernel, groups, bias, .. } => {
                     push("weight", vec![*o, node.info.input[0] / groups, kernel[0], kernel[1]]);

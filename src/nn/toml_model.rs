@@ -23,7 +23,15 @@
 //! type = "linear"       # out, bias
 //! out = 10
 //! ```
-//! The last linear layer may say `out = "classes"` to follow the data set.
+//! The last linear layer may say `out = "classes"` to follow the data set. A residual block,
+//! y = relu(body(x) + shortcut(x)), lists its layers inline (an empty shortcut is the identity):
+//!
+//! ```toml
+//! [[layer]]
+//! type = "residual"
+//! body = [ { type = "conv2d", out = 16, kernel = 3, padding = 1 }, { type = "batch_norm2d" } ]
+//! shortcut = []
+//! ```
 
 use std::path::Path;
 
@@ -101,6 +109,15 @@ pub fn parse(path: &Path, text: &str, classes: usize) -> Result<ModelSpec> {
         .get("layer")
         .and_then(Value::as_array)
         .ok_or_else(|| Error::Invalid(format!("{}: no [[layer]] tables (expected a list of layers)", path.display())))?;
+    let out = parse_layers(path, layers, classes)?;
+    if out.is_empty() {
+        return Err(Error::Invalid(format!("{}: the model has no layers", path.display())));
+    }
+    Ok(ModelSpec { name, layers: out })
+}
+
+/// A list of layer tables (the file's [[layer]], or a residual block's body and shortcut).
+fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<Layer>> {
     let mut out = Vec::with_capacity(layers.len());
     for (index, v) in layers.iter().enumerate() {
         let table = v.as_table().ok_or_else(|| Error::Invalid(format!("{}: layer {index} is not a table", path.display())))?;
@@ -153,14 +170,25 @@ pub fn parse(path: &Path, text: &str, classes: usize) -> Result<ModelSpec> {
             }
             "flatten" => Layer::Flatten,
             "linear" => Layer::Linear { out: outs("out")?, bias: f.bool_or("bias", true)? },
+            "residual" => {
+                let list = |key: &str| -> Result<Vec<Layer>> {
+                    match table.get(key) {
+                        None => Ok(Vec::new()),
+                        Some(Value::Array(a)) => parse_layers(path, a, classes).map_err(|e| f.err(key, e.to_string())),
+                        Some(v) => Err(f.err(key, format!("is {v}, expected a list of layer tables"))),
+                    }
+                };
+                let body = list("body")?;
+                if body.is_empty() {
+                    return Err(f.err("body", "missing or empty (the layers of the block)"));
+                }
+                Layer::Residual { body, shortcut: list("shortcut")? }
+            }
             other => return Err(f.err("type", format!("unknown layer '{other}'"))),
         };
         out.push(layer);
     }
-    if out.is_empty() {
-        return Err(Error::Invalid(format!("{}: the model has no layers", path.display())));
-    }
-    Ok(ModelSpec { name, layers: out })
+    Ok(out)
 }
 
 /// Reads `path` as a TOML model.
