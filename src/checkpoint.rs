@@ -26,6 +26,7 @@ pub struct Progress {
     pub batch_in_epoch: usize,
     pub step: u64,
     pub seed: u64,
+    /// Best validation score so far: the loss, or minus the accuracy (`--monitor accuracy`).
     pub best_val_loss: Option<f64>,
     pub best_epoch: Option<usize>,
     pub epochs_since_best: usize,

@@ -165,9 +165,12 @@ struct TrainArgs {
     /// Override the rate of every dropout layer
     #[arg(long)]
     dropout: Option<f32>,
-    /// Early stopping: epochs without a better validation loss
+    /// Early stopping: epochs without a better validation figure (0: off)
     #[arg(long, default_value_t = 0)]
     patience: usize,
+    /// The validation figure early stopping and --restore-best watch
+    #[arg(long, value_enum, default_value = "loss")]
+    monitor: wgtrain::train::Monitor,
     /// Put back the best validation epoch's parameters at the end
     #[arg(long)]
     restore_best: bool,
@@ -617,6 +620,7 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
             cutmix: args.cutmix,
         },
         patience: args.patience,
+        monitor: args.monitor,
         restore_best: args.restore_best,
         seed,
         verbose: true,

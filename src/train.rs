@@ -22,6 +22,16 @@ pub enum Schedule {
     Cosine,
 }
 
+/// The validation figure early stopping watches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Monitor {
+    /// Lower validation loss is better.
+    #[default]
+    Loss,
+    /// Higher validation accuracy is better.
+    Accuracy,
+}
+
 /// The batch size: a number, or the whole training set (batch gradient descent).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchSize {
@@ -57,6 +67,8 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Stop after this many epochs without a better validation loss (0: never).
     pub patience: usize,
+    /// What "better" means for early stopping and restore-best.
+    pub monitor: Monitor,
     /// Put back the parameters of the best validation epoch at the end.
     pub restore_best: bool,
     pub seed: u64,
@@ -261,8 +273,13 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         logs.push(log);
         let mut stop_early = false;
         if let Some(m) = va {
-            if m.loss < best {
-                best = m.loss;
+            // `best` is kept as a value to minimise: the loss, or minus the accuracy.
+            let score = match cfg.monitor {
+                Monitor::Loss => m.loss,
+                Monitor::Accuracy => -m.accuracy,
+            };
+            if score < best {
+                best = score;
                 best_epoch = Some(epoch + 1);
                 since_best = 0;
                 if cfg.restore_best {
@@ -284,7 +301,12 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         }
         if stop_early {
             if cfg.verbose {
-                println!("early stop: no better validation loss for {} epochs (best: epoch {})", cfg.patience, best_epoch.unwrap_or(0));
+                println!(
+                    "early stop: no better validation {:?} for {} epochs (best: epoch {})",
+                    cfg.monitor,
+                    cfg.patience,
+                    best_epoch.unwrap_or(0)
+                );
             }
             break;
         }

@@ -111,6 +111,7 @@ fn training_learns_the_shapes() {
         clip_norm: Some(5.0),
         augment: Augment::default(),
         patience: 0,
+        monitor: wgtrain::train::Monitor::Loss,
         restore_best: false,
         seed: 5,
         verbose: false,
@@ -280,6 +281,7 @@ fn small_cfg(
         clip_norm: None,
         augment: Augment { crop_pad: 2, noise: 0.05, mixup: 0.2, ..Default::default() },
         patience: 0,
+        monitor: wgtrain::train::Monitor::Loss,
         restore_best: false,
         seed: 11,
         verbose: false,
@@ -587,4 +589,32 @@ fn shared_mnist_and_cifar_files_load() {
     let (train, test) = data::load(data::Source::Cifar10, Some(&shared.join("cifar10")), 1, 0, 32).unwrap();
     assert_eq!((train.len(), test.len(), train.shape), (200, 20, [3, 32, 32]));
     assert!(train.labels.iter().all(|&l| l < 10));
+}
+
+/// Early stopping ends a run whose validation figure stops improving (here: a learning rate of
+/// 0 and no batch norm, whose running statistics would still move, so the figure is the same
+/// every epoch), for either monitored figure.
+#[test]
+fn early_stopping_stops_after_patience() {
+    let Some(gpu) = gpu() else { return };
+    let (train, test) = data::load(data::Source::Shapes, None, 2, 240, 28).unwrap();
+    let splits = data::split(train, test, 0.2, 2).unwrap();
+    for monitor in [wgtrain::train::Monitor::Loss, wgtrain::train::Monitor::Accuracy] {
+        let no_bn = ModelSpec {
+            name: "no-bn".into(),
+            layers: small_spec().layers.into_iter().filter(|l| !matches!(l, Layer::BatchNorm2d { .. })).collect(),
+        };
+        let mut model = Model::new(gpu, no_bn, &[1, 28, 28], 2).unwrap();
+        let mut cfg = small_cfg(5, None, None, false);
+        cfg.optimizer = Optimizer::new(OptimizerKind::Sgd);
+        cfg.optimizer.lr = 0.0;
+        cfg.augment = Augment::default();
+        cfg.schedule = wgtrain::train::Schedule::Constant;
+        cfg.patience = 1;
+        cfg.monitor = monitor;
+        cfg.restore_best = true;
+        let r = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap();
+        assert_eq!(r.epochs.len(), 2, "{monitor:?}: {:?}", r.epochs);
+        assert_eq!(r.best_epoch, Some(1));
+    }
 }
