@@ -192,6 +192,8 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         } else {
             indicatif::ProgressBar::hidden()
         };
+        // Each step's loss, kept on the device: read only if the epoch's loss is not finite.
+        let mut history = be.arena(&vec![vec![1]; batches.batches])?;
         for (bi, b) in batches.enumerate() {
             // A resumed epoch regenerates the batches it already trained on (the loader's random
             // stream must advance the same way) and skips them.
@@ -203,6 +205,7 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
                 None => Targets::Labels(&b.labels),
             };
             model.train_step(be, &b.x, targets, &opt, cfg.label_smoothing, cfg.clip_norm)?;
+            model.record_loss(be, b.labels.len(), &mut history[bi])?;
             seen += b.labels.len();
             bar.set_position(bi as u64 + 1);
             bar.set_message(format!("{:.0} img/s", seen as f64 / t0.elapsed().as_secs_f64()));
@@ -234,11 +237,16 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         }
         let tr = model.take_metrics(be)?; // waits for the epoch's work
         if !tr.loss.is_finite() {
+            // Find the first step whose loss was not finite (only now read back).
+            let first_bad = (skip_in(epoch, first_epoch, skip)..history.len())
+                .find(|&i| be.download(&history[i]).map(|v| !v[0].is_finite()).unwrap_or(true))
+                .unwrap_or(0);
+            let step = model.step as usize - (history.len() - first_bad) + 1;
             return Err(Error::Invalid(format!(
-                "training diverged: the loss became {} in epoch {} (by step {}){}; lower the learning rate or clip gradients",
-                tr.loss,
+                "training diverged: the loss became {} at step {step} (epoch {}, batch {}){}; lower the learning rate or clip gradients",
+                if tr.loss.is_nan() { "NaN" } else { "infinite" },
                 epoch + 1,
-                model.step,
+                first_bad + 1,
                 cfg.checkpoint.as_ref().map_or(String::new(), |p| format!("; the last good checkpoint is {}", p.display()))
             )));
         }
@@ -357,4 +365,13 @@ fn append_csv(path: &std::path::Path, log: &EpochLog) -> Result<()> {
         log.seconds
     ));
     f.write_all(text.as_bytes()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+}
+
+/// Batches of `epoch` already trained before a resume (they were skipped, not trained again).
+fn skip_in(epoch: usize, first_epoch: usize, skip: usize) -> usize {
+    if epoch == first_epoch {
+        skip
+    } else {
+        0
+    }
 }

@@ -406,7 +406,9 @@ fn a_diverging_run_stops_with_a_message() {
     cfg.optimizer.lr = 1e30;
     cfg.augment = Augment::default();
     let e = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap_err().to_string();
-    assert!(e.contains("diverged") && e.contains("step") && e.contains("learning rate"), "{e}");
+    assert!(e.contains("diverged") && e.contains("at step") && e.contains("batch") && e.contains("learning rate"), "{e}");
+    // With lr 1e30 the first update already ruins the model: the second step's loss is bad.
+    assert!(e.contains("at step 2 "), "{e}");
 }
 
 /// After the first step of a batch size, training allocates nothing and submits one command

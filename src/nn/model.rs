@@ -441,6 +441,13 @@ impl<B: Backend> Model<B> {
         self.loss_and_metrics(be, batch, &targets, 0.0)
     }
 
+    /// Copies the last step's batch loss into `slot` (a device tensor of one element), so a
+    /// diverging run can later find the first bad step without reading anything back per step.
+    pub fn record_loss(&self, be: &B, batch: usize, slot: &mut Tensor<B::Storage>) -> Result<()> {
+        let plan = self.plans.get(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        be.copy(&plan.loss, slot)
+    }
+
     /// Class probabilities of a batch (eval mode), read back.
     pub fn predict(&mut self, be: &B, x: &[f32]) -> Result<Vec<f32>> {
         let batch = self.batch_of(x)?;
