@@ -324,6 +324,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let text = serde_json::to_string_pretty(&report)?;
                 std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
+            if report.interrupted {
+                println!("interrupted: continue with --resume {}", args.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string()));
+                return Ok(ExitCode::from(130));
+            }
             println!("test accuracy: {:.2}%", 100.0 * report.test_accuracy);
             Ok(ExitCode::SUCCESS)
         }
@@ -630,7 +634,9 @@ fn run_training<B: wgtrain::Backend>(be: &B, args: &TrainArgs) -> anyhow::Result
         log: args.log.clone(),
     };
     let report = wgtrain::train::train(be, &mut model, &splits, &cfg)?;
-    println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
+    if !report.interrupted {
+        println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
+    }
     Ok(report)
 }
 

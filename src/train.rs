@@ -264,16 +264,12 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
         };
         if cfg.verbose {
             let v = va.map_or(String::new(), |m| format!("  val loss {:.4} acc {:6.2}%", m.loss, 100.0 * m.accuracy));
-            println!(
-                "epoch {:>3}/{}  lr {:.2e}  train loss {:.4} acc {:6.2}%{v}  {:.0} img/s  {:.1} s",
-                epoch + 1,
-                cfg.epochs,
-                opt.lr,
-                tr.loss,
-                100.0 * tr.accuracy,
-                log.images_per_s,
-                log.seconds
-            );
+            let t = if tr.samples == 0 {
+                "train: no batches left after the resume".to_string()
+            } else {
+                format!("train loss {:.4} acc {:6.2}%", tr.loss, 100.0 * tr.accuracy)
+            };
+            println!("epoch {:>3}/{}  lr {:.2e}  {t}{v}  {:.0} img/s  {:.1} s", epoch + 1, cfg.epochs, opt.lr, log.images_per_s, log.seconds);
         }
         if let Some(path) = &cfg.log {
             append_csv(path, &log)?;
@@ -330,6 +326,10 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
                 be.write(v, &b)?;
             }
         }
+    }
+    if interrupted {
+        // Stop promptly: the checkpoint is saved; no test pass.
+        return Ok(TrainReport { epochs: logs, best_epoch, test_loss: f64::NAN, test_accuracy: f64::NAN, seconds: start.elapsed().as_secs_f64(), interrupted });
     }
     let te = evaluate(be, model, &test, eval_batch)?;
     Ok(TrainReport {
