@@ -584,7 +584,13 @@ fn toml_residual_blocks_parse_like_the_zoo() {
 /// The real files in ../shared/data load with the right counts and shapes.
 #[test]
 fn shared_mnist_and_cifar_files_load() {
+    // The project's data lives beside the checkout (../shared), for developers and CI alike.
     let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if !shared.is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing", shared.display());
+        eprintln!("\n!!!!!!!! SKIPPED: {} is missing !!!!!!!!\n", shared.display());
+        return;
+    }
     let (train, test) = data::load(data::Source::Mnist, Some(&shared.join("mnist")), 1, 0, 28).unwrap();
     assert_eq!((train.len(), test.len(), train.shape), (60_000, 10_000, [1, 28, 28]));
     assert!(train.images.iter().all(|&v| (0.0..=1.0).contains(&v)));
