@@ -325,7 +325,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::write(path, text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
             if report.interrupted {
-                println!("interrupted: continue with --resume {}", args.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string()));
+                println!(
+                    "interrupted: continue with --resume {}",
+                    args.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string())
+                );
                 return Ok(ExitCode::from(130));
             }
             println!("test accuracy: {:.2}%", 100.0 * report.test_accuracy);

@@ -366,6 +366,16 @@ pub fn pool_dims(op: &'static str, x: &[usize], spec: PoolSpec) -> Result<PoolDi
     Ok(PoolDims { n, c, planes: n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad: spec.count_include_pad })
 }
 
+/// Pooling's sizes from x (or dx) [N, C, H, W], checking that each of `outs` has the output
+/// shape.
+pub fn pool_check(op: &'static str, x: &[usize], outs: &[(&str, &[usize])], spec: PoolSpec) -> Result<PoolDims> {
+    let d = pool_dims(op, x, spec)?;
+    for (name, s) in outs {
+        expect_shape(op, name, s, &d.y_shape())?;
+    }
+    Ok(d)
+}
+
 /// Global average pooling: x [N, C, H, W] -> y [N, C, 1, 1] (or [N, C]).
 pub fn global_pool_dims(op: &'static str, x: &[usize], y: &[usize]) -> Result<(usize, usize)> {
     let [n, c, h, w] = *x else {

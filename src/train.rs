@@ -269,7 +269,14 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
             } else {
                 format!("train loss {:.4} acc {:6.2}%", tr.loss, 100.0 * tr.accuracy)
             };
-            println!("epoch {:>3}/{}  lr {:.2e}  {t}{v}  {:.0} img/s  {:.1} s", epoch + 1, cfg.epochs, opt.lr, log.images_per_s, log.seconds);
+            println!(
+                "epoch {:>3}/{}  lr {:.2e}  {t}{v}  {:.0} img/s  {:.1} s",
+                epoch + 1,
+                cfg.epochs,
+                opt.lr,
+                log.images_per_s,
+                log.seconds
+            );
         }
         if let Some(path) = &cfg.log {
             append_csv(path, &log)?;
@@ -329,7 +336,14 @@ pub fn train<B: Backend>(be: &B, model: &mut Model<B>, splits: &Splits, cfg: &Tr
     }
     if interrupted {
         // Stop promptly: the checkpoint is saved; no test pass.
-        return Ok(TrainReport { epochs: logs, best_epoch, test_loss: f64::NAN, test_accuracy: f64::NAN, seconds: start.elapsed().as_secs_f64(), interrupted });
+        return Ok(TrainReport {
+            epochs: logs,
+            best_epoch,
+            test_loss: f64::NAN,
+            test_accuracy: f64::NAN,
+            seconds: start.elapsed().as_secs_f64(),
+            interrupted,
+        });
     }
     let te = evaluate(be, model, &test, eval_batch)?;
     Ok(TrainReport {

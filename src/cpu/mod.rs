@@ -87,31 +87,25 @@ impl Backend for Cpu {
     }
 
     fn max_pool2d(&self, x: &CpuTensor, y: &mut CpuTensor, idx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("max_pool2d", x.shape(), spec)?;
-        ops::expect_shape("max_pool2d", "y", y.shape(), &d.y_shape())?;
-        ops::expect_shape("max_pool2d", "idx", idx.shape(), &d.y_shape())?;
+        let d = ops::pool_check("max_pool2d", x.shape(), &[("y", y.shape()), ("idx", idx.shape())], spec)?;
         pool::max_pool_forward(&x.storage, &mut y.storage, &mut idx.storage, &d);
         Ok(())
     }
 
     fn max_pool2d_backward(&self, dy: &CpuTensor, idx: &CpuTensor, dx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("max_pool2d_backward", dx.shape(), spec)?;
-        ops::expect_shape("max_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
-        ops::expect_shape("max_pool2d_backward", "idx", idx.shape(), &d.y_shape())?;
+        let d = ops::pool_check("max_pool2d_backward", dx.shape(), &[("dy", dy.shape()), ("idx", idx.shape())], spec)?;
         pool::max_pool_backward(&dy.storage, &idx.storage, &mut dx.storage, &d);
         Ok(())
     }
 
     fn avg_pool2d(&self, x: &CpuTensor, y: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("avg_pool2d", x.shape(), spec)?;
-        ops::expect_shape("avg_pool2d", "y", y.shape(), &d.y_shape())?;
+        let d = ops::pool_check("avg_pool2d", x.shape(), &[("y", y.shape())], spec)?;
         pool::avg_pool_forward(&x.storage, &mut y.storage, &d);
         Ok(())
     }
 
     fn avg_pool2d_backward(&self, dy: &CpuTensor, dx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("avg_pool2d_backward", dx.shape(), spec)?;
-        ops::expect_shape("avg_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
+        let d = ops::pool_check("avg_pool2d_backward", dx.shape(), &[("dy", dy.shape())], spec)?;
         pool::avg_pool_backward(&dy.storage, &mut dx.storage, &d);
         Ok(())
     }

@@ -481,28 +481,22 @@ impl Backend for Gpu {
     }
 
     fn max_pool2d(&self, x: &GpuTensor, y: &mut GpuTensor, idx: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("max_pool2d", x.shape(), spec)?;
-        ops::expect_shape("max_pool2d", "y", y.shape(), &d.y_shape())?;
-        ops::expect_shape("max_pool2d", "idx", idx.shape(), &d.y_shape())?;
+        let d = ops::pool_check("max_pool2d", x.shape(), &[("y", y.shape()), ("idx", idx.shape())], spec)?;
         self.max_pool_impl(x, y, idx, &d)
     }
 
     fn max_pool2d_backward(&self, dy: &GpuTensor, idx: &GpuTensor, dx: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("max_pool2d_backward", dx.shape(), spec)?;
-        ops::expect_shape("max_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
-        ops::expect_shape("max_pool2d_backward", "idx", idx.shape(), &d.y_shape())?;
+        let d = ops::pool_check("max_pool2d_backward", dx.shape(), &[("dy", dy.shape()), ("idx", idx.shape())], spec)?;
         self.max_pool_backward_impl(dy, idx, dx, &d)
     }
 
     fn avg_pool2d(&self, x: &GpuTensor, y: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("avg_pool2d", x.shape(), spec)?;
-        ops::expect_shape("avg_pool2d", "y", y.shape(), &d.y_shape())?;
+        let d = ops::pool_check("avg_pool2d", x.shape(), &[("y", y.shape())], spec)?;
         self.avg_pool_impl(x, y, &d)
     }
 
     fn avg_pool2d_backward(&self, dy: &GpuTensor, dx: &mut GpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_dims("avg_pool2d_backward", dx.shape(), spec)?;
-        ops::expect_shape("avg_pool2d_backward", "dy", dy.shape(), &d.y_shape())?;
+        let d = ops::pool_check("avg_pool2d_backward", dx.shape(), &[("dy", dy.shape())], spec)?;
         self.avg_pool_backward_impl(dy, dx, &d)
     }
 
