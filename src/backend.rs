@@ -1,12 +1,18 @@
-//! The one trait both backends implement. `Cpu` (src/cpu) is the reference that defines
-//! correct results; `Gpu` (src/gpu) runs the WGSL kernels in shaders/.
+//! The one trait both backends implement. [`Cpu`](crate::Cpu) (src/cpu) is the reference that
+//! defines correct results; [`Gpu`](crate::Gpu) (src/gpu) runs the WGSL kernels in shaders/.
+//!
+//! Every op comes in two halves:
+//! - a public, *provided* method (`conv2d`, `max_pool2d`, ...) that validates the operands with
+//!   the op's check in [`crate::ops`] and resolves their sizes, once for every backend; a
+//!   mismatch is an [`Error::Shape`](crate::Error::Shape) naming the op and the shapes;
+//! - a *required* `*_unchecked` method that a backend implements, taking the resolved sizes.
+//!   It is only called with operands that passed the check: call the checked method instead.
 //!
 //! Ops write into tensors the caller allocated (a training loop plans its buffers once and
-//! reuses them). Shapes are checked by `crate::ops` for both backends alike; a mismatch is an
-//! `Error::Shape` naming the op and the shapes, never a panic.
+//! reuses them).
 
-use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
-use crate::optim::Optimizer;
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, Optimizer, PoolSpec};
+use crate::ops::{BatchNormDims, ChannelDims, ConvDims, CrossEntropyDims, MatmulDims, PoolDims};
 use crate::tensor::Tensor;
 use crate::Result;
 
@@ -18,17 +24,32 @@ pub enum CeTarget<'a, S> {
     Probs(&'a Tensor<S>),
 }
 
+/// Shorthand for a backend's tensor type.
+pub type T<B> = Tensor<<B as Backend>::Storage>;
+
+/// A place where tensors live and ops run: the CPU reference or a GPU.
 pub trait Backend {
     /// Where a tensor's data lives.
     type Storage;
 
+    /// A human-readable name, e.g. `gpu (llvmpipe, Vulkan)`.
     fn name(&self) -> String;
 
     // ---- memory ----
+
+    /// A tensor of zeros.
     fn zeros(&self, shape: &[usize]) -> Result<Tensor<Self::Storage>>;
-    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor<Self::Storage>>;
+    /// A tensor holding `data` (row-major, as many values as the shape has elements).
+    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor<Self::Storage>> {
+        let mut t = self.zeros(shape)?;
+        self.write(&mut t, data)?;
+        Ok(t)
+    }
     /// Overwrites `t` with `data` (same number of elements).
-    fn write(&self, t: &mut Tensor<Self::Storage>, data: &[f32]) -> Result<()>;
+    fn write(&self, t: &mut Tensor<Self::Storage>, data: &[f32]) -> Result<()> {
+        ops::same_numel("write", &[("tensor", t.shape()), ("data", &[data.len()])])?;
+        self.write_unchecked(t, data)
+    }
     /// Reads a tensor back to the host (on the GPU: waits for the work it depends on).
     fn download(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>>;
     /// Waits until every op issued so far has finished.
@@ -38,120 +59,176 @@ pub trait Backend {
     /// (`optimizer_step_all`, `clip_grad_norm_all`) run as one dispatch over all of it.
     fn arena(&self, shapes: &[Vec<usize>]) -> Result<Vec<Tensor<Self::Storage>>>;
 
-    // ---- ops ----
+    // ---- ops, checked ----
+
     /// c = alpha * op(a) @ op(b) + beta * c; rank 2, or rank 3 with a leading batch dim
     /// (a rank-2 operand is shared by every batch entry).
-    fn matmul(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, c: &mut Tensor<Self::Storage>, spec: MatmulSpec) -> Result<()>;
+    fn matmul(&self, a: &T<Self>, b: &T<Self>, c: &mut T<Self>, spec: MatmulSpec) -> Result<()> {
+        let d = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
+        self.matmul_unchecked(a, b, c, &d, spec)
+    }
     /// y = conv2d(x, w) + bias: x [N, C, H, W], w [K, C/groups, KH, KW], y [N, K, OH, OW].
-    fn conv2d(
-        &self,
-        x: &Tensor<Self::Storage>,
-        w: &Tensor<Self::Storage>,
-        bias: Option<&Tensor<Self::Storage>>,
-        y: &mut Tensor<Self::Storage>,
-        spec: Conv2dSpec,
-    ) -> Result<()>;
+    fn conv2d(&self, x: &T<Self>, w: &T<Self>, bias: Option<&T<Self>>, y: &mut T<Self>, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d::check_forward(x.shape(), w.shape(), bias.map(|b| b.shape()), y.shape(), spec)?;
+        self.conv2d_unchecked(x, w, bias, y, &d)
+    }
     /// dx = gradient of conv2d with respect to x, from dy.
-    fn conv2d_backward_data(
-        &self,
-        dy: &Tensor<Self::Storage>,
-        w: &Tensor<Self::Storage>,
-        dx: &mut Tensor<Self::Storage>,
-        spec: Conv2dSpec,
-    ) -> Result<()>;
+    fn conv2d_backward_data(&self, dy: &T<Self>, w: &T<Self>, dx: &mut T<Self>, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d::check_backward_data(dy.shape(), w.shape(), dx.shape(), spec)?;
+        self.conv2d_backward_data_unchecked(dy, w, dx, &d)
+    }
     /// dw = gradient of conv2d with respect to w, from x and dy.
-    fn conv2d_backward_filter(
-        &self,
-        x: &Tensor<Self::Storage>,
-        dy: &Tensor<Self::Storage>,
-        dw: &mut Tensor<Self::Storage>,
-        spec: Conv2dSpec,
-    ) -> Result<()>;
+    fn conv2d_backward_filter(&self, x: &T<Self>, dy: &T<Self>, dw: &mut T<Self>, spec: Conv2dSpec) -> Result<()> {
+        let d = ops::conv2d::check_backward_filter(x.shape(), dy.shape(), dw.shape(), spec)?;
+        self.conv2d_backward_filter_unchecked(x, dy, dw, &d)
+    }
     /// y = max over each window; idx = where the maximum was (for the backward).
-    fn max_pool2d(
-        &self,
-        x: &Tensor<Self::Storage>,
-        y: &mut Tensor<Self::Storage>,
-        idx: &mut Tensor<Self::Storage>,
-        spec: PoolSpec,
-    ) -> Result<()>;
-    fn max_pool2d_backward(
-        &self,
-        dy: &Tensor<Self::Storage>,
-        idx: &Tensor<Self::Storage>,
-        dx: &mut Tensor<Self::Storage>,
-        spec: PoolSpec,
-    ) -> Result<()>;
-    fn avg_pool2d(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>, spec: PoolSpec) -> Result<()>;
-    fn avg_pool2d_backward(&self, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>, spec: PoolSpec) -> Result<()>;
+    fn max_pool2d(&self, x: &T<Self>, y: &mut T<Self>, idx: &mut T<Self>, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool::check("max_pool2d", x.shape(), &[("y", y.shape()), ("idx", idx.shape())], spec)?;
+        self.max_pool2d_unchecked(x, y, idx, &d)
+    }
+    /// dx = dy routed to where each window's maximum was.
+    fn max_pool2d_backward(&self, dy: &T<Self>, idx: &T<Self>, dx: &mut T<Self>, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool::check("max_pool2d_backward", dx.shape(), &[("dy", dy.shape()), ("idx", idx.shape())], spec)?;
+        self.max_pool2d_backward_unchecked(dy, idx, dx, &d)
+    }
+    /// y = mean over each window (PyTorch's divisors).
+    fn avg_pool2d(&self, x: &T<Self>, y: &mut T<Self>, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool::check("avg_pool2d", x.shape(), &[("y", y.shape())], spec)?;
+        self.avg_pool2d_unchecked(x, y, &d)
+    }
+    /// dx = dy spread evenly over each window.
+    fn avg_pool2d_backward(&self, dy: &T<Self>, dx: &mut T<Self>, spec: PoolSpec) -> Result<()> {
+        let d = ops::pool::check("avg_pool2d_backward", dx.shape(), &[("dy", dy.shape())], spec)?;
+        self.avg_pool2d_backward_unchecked(dy, dx, &d)
+    }
     /// y [N, C, 1, 1] (or [N, C]) = mean of each plane of x [N, C, H, W].
-    fn global_avg_pool(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
-    fn global_avg_pool_backward(&self, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn global_avg_pool(&self, x: &T<Self>, y: &mut T<Self>) -> Result<()> {
+        let d = ops::pool::check_global("global_avg_pool", x.shape(), y.shape())?;
+        self.global_avg_pool_unchecked(x, y, &d)
+    }
+    /// dx = dy / (H * W) over each plane.
+    fn global_avg_pool_backward(&self, dy: &T<Self>, dx: &mut T<Self>) -> Result<()> {
+        let d = ops::pool::check_global("global_avg_pool_backward", dx.shape(), dy.shape())?;
+        self.global_avg_pool_backward_unchecked(dy, dx, &d)
+    }
     /// Batch norm 2d in training mode (x, y [N, C, ...]; the rest [C]): y from the batch
     /// statistics, running statistics updated as PyTorch does, mean and 1/sqrt(var + eps) saved.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
         &self,
-        x: &Tensor<Self::Storage>,
-        gamma: &Tensor<Self::Storage>,
-        beta: &Tensor<Self::Storage>,
-        running_mean: &mut Tensor<Self::Storage>,
-        running_var: &mut Tensor<Self::Storage>,
-        y: &mut Tensor<Self::Storage>,
-        save_mean: &mut Tensor<Self::Storage>,
-        save_invstd: &mut Tensor<Self::Storage>,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        running_mean: &mut T<Self>,
+        running_var: &mut T<Self>,
+        y: &mut T<Self>,
+        save_mean: &mut T<Self>,
+        save_invstd: &mut T<Self>,
         momentum: f32,
         eps: f32,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let d = ops::batch_norm::check(
+            "batch_norm",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+            ],
+            true,
+        )?;
+        self.batch_norm_train_unchecked(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, &d, momentum, eps)
+    }
     /// Batch norm 2d in eval mode: y from the running statistics.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_eval(
         &self,
-        x: &Tensor<Self::Storage>,
-        gamma: &Tensor<Self::Storage>,
-        beta: &Tensor<Self::Storage>,
-        running_mean: &Tensor<Self::Storage>,
-        running_var: &Tensor<Self::Storage>,
-        y: &mut Tensor<Self::Storage>,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        running_mean: &T<Self>,
+        running_var: &T<Self>,
+        y: &mut T<Self>,
         eps: f32,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let d = ops::batch_norm::check(
+            "batch_norm",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+            ],
+            false,
+        )?;
+        self.batch_norm_eval_unchecked(x, gamma, beta, running_mean, running_var, y, &d, eps)
+    }
     /// Backward of `batch_norm_train` from its saved statistics.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
-        x: &Tensor<Self::Storage>,
-        dy: &Tensor<Self::Storage>,
-        gamma: &Tensor<Self::Storage>,
-        save_mean: &Tensor<Self::Storage>,
-        save_invstd: &Tensor<Self::Storage>,
-        dx: &mut Tensor<Self::Storage>,
-        dgamma: &mut Tensor<Self::Storage>,
-        dbeta: &mut Tensor<Self::Storage>,
-    ) -> Result<()>;
+        x: &T<Self>,
+        dy: &T<Self>,
+        gamma: &T<Self>,
+        save_mean: &T<Self>,
+        save_invstd: &T<Self>,
+        dx: &mut T<Self>,
+        dgamma: &mut T<Self>,
+        dbeta: &mut T<Self>,
+    ) -> Result<()> {
+        ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
+        let d = ops::batch_norm::check(
+            "batch_norm_backward",
+            x.shape(),
+            dx.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+                ("dgamma", dgamma.shape()),
+                ("dbeta", dbeta.shape()),
+            ],
+            true,
+        )?;
+        self.batch_norm_backward_unchecked(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &d)
+    }
     /// Mean softmax cross-entropy of logits [N, C] with label smoothing: loss [1] and the
     /// gradient of the mean loss, in one pass.
     fn cross_entropy(
         &self,
-        logits: &Tensor<Self::Storage>,
+        logits: &T<Self>,
         target: CeTarget<'_, Self::Storage>,
         label_smoothing: f32,
-        loss: &mut Tensor<Self::Storage>,
-        grad: &mut Tensor<Self::Storage>,
-    ) -> Result<()>;
-    /// out[i] = index of the first maximum of row i of x [N, C].
-    fn argmax_rows(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
-    /// out[i] = 1 where row i's argmax equals labels[i], else 0 (sum it for accuracy).
-    fn correct_rows(&self, logits: &Tensor<Self::Storage>, labels: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
-
-    /// y = x @ wᵀ + bias: x [N, in], w [out, in], y [N, out].
-    fn linear(
-        &self,
-        x: &Tensor<Self::Storage>,
-        w: &Tensor<Self::Storage>,
-        bias: Option<&Tensor<Self::Storage>>,
-        y: &mut Tensor<Self::Storage>,
+        loss: &mut T<Self>,
+        grad: &mut T<Self>,
     ) -> Result<()> {
-        ops::linear_check(x.shape(), w.shape(), y.shape(), bias.map(|b| b.shape()))?;
+        let (t, soft) = match target {
+            CeTarget::Labels(t) => (t, false),
+            CeTarget::Probs(t) => (t, true),
+        };
+        let d = ops::loss::check_cross_entropy(logits.shape(), t.shape(), soft, label_smoothing, loss.shape(), grad.shape())?;
+        self.cross_entropy_unchecked(logits, t, soft, label_smoothing, loss, grad, &d)
+    }
+    /// out[i] = index of the first maximum of row i of x [N, C].
+    fn argmax_rows(&self, x: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let d = ops::loss::check_rows("argmax_rows", x.shape(), out.shape(), None)?;
+        self.argmax_rows_unchecked(x, out, &d)
+    }
+    /// out[i] = 1 where row i's argmax equals labels[i], else 0 (sum it for accuracy).
+    fn correct_rows(&self, logits: &T<Self>, labels: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let d = ops::loss::check_rows("correct_rows", logits.shape(), out.shape(), Some(labels.shape()))?;
+        self.correct_rows_unchecked(logits, labels, out, &d)
+    }
+    /// y = x @ wᵀ + bias: x [N, in], w [out, in], y [N, out].
+    fn linear(&self, x: &T<Self>, w: &T<Self>, bias: Option<&T<Self>>, y: &mut T<Self>) -> Result<()> {
+        ops::linear::check(x.shape(), w.shape(), y.shape(), bias.map(|b| b.shape()))?;
         self.matmul(x, w, y, MatmulSpec::trans(false, true))?;
         match bias {
             Some(b) => self.bias_act(y, b, Activation::Identity),
@@ -161,14 +238,14 @@ pub trait Backend {
     /// Gradients of `linear`: dx = dy @ w (if wanted), dw = dyᵀ @ x, db = column sums of dy.
     fn linear_backward(
         &self,
-        x: &Tensor<Self::Storage>,
-        w: &Tensor<Self::Storage>,
-        dy: &Tensor<Self::Storage>,
-        dx: Option<&mut Tensor<Self::Storage>>,
-        dw: &mut Tensor<Self::Storage>,
-        db: Option<&mut Tensor<Self::Storage>>,
+        x: &T<Self>,
+        w: &T<Self>,
+        dy: &T<Self>,
+        dx: Option<&mut T<Self>>,
+        dw: &mut T<Self>,
+        db: Option<&mut T<Self>>,
     ) -> Result<()> {
-        ops::linear_check(x.shape(), w.shape(), dy.shape(), db.as_ref().map(|b| b.shape()))?;
+        ops::linear::check(x.shape(), w.shape(), dy.shape(), db.as_ref().map(|b| b.shape()))?;
         if let Some(dx) = dx {
             self.matmul(dy, w, dx, MatmulSpec::default())?;
         }
@@ -178,72 +255,244 @@ pub trait Backend {
             None => Ok(()),
         }
     }
-
     /// y = act(y + bias[c]) in place, y [N, C, ...].
-    fn bias_act(&self, y: &mut Tensor<Self::Storage>, bias: &Tensor<Self::Storage>, act: Activation) -> Result<()>;
+    fn bias_act(&self, y: &mut T<Self>, bias: &T<Self>, act: Activation) -> Result<()> {
+        let d = ops::elementwise::channels("bias_act", y.shape(), bias.numel())?;
+        self.bias_act_unchecked(y, bias, &d, act)
+    }
     /// dz = dy * act'(z), from the activated output y.
-    fn act_backward(
-        &self,
-        y: &Tensor<Self::Storage>,
-        dy: &Tensor<Self::Storage>,
-        dz: &mut Tensor<Self::Storage>,
-        act: Activation,
-    ) -> Result<()>;
+    fn act_backward(&self, y: &T<Self>, dy: &T<Self>, dz: &mut T<Self>, act: Activation) -> Result<()> {
+        ops::same_shape("act_backward", &[("y", y.shape()), ("dy", dy.shape()), ("dz", dz.shape())])?;
+        self.act_backward_unchecked(y, dy, dz, act)
+    }
     /// out[c] = sum of a[n, c, ...] over every dim but 1 (bias gradients).
-    fn channel_sum(&self, a: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn channel_sum(&self, a: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let d = ops::elementwise::channels("channel_sum", a.shape(), out.numel())?;
+        self.channel_sum_unchecked(a, out, &d)
+    }
     /// out = a + b
-    fn add(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn add(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("add", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+        self.add_unchecked(a, b, out, n)
+    }
     /// out = a * b (element-wise)
-    fn mul(&self, a: &Tensor<Self::Storage>, b: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn mul(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("mul", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+        self.mul_unchecked(a, b, out, n)
+    }
     /// y = x, element for element (shapes may differ; element counts may not).
-    fn copy(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn copy(&self, x: &T<Self>, y: &mut T<Self>) -> Result<()> {
+        let n = ops::same_numel("copy", &[("x", x.shape()), ("y", y.shape())])?;
+        self.copy_unchecked(x, y, n)
+    }
     /// out = alpha * a
-    fn scale(&self, a: &Tensor<Self::Storage>, alpha: f32, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn scale(&self, a: &T<Self>, alpha: f32, out: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("scale", &[("a", a.shape()), ("out", out.shape())])?;
+        self.scale_unchecked(a, alpha, out, n)
+    }
     /// y = max(x, 0)
-    fn relu(&self, x: &Tensor<Self::Storage>, y: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn relu(&self, x: &T<Self>, y: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("relu", &[("x", x.shape()), ("y", y.shape())])?;
+        self.relu_unchecked(x, y, n)
+    }
     /// dx = dy * [x > 0]
-    fn relu_backward(&self, x: &Tensor<Self::Storage>, dy: &Tensor<Self::Storage>, dx: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn relu_backward(&self, x: &T<Self>, dy: &T<Self>, dx: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
+        self.relu_backward_unchecked(x, dy, dx, n)
+    }
     /// Inverted dropout: out = x / (1 - p) where `mask` keeps the element, else 0. The mask is
     /// a function of (p, seed, step, index), so the backward is the same call on dy.
-    fn dropout(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>, mask: &DropoutMask) -> Result<()>;
+    fn dropout(&self, x: &T<Self>, out: &mut T<Self>, mask: &DropoutMask) -> Result<()> {
+        let n = ops::same_shape("dropout", &[("x", x.shape()), ("out", out.shape())])?;
+        self.dropout_unchecked(x, out, mask, n)
+    }
     /// out[0] = sum of all elements of x; `out` has one element.
-    fn sum(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn sum(&self, x: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let n = ops::scalar_out("sum", x.shape(), out.shape())?;
+        self.sum_unchecked(x, out, n, false)
+    }
     /// out[0] = sum of x²; `out` has one element.
-    fn sum_squares(&self, x: &Tensor<Self::Storage>, out: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn sum_squares(&self, x: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let n = ops::scalar_out("sum_squares", x.shape(), out.shape())?;
+        self.sum_unchecked(x, out, n, true)
+    }
 
     // ---- training ----
+
     /// One update of a flat parameter arena (one dispatch for the whole model). `t` is the
     /// 1-based step; `s1`, `s2` hold the optimizer's state, as long as `param` where
     /// `opt.state_tensors()` says they are used (placeholders of any size otherwise).
-    fn optimizer_step(
-        &self,
-        opt: &Optimizer,
-        t: u64,
-        param: &mut Tensor<Self::Storage>,
-        grad: &Tensor<Self::Storage>,
-        s1: &mut Tensor<Self::Storage>,
-        s2: &mut Tensor<Self::Storage>,
-    ) -> Result<()>;
-    /// Global-norm clipping: grad *= min(1, max_norm / (‖grad‖ + 1e-6)); `sumsq` receives ‖grad‖²
-    /// (on the device: read it only when logging).
-    fn clip_grad_norm(&self, grad: &mut Tensor<Self::Storage>, max_norm: f32, sumsq: &mut Tensor<Self::Storage>) -> Result<()>;
+    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut T<Self>, grad: &T<Self>, s1: &mut T<Self>, s2: &mut T<Self>) -> Result<()> {
+        let n = ops::optimizer::check(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
+        self.optimizer_step_unchecked(opt, t, n, param, grad, s1, s2)
+    }
     /// `optimizer_step` for every parameter tensor of a model (lists in the same order; each
     /// list from one `arena` lets the GPU do it in one dispatch).
     fn optimizer_step_all(
         &self,
         opt: &Optimizer,
         t: u64,
-        params: &mut [Tensor<Self::Storage>],
-        grads: &[Tensor<Self::Storage>],
-        s1: &mut [Tensor<Self::Storage>],
-        s2: &mut [Tensor<Self::Storage>],
+        params: &mut [T<Self>],
+        grads: &[T<Self>],
+        s1: &mut [T<Self>],
+        s2: &mut [T<Self>],
     ) -> Result<()> {
         ops::same_len("optimizer_step_all", &[params.len(), grads.len(), s1.len(), s2.len()])?;
+        opt.validate()?;
+        for (((p, g), a), b) in params.iter().zip(grads).zip(s1.iter()).zip(s2.iter()) {
+            ops::optimizer::check(opt, p.shape(), g.shape(), a.shape(), b.shape())?;
+        }
+        self.optimizer_step_all_unchecked(opt, t, params, grads, s1, s2)
+    }
+    /// Global-norm clipping: grad *= min(1, max_norm / (‖grad‖ + 1e-6)); `sumsq` receives ‖grad‖²
+    /// (on the device: read it only when logging).
+    fn clip_grad_norm(&self, grad: &mut T<Self>, max_norm: f32, sumsq: &mut T<Self>) -> Result<()> {
+        ops::scalar_out("clip_grad_norm", grad.shape(), sumsq.shape())?;
+        self.clip_grad_norm_all(std::slice::from_mut(grad), max_norm, sumsq)
+    }
+    /// Clips all gradients of a model by their global norm; `sumsq` receives the total ‖g‖².
+    fn clip_grad_norm_all(&self, grads: &mut [T<Self>], max_norm: f32, sumsq: &mut T<Self>) -> Result<()> {
+        ops::scalar_out("clip_grad_norm_all", &[1], sumsq.shape())?;
+        if !(max_norm.is_finite() && max_norm > 0.0) {
+            return Err(crate::Error::Invalid(format!("clip_grad_norm: max_norm is {max_norm}, expected a finite value > 0")));
+        }
+        self.clip_grad_norm_all_unchecked(grads, max_norm, sumsq)
+    }
+
+    // ---- kernels: what a backend implements (operands already checked) ----
+
+    /// `write`, after the element count was checked.
+    fn write_unchecked(&self, t: &mut T<Self>, data: &[f32]) -> Result<()>;
+    /// `matmul` with resolved sizes.
+    fn matmul_unchecked(&self, a: &T<Self>, b: &T<Self>, c: &mut T<Self>, d: &MatmulDims, spec: MatmulSpec) -> Result<()>;
+    /// `conv2d` with resolved sizes.
+    fn conv2d_unchecked(&self, x: &T<Self>, w: &T<Self>, bias: Option<&T<Self>>, y: &mut T<Self>, d: &ConvDims) -> Result<()>;
+    /// `conv2d_backward_data` with resolved sizes.
+    fn conv2d_backward_data_unchecked(&self, dy: &T<Self>, w: &T<Self>, dx: &mut T<Self>, d: &ConvDims) -> Result<()>;
+    /// `conv2d_backward_filter` with resolved sizes.
+    fn conv2d_backward_filter_unchecked(&self, x: &T<Self>, dy: &T<Self>, dw: &mut T<Self>, d: &ConvDims) -> Result<()>;
+    /// `max_pool2d` with resolved sizes.
+    fn max_pool2d_unchecked(&self, x: &T<Self>, y: &mut T<Self>, idx: &mut T<Self>, d: &PoolDims) -> Result<()>;
+    /// `max_pool2d_backward` with resolved sizes.
+    fn max_pool2d_backward_unchecked(&self, dy: &T<Self>, idx: &T<Self>, dx: &mut T<Self>, d: &PoolDims) -> Result<()>;
+    /// `avg_pool2d` with resolved sizes.
+    fn avg_pool2d_unchecked(&self, x: &T<Self>, y: &mut T<Self>, d: &PoolDims) -> Result<()>;
+    /// `avg_pool2d_backward` with resolved sizes.
+    fn avg_pool2d_backward_unchecked(&self, dy: &T<Self>, dx: &mut T<Self>, d: &PoolDims) -> Result<()>;
+    /// `global_avg_pool` with resolved sizes.
+    fn global_avg_pool_unchecked(&self, x: &T<Self>, y: &mut T<Self>, d: &ops::pool::GlobalPoolDims) -> Result<()>;
+    /// `global_avg_pool_backward` with resolved sizes.
+    fn global_avg_pool_backward_unchecked(&self, dy: &T<Self>, dx: &mut T<Self>, d: &ops::pool::GlobalPoolDims) -> Result<()>;
+    /// `batch_norm_train` with resolved sizes.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train_unchecked(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        running_mean: &mut T<Self>,
+        running_var: &mut T<Self>,
+        y: &mut T<Self>,
+        save_mean: &mut T<Self>,
+        save_invstd: &mut T<Self>,
+        d: &BatchNormDims,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()>;
+    /// `batch_norm_eval` with resolved sizes.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_eval_unchecked(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        running_mean: &T<Self>,
+        running_var: &T<Self>,
+        y: &mut T<Self>,
+        d: &BatchNormDims,
+        eps: f32,
+    ) -> Result<()>;
+    /// `batch_norm_backward` with resolved sizes.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward_unchecked(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        gamma: &T<Self>,
+        save_mean: &T<Self>,
+        save_invstd: &T<Self>,
+        dx: &mut T<Self>,
+        dgamma: &mut T<Self>,
+        dbeta: &mut T<Self>,
+        d: &BatchNormDims,
+    ) -> Result<()>;
+    /// `cross_entropy` with resolved sizes; `soft`: `target` holds probability rows.
+    #[allow(clippy::too_many_arguments)]
+    fn cross_entropy_unchecked(
+        &self,
+        logits: &T<Self>,
+        target: &T<Self>,
+        soft: bool,
+        label_smoothing: f32,
+        loss: &mut T<Self>,
+        grad: &mut T<Self>,
+        d: &CrossEntropyDims,
+    ) -> Result<()>;
+    /// `argmax_rows` with resolved sizes.
+    fn argmax_rows_unchecked(&self, x: &T<Self>, out: &mut T<Self>, d: &CrossEntropyDims) -> Result<()>;
+    /// `correct_rows` with resolved sizes.
+    fn correct_rows_unchecked(&self, logits: &T<Self>, labels: &T<Self>, out: &mut T<Self>, d: &CrossEntropyDims) -> Result<()>;
+    /// `bias_act` with resolved sizes.
+    fn bias_act_unchecked(&self, y: &mut T<Self>, bias: &T<Self>, d: &ChannelDims, act: Activation) -> Result<()>;
+    /// `act_backward` on equal shapes.
+    fn act_backward_unchecked(&self, y: &T<Self>, dy: &T<Self>, dz: &mut T<Self>, act: Activation) -> Result<()>;
+    /// `channel_sum` with resolved sizes.
+    fn channel_sum_unchecked(&self, a: &T<Self>, out: &mut T<Self>, d: &ChannelDims) -> Result<()>;
+    /// `add` of `n` elements.
+    fn add_unchecked(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>, n: usize) -> Result<()>;
+    /// `mul` of `n` elements.
+    fn mul_unchecked(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>, n: usize) -> Result<()>;
+    /// `copy` of `n` elements.
+    fn copy_unchecked(&self, x: &T<Self>, y: &mut T<Self>, n: usize) -> Result<()>;
+    /// `scale` of `n` elements.
+    fn scale_unchecked(&self, a: &T<Self>, alpha: f32, out: &mut T<Self>, n: usize) -> Result<()>;
+    /// `relu` of `n` elements.
+    fn relu_unchecked(&self, x: &T<Self>, y: &mut T<Self>, n: usize) -> Result<()>;
+    /// `relu_backward` of `n` elements.
+    fn relu_backward_unchecked(&self, x: &T<Self>, dy: &T<Self>, dx: &mut T<Self>, n: usize) -> Result<()>;
+    /// `dropout` of `n` elements.
+    fn dropout_unchecked(&self, x: &T<Self>, out: &mut T<Self>, mask: &DropoutMask, n: usize) -> Result<()>;
+    /// `sum` (or, with `squares`, `sum_squares`) of `n` elements.
+    fn sum_unchecked(&self, x: &T<Self>, out: &mut T<Self>, n: usize, squares: bool) -> Result<()>;
+    /// `optimizer_step` of `n` parameters.
+    #[allow(clippy::too_many_arguments)]
+    fn optimizer_step_unchecked(
+        &self,
+        opt: &Optimizer,
+        t: u64,
+        n: usize,
+        param: &mut T<Self>,
+        grad: &T<Self>,
+        s1: &mut T<Self>,
+        s2: &mut T<Self>,
+    ) -> Result<()>;
+    /// `optimizer_step_all`, every pair checked. The default runs one update per tensor; the
+    /// GPU fuses arenas into one dispatch.
+    fn optimizer_step_all_unchecked(
+        &self,
+        opt: &Optimizer,
+        t: u64,
+        params: &mut [T<Self>],
+        grads: &[T<Self>],
+        s1: &mut [T<Self>],
+        s2: &mut [T<Self>],
+    ) -> Result<()> {
         for (((p, g), a), b) in params.iter_mut().zip(grads).zip(s1.iter_mut()).zip(s2.iter_mut()) {
-            self.optimizer_step(opt, t, p, g, a, b)?;
+            let n = p.numel();
+            self.optimizer_step_unchecked(opt, t, n, p, g, a, b)?;
         }
         Ok(())
     }
-    /// Clips all gradients of a model by their global norm; `sumsq` receives the total ‖g‖².
-    fn clip_grad_norm_all(&self, grads: &mut [Tensor<Self::Storage>], max_norm: f32, sumsq: &mut Tensor<Self::Storage>) -> Result<()>;
+    /// `clip_grad_norm_all` (one list entry for `clip_grad_norm`).
+    fn clip_grad_norm_all_unchecked(&self, grads: &mut [T<Self>], max_norm: f32, sumsq: &mut T<Self>) -> Result<()>;
 }

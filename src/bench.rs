@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 use crate::gpu::{Gpu, MatmulVariant};
 use crate::ops::{conv2d_dims, Conv2dSpec, MatmulSpec};
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::ops::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::Result;
 
@@ -205,19 +205,19 @@ pub fn train_report<B: Backend>(
     steps: usize,
     start: std::time::Instant,
 ) -> Result<Vec<TrainBench>> {
-    use crate::nn::{zoo, Model, ModelSpec, Targets};
+    use crate::nn::{zoo, CrossEntropy, Model, ModelSpec, Targets};
     println!("training throughput of the default CNN on {} (1x28x28 synthetic input, forward + backward + Adam)", be.name());
     println!("{:>6} {:>22} {:>16} {:>24}", "batch", "first step done at", "median img/s", "windows (img/s)");
     let opt = Optimizer::new(OptimizerKind::Adam);
     let mut out = Vec::new();
     for &batch in batch_sizes {
         let spec = ModelSpec { name: "default".into(), layers: zoo::default_cnn(10) };
-        let mut model = Model::new(be, spec, &[1, 28, 28], 1)?;
+        let mut model = Model::from_spec(be, &spec, &[1, 28, 28], 1)?;
         model.reset_optimizer(be, &opt)?;
         let mut rng = Rng::new(batch as u64);
         let x = rng.vec(batch * 28 * 28, -1.0, 1.0);
         let labels: Vec<f32> = (0..batch).map(|_| rng.below(10) as f32).collect();
-        let step = |model: &mut Model<B>| model.train_step(be, &x, Targets::Labels(&labels), &opt, 0.0, None);
+        let step = |model: &mut Model<B>| model.train_step(be, &x, Targets::Labels(&labels), &opt, &CrossEntropy::default(), None);
         step(&mut model)?;
         be.sync()?;
         let first_step = start.elapsed();

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::backend::Backend;
-use crate::nn::{Model, ModelSpec};
-use crate::optim::Optimizer;
+use crate::nn::{Model, ModelSpec, NamedTensor};
+use crate::ops::Optimizer;
 use crate::{Error, Result};
 
 /// Where a run stood when it was saved.
@@ -24,22 +24,32 @@ pub struct Progress {
     pub epoch: usize,
     /// Batches of the next epoch already trained (a save inside an epoch).
     pub batch_in_epoch: usize,
+    /// Optimizer steps taken.
     pub step: u64,
+    /// The run's seed (split, batch order, dropout).
     pub seed: u64,
     /// Best validation score so far: the loss, or minus the accuracy (`--monitor accuracy`).
     pub best_val_loss: Option<f64>,
+    /// The best validation epoch so far (1-based).
     pub best_epoch: Option<usize>,
+    /// Epochs since then.
     pub epochs_since_best: usize,
 }
 
 /// What a checkpoint file holds besides the tensors.
 #[derive(Clone, Debug)]
 pub struct Meta {
-    pub spec: ModelSpec,
+    /// The model's description (absent for a model built from layers written in Rust).
+    pub spec: Option<ModelSpec>,
+    /// Shape of one input sample.
     pub input: Vec<usize>,
+    /// The optimizer it was trained with.
     pub optimizer: Option<Optimizer>,
+    /// Where training stood.
     pub progress: Progress,
+    /// Class names.
     pub classes: Vec<String>,
+    /// Per-channel input normalisation (mean, std).
     pub normalization: Vec<(f32, f32)>,
 }
 
@@ -140,26 +150,22 @@ pub fn read_safetensors(path: &Path) -> Result<(BTreeMap<String, (Vec<usize>, Ve
     Ok((tensors, meta))
 }
 
-/// Saves the model (parameters, batch-norm statistics, optimizer state) and `progress`.
+/// Saves the model (parameters, buffers such as batch-norm statistics, optimizer state) and
+/// `progress`.
 pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optimizer, progress: &Progress) -> Result<()> {
-    let mut tensors = Vec::new();
-    for (i, info) in model.param_info.iter().enumerate() {
-        tensors.push((info.name.clone(), info.shape.clone(), be.download(&model.params[i])?));
-    }
-    for (node, r) in model.nodes.iter().zip(&model.running) {
-        if let Some((m, v)) = r {
-            tensors.push((format!("{}.running_mean", node.name), m.shape().to_vec(), be.download(m)?));
-            tensors.push((format!("{}.running_var", node.name), v.shape().to_vec(), be.download(v)?));
-        }
-    }
-    for (i, info) in model.param_info.iter().enumerate() {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+        model.state_dict(be)?.into_iter().map(|t| (t.name, t.shape, t.data)).collect();
+    for (i, info) in model.param_info().iter().enumerate() {
         tensors.push((format!("optimizer.state1.{}", info.name), info.shape.clone(), be.download(&model.state1[i])?));
         tensors.push((format!("optimizer.state2.{}", info.name), info.shape.clone(), be.download(&model.state2[i])?));
     }
     let js = |v: Result<String, serde_json::Error>| v.map_err(|e| bad(path, e.to_string()));
     let mut meta = BTreeMap::new();
     meta.insert("format".into(), "wgtrain-checkpoint-1".into());
-    meta.insert("model".into(), js(serde_json::to_string(&model.spec))?);
+    if let Some(spec) = &model.spec {
+        meta.insert("model".into(), js(serde_json::to_string(spec))?);
+    }
+    meta.insert("model_name".into(), model.name.clone());
     meta.insert("input".into(), js(serde_json::to_string(&model.input))?);
     meta.insert("optimizer".into(), js(serde_json::to_string(optimizer))?);
     meta.insert("progress".into(), js(serde_json::to_string(progress))?);
@@ -173,8 +179,10 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     let (_, meta) = read_safetensors(path)?;
     let field = |k: &str| meta.get(k).ok_or_else(|| bad(path, format!("not a wgtrain checkpoint: metadata has no '{k}'")));
     let parse = |k: &str, v: &str| -> Result<Value> { serde_json::from_str(v).map_err(|e| bad(path, format!("metadata '{k}': {e}"))) };
-    let spec: ModelSpec =
-        serde_json::from_value(parse("model", field("model")?)?).map_err(|e| bad(path, format!("metadata 'model': {e}")))?;
+    let spec: Option<ModelSpec> = match meta.get("model") {
+        Some(v) => Some(serde_json::from_value(parse("model", v)?).map_err(|e| bad(path, format!("metadata 'model': {e}")))?),
+        None => None,
+    };
     let input: Vec<usize> =
         serde_json::from_value(parse("input", field("input")?)?).map_err(|e| bad(path, format!("metadata 'input': {e}")))?;
     let optimizer: Option<Optimizer> = meta.get("optimizer").and_then(|v| serde_json::from_str(v).ok());
@@ -185,39 +193,60 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     Ok(Meta { spec, input, optimizer, progress, classes, normalization })
 }
 
-/// Loads a checkpoint into `model`, which must be the same architecture; returns the progress.
+/// The model spec a checkpoint was saved with; an error when it has none (a model built from
+/// layers written in Rust: rebuild it in Rust and use [`load`]).
+pub fn spec_of(path: &Path, meta: &Meta) -> Result<ModelSpec> {
+    meta.spec.clone().ok_or_else(|| {
+        bad(path, "not a wgtrain checkpoint: metadata has no 'model' (a model defined in Rust: build it and load the checkpoint into it)")
+    })
+}
+
+/// Loads a checkpoint into `model`, which must be the same architecture (same tensor names and
+/// shapes, and the same spec when both have one); returns its metadata.
 pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Meta> {
     let meta = read_meta(path)?;
-    if meta.spec.layers != model.spec.layers || meta.input != model.input {
+    let same_spec = match (&meta.spec, &model.spec) {
+        (Some(a), Some(b)) => a.layers == b.layers,
+        _ => true,
+    };
+    if !same_spec || meta.input != model.input {
         return Err(bad(
             path,
             format!(
                 "checkpoint of model '{}' for input {:?}, not of the model being trained ('{}' for {:?})",
-                meta.spec.name, meta.input, model.spec.name, model.input
+                meta.spec.as_ref().map_or("?", |s| s.name.as_str()),
+                meta.input,
+                model.name,
+                model.input
             ),
         ));
     }
-    let (tensors, _) = read_safetensors(path)?;
-    let get = |name: &str, shape: &[usize]| -> Result<&Vec<f32>> {
-        let (s, v) = tensors.get(name).ok_or_else(|| bad(path, format!("tensor {name} is missing")))?;
+    let (mut tensors, _) = read_safetensors(path)?;
+    let mut take = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let (s, v) = tensors.remove(name).ok_or_else(|| bad(path, format!("tensor {name} is missing")))?;
         if s != shape {
             return Err(bad(path, format!("tensor {name} has shape {s:?}, the model needs {shape:?}")));
         }
         Ok(v)
     };
-    for i in 0..model.param_info.len() {
-        let info = model.param_info[i].clone();
-        be.write(&mut model.params[i], get(&info.name, &info.shape)?)?;
-        be.write(&mut model.state1[i], get(&format!("optimizer.state1.{}", info.name), &info.shape)?)?;
-        be.write(&mut model.state2[i], get(&format!("optimizer.state2.{}", info.name), &info.shape)?)?;
+    let mut state = Vec::new();
+    for info in model.param_info().iter().cloned().collect::<Vec<_>>() {
+        state.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: take(&info.name, &info.shape)? });
     }
-    for k in 0..model.running.len() {
-        let name = model.nodes[k].name.clone();
-        if let Some((m, v)) = &mut model.running[k] {
-            let shape = m.shape().to_vec();
-            be.write(m, get(&format!("{name}.running_mean"), &shape)?)?;
-            be.write(v, get(&format!("{name}.running_var"), &shape)?)?;
-        }
+    for info in model.buffer_info().iter().cloned().collect::<Vec<_>>() {
+        state.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: take(&info.name, &info.shape)? });
+    }
+    let mut opt_state = Vec::new();
+    for info in model.param_info().iter().cloned().collect::<Vec<_>>() {
+        opt_state.push((
+            take(&format!("optimizer.state1.{}", info.name), &info.shape)?,
+            take(&format!("optimizer.state2.{}", info.name), &info.shape)?,
+        ));
+    }
+    model.load_state_dict(be, &state).map_err(|e| bad(path, e.to_string()))?;
+    for (i, (a, b)) in opt_state.iter().enumerate() {
+        be.write(&mut model.state1[i], a)?;
+        be.write(&mut model.state2[i], b)?;
     }
     model.step = meta.progress.step;
     model.seed = meta.progress.seed;

@@ -1,5 +1,6 @@
 //! The CPU backend: the reference. Plain loops, one file per op family, named as the shader
 //! they define (`cpu/matmul.rs` <-> `shaders/matmul_v*.wgsl`). Tests compare the GPU to these.
+//! Operands arrive checked (see [`crate::backend`]): each method here only computes.
 
 pub mod batch_norm;
 pub mod channel;
@@ -14,9 +15,10 @@ pub mod pool;
 pub mod reduce;
 pub mod relu;
 
-use crate::backend::{Backend, CeTarget};
-use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, MatmulSpec, PoolSpec};
-use crate::optim::Optimizer;
+use crate::backend::{Backend, T};
+use crate::ops::pool::GlobalPoolDims;
+use crate::ops::{self, Activation, BatchNormDims, ChannelDims, ConvDims, CrossEntropyDims, DropoutMask, MatmulDims, MatmulSpec};
+use crate::ops::{Optimizer, PoolDims};
 use crate::tensor::{CpuTensor, Tensor};
 use crate::Result;
 
@@ -35,14 +37,7 @@ impl Backend for Cpu {
         Ok(Tensor::from_parts(shape, vec![0.0; crate::tensor::numel(shape)]))
     }
 
-    fn upload(&self, shape: &[usize], data: &[f32]) -> Result<CpuTensor> {
-        let mut t = self.zeros(shape)?;
-        self.write(&mut t, data)?;
-        Ok(t)
-    }
-
-    fn write(&self, t: &mut CpuTensor, data: &[f32]) -> Result<()> {
-        ops::same_shape("write", &[("tensor", &[t.numel()]), ("data", &[data.len()])])?;
+    fn write_unchecked(&self, t: &mut CpuTensor, data: &[f32]) -> Result<()> {
         t.storage.copy_from_slice(data);
         Ok(())
     }
@@ -59,70 +54,57 @@ impl Backend for Cpu {
         shapes.iter().map(|s| self.zeros(s)).collect()
     }
 
-    fn matmul(&self, a: &CpuTensor, b: &CpuTensor, c: &mut CpuTensor, spec: MatmulSpec) -> Result<()> {
-        let dims = ops::matmul_dims(a.shape(), b.shape(), c.shape(), spec)?;
-        matmul::matmul(&a.storage, &b.storage, &mut c.storage, &dims, spec);
+    fn matmul_unchecked(&self, a: &CpuTensor, b: &CpuTensor, c: &mut CpuTensor, d: &MatmulDims, spec: MatmulSpec) -> Result<()> {
+        matmul::matmul(&a.storage, &b.storage, &mut c.storage, d, spec);
         Ok(())
     }
 
-    fn conv2d(&self, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>, y: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
-        let d = ops::conv2d_check("conv2d", x.shape(), w.shape(), y.shape(), spec)?;
-        if let Some(b) = bias {
-            ops::expect_shape("conv2d", "bias", b.shape(), &[d.k])?;
-        }
-        conv2d::forward(&x.storage, &w.storage, bias.map(|b| b.data()), &mut y.storage, &d);
+    fn conv2d_unchecked(&self, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>, y: &mut CpuTensor, d: &ConvDims) -> Result<()> {
+        conv2d::forward(&x.storage, &w.storage, bias.map(|b| b.data()), &mut y.storage, d);
         Ok(())
     }
 
-    fn conv2d_backward_data(&self, dy: &CpuTensor, w: &CpuTensor, dx: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
-        let d = ops::conv2d_check("conv2d_backward_data", dx.shape(), w.shape(), dy.shape(), spec)?;
-        conv2d::backward_data(&dy.storage, &w.storage, &mut dx.storage, &d);
+    fn conv2d_backward_data_unchecked(&self, dy: &CpuTensor, w: &CpuTensor, dx: &mut CpuTensor, d: &ConvDims) -> Result<()> {
+        conv2d::backward_data(&dy.storage, &w.storage, &mut dx.storage, d);
         Ok(())
     }
 
-    fn conv2d_backward_filter(&self, x: &CpuTensor, dy: &CpuTensor, dw: &mut CpuTensor, spec: Conv2dSpec) -> Result<()> {
-        let d = ops::conv2d_check("conv2d_backward_filter", x.shape(), dw.shape(), dy.shape(), spec)?;
-        conv2d::backward_filter(&x.storage, &dy.storage, &mut dw.storage, &d);
+    fn conv2d_backward_filter_unchecked(&self, x: &CpuTensor, dy: &CpuTensor, dw: &mut CpuTensor, d: &ConvDims) -> Result<()> {
+        conv2d::backward_filter(&x.storage, &dy.storage, &mut dw.storage, d);
         Ok(())
     }
 
-    fn max_pool2d(&self, x: &CpuTensor, y: &mut CpuTensor, idx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_check("max_pool2d", x.shape(), &[("y", y.shape()), ("idx", idx.shape())], spec)?;
-        pool::max_pool_forward(&x.storage, &mut y.storage, &mut idx.storage, &d);
+    fn max_pool2d_unchecked(&self, x: &CpuTensor, y: &mut CpuTensor, idx: &mut CpuTensor, d: &PoolDims) -> Result<()> {
+        pool::max_pool_forward(&x.storage, &mut y.storage, &mut idx.storage, d);
         Ok(())
     }
 
-    fn max_pool2d_backward(&self, dy: &CpuTensor, idx: &CpuTensor, dx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_check("max_pool2d_backward", dx.shape(), &[("dy", dy.shape()), ("idx", idx.shape())], spec)?;
-        pool::max_pool_backward(&dy.storage, &idx.storage, &mut dx.storage, &d);
+    fn max_pool2d_backward_unchecked(&self, dy: &CpuTensor, idx: &CpuTensor, dx: &mut CpuTensor, d: &PoolDims) -> Result<()> {
+        pool::max_pool_backward(&dy.storage, &idx.storage, &mut dx.storage, d);
         Ok(())
     }
 
-    fn avg_pool2d(&self, x: &CpuTensor, y: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_check("avg_pool2d", x.shape(), &[("y", y.shape())], spec)?;
-        pool::avg_pool_forward(&x.storage, &mut y.storage, &d);
+    fn avg_pool2d_unchecked(&self, x: &CpuTensor, y: &mut CpuTensor, d: &PoolDims) -> Result<()> {
+        pool::avg_pool_forward(&x.storage, &mut y.storage, d);
         Ok(())
     }
 
-    fn avg_pool2d_backward(&self, dy: &CpuTensor, dx: &mut CpuTensor, spec: PoolSpec) -> Result<()> {
-        let d = ops::pool_check("avg_pool2d_backward", dx.shape(), &[("dy", dy.shape())], spec)?;
-        pool::avg_pool_backward(&dy.storage, &mut dx.storage, &d);
+    fn avg_pool2d_backward_unchecked(&self, dy: &CpuTensor, dx: &mut CpuTensor, d: &PoolDims) -> Result<()> {
+        pool::avg_pool_backward(&dy.storage, &mut dx.storage, d);
         Ok(())
     }
 
-    fn global_avg_pool(&self, x: &CpuTensor, y: &mut CpuTensor) -> Result<()> {
-        let (_, hw) = ops::global_pool_dims("global_avg_pool", x.shape(), y.shape())?;
-        pool::global_avg_forward(&x.storage, &mut y.storage, hw);
+    fn global_avg_pool_unchecked(&self, x: &CpuTensor, y: &mut CpuTensor, d: &GlobalPoolDims) -> Result<()> {
+        pool::global_avg_forward(&x.storage, &mut y.storage, d.hw);
         Ok(())
     }
 
-    fn global_avg_pool_backward(&self, dy: &CpuTensor, dx: &mut CpuTensor) -> Result<()> {
-        let (_, hw) = ops::global_pool_dims("global_avg_pool_backward", dx.shape(), dy.shape())?;
-        pool::global_avg_backward(&dy.storage, &mut dx.storage, hw);
+    fn global_avg_pool_backward_unchecked(&self, dy: &CpuTensor, dx: &mut CpuTensor, d: &GlobalPoolDims) -> Result<()> {
+        pool::global_avg_backward(&dy.storage, &mut dx.storage, d.hw);
         Ok(())
     }
 
-    fn batch_norm_train(
+    fn batch_norm_train_unchecked(
         &self,
         x: &CpuTensor,
         gamma: &CpuTensor,
@@ -132,23 +114,10 @@ impl Backend for Cpu {
         y: &mut CpuTensor,
         save_mean: &mut CpuTensor,
         save_invstd: &mut CpuTensor,
+        d: &BatchNormDims,
         momentum: f32,
         eps: f32,
     ) -> Result<()> {
-        let dims = ops::batch_norm_check(
-            "batch_norm",
-            x.shape(),
-            y.shape(),
-            &[
-                ("gamma", gamma.shape()),
-                ("beta", beta.shape()),
-                ("running_mean", running_mean.shape()),
-                ("running_var", running_var.shape()),
-                ("save_mean", save_mean.shape()),
-                ("save_invstd", save_invstd.shape()),
-            ],
-            true,
-        )?;
         batch_norm::forward_train(
             &x.storage,
             &gamma.storage,
@@ -158,14 +127,14 @@ impl Backend for Cpu {
             &mut y.storage,
             &mut save_mean.storage,
             &mut save_invstd.storage,
-            dims,
+            (d.n, d.c, d.p),
             momentum,
             eps,
         );
         Ok(())
     }
 
-    fn batch_norm_eval(
+    fn batch_norm_eval_unchecked(
         &self,
         x: &CpuTensor,
         gamma: &CpuTensor,
@@ -173,20 +142,9 @@ impl Backend for Cpu {
         running_mean: &CpuTensor,
         running_var: &CpuTensor,
         y: &mut CpuTensor,
+        d: &BatchNormDims,
         eps: f32,
     ) -> Result<()> {
-        let dims = ops::batch_norm_check(
-            "batch_norm",
-            x.shape(),
-            y.shape(),
-            &[
-                ("gamma", gamma.shape()),
-                ("beta", beta.shape()),
-                ("running_mean", running_mean.shape()),
-                ("running_var", running_var.shape()),
-            ],
-            false,
-        )?;
         batch_norm::forward_eval(
             &x.storage,
             &gamma.storage,
@@ -194,13 +152,13 @@ impl Backend for Cpu {
             &running_mean.storage,
             &running_var.storage,
             &mut y.storage,
-            dims,
+            (d.n, d.c, d.p),
             eps,
         );
         Ok(())
     }
 
-    fn batch_norm_backward(
+    fn batch_norm_backward_unchecked(
         &self,
         x: &CpuTensor,
         dy: &CpuTensor,
@@ -210,21 +168,8 @@ impl Backend for Cpu {
         dx: &mut CpuTensor,
         dgamma: &mut CpuTensor,
         dbeta: &mut CpuTensor,
+        d: &BatchNormDims,
     ) -> Result<()> {
-        ops::expect_shape("batch_norm_backward", "dy", dy.shape(), x.shape())?;
-        let dims = ops::batch_norm_check(
-            "batch_norm_backward",
-            x.shape(),
-            dx.shape(),
-            &[
-                ("gamma", gamma.shape()),
-                ("save_mean", save_mean.shape()),
-                ("save_invstd", save_invstd.shape()),
-                ("dgamma", dgamma.shape()),
-                ("dbeta", dbeta.shape()),
-            ],
-            true,
-        )?;
         batch_norm::backward(
             &x.storage,
             &dy.storage,
@@ -234,134 +179,112 @@ impl Backend for Cpu {
             &mut dx.storage,
             &mut dgamma.storage,
             &mut dbeta.storage,
-            dims,
+            (d.n, d.c, d.p),
         );
         Ok(())
     }
 
-    fn cross_entropy(
+    fn cross_entropy_unchecked(
         &self,
         logits: &CpuTensor,
-        target: CeTarget<'_, Vec<f32>>,
+        target: &CpuTensor,
+        soft: bool,
         label_smoothing: f32,
         loss: &mut CpuTensor,
         grad: &mut CpuTensor,
+        d: &CrossEntropyDims,
     ) -> Result<()> {
-        let (t, soft) = match target {
-            CeTarget::Labels(t) => (t, false),
-            CeTarget::Probs(t) => (t, true),
-        };
-        let (n, c) = ops::cross_entropy_check(logits.shape(), t.shape(), soft, label_smoothing, loss.shape(), grad.shape())?;
         let target = if soft {
-            loss::Target::Probs(t.data())
+            loss::Target::Probs(target.data())
         } else {
-            ops::check_labels(t.data(), c)?;
-            loss::Target::Labels(t.data())
+            // The values of labels can only be checked where they are on the host.
+            ops::loss::check_labels(target.data(), d.c)?;
+            loss::Target::Labels(target.data())
         };
-        let mut rows = vec![0.0; n];
-        loss::cross_entropy(logits.data(), &target, n, c, label_smoothing, &mut rows, &mut grad.storage);
+        let mut rows = vec![0.0; d.n];
+        loss::cross_entropy(logits.data(), &target, d.n, d.c, label_smoothing, &mut rows, &mut grad.storage);
         loss.storage[0] = rows.iter().map(|&v| v as f64).sum::<f64>() as f32;
         Ok(())
     }
 
-    fn argmax_rows(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        let (n, c) = ops::rows_check("argmax_rows", x.shape(), out.shape())?;
-        loss::argmax_rows(x.data(), n, c, &mut out.storage);
+    fn argmax_rows_unchecked(&self, x: &CpuTensor, out: &mut CpuTensor, d: &CrossEntropyDims) -> Result<()> {
+        loss::argmax_rows(x.data(), d.n, d.c, &mut out.storage);
         Ok(())
     }
 
-    fn correct_rows(&self, logits: &CpuTensor, labels: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        let (n, c) = ops::rows_check("correct_rows", logits.shape(), out.shape())?;
-        ops::expect_shape("correct_rows", "labels", labels.shape(), &[n])?;
-        loss::argmax_rows(logits.data(), n, c, &mut out.storage);
+    fn correct_rows_unchecked(&self, logits: &CpuTensor, labels: &CpuTensor, out: &mut CpuTensor, d: &CrossEntropyDims) -> Result<()> {
+        loss::argmax_rows(logits.data(), d.n, d.c, &mut out.storage);
         for (o, l) in out.storage.iter_mut().zip(labels.data()) {
             *o = (*o == *l) as u8 as f32;
         }
         Ok(())
     }
 
-    fn bias_act(&self, y: &mut CpuTensor, bias: &CpuTensor, act: Activation) -> Result<()> {
-        let (_, c, p) = ops::channels("bias_act", y.shape(), bias.numel())?;
-        channel::bias_act(&mut y.storage, &bias.storage, c, p, act);
+    fn bias_act_unchecked(&self, y: &mut CpuTensor, bias: &CpuTensor, d: &ChannelDims, act: Activation) -> Result<()> {
+        channel::bias_act(&mut y.storage, &bias.storage, d.c, d.p, act);
         Ok(())
     }
 
-    fn act_backward(&self, y: &CpuTensor, dy: &CpuTensor, dz: &mut CpuTensor, act: Activation) -> Result<()> {
-        ops::same_shape("act_backward", &[("y", y.shape()), ("dy", dy.shape()), ("dz", dz.shape())])?;
+    fn act_backward_unchecked(&self, y: &CpuTensor, dy: &CpuTensor, dz: &mut CpuTensor, act: Activation) -> Result<()> {
         channel::act_backward(&y.storage, &dy.storage, &mut dz.storage, act);
         Ok(())
     }
 
-    fn channel_sum(&self, a: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        let (n, c, p) = ops::channels("channel_sum", a.shape(), out.numel())?;
-        channel::channel_sum(&a.storage, n, c, p, 1.0, &mut out.storage);
+    fn channel_sum_unchecked(&self, a: &CpuTensor, out: &mut CpuTensor, d: &ChannelDims) -> Result<()> {
+        channel::channel_sum(&a.storage, d.n, d.c, d.p, 1.0, &mut out.storage);
         Ok(())
     }
 
-    fn add(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        ops::same_shape("add", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+    fn add_unchecked(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor, _n: usize) -> Result<()> {
         elementwise::add(&a.storage, &b.storage, &mut out.storage);
         Ok(())
     }
 
-    fn mul(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        ops::same_shape("mul", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+    fn mul_unchecked(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor, _n: usize) -> Result<()> {
         elementwise::mul(&a.storage, &b.storage, &mut out.storage);
         Ok(())
     }
 
-    fn copy(&self, x: &CpuTensor, y: &mut CpuTensor) -> Result<()> {
-        ops::same_shape("copy", &[("x", &[x.numel()]), ("y", &[y.numel()])])?;
+    fn copy_unchecked(&self, x: &CpuTensor, y: &mut CpuTensor, _n: usize) -> Result<()> {
         y.storage.copy_from_slice(&x.storage);
         Ok(())
     }
 
-    fn scale(&self, a: &CpuTensor, alpha: f32, out: &mut CpuTensor) -> Result<()> {
-        ops::same_shape("scale", &[("a", a.shape()), ("out", out.shape())])?;
+    fn scale_unchecked(&self, a: &CpuTensor, alpha: f32, out: &mut CpuTensor, _n: usize) -> Result<()> {
         elementwise::scale(&a.storage, alpha, &mut out.storage);
         Ok(())
     }
 
-    fn relu(&self, x: &CpuTensor, y: &mut CpuTensor) -> Result<()> {
-        ops::same_shape("relu", &[("x", x.shape()), ("y", y.shape())])?;
+    fn relu_unchecked(&self, x: &CpuTensor, y: &mut CpuTensor, _n: usize) -> Result<()> {
         relu::relu_forward(&x.storage, &mut y.storage);
         Ok(())
     }
 
-    fn relu_backward(&self, x: &CpuTensor, dy: &CpuTensor, dx: &mut CpuTensor) -> Result<()> {
-        ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
+    fn relu_backward_unchecked(&self, x: &CpuTensor, dy: &CpuTensor, dx: &mut CpuTensor, _n: usize) -> Result<()> {
         relu::relu_backward(&x.storage, &dy.storage, &mut dx.storage);
         Ok(())
     }
 
-    fn dropout(&self, x: &CpuTensor, out: &mut CpuTensor, mask: &DropoutMask) -> Result<()> {
-        ops::same_shape("dropout", &[("x", x.shape()), ("out", out.shape())])?;
+    fn dropout_unchecked(&self, x: &CpuTensor, out: &mut CpuTensor, mask: &DropoutMask, _n: usize) -> Result<()> {
         dropout::dropout(mask, &x.storage, &mut out.storage);
         Ok(())
     }
 
-    fn sum(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        ops::scalar_out("sum", x.shape(), out.shape())?;
-        out.storage[0] = reduce::sum(&x.storage);
+    fn sum_unchecked(&self, x: &CpuTensor, out: &mut CpuTensor, _n: usize, squares: bool) -> Result<()> {
+        out.storage[0] = if squares { reduce::sum_squares(&x.storage) } else { reduce::sum(&x.storage) };
         Ok(())
     }
 
-    fn sum_squares(&self, x: &CpuTensor, out: &mut CpuTensor) -> Result<()> {
-        ops::scalar_out("sum_squares", x.shape(), out.shape())?;
-        out.storage[0] = reduce::sum_squares(&x.storage);
-        Ok(())
-    }
-
-    fn optimizer_step(
+    fn optimizer_step_unchecked(
         &self,
         opt: &Optimizer,
         t: u64,
+        n: usize,
         param: &mut CpuTensor,
         grad: &CpuTensor,
         s1: &mut CpuTensor,
         s2: &mut CpuTensor,
     ) -> Result<()> {
-        let n = ops::optimizer_shapes(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
         // Unused state may be a placeholder: give the rule scratch space it will not read.
         let (mut spare1, mut spare2) = (Vec::new(), Vec::new());
         let s1: &mut [f32] = if s1.numel() == n {
@@ -380,19 +303,12 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn clip_grad_norm_all(&self, grads: &mut [CpuTensor], max_norm: f32, sumsq: &mut CpuTensor) -> Result<()> {
-        ops::scalar_out("clip_grad_norm_all", &[1], sumsq.shape())?;
+    fn clip_grad_norm_all_unchecked(&self, grads: &mut [T<Self>], max_norm: f32, sumsq: &mut CpuTensor) -> Result<()> {
         let total: f64 = grads.iter().map(|g| reduce::sum_squares(g.data()) as f64).sum();
         sumsq.storage[0] = total as f32;
         for g in grads.iter_mut() {
             optimizer::clip_by_norm(&mut g.storage, total as f32, max_norm);
         }
-        Ok(())
-    }
-
-    fn clip_grad_norm(&self, grad: &mut CpuTensor, max_norm: f32, sumsq: &mut CpuTensor) -> Result<()> {
-        self.sum_squares(grad, sumsq)?;
-        optimizer::clip_by_norm(&mut grad.storage, sumsq.storage[0], max_norm);
         Ok(())
     }
 }

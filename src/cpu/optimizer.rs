@@ -2,7 +2,7 @@
 //! written as PyTorch's `torch.optim` documents them (foreach=False, maximize=False).
 //! `p`: parameters, `g`: gradients, `s1`/`s2`: the optimizer's state (see each rule).
 
-use crate::optim::{Optimizer, OptimizerKind, StepScalars};
+use crate::ops::{Optimizer, OptimizerKind, StepScalars};
 
 pub fn step(o: &Optimizer, k: &StepScalars, p: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
     for i in 0..p.len() {

@@ -36,12 +36,28 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// One image as [3, size, size] values in [0, 1].
 pub fn read_image(path: &Path, size: usize) -> Result<Vec<f32>> {
+    read_image_as(path, [3, size, size])
+}
+
+/// One image file (PNG, JPEG) as `shape` = [C, H, W] values in [0, 1]: resized to H x W,
+/// grey for C = 1, RGB for C = 3.
+pub fn read_image_as(path: &Path, shape: [usize; 3]) -> Result<Vec<f32>> {
+    let [c, h, w] = shape;
+    if c != 1 && c != 3 {
+        return Err(Error::Invalid(format!("{}: inputs with {c} channels cannot come from an image file (1 or 3)", path.display())));
+    }
     let img = image::open(path).map_err(|e| Error::Invalid(format!("{}: cannot read the image: {e}", path.display())))?;
-    let rgb = img.resize_exact(size as u32, size as u32, image::imageops::FilterType::Triangle).to_rgb8();
-    let mut out = vec![0.0; 3 * size * size];
-    for (x, y, p) in rgb.enumerate_pixels() {
-        for c in 0..3 {
-            out[(c * size + y as usize) * size + x as usize] = p[c] as f32 / 255.0;
+    let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+    let mut out = vec![0.0; c * h * w];
+    if c == 1 {
+        for (x, y, p) in img.to_luma8().enumerate_pixels() {
+            out[y as usize * w + x as usize] = p[0] as f32 / 255.0;
+        }
+    } else {
+        for (x, y, p) in img.to_rgb8().enumerate_pixels() {
+            for ch in 0..3 {
+                out[(ch * h + y as usize) * w + x as usize] = p[ch] as f32 / 255.0;
+            }
         }
     }
     Ok(out)

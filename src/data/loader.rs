@@ -81,7 +81,7 @@ pub fn start(
         return Err(Error::Invalid("batch size 0: expected at least 1".into()));
     }
     let n = data.len();
-    let batches = if drop_last { n / batch } else { n.div_ceil(batch) };
+    let batches = batches(n, batch, drop_last);
     if batches == 0 {
         return Err(Error::Invalid(format!("{}: {n} samples are fewer than one batch of {batch}", data.name)));
     }
@@ -100,6 +100,15 @@ pub fn start(
         }
     });
     Ok(Loader { rx: Some(rx), handle: Some(handle), batches })
+}
+
+/// Batches in a pass over `n` samples.
+pub fn batches(n: usize, batch: usize, drop_last: bool) -> usize {
+    match (batch, drop_last) {
+        (0, _) => 0,
+        (b, true) => n / b,
+        (b, false) => n.div_ceil(b),
+    }
 }
 
 /// One batch of the samples `idx`, augmented.

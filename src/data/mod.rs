@@ -144,6 +144,16 @@ pub fn split(train: Dataset, test: Dataset, val_fraction: f64, seed: u64) -> Res
     Ok(Splits { train: tr, val: va, test: te, stats })
 }
 
+/// Normalises one image [C, H, W] in place with per-channel (mean, std), as the training data
+/// was (channels beyond `stats` are left as they are).
+pub fn normalize_image(image: &mut [f32], stats: &[(f32, f32)], plane: usize) {
+    for (i, v) in image.iter_mut().enumerate() {
+        if let Some(&(m, s)) = stats.get(i / plane.max(1)) {
+            *v = (*v - m) / s;
+        }
+    }
+}
+
 /// Fisher-Yates with our RNG (deterministic per seed).
 pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
@@ -151,22 +161,51 @@ pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     }
 }
 
-/// The data sets `--dataset` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Where a data set comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Source {
-    /// Built in, no download: 28x28 drawings of 10 kinds of shapes
+    /// Built in, no download: 28x28 drawings of 10 kinds of shapes.
     Shapes,
+    /// MNIST handwritten digits (IDX files).
     Mnist,
+    /// Fashion-MNIST (IDX files).
     FashionMnist,
+    /// CIFAR-10 (binary batches).
     Cifar10,
-    /// One sub-folder of PNG/JPEG images per class
+    /// One sub-folder of PNG/JPEG images per class.
     Folder,
+}
+
+impl Source {
+    /// Every source, in the order they are listed to users.
+    pub const ALL: [Source; 5] = [Source::Shapes, Source::Mnist, Source::FashionMnist, Source::Cifar10, Source::Folder];
+
+    /// The name users write (`shapes`, `mnist`, `fashion-mnist`, `cifar10`, `folder`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Shapes => "shapes",
+            Source::Mnist => "mnist",
+            Source::FashionMnist => "fashion-mnist",
+            Source::Cifar10 => "cifar10",
+            Source::Folder => "folder",
+        }
+    }
+}
+
+impl std::str::FromStr for Source {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Source::ALL.into_iter().find(|x| x.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Source::ALL.iter().map(|x| x.name()).collect();
+            Error::Invalid(format!("unknown data set '{s}': expected one of {}", names.join(", ")))
+        })
+    }
 }
 
 /// Loads (train, test) for a source; `dir` is the data folder for file-based sets.
 pub fn load(source: Source, dir: Option<&Path>, seed: u64, shapes_train: usize, image_size: usize) -> Result<(Dataset, Dataset)> {
     let need_dir =
-        || dir.ok_or_else(|| Error::Invalid(format!("--dataset {source:?} needs --data DIR (the folder with its files)").to_lowercase()));
+        || dir.ok_or_else(|| Error::Invalid(format!("data set {} needs --data DIR (the folder with its files)", source.name())));
     match source {
         Source::Shapes => Ok((shapes::generate(shapes_train, seed), shapes::generate(shapes_train / 5, seed ^ 0x7E57))),
         Source::Mnist => idx::load_mnist(need_dir()?, "mnist", &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),

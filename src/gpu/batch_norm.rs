@@ -3,9 +3,10 @@
 //! Mean and variance are two passes (mean first, then squared deviations from it), each a
 //! parallel reduction per channel. CPU twin: src/cpu/batch_norm.rs.
 
-use super::elementwise::grid_2d;
+use super::grid::grid_2d;
 use super::kernels::{self, BnParams, Kernel};
-use super::{Bind, Gpu, GpuTensor};
+use super::recorder::Bind;
+use super::{Gpu, GpuTensor};
 use crate::Result;
 
 impl Gpu {

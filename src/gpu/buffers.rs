@@ -1,4 +1,4 @@
-//! Buffer pool (`gpu::buffers`): a training loop asks for the same sizes every step, so buffers released by
+//! The buffer pool: a training loop asks for the same sizes every step, so buffers released by
 //! dropped tensors are handed out again and nothing is allocated after the first step.
 //! `created()` counts real allocations, which tests use to prove it.
 
@@ -12,7 +12,8 @@ struct Entry {
     capacity: u64,
 }
 
-pub struct Pool {
+/// Device buffers by size class, handed out again when the tensors holding them are dropped.
+pub struct BufferPool {
     device: wgpu::Device,
     usage: wgpu::BufferUsages,
     label: &'static str,
@@ -33,7 +34,7 @@ fn size_class(bytes: u64) -> u64 {
     }
 }
 
-impl Pool {
+impl BufferPool {
     pub fn new(device: wgpu::Device, usage: wgpu::BufferUsages, label: &'static str) -> Arc<Self> {
         Arc::new(Self { device, usage, label, free: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), created: AtomicU64::new(0) })
     }
@@ -77,7 +78,7 @@ impl Pool {
 /// view is dropped.
 struct Shared {
     entry: Option<Entry>,
-    pool: Arc<Pool>,
+    pool: Arc<BufferPool>,
 }
 
 impl Drop for Shared {
@@ -88,7 +89,7 @@ impl Drop for Shared {
     }
 }
 
-/// A byte range of a device buffer on loan from a `Pool`. Usually the whole allocation; an
+/// A byte range of a device buffer on loan from a `BufferPool`. Usually the whole allocation; an
 /// arena hands out several views of one buffer (offsets aligned for binding), so whole-model
 /// operations can bind all of it at once.
 pub struct GpuBuffer {

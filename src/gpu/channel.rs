@@ -1,9 +1,10 @@
 //! Host side of shaders/channel.wgsl (per-channel reductions) and shaders/bias_act.wgsl.
 //! CPU twins: src/cpu/channel.rs.
 
-use super::elementwise::grid_2d;
+use super::grid::grid_2d;
 use super::kernels::{self, BiasActParams, ChannelParams, Kernel};
-use super::{Bind, Gpu, GpuTensor};
+use super::recorder::Bind;
+use super::{Gpu, GpuTensor};
 use crate::ops::Activation;
 use crate::{Error, Result};
 

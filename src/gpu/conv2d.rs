@@ -7,7 +7,8 @@
 
 use super::kernels::{self, ConvParams, Kernel};
 use super::matmul::Operand;
-use super::{Bind, Gpu, GpuTensor};
+use super::recorder::Bind;
+use super::{Gpu, GpuTensor};
 use crate::backend::Backend;
 use crate::ops::{ConvDims, MatmulDims, MatmulSpec};
 use crate::{Error, Result};
@@ -55,7 +56,7 @@ impl Gpu {
         dst: &GpuTensor,
     ) -> Result<()> {
         let pipeline = self.pipeline::<ConvParams>(kernel, &[])?;
-        let (groups, row_stride) = super::elementwise::grid_2d_wg(op, invocations as u64, wg, self.max_groups())?;
+        let (groups, row_stride) = super::grid::grid_2d_wg(op, invocations as u64, wg, self.max_groups())?;
         let u = |v: usize| v as u32;
         let s = d.spec;
         let params = ConvParams {

@@ -7,11 +7,12 @@
 //!   sub-range of the buffers (offsets aligned as the device requires).
 
 use super::kernels::{DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
-use super::{Bind, Gpu, GpuBuffer, GpuTensor};
+use super::grid::grid_2d;
+use super::recorder::Bind;
+use super::{Gpu, GpuBuffer, GpuTensor};
 use crate::ops::DropoutMask;
-use crate::{Error, Result};
+use crate::Result;
 
-pub const WORKGROUP: u64 = 256;
 
 /// One dispatch of `flat_dispatch`: elements [start, start + len), rows of `row_stride`.
 #[derive(Clone, Copy, Debug)]
@@ -19,25 +20,6 @@ pub struct FlatChunk {
     pub start: u32,
     pub len: u32,
     pub row_stride: u32,
-}
-
-/// Grid for `n` invocations in rows of at most `max` workgroups of 256: (groups, row stride).
-pub fn grid_2d(op: &'static str, n: u64, max: u32) -> Result<([u32; 3], u32)> {
-    grid_2d_wg(op, n, WORKGROUP as u32, max)
-}
-
-/// `grid_2d` for workgroups of `wg` invocations.
-pub fn grid_2d_wg(op: &'static str, n: u64, wg: u32, max: u32) -> Result<([u32; 3], u32)> {
-    let wg = wg as u64;
-    let groups = n.div_ceil(wg).max(1);
-    if groups <= max as u64 {
-        return Ok(([groups as u32, 1, 1], (groups * wg) as u32));
-    }
-    let rows = groups.div_ceil(max as u64);
-    if rows > max as u64 {
-        return Err(Error::Limit { op, what: "elements in one dispatch".into(), got: n, limit: max as u64 * max as u64 * wg });
-    }
-    Ok(([max, rows as u32, 1], max * wg as u32))
 }
 
 impl Gpu {

@@ -1,7 +1,8 @@
 //! Host side of shaders/loss.wgsl. CPU twin: src/cpu/loss.rs.
 
 use super::kernels::{self, Kernel, LossParams};
-use super::{Bind, Gpu, GpuTensor};
+use super::recorder::Bind;
+use super::{Gpu, GpuTensor};
 use crate::Result;
 
 impl Gpu {

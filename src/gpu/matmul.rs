@@ -2,7 +2,9 @@
 //! CPU twin: src/cpu/matmul.rs. Test: kernels-tests/matmul.rs. Bench: benches/matmul.rs.
 
 use super::kernels::{self, Kernel, MatmulParams};
-use super::{split_grid, Bind, Gpu, GpuBuffer, GpuContext, GpuTensor};
+use super::grid::split_grid;
+use super::recorder::Bind;
+use super::{Gpu, GpuBuffer, GpuContext, GpuTensor};
 use crate::ops::{self, MatmulDims, MatmulSpec};
 use crate::{Error, Result};
 

@@ -3,7 +3,7 @@
 
 use super::kernels::{self, ElementwiseParams, Kernel, OptimizerParams};
 use super::{Gpu, GpuBuffer, GpuTensor};
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::ops::{Optimizer, OptimizerKind};
 use crate::Result;
 
 impl Gpu {

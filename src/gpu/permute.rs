@@ -1,8 +1,9 @@
 //! Host side of shaders/permute.wgsl. CPU twin: src/cpu/permute.rs.
 
-use super::elementwise::grid_2d;
+use super::grid::grid_2d;
 use super::kernels::{self, PermuteParams};
-use super::{Bind, Gpu, GpuBuffer};
+use super::recorder::Bind;
+use super::{Gpu, GpuBuffer};
 use crate::Result;
 
 impl Gpu {

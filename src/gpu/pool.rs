@@ -1,8 +1,9 @@
 //! Host side of shaders/pool.wgsl. CPU twin: src/cpu/pool.rs. Test: kernels-tests/pool.rs.
 
-use super::elementwise::grid_2d;
+use super::grid::grid_2d;
 use super::kernels::{self, Kernel, PoolParams};
-use super::{Bind, Gpu, GpuTensor};
+use super::recorder::Bind;
+use super::{Gpu, GpuTensor};
 use crate::ops::PoolDims;
 use crate::Result;
 

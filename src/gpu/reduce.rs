@@ -2,7 +2,8 @@
 //! CPU twin: src/cpu/reduce.rs.
 
 use super::kernels::{ReduceParams, SUM, SUM_SQUARES};
-use super::{Bind, Gpu, GpuTensor};
+use super::recorder::Bind;
+use super::{Gpu, GpuTensor};
 use crate::{Error, Result};
 
 /// At most this many partial sums (one per workgroup) in the first pass.

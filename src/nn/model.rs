@@ -1,142 +1,329 @@
-//! A model on a backend: parameters, gradients and optimizer state in arenas (one buffer each
-//! on the GPU, so the optimizer step is one dispatch), and per batch size a plan of every
-//! activation and gradient buffer, allocated on first use and reused by every later step.
-//! A training step records forward, loss, backward and update without reading anything back;
-//! loss and accuracy accumulate on the device until `take_metrics`.
+//! A model on a backend. Built from a [`Sequential`] of layers (or a [`ModelSpec`]), unrolled
+//! into a graph of nodes; parameters, gradients and optimizer state live in arenas (one buffer
+//! each on the GPU, so the optimizer step is one dispatch), and per batch size a plan holds
+//! every activation, gradient and saved tensor, allocated on first use and reused by every
+//! later step. A training step — forward, loss, backward, update — is recorded without
+//! reading anything back; loss and accuracy accumulate on the device until `take_metrics`.
+//!
+//! The step in its parts, for a hand-written loop (`examples/custom_loop.rs`):
+//! ```ignore
+//! let batch = model.load_batch(&be, &x, Targets::Labels(&labels))?;
+//! model.forward(&be, batch, Mode::Train)?;
+//! model.loss(&be, batch, &CrossEntropy::default())?;
+//! model.backward(&be, batch)?;
+//! model.update(&be, &optimizer, None)?;
+//! ```
 
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::spec::{Layer, LayerInfo, ModelSpec, Node, ParamInfo};
-use crate::backend::{Backend, CeTarget};
-use crate::ops::DropoutMask;
-use crate::optim::Optimizer;
+use super::container::{Block, Sequential};
+use super::layer::{Backward, BufferInfo, Build, Forward, Init, Layer, Mode, ParamInfo};
+use super::layers::Relu;
+use super::loss::{Loss, LossTarget};
+use super::spec::ModelSpec;
+use crate::backend::{Backend, T};
+use crate::ops::Optimizer;
 use crate::rng::Rng;
-use crate::tensor::Tensor;
+use crate::tensor::ShapeFmt;
 use crate::{Error, Result};
 
 /// What a step learns from: class indices, or probability rows (mixup, cutmix) together with
 /// the dominant class of each row (for accuracy).
 pub enum Targets<'a> {
+    /// Class indices [N] as f32.
     Labels(&'a [f32]),
-    Probs { probs: &'a [f32], labels: &'a [f32] },
+    /// Rows [N, C] of target probabilities, and the class with the larger share of each.
+    Probs {
+        /// [N, C]
+        probs: &'a [f32],
+        /// [N]
+        labels: &'a [f32],
+    },
 }
 
-enum Aux<S> {
-    None,
-    /// Max pooling's argmax.
-    Pool(Tensor<S>),
-    /// Batch norm's saved mean and 1/sqrt(var + eps).
-    Bn(Tensor<S>, Tensor<S>),
+/// What a node computes.
+pub enum Op<B: Backend> {
+    /// A layer.
+    Layer(Box<dyn Layer<B>>),
+    /// The sum of a residual block's two paths.
+    Add,
+}
+
+/// One step of a model as it runs: a layer (or the sum of a residual block) reading activation
+/// `input` (0 is the model's input, k + 1 the output of node k) and, for a sum, `input2`.
+pub struct Node<B: Backend> {
+    /// State-dict prefix, e.g. `layers.3.body.0`.
+    pub name: String,
+    /// What it computes.
+    pub op: Op<B>,
+    /// The activation it reads.
+    pub input: usize,
+    /// The second activation a sum reads.
+    pub input2: Option<usize>,
+    /// Shape of one sample of its input.
+    pub in_shape: Vec<usize>,
+    /// Shape of one sample of its output.
+    pub out_shape: Vec<usize>,
+    /// Its parameters in the model's lists.
+    pub params: Range<usize>,
+    /// Its buffers in the model's lists.
+    pub buffers: Range<usize>,
+    /// The index of the top-level element of the model it belongs to.
+    pub top: usize,
+}
+
+impl<B: Backend> Node<B> {
+    /// The layer's kind (`add` for a residual sum).
+    pub fn kind(&self) -> &str {
+        match &self.op {
+            Op::Layer(l) => l.kind(),
+            Op::Add => "add",
+        }
+    }
+    /// Settings for a summary.
+    pub fn describe(&self) -> String {
+        match &self.op {
+            Op::Layer(l) => l.describe(),
+            Op::Add => String::new(),
+        }
+    }
+    /// Multiply-accumulates per sample.
+    pub fn macs(&self) -> usize {
+        match &self.op {
+            Op::Layer(l) => l.macs(),
+            Op::Add => 0,
+        }
+    }
+}
+
+/// A model unrolled into nodes, with every parameter and buffer it declares: what
+/// [`Model::new`] allocates, and what summaries read without allocating anything.
+pub struct Graph<B: Backend> {
+    /// The nodes, each after its inputs.
+    pub nodes: Vec<Node<B>>,
+    /// Every trained tensor, in node order.
+    pub params: Vec<ParamInfo>,
+    /// Every persistent untrained tensor, in node order.
+    pub buffers: Vec<BufferInfo>,
+    /// Shape of one sample of the output.
+    pub output: Vec<usize>,
+}
+
+impl<B: Backend> Graph<B> {
+    /// Builds every layer of `net` for inputs of shape `input` ([C, H, W]); `model` names the
+    /// model in errors, which also name the layer (`model default: layers.11 (linear): ...`).
+    pub fn compile(net: Sequential<B>, input: &[usize], model: &str) -> Result<Self> {
+        let mut g = Graph { nodes: Vec::new(), params: Vec::new(), buffers: Vec::new(), output: Vec::new() };
+        let (_, out) = g.flatten(net, "layers", 0, input.to_vec(), None, model)?;
+        g.output = out;
+        Ok(g)
+    }
+
+    fn flatten(
+        &mut self,
+        seq: Sequential<B>,
+        prefix: &str,
+        mut cur: usize,
+        mut shape: Vec<usize>,
+        top: Option<usize>,
+        model: &str,
+    ) -> Result<(usize, Vec<usize>)> {
+        for (j, block) in seq.items.into_iter().enumerate() {
+            let name = format!("{prefix}.{j}");
+            let top = top.unwrap_or(j);
+            (cur, shape) = match block {
+                Block::Layer(layer) => self.push_layer(layer, name, cur, shape, top, model)?,
+                Block::Residual(r) => {
+                    let (b, bs) = self.flatten(r.body, &format!("{name}.body"), cur, shape.clone(), Some(top), model)?;
+                    let (s, ss) = if r.shortcut.is_empty() {
+                        (cur, shape)
+                    } else {
+                        self.flatten(r.shortcut, &format!("{name}.shortcut"), cur, shape, Some(top), model)?
+                    };
+                    if bs != ss {
+                        return Err(Error::Invalid(format!(
+                            "model {model}: {name} (residual): the body gives {} but the shortcut {}",
+                            ShapeFmt(&bs),
+                            ShapeFmt(&ss)
+                        )));
+                    }
+                    let n = self.nodes.len();
+                    self.nodes.push(Node {
+                        name: format!("{name}.add"),
+                        op: Op::Add,
+                        input: b,
+                        input2: Some(s),
+                        in_shape: bs.clone(),
+                        out_shape: bs.clone(),
+                        params: 0..0,
+                        buffers: 0..0,
+                        top,
+                    });
+                    self.push_layer(Box::new(Relu), format!("{name}.relu"), n + 1, bs, top, model)?
+                }
+            };
+        }
+        Ok((cur, shape))
+    }
+
+    fn push_layer(
+        &mut self,
+        mut layer: Box<dyn Layer<B>>,
+        name: String,
+        input: usize,
+        shape: Vec<usize>,
+        top: usize,
+        model: &str,
+    ) -> Result<(usize, Vec<usize>)> {
+        let mut ctx = Build { prefix: name.clone(), node: self.nodes.len(), ..Default::default() };
+        let out = layer.build(&shape, &mut ctx).map_err(|e| {
+            let msg = match e {
+                Error::Invalid(m) => m,
+                e => e.to_string(),
+            };
+            Error::Invalid(format!("model {model}: {name} ({}): {msg}", layer.kind()))
+        })?;
+        let (p0, b0) = (self.params.len(), self.buffers.len());
+        self.params.extend(ctx.params);
+        self.buffers.extend(ctx.buffers);
+        self.nodes.push(Node {
+            name,
+            op: Op::Layer(layer),
+            input,
+            input2: None,
+            in_shape: shape,
+            out_shape: out.clone(),
+            params: p0..self.params.len(),
+            buffers: b0..self.buffers.len(),
+            top,
+        });
+        Ok((self.nodes.len(), out))
+    }
+
+    /// Whether node `k` feeds a rectifier through layers without weights (batch norm, pooling,
+    /// dropout, a residual sum) before any other weighted layer: then its weights get He
+    /// initialisation.
+    pub fn feeds_rectifier(&self, k: usize) -> bool {
+        for n in &self.nodes[k + 1..] {
+            if let Op::Layer(l) = &n.op {
+                if l.is_rectifier() {
+                    return true;
+                }
+            }
+            if self.params[n.params.clone()].iter().any(|p| matches!(p.init, Init::Weight { .. })) {
+                return false;
+            }
+        }
+        false
+    }
 }
 
 /// The buffers of one batch size.
 struct Plan<S> {
-    /// acts[0] is the input; acts[i + 1] the output of layer i.
-    acts: Vec<Tensor<S>>,
+    /// acts[0] is the input; acts[i + 1] the output of node i.
+    acts: Vec<crate::tensor::Tensor<S>>,
     /// Gradients of the loss with respect to acts[i].
-    dacts: Vec<Tensor<S>>,
-    aux: Vec<Aux<S>>,
+    dacts: Vec<crate::tensor::Tensor<S>>,
+    /// What each node keeps from its forward for its backward.
+    saved: Vec<Vec<crate::tensor::Tensor<S>>>,
     /// Per multi-consumer activation: (gradient scratch, sum scratch).
-    scratch: HashMap<usize, (Tensor<S>, Tensor<S>)>,
-    labels: Tensor<S>,
-    probs: Tensor<S>,
-    loss: Tensor<S>,
-    flags: Tensor<S>,
-    scalar: Tensor<S>,
-    weighted: Tensor<S>,
+    scratch: HashMap<usize, (crate::tensor::Tensor<S>, crate::tensor::Tensor<S>)>,
+    labels: crate::tensor::Tensor<S>,
+    probs: crate::tensor::Tensor<S>,
+    /// Whether the batch now loaded came with probability rows.
+    soft: bool,
+    loss: crate::tensor::Tensor<S>,
+    flags: crate::tensor::Tensor<S>,
+    scalar: crate::tensor::Tensor<S>,
+    weighted: crate::tensor::Tensor<S>,
 }
 
 /// Loss and correct-count sums on the device (two buffers each, added into alternately).
 struct Accumulators<S> {
-    loss: [Tensor<S>; 2],
-    correct: [Tensor<S>; 2],
+    loss: [crate::tensor::Tensor<S>; 2],
+    correct: [crate::tensor::Tensor<S>; 2],
     current: usize,
     samples: usize,
 }
 
+/// A tensor on the host with its state-dict name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    /// State-dict name, e.g. `layers.0.weight`.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// A model with its parameters, gradients, optimizer state and buffers on a backend.
 pub struct Model<B: Backend> {
-    pub spec: ModelSpec,
+    /// The description it was built from, when it was built from one (zoo, model files):
+    /// saved with checkpoints so the model can be rebuilt.
+    pub spec: Option<ModelSpec>,
+    /// A name for messages (the spec's, or the one given).
+    pub name: String,
+    /// Shape of one input sample, [C, H, W].
     pub input: Vec<usize>,
-    pub infos: Vec<LayerInfo>,
-    /// The layers as they run (residual blocks unrolled); activations and parameters follow it.
-    pub nodes: Vec<Node>,
+    graph: Graph<B>,
     /// How many nodes read each activation (0: the input, k + 1: node k's output).
     consumers: Vec<usize>,
-    pub param_info: Vec<ParamInfo>,
-    pub params: Vec<Tensor<B::Storage>>,
-    pub grads: Vec<Tensor<B::Storage>>,
-    pub state1: Vec<Tensor<B::Storage>>,
-    pub state2: Vec<Tensor<B::Storage>>,
-    /// Batch norm running mean and variance, by node.
-    pub running: Vec<Option<(Tensor<B::Storage>, Tensor<B::Storage>)>>,
-    layer_params: Vec<Range<usize>>,
+    /// The trained tensors, in node order (one arena).
+    pub params: Vec<T<B>>,
+    /// Their gradients (one arena laid out alike).
+    pub grads: Vec<T<B>>,
+    /// The optimizer's first state tensor per parameter.
+    pub state1: Vec<T<B>>,
+    /// The optimizer's second state tensor per parameter.
+    pub state2: Vec<T<B>>,
+    /// Persistent untrained tensors (batch norm's running statistics), in node order.
+    pub buffers: Vec<T<B>>,
     plans: HashMap<usize, Plan<B::Storage>>,
     acc: Accumulators<B::Storage>,
-    grad_sumsq: Tensor<B::Storage>,
-    /// Optimizer steps taken (1-based step of the next update is `step + 1`).
+    grad_sumsq: T<B>,
+    /// Optimizer steps taken (the 1-based step of the next update is `step + 1`).
     pub step: u64,
-    /// Seeds dropout masks.
+    /// Seeds the initialisation and dropout masks.
     pub seed: u64,
-    /// Class names and the input normalisation (per-channel mean, std) of the data it learns
-    /// from: saved with checkpoints so `predict` can prepare new images.
+    /// Class names of the data it learns from (saved with checkpoints for `predict`).
     pub classes: Vec<String>,
+    /// Per-channel input normalisation (mean, std) of that data.
     pub normalization: Vec<(f32, f32)>,
 }
 
 impl<B: Backend> Model<B> {
-    /// Builds the model for inputs [C, H, W], initialised from `seed`: He (Kaiming) uniform for
-    /// convolutions and linear layers that feed a ReLU, PyTorch's default uniform otherwise
-    /// (weights and biases in ±1/sqrt(fan_in)); batch norm gamma 1, beta 0.
-    pub fn new(be: &B, spec: ModelSpec, input: &[usize], seed: u64) -> Result<Self> {
-        let infos = spec.infer(input)?;
-        let nodes = spec.nodes(input)?;
-        let param_info = spec.params(input)?;
-        let mut consumers = vec![0usize; nodes.len() + 1];
-        for n in &nodes {
+    /// Builds `net` for inputs of shape `input` ([C, H, W]), initialised from `seed`: layers
+    /// register their parameters, which start as their [`Init`] says (He uniform for weights
+    /// that feed a rectifier, PyTorch's default uniform otherwise); buffers start at their fill.
+    pub fn new(be: &B, net: Sequential<B>, input: &[usize], seed: u64, name: &str) -> Result<Self> {
+        let graph = Graph::compile(net, input, name)?;
+        let mut consumers = vec![0usize; graph.nodes.len() + 1];
+        for n in &graph.nodes {
             consumers[n.input] += 1;
             if let Some(j) = n.input2 {
                 consumers[j] += 1;
             }
         }
-        let shapes: Vec<Vec<usize>> = param_info.iter().map(|p| p.shape.clone()).collect();
+        let shapes: Vec<Vec<usize>> = graph.params.iter().map(|p| p.shape.clone()).collect();
         let mut params = be.arena(&shapes)?;
         let mut rng = Rng::new(seed);
-        for (p, info) in params.iter_mut().zip(&param_info) {
-            let layer = &nodes[info.layer].layer;
-            let values: Vec<f32> = match (layer, info.kind) {
-                (Layer::BatchNorm2d { .. }, "weight") => vec![1.0; p.numel()],
-                (Layer::BatchNorm2d { .. }, _) => vec![0.0; p.numel()],
-                _ => {
-                    let fan_in = param_info
-                        .iter()
-                        .find(|q| q.layer == info.layer && q.kind == "weight")
-                        .map_or(1, |w| w.shape[1..].iter().product::<usize>())
-                        .max(1) as f32;
-                    let bound = if info.kind == "weight" && ModelSpec::feeds_relu(&nodes, info.layer) {
-                        (6.0 / fan_in).sqrt()
-                    } else {
-                        1.0 / fan_in.sqrt()
-                    };
+        for (p, info) in params.iter_mut().zip(&graph.params) {
+            let values = match info.init {
+                Init::Const(v) => vec![v; p.numel()],
+                Init::Uniform { bound } => rng.vec(p.numel(), -bound, bound),
+                Init::Weight { fan_in } => {
+                    let fan_in = fan_in.max(1) as f32;
+                    let bound = if graph.feeds_rectifier(info.node) { (6.0 / fan_in).sqrt() } else { 1.0 / fan_in.sqrt() };
                     rng.vec(p.numel(), -bound, bound)
                 }
             };
             be.write(p, &values)?;
         }
-        let mut layer_params = Vec::new();
-        for i in 0..nodes.len() {
-            let idx: Vec<usize> = param_info.iter().enumerate().filter(|(_, p)| p.layer == i).map(|(k, _)| k).collect();
-            layer_params.push(idx.first().map_or(0..0, |&a| a..a + idx.len()));
-        }
-        let mut running = Vec::new();
-        for node in &nodes {
-            running.push(match node.layer {
-                Layer::BatchNorm2d { .. } => {
-                    let c = node.info.input[0];
-                    Some((be.zeros(&[c])?, be.upload(&[c], &vec![1.0; c])?))
-                }
-                _ => None,
-            });
+        let mut buffers = Vec::with_capacity(graph.buffers.len());
+        for b in &graph.buffers {
+            buffers.push(be.upload(&b.shape, &vec![b.fill; b.shape.iter().product()])?);
         }
         let acc =
             Accumulators { loss: [be.zeros(&[1])?, be.zeros(&[1])?], correct: [be.zeros(&[1])?, be.zeros(&[1])?], current: 0, samples: 0 };
@@ -145,15 +332,13 @@ impl<B: Backend> Model<B> {
             state1: be.arena(&shapes)?,
             state2: be.arena(&shapes)?,
             grad_sumsq: be.zeros(&[1])?,
-            spec,
+            spec: None,
+            name: name.to_string(),
             input: input.to_vec(),
-            infos,
-            nodes,
+            graph,
             consumers,
-            param_info,
             params,
-            running,
-            layer_params,
+            buffers,
             plans: HashMap::new(),
             acc,
             step: 0,
@@ -163,15 +348,45 @@ impl<B: Backend> Model<B> {
         })
     }
 
-    pub fn classes(&self) -> usize {
-        self.infos.last().map_or(0, |i| i.output.iter().product())
+    /// Builds the model a [`ModelSpec`] describes (zoo, model files, checkpoints).
+    pub fn from_spec(be: &B, spec: &ModelSpec, input: &[usize], seed: u64) -> Result<Self> {
+        let mut m = Self::new(be, spec.build()?, input, seed, &spec.name)?;
+        m.spec = Some(spec.clone());
+        Ok(m)
     }
 
+    /// The nodes as they run (residual blocks unrolled into their layers, a sum and a ReLU).
+    pub fn nodes(&self) -> &[Node<B>] {
+        &self.graph.nodes
+    }
+
+    /// Every trained tensor's name, shape and initialisation, in the order of `params`.
+    pub fn param_info(&self) -> &[ParamInfo] {
+        &self.graph.params
+    }
+
+    /// Every buffer's name, shape and starting value, in the order of `buffers`.
+    pub fn buffer_info(&self) -> &[BufferInfo] {
+        &self.graph.buffers
+    }
+
+    /// Shape of one output sample.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.graph.output
+    }
+
+    /// Number of classes (outputs per sample).
+    pub fn classes(&self) -> usize {
+        self.graph.output.iter().product()
+    }
+
+    /// Number of trained values.
     pub fn num_params(&self) -> usize {
         self.params.iter().map(|p| p.numel()).sum()
     }
 
-    /// Sets the optimizer state to its starting values (Adagrad's initial accumulator).
+    /// Sets the optimizer state to its starting values (Adagrad's initial accumulator) and the
+    /// step count to 0.
     pub fn reset_optimizer(&mut self, be: &B, opt: &Optimizer) -> Result<()> {
         for (a, b) in self.state1.iter_mut().zip(self.state2.iter_mut()) {
             be.write(a, &vec![opt.initial_state(); a.numel()])?;
@@ -189,7 +404,7 @@ impl<B: Backend> Model<B> {
             return Ok(());
         }
         self.make_plan(be, batch).map_err(|e| match e {
-            Error::Limit { .. } => Error::Invalid(format!("batch size {batch} does not fit the device ({e}); use a smaller --batch-size")),
+            Error::Limit { .. } => Error::Invalid(format!("batch size {batch} does not fit the device ({e}); use a smaller batch size")),
             e => e,
         })
     }
@@ -198,15 +413,15 @@ impl<B: Backend> Model<B> {
         let with_batch = |s: &[usize]| [&[batch][..], s].concat();
         let mut acts = vec![be.zeros(&with_batch(&self.input))?];
         let mut dacts = vec![be.zeros(&with_batch(&self.input))?];
-        let mut aux = Vec::new();
-        for node in &self.nodes {
-            acts.push(be.zeros(&with_batch(&node.info.output))?);
-            dacts.push(be.zeros(&with_batch(&node.info.output))?);
-            aux.push(match node.layer {
-                Layer::MaxPool2d(_) => Aux::Pool(be.zeros(&with_batch(&node.info.output))?),
-                Layer::BatchNorm2d { .. } => Aux::Bn(be.zeros(&[node.info.input[0]])?, be.zeros(&[node.info.input[0]])?),
-                _ => Aux::None,
-            });
+        let mut saved = Vec::new();
+        for node in &self.graph.nodes {
+            acts.push(be.zeros(&with_batch(&node.out_shape))?);
+            dacts.push(be.zeros(&with_batch(&node.out_shape))?);
+            let shapes = match &node.op {
+                Op::Layer(l) => l.saved(&with_batch(&node.in_shape)),
+                Op::Add => Vec::new(),
+            };
+            saved.push(shapes.iter().map(|s| be.zeros(s)).collect::<Result<Vec<_>>>()?);
         }
         // Activations read by two nodes (a residual block's input) gather two gradients: the
         // second goes through scratch buffers and is added.
@@ -221,10 +436,11 @@ impl<B: Backend> Model<B> {
         let plan = Plan {
             acts,
             dacts,
-            aux,
+            saved,
             scratch,
             labels: be.zeros(&[batch])?,
             probs: be.zeros(&[batch, classes])?,
+            soft: false,
             loss: be.zeros(&[1])?,
             flags: be.zeros(&[batch])?,
             scalar: be.zeros(&[1])?,
@@ -234,162 +450,89 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
-    fn mask(&self, node: usize, p: f32) -> Result<DropoutMask> {
-        DropoutMask::new(p, self.seed ^ (node as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), self.step)
+    /// The seed of node `k`'s random masks.
+    fn node_seed(&self, k: usize) -> u64 {
+        self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
-    /// Runs every node on the batch already in the plan's input.
-    fn forward(&mut self, be: &B, batch: usize, train: bool) -> Result<()> {
-        for k in 0..self.nodes.len() {
-            let node = &self.nodes[k];
-            let mask = match node.layer {
-                Layer::Dropout { p } if train && p > 0.0 => Some(self.mask(k, p)?),
-                _ => None,
-            };
-            let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
-            let (lo, hi) = plan.acts.split_at_mut(k + 1);
-            let (x, y) = (&lo[node.input], &mut hi[0]);
-            let p = &self.params[self.layer_params[k].clone()];
-            match &node.layer {
-                Layer::Conv2d { .. } => be.conv2d(x, &p[0], p.get(1), y, node.layer.conv_spec().unwrap_or_default())?,
-                Layer::BatchNorm2d { eps, momentum } => {
-                    let Some((rm, rv)) = &mut self.running[k] else { unreachable!("batch norm without running statistics") };
-                    if train {
-                        let Aux::Bn(sm, si) = &mut plan.aux[k] else { unreachable!("batch norm without saved statistics") };
-                        be.batch_norm_train(x, &p[0], &p[1], rm, rv, y, sm, si, *momentum, *eps)?
-                    } else {
-                        be.batch_norm_eval(x, &p[0], &p[1], rm, rv, y, *eps)?
-                    }
-                }
-                Layer::Relu => be.relu(x, y)?,
-                Layer::MaxPool2d(s) => {
-                    let Aux::Pool(idx) = &mut plan.aux[k] else { unreachable!("max pool without indices") };
-                    be.max_pool2d(x, y, idx, *s)?
-                }
-                Layer::AvgPool2d(s) => be.avg_pool2d(x, y, *s)?,
-                Layer::GlobalAvgPool => be.global_avg_pool(x, y)?,
-                Layer::Dropout { .. } => match &mask {
-                    Some(m) => be.dropout(x, y, m)?,
-                    None => be.copy(x, y)?,
-                },
-                Layer::Flatten => be.copy(x, y)?,
-                Layer::Linear { .. } => be.linear(x, &p[0], p.get(1), y)?,
-                Layer::Add => be.add(x, &lo[node.input2.unwrap_or(node.input)], y)?,
-                Layer::Residual { .. } => unreachable!("residual blocks are unrolled into nodes"),
-            }
-        }
-        Ok(())
+    fn planned(&self, batch: usize) -> Result<&Plan<B::Storage>> {
+        self.plans.get(&batch).ok_or_else(|| Error::Invalid(format!("no batch of {batch} was loaded (call load_batch first)")))
     }
 
-    /// Gradients of every node, from the loss gradient in dacts[last]. A node writes the
-    /// gradient of its input straight into dacts[input] when it is the first to reach it (in
-    /// reverse order), and adds it there through scratch when another node already did.
-    fn backward(&mut self, be: &B, batch: usize) -> Result<()> {
-        let mut reached = vec![false; self.nodes.len() + 1];
-        for k in (0..self.nodes.len()).rev() {
-            let node = &self.nodes[k];
-            let mask = match node.layer {
-                Layer::Dropout { p } if p > 0.0 => Some(self.mask(k, p)?),
-                _ => None,
-            };
-            let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
-            let range = self.layer_params[k].clone();
-            let p = &self.params[range.clone()];
-            let g = &mut self.grads[range];
-            let need_dx = node.input > 0 || matches!(node.layer, Layer::BatchNorm2d { .. });
-            // The inputs whose gradient this node produces, and whether each is the first.
-            let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).collect();
-            let (lo, hi) = plan.dacts.split_at_mut(k + 1);
-            let dy = &hi[0];
-            let x = &plan.acts[node.input];
-            for (t, &j) in targets.iter().enumerate() {
-                if !need_dx && t == 0 && !matches!(node.layer, Layer::Conv2d { .. } | Layer::Linear { .. }) {
-                    continue;
-                }
-                let first = !reached[j];
-                reached[j] = true;
-                let dx: &mut Tensor<B::Storage> = if first {
-                    &mut lo[j]
-                } else {
-                    &mut plan
-                        .scratch
-                        .get_mut(&j)
-                        .ok_or_else(|| Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name)))?
-                        .0
-                };
-                let write_dx = node.input > 0 || t > 0;
-                match &node.layer {
-                    Layer::Conv2d { .. } => {
-                        let spec = node.layer.conv_spec().unwrap_or_default();
-                        let (dw, db) = g.split_at_mut(1);
-                        be.conv2d_backward_filter(x, dy, &mut dw[0], spec)?;
-                        if let Some(db) = db.first_mut() {
-                            be.channel_sum(dy, db)?;
-                        }
-                        if write_dx {
-                            be.conv2d_backward_data(dy, &p[0], dx, spec)?;
-                        }
-                    }
-                    Layer::BatchNorm2d { .. } => {
-                        let Aux::Bn(sm, si) = &plan.aux[k] else { unreachable!("batch norm without saved statistics") };
-                        let (dgamma, dbeta) = g.split_at_mut(1);
-                        be.batch_norm_backward(x, dy, &p[0], sm, si, dx, &mut dgamma[0], &mut dbeta[0])?;
-                    }
-                    Layer::Relu => be.relu_backward(x, dy, dx)?,
-                    Layer::MaxPool2d(s) => {
-                        let Aux::Pool(idx) = &plan.aux[k] else { unreachable!("max pool without indices") };
-                        be.max_pool2d_backward(dy, idx, dx, *s)?
-                    }
-                    Layer::AvgPool2d(s) => be.avg_pool2d_backward(dy, dx, *s)?,
-                    Layer::GlobalAvgPool => be.global_avg_pool_backward(dy, dx)?,
-                    Layer::Dropout { .. } => match &mask {
-                        Some(m) => be.dropout(dy, dx, m)?,
-                        None => be.copy(dy, dx)?,
-                    },
-                    Layer::Flatten | Layer::Add => be.copy(dy, dx)?,
-                    Layer::Linear { .. } => {
-                        let (dw, db) = g.split_at_mut(1);
-                        be.linear_backward(x, &p[0], dy, if write_dx { Some(&mut *dx) } else { None }, &mut dw[0], db.first_mut())?;
-                    }
-                    Layer::Residual { .. } => unreachable!("residual blocks are unrolled into nodes"),
-                }
-                if !first {
-                    // dacts[j] += scratch  (through a second scratch: a kernel may not read what it writes)
-                    let Some((part, sum)) = plan.scratch.get_mut(&j) else { unreachable!("checked above") };
-                    be.add(&lo[j], part, sum)?;
-                    be.copy(sum, &mut lo[j])?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Uploads a batch: inputs, labels and (mixed batches) target distributions. All writes
-    /// come before the step's kernels are recorded, so a step stays one submission.
-    fn upload_batch(&mut self, be: &B, x: &[f32], targets: &Targets<'_>) -> Result<usize> {
+    /// Uploads a batch: inputs [batch, C, H, W] (flat), labels and (mixed batches) target
+    /// distributions; returns the batch size. All writes come before the step's kernels are
+    /// recorded, so a step stays one submission.
+    pub fn load_batch(&mut self, be: &B, x: &[f32], targets: Targets<'_>) -> Result<usize> {
         let batch = self.batch_of(x)?;
         self.plan(be, batch)?;
         let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         be.write(&mut plan.acts[0], x)?;
         match targets {
-            Targets::Labels(l) => be.write(&mut plan.labels, l)?,
+            Targets::Labels(l) => {
+                be.write(&mut plan.labels, l)?;
+                plan.soft = false;
+            }
             Targets::Probs { probs, labels } => {
                 be.write(&mut plan.labels, labels)?;
                 be.write(&mut plan.probs, probs)?;
+                plan.soft = true;
             }
         }
         Ok(batch)
     }
 
-    /// Loss (and its gradient into dacts[L]) and the correct count, added to the accumulators.
-    fn loss_and_metrics(&mut self, be: &B, batch: usize, targets: &Targets<'_>, smoothing: f32) -> Result<()> {
+    /// Uploads inputs only (for `forward` in eval mode and `logits`).
+    pub fn load_inputs(&mut self, be: &B, x: &[f32]) -> Result<usize> {
+        let batch = self.batch_of(x)?;
+        self.plan(be, batch)?;
+        let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        be.write(&mut plan.acts[0], x)?;
+        Ok(batch)
+    }
+
+    /// Runs every node on the loaded batch.
+    pub fn forward(&mut self, be: &B, batch: usize, mode: Mode) -> Result<()> {
+        self.planned(batch)?;
+        let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
+        let Self { graph, plans, params, buffers, step, .. } = self;
+        let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        for (k, node) in graph.nodes.iter().enumerate() {
+            let (lo, hi) = plan.acts.split_at_mut(k + 1);
+            let (x, y) = (&lo[node.input], &mut hi[0]);
+            match &node.op {
+                Op::Add => be.add(x, &lo[node.input2.unwrap_or(node.input)], y)?,
+                Op::Layer(layer) => layer.forward(
+                    be,
+                    Forward {
+                        x,
+                        y,
+                        params: &params[node.params.clone()],
+                        buffers: &mut buffers[node.buffers.clone()],
+                        saved: &mut plan.saved[k],
+                        mode,
+                        seed: seeds[k],
+                        step: *step,
+                    },
+                )?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The output of the last `forward` of this batch size ([batch, classes], on the device).
+    pub fn logits(&self, batch: usize) -> Result<&T<B>> {
+        let plan = self.planned(batch)?;
+        Ok(&plan.acts[plan.acts.len() - 1])
+    }
+
+    /// The loss of the last forward and its gradient (into the output's gradient, where
+    /// `backward` starts), and the correct count; both added to the running metrics.
+    pub fn loss(&mut self, be: &B, batch: usize, loss: &dyn Loss<B>) -> Result<()> {
+        self.planned(batch)?;
         let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         let last = plan.acts.len() - 1;
-        let target = match targets {
-            Targets::Probs { .. } => CeTarget::Probs(&plan.probs),
-            Targets::Labels(_) => CeTarget::Labels(&plan.labels),
-        };
-        be.cross_entropy(&plan.acts[last], target, smoothing, &mut plan.loss, &mut plan.dacts[last])?;
+        let target = LossTarget { labels: &plan.labels, probs: plan.soft.then_some(&plan.probs) };
+        loss.forward_backward(be, &plan.acts[last], target, &mut plan.loss, &mut plan.dacts[last])?;
         be.correct_rows(&plan.acts[last], &plan.labels, &mut plan.flags)?;
         be.sum(&plan.flags, &mut plan.scalar)?;
         // The loss is the batch mean: weight it by the batch size so the total is per sample.
@@ -411,21 +554,73 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
-    /// One training step on a batch: forward, loss, backward, optional clipping by global
-    /// norm, and one optimizer update of the whole model. Nothing is read back.
-    pub fn train_step(
-        &mut self,
-        be: &B,
-        x: &[f32],
-        targets: Targets<'_>,
-        opt: &Optimizer,
-        smoothing: f32,
-        clip: Option<f32>,
-    ) -> Result<()> {
-        let batch = self.upload_batch(be, x, &targets)?;
-        self.forward(be, batch, true)?;
-        self.loss_and_metrics(be, batch, &targets, smoothing)?;
-        self.backward(be, batch)?;
+    /// Gradients of every parameter, from the output's gradient that `loss` wrote. A node
+    /// writes the gradient of its input straight into that activation's gradient when it is
+    /// the first to reach it (in reverse order), and adds it there through scratch when
+    /// another node already did; the model's input gets no gradient.
+    pub fn backward(&mut self, be: &B, batch: usize) -> Result<()> {
+        self.planned(batch)?;
+        let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
+        let Self { graph, plans, params, grads, buffers, step, .. } = self;
+        let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        let mut reached = vec![false; graph.nodes.len() + 1];
+        for k in (0..graph.nodes.len()).rev() {
+            let node = &graph.nodes[k];
+            let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).collect();
+            for &j in &targets {
+                let (lo, hi) = plan.dacts.split_at_mut(k + 1);
+                let dy = &hi[0];
+                let first = !reached[j];
+                let dx: Option<&mut T<B>> = if j == 0 {
+                    None
+                } else if first {
+                    Some(&mut lo[j])
+                } else {
+                    let (part, _) = plan
+                        .scratch
+                        .get_mut(&j)
+                        .ok_or_else(|| Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name)))?;
+                    Some(part)
+                };
+                if j > 0 {
+                    reached[j] = true;
+                }
+                match &node.op {
+                    Op::Add => {
+                        if let Some(dx) = dx {
+                            be.copy(dy, dx)?;
+                        }
+                    }
+                    Op::Layer(layer) => layer.backward(
+                        be,
+                        Backward {
+                            x: &plan.acts[node.input],
+                            y: &plan.acts[k + 1],
+                            dy,
+                            dx,
+                            params: &params[node.params.clone()],
+                            grads: &mut grads[node.params.clone()],
+                            buffers: &buffers[node.buffers.clone()],
+                            saved: &plan.saved[k],
+                            seed: seeds[k],
+                            step: *step,
+                        },
+                    )?,
+                }
+                if j > 0 && !first {
+                    // dacts[j] += scratch  (through a second scratch: a kernel may not read what it writes)
+                    let Some((part, sum)) = plan.scratch.get_mut(&j) else { unreachable!("checked above") };
+                    be.add(&lo[j], part, sum)?;
+                    be.copy(sum, &mut lo[j])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Optional clipping of all gradients by their global norm, then one optimizer update of
+    /// every parameter (one dispatch on the GPU). Counts the step.
+    pub fn update(&mut self, be: &B, opt: &Optimizer, clip: Option<f32>) -> Result<()> {
         if let Some(max_norm) = clip {
             be.clip_grad_norm_all(&mut self.grads, max_norm, &mut self.grad_sumsq)?;
         }
@@ -433,44 +628,44 @@ impl<B: Backend> Model<B> {
         be.optimizer_step_all(opt, self.step, &mut self.params, &self.grads, &mut self.state1, &mut self.state2)
     }
 
-    /// Forward in eval mode (running statistics, no dropout) and loss, added to the metrics.
-    pub fn eval_batch(&mut self, be: &B, x: &[f32], labels: &[f32]) -> Result<()> {
-        let targets = Targets::Labels(labels);
-        let batch = self.upload_batch(be, x, &targets)?;
-        self.forward(be, batch, false)?;
-        self.loss_and_metrics(be, batch, &targets, 0.0)
+    /// One training step on a batch: forward, loss, backward, optional clipping by global
+    /// norm, and one optimizer update of the whole model. Nothing is read back.
+    pub fn train_step(&mut self, be: &B, x: &[f32], targets: Targets<'_>, opt: &Optimizer, loss: &dyn Loss<B>, clip: Option<f32>) -> Result<()> {
+        let batch = self.load_batch(be, x, targets)?;
+        self.forward(be, batch, Mode::Train)?;
+        self.loss(be, batch, loss)?;
+        self.backward(be, batch)?;
+        self.update(be, opt, clip)
     }
 
     /// Copies the last step's batch loss into `slot` (a device tensor of one element), so a
     /// diverging run can later find the first bad step without reading anything back per step.
-    pub fn record_loss(&self, be: &B, batch: usize, slot: &mut Tensor<B::Storage>) -> Result<()> {
-        let plan = self.plans.get(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
-        be.copy(&plan.loss, slot)
+    pub fn record_loss(&self, be: &B, batch: usize, slot: &mut T<B>) -> Result<()> {
+        be.copy(&self.planned(batch)?.loss, slot)
     }
 
-    /// Class probabilities of a batch (eval mode), read back.
+    /// Logits of a batch in eval mode, read back ([batch, classes], row-major).
+    pub fn predict_logits(&mut self, be: &B, x: &[f32]) -> Result<Vec<f32>> {
+        let batch = self.load_inputs(be, x)?;
+        self.forward(be, batch, Mode::Eval)?;
+        be.download(self.logits(batch)?)
+    }
+
+    /// Class probabilities (softmax of the logits) of a batch in eval mode, read back.
     pub fn predict(&mut self, be: &B, x: &[f32]) -> Result<Vec<f32>> {
-        let batch = self.batch_of(x)?;
-        self.plan(be, batch)?;
-        be.write(&mut self.plans.get_mut(&batch).expect("planned").acts[0], x)?;
-        self.forward(be, batch, false)?;
-        let plan = self.plans.get(&batch).expect("planned");
-        let logits = be.download(&plan.acts[plan.acts.len() - 1])?;
-        let c = self.classes();
+        let logits = self.predict_logits(be, x)?;
+        let c = self.classes().max(1);
         let mut out = Vec::with_capacity(logits.len());
         for row in logits.chunks(c) {
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-            let e: Vec<f32> = row.iter().map(|&v| (v - m).exp()).collect();
-            let s: f32 = e.iter().sum();
-            out.extend(e.iter().map(|v| v / s));
+            out.extend(softmax(row));
         }
         Ok(out)
     }
 
     fn batch_of(&self, x: &[f32]) -> Result<usize> {
         let per: usize = self.input.iter().product();
-        if x.is_empty() || !x.len().is_multiple_of(per) {
-            return Err(Error::Invalid(format!("a batch of {} values is not a whole number of {:?} inputs", x.len(), self.input)));
+        if x.is_empty() || per == 0 || !x.len().is_multiple_of(per) {
+            return Err(Error::Invalid(format!("a batch of {} values is not a whole number of {} inputs", x.len(), ShapeFmt(&self.input))));
         }
         Ok(x.len() / per)
     }
@@ -489,16 +684,91 @@ impl<B: Backend> Model<B> {
         Ok(Metrics { loss: loss / n, accuracy: correct / n, samples })
     }
 
-    /// The last squared global gradient norm (read back; only when clipping).
+    /// Mean loss and accuracy per sample so far, without resetting them (one read-back, which
+    /// waits for the work recorded so far).
+    pub fn peek_metrics(&self, be: &B) -> Result<Metrics> {
+        let cur = self.acc.current;
+        let loss = be.download(&self.acc.loss[cur])?[0] as f64;
+        let correct = be.download(&self.acc.correct[cur])?[0] as f64;
+        let n = self.acc.samples.max(1) as f64;
+        Ok(Metrics { loss: loss / n, accuracy: correct / n, samples: self.acc.samples })
+    }
+
+    /// The last global gradient norm (read back; only meaningful when clipping).
     pub fn grad_norm(&self, be: &B) -> Result<f32> {
         Ok(be.download(&self.grad_sumsq)?[0].sqrt())
     }
+
+    /// The parameters and buffers as named host tensors: a PyTorch-style state dict.
+    pub fn state_dict(&self, be: &B) -> Result<Vec<NamedTensor>> {
+        let mut out = Vec::new();
+        for (info, t) in self.graph.params.iter().zip(&self.params) {
+            out.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: be.download(t)? });
+        }
+        for (info, t) in self.graph.buffers.iter().zip(&self.buffers) {
+            out.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: be.download(t)? });
+        }
+        Ok(out)
+    }
+
+    /// Writes named host tensors into the parameters and buffers of the same names. Every
+    /// parameter and buffer must be given, with its shape; an error lists what is missing,
+    /// mis-shaped or unknown.
+    pub fn load_state_dict(&mut self, be: &B, tensors: &[NamedTensor]) -> Result<()> {
+        let by_name: HashMap<&str, &NamedTensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+        let mut problems = Vec::new();
+        let wanted: Vec<(&str, &[usize])> = self
+            .graph
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), &p.shape[..]))
+            .chain(self.graph.buffers.iter().map(|b| (b.name.as_str(), &b.shape[..])))
+            .collect();
+        for (name, shape) in &wanted {
+            match by_name.get(name) {
+                None => problems.push(format!("missing {name}")),
+                Some(t) if t.shape != *shape || t.data.len() != shape.iter().product::<usize>() => {
+                    problems.push(format!("{name} is {}, the model needs {}", ShapeFmt(&t.shape), ShapeFmt(shape)))
+                }
+                Some(_) => {}
+            }
+        }
+        for t in tensors {
+            if !wanted.iter().any(|(n, _)| *n == t.name) {
+                problems.push(format!("unexpected {}", t.name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Invalid(format!("state dict does not fit model {}: {}", self.name, problems.join("; "))));
+        }
+        let (np, _) = (self.graph.params.len(), 0);
+        for (i, (name, _)) in wanted.iter().enumerate() {
+            let data = &by_name[name].data;
+            if i < np {
+                be.write(&mut self.params[i], data)?;
+            } else {
+                be.write(&mut self.buffers[i - np], data)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The softmax of one row of logits.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let m = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let e: Vec<f32> = row.iter().map(|&v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
 }
 
 /// Mean loss and accuracy over some batches.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Metrics {
+    /// Mean loss per sample.
     pub loss: f64,
+    /// Share of samples whose top class is the label.
     pub accuracy: f64,
+    /// Samples counted.
     pub samples: usize,
 }

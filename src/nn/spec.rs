@@ -1,15 +1,23 @@
-//! Model descriptions: a sequence of layers, the shapes they produce, their parameters, and the
-//! model zoo. Nothing here touches a device; `nn::model` turns a spec into buffers and kernels.
+//! Model descriptions: data that says which built-in layers a model has, in order — what the
+//! zoo and TOML model files produce and checkpoints store — and the summary table. A spec
+//! turns into layer objects with [`ModelSpec::build`]; a model built from layers written in
+//! Rust needs no spec.
 
 use std::fmt::Write as _;
 
+use super::container::Sequential;
+use super::layer::Layer;
+use super::layers::{AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, Relu};
+use super::model::Graph;
+use crate::backend::Backend;
 use crate::ops::{Conv2dSpec, PoolSpec};
-use crate::{Error, Result};
+use crate::{Cpu, Error, Result};
 
-/// One layer. Shapes exclude the batch dimension.
+/// One built-in layer, as data. Shapes exclude the batch dimension.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Layer {
+#[allow(missing_docs)] // the fields are those of the layer structs in `nn::layers`
+pub enum LayerSpec {
     Conv2d {
         out: usize,
         kernel: [usize; 2],
@@ -37,17 +45,15 @@ pub enum Layer {
     },
     /// A residual block: y = relu(body(x) + shortcut(x)); an empty shortcut is the identity.
     Residual {
-        body: Vec<Layer>,
-        shortcut: Vec<Layer>,
+        body: Vec<LayerSpec>,
+        shortcut: Vec<LayerSpec>,
     },
-    /// The sum inside a residual block (made by the model from `Residual`, not written by users).
-    Add,
 }
 
-impl Layer {
+impl LayerSpec {
     /// A k x k convolution with stride 1, "same" padding when `pad`, bias on.
     pub fn conv(out: usize, k: usize, stride: usize, padding: usize) -> Self {
-        Layer::Conv2d {
+        LayerSpec::Conv2d {
             out,
             kernel: [k, k],
             stride: [stride, stride],
@@ -57,35 +63,39 @@ impl Layer {
             bias: true,
         }
     }
+    /// Batch norm with PyTorch's defaults.
     pub fn bn() -> Self {
-        Layer::BatchNorm2d { eps: 1e-5, momentum: 0.1 }
+        LayerSpec::BatchNorm2d { eps: 1e-5, momentum: 0.1 }
     }
+    /// A k x k max pooling.
     pub fn max_pool(k: usize, stride: usize, padding: usize) -> Self {
-        Layer::MaxPool2d(PoolSpec { kernel: [k, k], stride: [stride, stride], padding: [padding, padding], count_include_pad: true })
+        LayerSpec::MaxPool2d(PoolSpec { kernel: [k, k], stride: [stride, stride], padding: [padding, padding], count_include_pad: true })
     }
+    /// A linear layer with bias.
     pub fn linear(out: usize) -> Self {
-        Layer::Linear { out, bias: true }
+        LayerSpec::Linear { out, bias: true }
     }
 
+    /// The layer's kind, as in model files.
     pub fn name(&self) -> &'static str {
         match self {
-            Layer::Conv2d { .. } => "conv2d",
-            Layer::BatchNorm2d { .. } => "batch_norm2d",
-            Layer::Relu => "relu",
-            Layer::MaxPool2d(_) => "max_pool2d",
-            Layer::AvgPool2d(_) => "avg_pool2d",
-            Layer::GlobalAvgPool => "global_avg_pool",
-            Layer::Dropout { .. } => "dropout",
-            Layer::Flatten => "flatten",
-            Layer::Linear { .. } => "linear",
-            Layer::Residual { .. } => "residual",
-            Layer::Add => "add",
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::BatchNorm2d { .. } => "batch_norm2d",
+            LayerSpec::Relu => "relu",
+            LayerSpec::MaxPool2d(_) => "max_pool2d",
+            LayerSpec::AvgPool2d(_) => "avg_pool2d",
+            LayerSpec::GlobalAvgPool => "global_avg_pool",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Flatten => "flatten",
+            LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Residual { .. } => "residual",
         }
     }
 
+    /// A convolution's options.
     pub fn conv_spec(&self) -> Option<Conv2dSpec> {
         match *self {
-            Layer::Conv2d { stride, padding, dilation, groups, .. } => Some(Conv2dSpec { stride, padding, dilation, groups }),
+            LayerSpec::Conv2d { stride, padding, dilation, groups, .. } => Some(Conv2dSpec { stride, padding, dilation, groups }),
             _ => None,
         }
     }
@@ -94,199 +104,103 @@ impl Layer {
 /// A named sequence of layers for inputs of shape [C, H, W].
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSpec {
+    /// A name for messages and checkpoints (`default`, `resnet20`, a file's name).
     pub name: String,
-    pub layers: Vec<Layer>,
+    /// The layers, in order.
+    pub layers: Vec<LayerSpec>,
 }
 
-/// A trained tensor of a layer (weights and biases; batch norm's gamma and beta).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParamInfo {
-    /// State-dict name, e.g. `layers.0.weight`.
-    pub name: String,
-    pub shape: Vec<usize>,
-    /// Index of the node (see `ModelSpec::nodes`) it belongs to.
-    pub layer: usize,
-    /// "weight" or "bias".
-    pub kind: &'static str,
-}
-
-/// One layer's place in a model: what goes in and out, what it holds and costs.
+/// One top-level layer's place in a model: what goes in and out, what it holds and costs
+/// (a residual block counts everything inside it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerInfo {
+    /// Shape of one input sample.
     pub input: Vec<usize>,
+    /// Shape of one output sample.
     pub output: Vec<usize>,
+    /// Trained values in weights (everything but biases).
     pub weights: usize,
+    /// Trained values in biases (and batch norm's beta).
     pub biases: usize,
     /// Multiply-accumulates per sample.
     pub macs: usize,
 }
 
-/// One step of a model as it runs: a layer (or the sum of a residual block) reading activation
-/// `input` (0 is the model's input, k + 1 the output of node k) and, for `Add`, `input2`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Node {
-    /// State-dict prefix, e.g. `layers.3.body.0`.
-    pub name: String,
-    pub layer: Layer,
-    pub input: usize,
-    pub input2: Option<usize>,
-    pub info: LayerInfo,
-}
-
-/// Output shape, weights, biases and multiply-accumulates of a layer that is not a block.
-fn primitive(layer: &Layer, shape: &[usize]) -> std::result::Result<(Vec<usize>, usize, usize, usize), String> {
-    let chw = || -> std::result::Result<[usize; 3], String> {
-        match *shape {
-            [c, h, w] => Ok([c, h, w]),
-            _ => Err(format!("needs a [C, H, W] input, got {shape:?}")),
-        }
-    };
-    Ok(match layer {
-        Layer::Conv2d { out: k, kernel, bias, .. } => {
-            let [c, h, w] = chw()?;
-            let spec = layer.conv_spec().unwrap_or_default();
-            let d = crate::ops::conv2d_dims("conv2d", &[1, c, h, w], &[*k, c / spec.groups.max(1), kernel[0], kernel[1]], spec)
-                .map_err(|x| x.to_string())?;
-            (vec![*k, d.oh, d.ow], k * d.cg() * kernel[0] * kernel[1], if *bias { *k } else { 0 }, d.macs())
-        }
-        Layer::BatchNorm2d { .. } => {
-            if shape.is_empty() {
-                return Err("needs a [C, ...] input".into());
+impl LayerSpec {
+    /// The layer object this description stands for (residual blocks are built by
+    /// [`ModelSpec::build`]).
+    pub fn build<B: Backend>(&self) -> Result<Box<dyn Layer<B>>> {
+        Ok(match self {
+            LayerSpec::Conv2d { out, kernel, stride, padding, dilation, groups, bias } => {
+                let mut c = Conv2d::new(*out, 1).kernel(kernel[0], kernel[1]).with_spec(Conv2dSpec {
+                    stride: *stride,
+                    padding: *padding,
+                    dilation: *dilation,
+                    groups: *groups,
+                });
+                c.bias = *bias;
+                Box::new(c)
             }
-            (shape.to_vec(), shape[0], shape[0], 0)
-        }
-        Layer::Relu | Layer::Dropout { .. } | Layer::Add => (shape.to_vec(), 0, 0, 0),
-        Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
-            let [c, h, w] = chw()?;
-            let d = crate::ops::pool_dims("pool", &[1, c, h, w], *p).map_err(|x| x.to_string())?;
-            (vec![c, d.oh, d.ow], 0, 0, 0)
-        }
-        Layer::GlobalAvgPool => (vec![chw()?[0]], 0, 0, 0),
-        Layer::Flatten => (vec![shape.iter().product()], 0, 0, 0),
-        Layer::Linear { out: o, bias } => {
-            let [n_in] = shape[..] else { return Err(format!("needs a flat input (add a flatten layer), got {shape:?}")) };
-            (vec![*o], o * n_in, if *bias { *o } else { 0 }, o * n_in)
-        }
-        Layer::Residual { .. } => return Err("a residual block is not a single layer".into()),
-    })
+            LayerSpec::BatchNorm2d { eps, momentum } => Box::new(BatchNorm2d { eps: *eps, momentum: *momentum }),
+            LayerSpec::Relu => Box::new(Relu),
+            LayerSpec::MaxPool2d(p) => Box::new(MaxPool2d(*p)),
+            LayerSpec::AvgPool2d(p) => Box::new(AvgPool2d(*p)),
+            LayerSpec::GlobalAvgPool => Box::new(GlobalAvgPool),
+            LayerSpec::Dropout { p } => Box::new(Dropout::new(*p)),
+            LayerSpec::Flatten => Box::new(Flatten),
+            LayerSpec::Linear { out, bias } => {
+                let l = Linear::new(*out);
+                Box::new(if *bias { l } else { l.no_bias() })
+            }
+            LayerSpec::Residual { .. } => return Err(Error::Invalid("a residual block is not a single layer".into())),
+        })
+    }
 }
 
 impl ModelSpec {
-    /// The model as it runs: its layers with residual blocks unrolled into their layers, a sum
-    /// and a ReLU, in an order where every node comes after its inputs.
-    pub fn nodes(&self, input: &[usize]) -> Result<Vec<Node>> {
-        let mut nodes = Vec::new();
-        self.flatten(&self.layers, "layers", 0, input.to_vec(), &mut nodes)?;
-        Ok(nodes)
-    }
-
-    fn flatten(
-        &self,
-        layers: &[Layer],
-        prefix: &str,
-        mut cur: usize,
-        mut shape: Vec<usize>,
-        nodes: &mut Vec<Node>,
-    ) -> Result<(usize, Vec<usize>)> {
-        for (j, layer) in layers.iter().enumerate() {
-            (cur, shape) = self.flatten_layer(layer, &format!("{prefix}.{j}"), cur, shape, nodes)?;
-        }
-        Ok((cur, shape))
-    }
-
-    fn flatten_layer(
-        &self,
-        layer: &Layer,
-        name: &str,
-        cur: usize,
-        shape: Vec<usize>,
-        nodes: &mut Vec<Node>,
-    ) -> Result<(usize, Vec<usize>)> {
-        if let Layer::Residual { body, shortcut } = layer {
-            let (b, bs) = self.flatten(body, &format!("{name}.body"), cur, shape.clone(), nodes)?;
-            let (s, ss) =
-                if shortcut.is_empty() { (cur, shape) } else { self.flatten(shortcut, &format!("{name}.shortcut"), cur, shape, nodes)? };
-            if bs != ss {
-                return Err(Error::Invalid(format!(
-                    "model {}: {name} (residual): the body gives {bs:?} but the shortcut {ss:?}",
-                    self.name
-                )));
+    /// The layers this spec describes, as a [`Sequential`] on backend `B`.
+    pub fn build<B: Backend>(&self) -> Result<Sequential<B>> {
+        fn seq<B: Backend>(layers: &[LayerSpec]) -> Result<Sequential<B>> {
+            let mut s = Sequential::new();
+            for l in layers {
+                s = match l {
+                    LayerSpec::Residual { body, shortcut } => s.residual(seq(body)?, seq(shortcut)?),
+                    l => s.push_boxed(l.build()?),
+                };
             }
-            let info = LayerInfo { input: bs.clone(), output: bs.clone(), weights: 0, biases: 0, macs: 0 };
-            nodes.push(Node { name: format!("{name}.add"), layer: Layer::Add, input: b, input2: Some(s), info: info.clone() });
-            nodes.push(Node { name: format!("{name}.relu"), layer: Layer::Relu, input: nodes.len(), input2: None, info });
-            return Ok((nodes.len(), bs));
+            Ok(s)
         }
-        let (out, weights, biases, macs) =
-            primitive(layer, &shape).map_err(|msg| Error::Invalid(format!("model {}: {name} ({}): {msg}", self.name, layer.name())))?;
-        let info = LayerInfo { input: shape, output: out.clone(), weights, biases, macs };
-        nodes.push(Node { name: name.to_string(), layer: layer.clone(), input: cur, input2: None, info });
-        Ok((nodes.len(), out))
+        seq(&self.layers)
     }
 
-    /// Shapes, parameter counts and costs per (top-level) layer for one input of shape `input`
+    /// The model unrolled into nodes for inputs of shape `input` [C, H, W], with every
+    /// parameter it declares; nothing is allocated. An error names the layer.
+    pub fn graph(&self, input: &[usize]) -> Result<Graph<Cpu>> {
+        Graph::compile(self.build::<Cpu>()?, input, &self.name)
+    }
+
+    /// Shapes, parameter counts and costs per top-level layer for one input of shape `input`
     /// [C, H, W]; a residual block counts everything inside it. An error names the layer.
     pub fn infer(&self, input: &[usize]) -> Result<Vec<LayerInfo>> {
-        let mut shape = input.to_vec();
-        let mut out = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let mut inner = Vec::new();
-            let (_, next) = self.flatten_layer(layer, &format!("layers.{i}"), 0, shape.clone(), &mut inner)?;
-            let sum = |f: fn(&LayerInfo) -> usize| inner.iter().map(|n| f(&n.info)).sum::<usize>();
-            out.push(LayerInfo {
-                input: shape.clone(),
-                output: next.clone(),
-                weights: sum(|i| i.weights),
-                biases: sum(|i| i.biases),
-                macs: sum(|i| i.macs),
-            });
-            shape = next;
-        }
-        Ok(out)
-    }
-
-    /// The trained tensors, in node order, named as a PyTorch state dict would name them.
-    pub fn params(&self, input: &[usize]) -> Result<Vec<ParamInfo>> {
-        let mut out = Vec::new();
-        for (k, node) in self.nodes(input)?.iter().enumerate() {
-            let mut push = |kind: &'static str, shape: Vec<usize>| {
-                out.push(ParamInfo { name: format!("{}.{kind}", node.name), shape, layer: k, kind })
-            };
-            match &node.layer {
-                Layer::Conv2d { out: o, kernel, groups, bias, .. } => {
-                    push("weight", vec![*o, node.info.input[0] / groups, kernel[0], kernel[1]]);
-                    if *bias {
-                        push("bias", vec![*o]);
-                    }
+        let g = self.graph(input)?;
+        let mut out: Vec<LayerInfo> = Vec::with_capacity(self.layers.len());
+        for node in &g.nodes {
+            if out.len() <= node.top {
+                out.push(LayerInfo { input: node.in_shape.clone(), output: Vec::new(), weights: 0, biases: 0, macs: 0 });
+            }
+            let info = &mut out[node.top];
+            info.output = node.out_shape.clone();
+            info.macs += node.macs();
+            for p in &g.params[node.params.clone()] {
+                let n: usize = p.shape.iter().product();
+                if p.name.ends_with(".bias") {
+                    info.biases += n;
+                } else {
+                    info.weights += n;
                 }
-                Layer::BatchNorm2d { .. } => {
-                    push("weight", vec![node.info.input[0]]);
-                    push("bias", vec![node.info.input[0]]);
-                }
-                Layer::Linear { out: o, bias } => {
-                    push("weight", vec![*o, node.info.input[0]]);
-                    if *bias {
-                        push("bias", vec![*o]);
-                    }
-                }
-                _ => {}
             }
         }
         Ok(out)
-    }
-
-    /// Whether node `k` (a convolution or linear layer) feeds a ReLU through batch norm,
-    /// pooling, dropout or a residual sum, before any other weighted layer: then it gets He
-    /// initialisation.
-    pub fn feeds_relu(nodes: &[Node], k: usize) -> bool {
-        for n in &nodes[k + 1..] {
-            match n.layer {
-                Layer::Relu => return true,
-                Layer::Conv2d { .. } | Layer::Linear { .. } => return false,
-                _ => {}
-            }
-        }
-        false
     }
 
     /// The table of `wgtrain summary`.

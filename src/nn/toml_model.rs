@@ -37,7 +37,7 @@ use std::path::Path;
 
 use toml::Value;
 
-use super::spec::{Layer, ModelSpec};
+use super::spec::{LayerSpec, ModelSpec};
 use crate::ops::PoolSpec;
 use crate::{Error, Result};
 
@@ -117,7 +117,7 @@ pub fn parse(path: &Path, text: &str, classes: usize) -> Result<ModelSpec> {
 }
 
 /// A list of layer tables (the file's [[layer]], or a residual block's body and shortcut).
-fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<Layer>> {
+fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<LayerSpec>> {
     let mut out = Vec::with_capacity(layers.len());
     for (index, v) in layers.iter().enumerate() {
         let table = v.as_table().ok_or_else(|| Error::Invalid(format!("{}: layer {index} is not a table", path.display())))?;
@@ -134,7 +134,7 @@ fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<Lay
         let layer = match kind {
             "conv2d" => {
                 let kernel = f.pair("kernel", None)?;
-                Layer::Conv2d {
+                LayerSpec::Conv2d {
                     out: outs("out")?,
                     kernel,
                     stride: f.pair("stride", Some([1, 1]))?,
@@ -144,8 +144,8 @@ fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<Lay
                     bias: f.bool_or("bias", true)?,
                 }
             }
-            "batch_norm2d" => Layer::BatchNorm2d { eps: f.f32_or("eps", 1e-5)?, momentum: f.f32_or("momentum", 0.1)? },
-            "relu" => Layer::Relu,
+            "batch_norm2d" => LayerSpec::BatchNorm2d { eps: f.f32_or("eps", 1e-5)?, momentum: f.f32_or("momentum", 0.1)? },
+            "relu" => LayerSpec::Relu,
             "max_pool2d" | "avg_pool2d" => {
                 let kernel = f.pair("kernel", None)?;
                 let spec = PoolSpec {
@@ -155,23 +155,23 @@ fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<Lay
                     count_include_pad: f.bool_or("count_include_pad", true)?,
                 };
                 if kind == "max_pool2d" {
-                    Layer::MaxPool2d(spec)
+                    LayerSpec::MaxPool2d(spec)
                 } else {
-                    Layer::AvgPool2d(spec)
+                    LayerSpec::AvgPool2d(spec)
                 }
             }
-            "global_avg_pool" => Layer::GlobalAvgPool,
+            "global_avg_pool" => LayerSpec::GlobalAvgPool,
             "dropout" => {
                 let p = f.f32_or("p", 0.5)?;
                 if !(0.0..1.0).contains(&p) {
                     return Err(f.err("p", format!("is {p}, expected a probability in [0, 1)")));
                 }
-                Layer::Dropout { p }
+                LayerSpec::Dropout { p }
             }
-            "flatten" => Layer::Flatten,
-            "linear" => Layer::Linear { out: outs("out")?, bias: f.bool_or("bias", true)? },
+            "flatten" => LayerSpec::Flatten,
+            "linear" => LayerSpec::Linear { out: outs("out")?, bias: f.bool_or("bias", true)? },
             "residual" => {
-                let list = |key: &str| -> Result<Vec<Layer>> {
+                let list = |key: &str| -> Result<Vec<LayerSpec>> {
                     match table.get(key) {
                         None => Ok(Vec::new()),
                         Some(Value::Array(a)) => parse_layers(path, a, classes).map_err(|e| f.err(key, e.to_string())),
@@ -182,7 +182,7 @@ fn parse_layers(path: &Path, layers: &[Value], classes: usize) -> Result<Vec<Lay
                 if body.is_empty() {
                     return Err(f.err("body", "missing or empty (the layers of the block)"));
                 }
-                Layer::Residual { body, shortcut: list("shortcut")? }
+                LayerSpec::Residual { body, shortcut: list("shortcut")? }
             }
             other => return Err(f.err("type", format!("unknown layer '{other}'"))),
         };

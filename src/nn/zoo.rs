@@ -1,6 +1,6 @@
 //! The model zoo. Input channels and classes follow the data set.
 
-use super::spec::{Layer, ModelSpec};
+use super::spec::{LayerSpec, ModelSpec};
 use crate::{Error, Result};
 
 /// Names `--model` accepts.
@@ -25,107 +25,107 @@ pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
 }
 
 /// A convolution that feeds batch norm: no bias (BN's beta takes its place).
-fn conv_bn(out: usize, k: usize, stride: usize, padding: usize) -> Layer {
-    Layer::Conv2d { out, kernel: [k, k], stride: [stride, stride], padding: [padding, padding], dilation: [1, 1], groups: 1, bias: false }
+fn conv_bn(out: usize, k: usize, stride: usize, padding: usize) -> LayerSpec {
+    LayerSpec::Conv2d { out, kernel: [k, k], stride: [stride, stride], padding: [padding, padding], dilation: [1, 1], groups: 1, bias: false }
 }
 
 /// conv 5x5 ->32 pad 2, BN, ReLU, maxpool 2; conv 3x3 32->64 pad 1, BN, ReLU, maxpool 2;
 /// conv 1x1 64->32, ReLU; flatten; linear 128, ReLU, dropout 0.25; linear `classes`.
 /// (The convolutions before batch norm have no bias: it would be cancelled by the mean.)
-pub fn default_cnn(classes: usize) -> Vec<Layer> {
+pub fn default_cnn(classes: usize) -> Vec<LayerSpec> {
     vec![
         conv_bn(32, 5, 1, 2),
-        Layer::bn(),
-        Layer::Relu,
-        Layer::max_pool(2, 2, 0),
+        LayerSpec::bn(),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(2, 2, 0),
         conv_bn(64, 3, 1, 1),
-        Layer::bn(),
-        Layer::Relu,
-        Layer::max_pool(2, 2, 0),
-        Layer::conv(32, 1, 1, 0),
-        Layer::Relu,
-        Layer::Flatten,
-        Layer::linear(128),
-        Layer::Relu,
-        Layer::Dropout { p: 0.25 },
-        Layer::linear(classes),
+        LayerSpec::bn(),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(2, 2, 0),
+        LayerSpec::conv(32, 1, 1, 0),
+        LayerSpec::Relu,
+        LayerSpec::Flatten,
+        LayerSpec::linear(128),
+        LayerSpec::Relu,
+        LayerSpec::Dropout { p: 0.25 },
+        LayerSpec::linear(classes),
     ]
 }
 
 /// LeNet-5 (ReLU and max pooling, as commonly trained today) for 28x28 inputs: the first
 /// convolution pads by 2 to get LeNet's 32x32.
-pub fn lenet5(classes: usize) -> Vec<Layer> {
+pub fn lenet5(classes: usize) -> Vec<LayerSpec> {
     vec![
-        Layer::conv(6, 5, 1, 2),
-        Layer::Relu,
-        Layer::max_pool(2, 2, 0),
-        Layer::conv(16, 5, 1, 0),
-        Layer::Relu,
-        Layer::max_pool(2, 2, 0),
-        Layer::Flatten,
-        Layer::linear(120),
-        Layer::Relu,
-        Layer::linear(84),
-        Layer::Relu,
-        Layer::linear(classes),
+        LayerSpec::conv(6, 5, 1, 2),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(2, 2, 0),
+        LayerSpec::conv(16, 5, 1, 0),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(2, 2, 0),
+        LayerSpec::Flatten,
+        LayerSpec::linear(120),
+        LayerSpec::Relu,
+        LayerSpec::linear(84),
+        LayerSpec::Relu,
+        LayerSpec::linear(classes),
     ]
 }
 
 /// A small VGG-style net: blocks of two 3x3 convolutions with batch norm, then pooling.
-pub fn vgg_small(classes: usize) -> Vec<Layer> {
+pub fn vgg_small(classes: usize) -> Vec<LayerSpec> {
     let mut l = Vec::new();
     for width in [32, 64, 128] {
         for _ in 0..2 {
-            l.extend([conv_bn(width, 3, 1, 1), Layer::bn(), Layer::Relu]);
+            l.extend([conv_bn(width, 3, 1, 1), LayerSpec::bn(), LayerSpec::Relu]);
         }
-        l.push(Layer::max_pool(2, 2, 0));
+        l.push(LayerSpec::max_pool(2, 2, 0));
     }
-    l.extend([Layer::GlobalAvgPool, Layer::Dropout { p: 0.3 }, Layer::linear(classes)]);
+    l.extend([LayerSpec::GlobalAvgPool, LayerSpec::Dropout { p: 0.3 }, LayerSpec::linear(classes)]);
     l
 }
 
 /// AlexNet in its original two-tower form (groups = 2 in conv2, conv4, conv5), for 3x227x227.
-pub fn alexnet(classes: usize) -> Vec<Layer> {
+pub fn alexnet(classes: usize) -> Vec<LayerSpec> {
     let conv =
-        |out, k, s, p, groups| Layer::Conv2d { out, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [1, 1], groups, bias: true };
+        |out, k, s, p, groups| LayerSpec::Conv2d { out, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [1, 1], groups, bias: true };
     vec![
         conv(96, 11, 4, 0, 1),
-        Layer::Relu,
-        Layer::max_pool(3, 2, 0),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(3, 2, 0),
         conv(256, 5, 1, 2, 2),
-        Layer::Relu,
-        Layer::max_pool(3, 2, 0),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(3, 2, 0),
         conv(384, 3, 1, 1, 1),
-        Layer::Relu,
+        LayerSpec::Relu,
         conv(384, 3, 1, 1, 2),
-        Layer::Relu,
+        LayerSpec::Relu,
         conv(256, 3, 1, 1, 2),
-        Layer::Relu,
-        Layer::max_pool(3, 2, 0),
-        Layer::Flatten,
-        Layer::Dropout { p: 0.5 },
-        Layer::linear(4096),
-        Layer::Relu,
-        Layer::Dropout { p: 0.5 },
-        Layer::linear(4096),
-        Layer::Relu,
-        Layer::linear(classes),
+        LayerSpec::Relu,
+        LayerSpec::max_pool(3, 2, 0),
+        LayerSpec::Flatten,
+        LayerSpec::Dropout { p: 0.5 },
+        LayerSpec::linear(4096),
+        LayerSpec::Relu,
+        LayerSpec::Dropout { p: 0.5 },
+        LayerSpec::linear(4096),
+        LayerSpec::Relu,
+        LayerSpec::linear(classes),
     ]
 }
 
 /// A basic residual block: relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), the shortcut a
 /// 1x1 convolution with batch norm when the shape changes (He et al., option B).
-pub fn basic_block(in_ch: usize, out: usize, stride: usize) -> Layer {
-    let body = vec![conv_bn(out, 3, stride, 1), Layer::bn(), Layer::Relu, conv_bn(out, 3, 1, 1), Layer::bn()];
-    let shortcut = if stride != 1 || in_ch != out { vec![conv_bn(out, 1, stride, 0), Layer::bn()] } else { Vec::new() };
-    Layer::Residual { body, shortcut }
+pub fn basic_block(in_ch: usize, out: usize, stride: usize) -> LayerSpec {
+    let body = vec![conv_bn(out, 3, stride, 1), LayerSpec::bn(), LayerSpec::Relu, conv_bn(out, 3, 1, 1), LayerSpec::bn()];
+    let shortcut = if stride != 1 || in_ch != out { vec![conv_bn(out, 1, stride, 0), LayerSpec::bn()] } else { Vec::new() };
+    LayerSpec::Residual { body, shortcut }
 }
 
 /// The CIFAR ResNet of He et al. with 6n + 2 layers (n = 3: ResNet-20): a 3x3 convolution to 16
 /// channels, three stages of n blocks at 16, 32 and 64 channels (the later stages start with
 /// stride 2), global average pooling and a linear layer.
-pub fn resnet(n: usize, classes: usize) -> Vec<Layer> {
-    let mut l = vec![conv_bn(16, 3, 1, 1), Layer::bn(), Layer::Relu];
+pub fn resnet(n: usize, classes: usize) -> Vec<LayerSpec> {
+    let mut l = vec![conv_bn(16, 3, 1, 1), LayerSpec::bn(), LayerSpec::Relu];
     let mut ch = 16;
     for (stage, width) in [16, 32, 64].into_iter().enumerate() {
         for b in 0..n {
@@ -134,6 +134,6 @@ pub fn resnet(n: usize, classes: usize) -> Vec<Layer> {
             ch = width;
         }
     }
-    l.extend([Layer::GlobalAvgPool, Layer::linear(classes)]);
+    l.extend([LayerSpec::GlobalAvgPool, LayerSpec::linear(classes)]);
     l
 }

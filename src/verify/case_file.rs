@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::{Backend, CeTarget};
 use crate::ops::{Conv2dSpec, PoolSpec};
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::ops::{Optimizer, OptimizerKind};
 use crate::{Error, Result};
 
 /// A tensor as a case file holds it.

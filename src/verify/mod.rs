@@ -13,7 +13,7 @@ use crate::backend::{Backend, CeTarget};
 use crate::cpu::Cpu;
 use crate::gpu::{Gpu, MatmulVariant};
 use crate::ops::{Activation, Conv2dSpec, MatmulSpec, PoolSpec};
-use crate::optim::{Optimizer, OptimizerKind};
+use crate::ops::{Optimizer, OptimizerKind};
 use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::Result;

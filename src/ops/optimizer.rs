@@ -1,24 +1,33 @@
-//! Optimizer configurations, with PyTorch's `torch.optim` defaults and update rules.
-//! The rules themselves: shaders/optimizer.wgsl (GPU) and src/cpu/optimizer.rs (CPU twin).
+//! The fused optimizer update as an op: its configuration (kind and hyperparameters, with
+//! PyTorch's `torch.optim` defaults), the presets the command line offers, and the shape check
+//! of one update of a flat parameter arena. The update rules themselves:
+//! shaders/optimizer.wgsl (GPU) and src/cpu/optimizer.rs (the CPU twin).
 
 use crate::{Error, Result};
 
+/// The update rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// SGD, with optional momentum, dampening and Nesterov momentum.
     Sgd,
+    /// Adagrad (sum of squared gradients).
     Adagrad,
+    /// Adadelta (running averages of squared gradients and updates).
     Adadelta,
+    /// RMSprop, with optional momentum.
     Rmsprop,
+    /// Adam, with coupled L2 weight decay.
     Adam,
     /// Adam with decoupled weight decay.
     AdamW,
 }
 
 impl OptimizerKind {
+    /// Every rule.
     pub const ALL: [Self; 6] = [Self::Sgd, Self::Adagrad, Self::Adadelta, Self::Rmsprop, Self::Adam, Self::AdamW];
 
+    /// The lowercase name (`sgd`, `adamw`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Self::Sgd => "sgd",
@@ -30,6 +39,7 @@ impl OptimizerKind {
         }
     }
 
+    /// The rule of a name, case-insensitive.
     pub fn parse(s: &str) -> Result<Self> {
         let l = s.trim().to_lowercase();
         Self::ALL.into_iter().find(|k| k.name() == l).ok_or_else(|| {
@@ -42,7 +52,9 @@ impl OptimizerKind {
 /// An optimizer and its hyperparameters. Fields that do not apply to `kind` are ignored.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Optimizer {
+    /// The update rule.
     pub kind: OptimizerKind,
+    /// Learning rate.
     pub lr: f32,
     /// Coupled L2 (added to the gradient) for all but AdamW, where it is decoupled.
     pub weight_decay: f32,
@@ -54,6 +66,7 @@ pub struct Optimizer {
     pub nesterov: bool,
     /// Adam/AdamW (beta1, beta2).
     pub betas: (f32, f32),
+    /// Term added to denominators (Adagrad, Adadelta, RMSprop, Adam, AdamW).
     pub eps: f32,
     /// Adadelta's decay of its running averages.
     pub rho: f32,
@@ -89,6 +102,38 @@ impl Optimizer {
             OptimizerKind::Rmsprop => Optimizer { lr: 1e-2, eps: 1e-8, ..base },
             OptimizerKind::Adam => base,
             OptimizerKind::AdamW => Optimizer { weight_decay: 1e-2, ..base },
+        }
+    }
+
+    /// The names [`Optimizer::preset`] takes, in the order they are listed to users.
+    pub const PRESETS: [&'static str; 8] = ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw"];
+
+    /// A named starting point: the eight optimizers of the textbook comparisons. `sgd` is plain
+    /// SGD at lr 0.01 (PyTorch's 1e-3 default barely moves a CNN in a few epochs);
+    /// `momentum` and `nesterov` are SGD at lr 0.01 with momentum 0.9 (classical and Nesterov);
+    /// the others are [`Optimizer::new`], i.e. PyTorch's defaults (AdamW with weight decay 0.01).
+    pub fn preset(name: &str) -> Result<Self> {
+        let sgd = |momentum: f32, nesterov: bool| Optimizer { lr: 1e-2, momentum, nesterov, ..Optimizer::new(OptimizerKind::Sgd) };
+        Ok(match name.trim().to_lowercase().as_str() {
+            "sgd" => sgd(0.0, false),
+            "momentum" => sgd(0.9, false),
+            "nesterov" => sgd(0.9, true),
+            other => match OptimizerKind::parse(other) {
+                Ok(kind) => Optimizer::new(kind),
+                Err(_) => {
+                    return Err(Error::Invalid(format!("unknown optimizer '{name}': expected one of {}", Self::PRESETS.join(", "))))
+                }
+            },
+        })
+    }
+
+    /// The preset name that describes this configuration's rule (`momentum` for SGD with
+    /// momentum, `nesterov` with Nesterov momentum, else the kind's name).
+    pub fn preset_name(&self) -> &'static str {
+        match self.kind {
+            OptimizerKind::Sgd if self.nesterov => "nesterov",
+            OptimizerKind::Sgd if self.momentum != 0.0 => "momentum",
+            k => k.name(),
         }
     }
 
@@ -158,8 +203,35 @@ impl Optimizer {
 /// Step-dependent values of an update.
 #[derive(Clone, Copy, Debug)]
 pub struct StepScalars {
+    /// t == 1 (momentum buffers start from the first gradient).
     pub first_step: bool,
+    /// 1 - beta1^t
     pub bias_correction1: f32,
+    /// sqrt(1 - beta2^t)
     pub bias_correction2_sqrt: f32,
+    /// Adagrad's decayed rate: lr / (1 + (t - 1) * lr_decay).
     pub adagrad_lr: f32,
+}
+
+/// One update of a flat arena: the gradient as long as the parameters, and each state tensor
+/// the optimizer uses too (unused ones may be placeholders of any size). Returns the number
+/// of parameters.
+pub fn check(opt: &Optimizer, param: &[usize], grad: &[usize], s1: &[usize], s2: &[usize]) -> Result<usize> {
+    opt.validate()?;
+    let n: usize = param.iter().product();
+    let used = opt.state_tensors();
+    let mut list: Vec<(&str, &[usize])> = vec![("param", param), ("grad", grad)];
+    if used >= 1 {
+        list.push(("state1", s1));
+    }
+    if used >= 2 {
+        list.push(("state2", s2));
+    }
+    super::same_numel("optimizer_step", &list).map_err(|e| match e {
+        Error::Shape { op, detail } => {
+            Error::Shape { op, detail: format!("{detail} (numbers of elements; {} keeps {used} state tensors)", opt.kind.name()) }
+        }
+        e => e,
+    })?;
+    Ok(n)
 }

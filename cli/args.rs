@@ -1,0 +1,88 @@
+//! Arguments shared by several commands, and their translation into library settings.
+
+use std::path::PathBuf;
+
+use clap::builder::PossibleValuesParser;
+use wgtrain::data::Source;
+use wgtrain::gpu::{Gpu, GpuOptions};
+use wgtrain::train::BatchSize;
+use wgtrain::Optimizer;
+
+/// Where data comes from (train, eval, augment-preview).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Data set: shapes (built in, no download), mnist, fashion-mnist, cifar10, folder
+    #[arg(long, default_value = "shapes", value_parser = parse_source)]
+    pub dataset: Source,
+    /// Folder with the data set's files (not needed for shapes)
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Share of the training files held out for validation
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Training images of the built-in shapes data set (its test set is a fifth of that)
+    #[arg(long, default_value_t = 10_000)]
+    pub train_size: usize,
+    /// Image side for --dataset folder
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    s.parse::<Source>().map_err(|e| e.to_string())
+}
+
+/// Where ops run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComputeBackend {
+    /// The chosen GPU adapter (lavapipe on machines without a GPU)
+    Gpu,
+    /// The CPU reference (slow; for checking)
+    Cpu,
+}
+
+/// The optimizer flags of `train`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OptimizerArgs {
+    /// Optimizer preset: sgd (lr 0.01), momentum and nesterov (SGD, lr 0.01, momentum 0.9), adagrad, adadelta, rmsprop, adam, adamw (PyTorch's defaults)
+    #[arg(long, default_value = "adam", value_parser = PossibleValuesParser::new(Optimizer::PRESETS))]
+    pub optimizer: String,
+    /// Learning rate (default: the preset's)
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f32>,
+    /// Weight decay (default: the preset's: 0.01 for adamw, 0 otherwise)
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f32>,
+    /// SGD/RMSprop momentum (default: the preset's: 0.9 for momentum and nesterov, 0 otherwise)
+    #[arg(long, allow_negative_numbers = true)]
+    pub momentum: Option<f32>,
+}
+
+impl OptimizerArgs {
+    /// The preset with the given overrides; an override is applied even when it equals 0, and
+    /// settings the optimizer cannot take (nesterov without momentum) are refused.
+    pub fn optimizer(&self) -> anyhow::Result<Optimizer> {
+        let mut o = Optimizer::preset(&self.optimizer)?;
+        if let Some(lr) = self.lr {
+            o.lr = lr;
+        }
+        if let Some(wd) = self.weight_decay {
+            o.weight_decay = wd;
+        }
+        if let Some(m) = self.momentum {
+            o.momentum = m;
+        }
+        o.validate()?;
+        Ok(o)
+    }
+}
+
+/// `--batch-size` values.
+pub fn parse_batch(s: &str) -> Result<BatchSize, String> {
+    s.parse()
+}
+
+/// Opens the GPU the global flags ask for.
+pub fn gpu(device: &Option<String>, matmul_variant: &Option<String>) -> anyhow::Result<Gpu> {
+    Ok(Gpu::new(&GpuOptions { device: device.clone(), matmul_variant: matmul_variant.clone(), ..Default::default() })?)
+}

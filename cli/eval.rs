@@ -1,0 +1,86 @@
+//! `wgtrain eval`: a checkpoint's loss, accuracy, per-class accuracy and confusion matrix on a
+//! split of a data set.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use wgtrain::nn::Model;
+use wgtrain::{checkpoint, data, train, Backend, Cpu, Gpu};
+
+use crate::args::{ComputeBackend, DataArgs};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitChoice {
+    Train,
+    Val,
+    Test,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate (from `train --checkpoint`)
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Which part of the data set
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitChoice,
+    /// Where the ops run
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: ComputeBackend,
+}
+
+pub fn run(a: &EvalArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+    match a.backend {
+        ComputeBackend::Gpu => eval(&gpu()?, a)?,
+        ComputeBackend::Cpu => eval(&Cpu, a)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The model a checkpoint holds, loaded on `be`.
+pub fn model_from_checkpoint<B: Backend>(be: &B, path: &std::path::Path) -> anyhow::Result<(Model<B>, checkpoint::Meta)> {
+    let meta = checkpoint::read_meta(path)?;
+    let spec = checkpoint::spec_of(path, &meta)?;
+    let mut model = Model::from_spec(be, &spec, &meta.input, meta.progress.seed)?;
+    checkpoint::load(be, path, &mut model)?;
+    Ok((model, meta))
+}
+
+fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
+    let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
+    let seed = meta.progress.seed;
+    let d = &a.data;
+    let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
+    let splits = if meta.normalization.is_empty() {
+        data::split(train_set, test_set, d.val_fraction, seed)?
+    } else {
+        data::split_with(train_set, test_set, d.val_fraction, seed, &meta.normalization)?
+    };
+    let set = match a.split {
+        SplitChoice::Train => &splits.train,
+        SplitChoice::Val => &splits.val,
+        SplitChoice::Test => &splits.test,
+    };
+    if set.shape[..] != meta.input[..] {
+        anyhow::bail!("{}: the model takes inputs {:?}, the data set has {:?}", a.checkpoint.display(), meta.input, set.shape);
+    }
+    if set.classes.len() != model.classes() {
+        anyhow::bail!("{}: the model has {} classes, the data set {}", a.checkpoint.display(), model.classes(), set.classes.len());
+    }
+    let r = train::evaluate(be, &mut model, set, 256, false)?;
+    let split = format!("{:?}", a.split).to_lowercase();
+    println!("{} on {} ({split} split, {} images)", a.checkpoint.display(), set.name, r.samples);
+    println!("loss {:.4}  accuracy {:.2}%", r.loss, 100.0 * r.accuracy);
+    println!("per class:");
+    for (c, name) in set.classes.iter().enumerate() {
+        let total: usize = r.confusion[c].iter().sum();
+        println!("  {name:<16} {:6.2}%  ({}/{total})", 100.0 * r.confusion[c][c] as f64 / total.max(1) as f64, r.confusion[c][c]);
+    }
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    for row in &r.confusion {
+        println!("  {}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
+    }
+    Ok(())
+}

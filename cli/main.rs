@@ -1,0 +1,87 @@
+//! `wgtrain`, the command line: a thin client of the `wgtrain` library. This file holds the
+//! command list and hands each command to its own file; everything they compute comes from
+//! the library. `wgtrain --help` lists the commands.
+
+mod args;
+mod augment_preview;
+mod bench;
+mod devices;
+mod eval;
+mod predict;
+mod summary;
+mod train;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "wgtrain",
+    version,
+    about = "Train CNNs with WGSL compute shaders on any GPU (or lavapipe), checked against a CPU reference"
+)]
+struct Cli {
+    /// Adapter to use: an index from `wgtrain devices` or part of its name (default: the best one)
+    #[arg(long, global = true, env = "WGTRAIN_DEVICE")]
+    device: Option<String>,
+    /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock, v4_lanes; default: chosen per device)
+    #[arg(long, global = true, env = "WGTRAIN_MATMUL")]
+    matmul_variant: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a CNN (default: the default CNN on the built-in shapes data set, no download)
+    Train(Box<train::TrainArgs>),
+    /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a data set
+    Eval(eval::EvalArgs),
+    /// Top-k classes with probabilities for images, from a checkpoint
+    Predict(predict::PredictArgs),
+    /// Write a PNG grid of augmented training samples (what the model is fed)
+    AugmentPreview(augment_preview::PreviewArgs),
+    /// Per-layer shapes, parameters, multiply-accumulates and memory of a model
+    Summary(summary::SummaryArgs),
+    /// List every GPU adapter wgpu can see (WGPU_BACKEND restricts the backends)
+    Devices,
+    /// Check every kernel on the chosen device against the CPU reference; exit 1 on any failure
+    Verify(verify::VerifyArgs),
+    /// Measure kernels and training (median of timed runs, pipeline creation excluded)
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchWhat,
+    },
+}
+
+/// When the process started (the clock of "time to the first step").
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+fn main() -> ExitCode {
+    START.get_or_init(std::time::Instant::now);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let gpu = || args::gpu(&cli.device, &cli.matmul_variant);
+    match &cli.command {
+        Command::Train(a) => train::run(a, gpu),
+        Command::Eval(a) => eval::run(a, gpu),
+        Command::Predict(a) => predict::run(a, gpu),
+        Command::AugmentPreview(a) => augment_preview::run(a),
+        Command::Summary(a) => summary::run(a),
+        Command::Devices => devices::run(),
+        Command::Verify(a) => verify::run(a, gpu),
+        Command::Bench { what } => bench::run(what, gpu, *START.get_or_init(std::time::Instant::now)),
+    }
+}

@@ -1,0 +1,220 @@
+//! `wgtrain train`: loads the data, builds (or resumes) the model, and runs the library's
+//! trainer with the observers the flags ask for.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::builder::PossibleValuesParser;
+use wgtrain::data::{self, loader::Augment};
+use wgtrain::nn::{zoo, CrossEntropy, LayerSpec, Model};
+use wgtrain::train::{self, BatchSize, Monitor, Schedule, TrainConfig, TrainReport, Trainer};
+use wgtrain::{checkpoint, Backend, Cpu, Gpu};
+
+use crate::args::{parse_batch, ComputeBackend, DataArgs, OptimizerArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Model: a zoo name (default, lenet5, vgg, resnet20, alexnet) or a .toml model file
+    #[arg(long, default_value = "default")]
+    model: String,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Passes over the training set
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Samples per step: 1 (stochastic), N (mini-batch) or `full` (batch gradient descent)
+    #[arg(long, default_value = "64", value_parser = parse_batch)]
+    batch_size: BatchSize,
+    #[command(flatten)]
+    opt: OptimizerArgs,
+    /// Learning-rate schedule
+    #[arg(long, default_value = "constant", value_parser = PossibleValuesParser::new(Schedule::NAMES))]
+    schedule: String,
+    /// Epochs per step of the step schedule
+    #[arg(long, default_value_t = 10)]
+    step_size: usize,
+    /// Factor per step of the step schedule
+    #[arg(long, default_value_t = 0.1)]
+    gamma: f32,
+    /// Linear warm-up epochs
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
+    /// Label smoothing of the cross-entropy, in [0, 1]
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// Clip gradients to this global norm
+    #[arg(long, allow_negative_numbers = true)]
+    clip_norm: Option<f32>,
+    /// Random crop after padding by this many pixels
+    #[arg(long, default_value_t = 0)]
+    crop_pad: usize,
+    /// Random horizontal flips
+    #[arg(long)]
+    hflip: bool,
+    /// Gaussian input noise (standard deviation, on normalised inputs)
+    #[arg(long, default_value_t = 0.0)]
+    noise: f32,
+    /// Mixup alpha (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    mixup: f32,
+    /// Cutmix alpha (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    cutmix: f32,
+    /// Override the rate of every dropout layer
+    #[arg(long)]
+    dropout: Option<f32>,
+    /// Early stopping: epochs without a better validation figure (0: off)
+    #[arg(long, default_value_t = 0)]
+    patience: usize,
+    /// The validation figure early stopping and --restore-best watch
+    #[arg(long, default_value = "loss", value_parser = PossibleValuesParser::new(Monitor::NAMES))]
+    monitor: String,
+    /// Put back the best validation epoch's parameters at the end
+    #[arg(long)]
+    restore_best: bool,
+    /// Where the ops run
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: ComputeBackend,
+    /// Seed of the split, initialisation, batch order, augmentation and dropout
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the final metrics as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Save a checkpoint (safetensors) here after every epoch and on Ctrl-C
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint (same data set and seed)
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Append one CSV line of metrics per epoch to this file
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+pub fn run(a: &TrainArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+    let report = match a.backend {
+        ComputeBackend::Gpu => training(&gpu()?, a)?,
+        ComputeBackend::Cpu => training(&Cpu, a)?,
+    };
+    if report.interrupted {
+        println!("interrupted: continue with --resume {}", a.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string()));
+        return Ok(ExitCode::from(130));
+    }
+    println!("test accuracy: {:.2}%", 100.0 * report.test_accuracy);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config(a: &TrainArgs, seed: u64) -> anyhow::Result<TrainConfig> {
+    Ok(TrainConfig {
+        epochs: a.epochs,
+        batch: a.batch_size,
+        optimizer: a.opt.optimizer()?,
+        schedule: Schedule::parse(&a.schedule, a.step_size, a.gamma)?,
+        warmup_epochs: a.warmup_epochs,
+        clip_norm: a.clip_norm,
+        augment: Augment { crop_pad: a.crop_pad, hflip: a.hflip, noise: a.noise, mixup: a.mixup, cutmix: a.cutmix },
+        monitor: Monitor::parse(&a.monitor)?,
+        seed,
+        ..TrainConfig::default()
+    })
+}
+
+fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
+    let t0 = std::time::Instant::now();
+    if a.epochs == 0 {
+        anyhow::bail!("--epochs 0: expected at least 1");
+    }
+    let resume = a.resume.as_deref().map(checkpoint::read_meta).transpose()?;
+    // A resumed run keeps its seed: it fixes the split, the batch order and the dropout masks.
+    let seed = resume.as_ref().map_or(a.seed, |m| m.progress.seed);
+    let cfg = config(a, seed)?;
+    cfg.validate()?;
+    let d = &a.data;
+    let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
+    let splits = data::split(train_set, test_set, d.val_fraction, seed)?;
+    let classes = splits.train.classes.len();
+    let mut spec = match (&a.resume, &resume) {
+        (Some(path), Some(m)) => checkpoint::spec_of(path, m)?,
+        _ => zoo::model(&a.model, classes)?,
+    };
+    if let Some(p) = a.dropout {
+        if !(0.0..1.0).contains(&p) {
+            anyhow::bail!("--dropout {p}: expected a probability in [0, 1)");
+        }
+        for l in spec.layers.iter_mut() {
+            if let LayerSpec::Dropout { p: rate } = l {
+                *rate = p;
+            }
+        }
+    }
+    let mut model = Model::from_spec(be, &spec, &splits.train.shape, seed)?;
+    model.classes = splits.train.classes.clone();
+    model.normalization = splits.stats.clone();
+    if let (Some(path), Some(meta)) = (&a.resume, &resume) {
+        checkpoint::load(be, path, &mut model)?;
+        println!(
+            "resuming {} after epoch {} (batch {} of the next), step {}",
+            path.display(),
+            meta.progress.epoch,
+            meta.progress.batch_in_epoch,
+            meta.progress.step
+        );
+    }
+    println!(
+        "training {} ({} parameters) on {} ({} train / {} validation / {} test images of {:?}) with {} on {} for {} epoch{}, batch {}",
+        model.name,
+        wgtrain::nn::spec::group(model.num_params()),
+        splits.train.name,
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len(),
+        splits.train.shape,
+        cfg.optimizer.preset_name(),
+        be.name(),
+        a.epochs,
+        if a.epochs == 1 { "" } else { "s" },
+        a.batch_size
+    );
+    let mut trainer = Trainer::new(cfg)
+        .loss(CrossEntropy::new(a.label_smoothing))
+        .resume(resume.map(|m| m.progress))
+        .callback(train::ProgressBar::new())
+        .callback(train::Printer::new());
+    if let Some(path) = &a.log {
+        trainer = trainer.callback(train::CsvLog::new(path));
+    }
+    if a.patience > 0 {
+        trainer = trainer.callback(train::EarlyStopping::new(a.patience));
+    }
+    if a.restore_best {
+        trainer = trainer.callback(train::RestoreBest::new());
+    }
+    if let Some(path) = &a.checkpoint {
+        trainer = trainer.callback(train::SaveCheckpoints::new(path));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // A second Ctrl-C (or a failure to install the handler) falls back to the default.
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        trainer = trainer.callback(train::StopFlag(stop));
+    }
+    if let Some(path) = &a.json {
+        trainer = trainer.callback(train::JsonReport::new(path));
+    }
+    let report = trainer.fit(be, &mut model, &splits).map_err(|e| match (&e, &a.checkpoint) {
+        (wgtrain::Error::Invalid(m), Some(ck)) if m.starts_with("training diverged") => {
+            anyhow::anyhow!("{m}; the last good checkpoint is {}", ck.display())
+        }
+        _ => e.into(),
+    })?;
+    if !report.interrupted {
+        println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
+    }
+    Ok(report)
+}

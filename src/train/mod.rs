@@ -1,0 +1,480 @@
+//! The trainer: epochs of shuffled, augmented batches from the background loader, one recorded
+//! step each (nothing read back inside a step), metrics read once per epoch, validation after
+//! each epoch, learning-rate schedule, and the final test. Everything else — printing, the
+//! progress bar, CSV and JSON logs, checkpoints, early stopping, restoring the best epoch — is
+//! a [`Callback`], plugged in by whoever runs the trainer (the `wgtrain` binary plugs in all of
+//! them).
+//!
+//! ```ignore
+//! let report = Trainer::new(TrainConfig { epochs: 5, ..TrainConfig::default() })
+//!     .callback(Printer::new())
+//!     .callback(EarlyStopping::new(3))
+//!     .fit(&gpu, &mut model, &splits)?;
+//! ```
+
+pub mod callbacks;
+pub mod eval;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use callbacks::{Callback, Control, CsvLog, EarlyStopping, EpochEnd, Interrupted, JsonReport, Printer, ProgressBar, RestoreBest, RunInfo, SaveCheckpoints, StepInfo, StopFlag};
+pub use eval::{evaluate, Evaluation};
+
+use crate::backend::Backend;
+use crate::checkpoint::Progress;
+use crate::data::loader::{self, Augment};
+use crate::data::Splits;
+use crate::nn::{CrossEntropy, Loss, Metrics, Model, Targets};
+use crate::ops::Optimizer;
+use crate::{Error, Result};
+
+/// Learning rate as a function of the epoch (0-based), after an optional linear warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum Schedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `step_size` epochs.
+    Step {
+        /// Epochs per step.
+        step_size: usize,
+        /// Factor per step.
+        gamma: f32,
+    },
+    /// Cosine from the base rate to 0 over the run.
+    Cosine,
+}
+
+impl Schedule {
+    /// The names `Schedule::parse` takes.
+    pub const NAMES: [&'static str; 3] = ["constant", "step", "cosine"];
+
+    /// A schedule by name; `step` takes its `step_size` and `gamma`.
+    pub fn parse(name: &str, step_size: usize, gamma: f32) -> Result<Self> {
+        match name {
+            "constant" => Ok(Schedule::Constant),
+            "step" => Ok(Schedule::Step { step_size, gamma }),
+            "cosine" => Ok(Schedule::Cosine),
+            other => Err(Error::Invalid(format!("unknown schedule '{other}': expected one of {}", Self::NAMES.join(", ")))),
+        }
+    }
+}
+
+/// The validation figure that "better" refers to (early stopping, restoring the best epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum Monitor {
+    /// Lower validation loss is better.
+    #[default]
+    Loss,
+    /// Higher validation accuracy is better.
+    Accuracy,
+}
+
+impl Monitor {
+    /// The names `Monitor::parse` takes.
+    pub const NAMES: [&'static str; 2] = ["loss", "accuracy"];
+
+    /// A monitor by name.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "loss" => Ok(Monitor::Loss),
+            "accuracy" => Ok(Monitor::Accuracy),
+            other => Err(Error::Invalid(format!("unknown monitor '{other}': expected loss or accuracy"))),
+        }
+    }
+
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Loss => "loss",
+            Monitor::Accuracy => "accuracy",
+        }
+    }
+}
+
+/// The batch size: a number, or the whole training set (batch gradient descent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum BatchSize {
+    /// Samples per step.
+    Fixed(usize),
+    /// The whole training set per step.
+    Full,
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchSize::Fixed(n) => write!(f, "{n}"),
+            BatchSize::Full => write!(f, "full"),
+        }
+    }
+}
+
+impl std::str::FromStr for BatchSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "full" {
+            return Ok(BatchSize::Full);
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("batch size 0: expected at least 1, or `full`".into()),
+            Ok(n) => Ok(BatchSize::Fixed(n)),
+            Err(_) => Err(format!("batch size '{s}': expected a positive integer or `full`")),
+        }
+    }
+}
+
+/// How to train. `TrainConfig::default()` is the `wgtrain train` default: 3 epochs of batches
+/// of 64 with Adam (PyTorch's defaults), no schedule, no augmentation.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch: BatchSize,
+    /// The optimizer and its hyperparameters (the schedule scales its `lr`).
+    pub optimizer: Optimizer,
+    /// Learning rate per epoch.
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up before the schedule.
+    pub warmup_epochs: usize,
+    /// Clip gradients to this global norm.
+    pub clip_norm: Option<f32>,
+    /// Augmentation of training batches.
+    #[serde(skip)]
+    pub augment: Augment,
+    /// What "better" means for callbacks that watch validation.
+    pub monitor: Monitor,
+    /// Seeds the batch order, augmentation and dropout.
+    pub seed: u64,
+    /// Batch size for validation and test passes.
+    pub eval_batch: usize,
+    /// Read the running loss every this many steps for [`StepInfo::running`] (0: never
+    /// inside an epoch; each read waits for the device).
+    pub report_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch: BatchSize::Fixed(64),
+            optimizer: Optimizer::new(crate::ops::OptimizerKind::Adam),
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            clip_norm: None,
+            augment: Augment::default(),
+            monitor: Monitor::Loss,
+            seed: 1,
+            eval_batch: 256,
+            report_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning rate of `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f32 {
+        let base = self.optimizer.lr;
+        if epoch < self.warmup_epochs {
+            return base * (epoch + 1) as f32 / (self.warmup_epochs + 1) as f32;
+        }
+        let e = epoch - self.warmup_epochs;
+        let total = (self.epochs.saturating_sub(self.warmup_epochs)).max(1);
+        match self.schedule {
+            Schedule::Constant => base,
+            Schedule::Step { step_size, gamma } => base * gamma.powi((e / step_size.max(1)) as i32),
+            Schedule::Cosine => base * 0.5 * (1.0 + (std::f32::consts::PI * e as f32 / total as f32).cos()),
+        }
+    }
+
+    /// Rejects settings that cannot train, before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        self.optimizer.validate()?;
+        if self.epochs == 0 {
+            return Err(Error::Invalid("epochs is 0: expected at least 1".into()));
+        }
+        if let Some(c) = self.clip_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::Invalid(format!("clip norm is {c}: expected a finite value > 0")));
+            }
+        }
+        if let Schedule::Step { step_size, gamma } = self.schedule {
+            if step_size == 0 || !(gamma.is_finite() && gamma > 0.0) {
+                return Err(Error::Invalid(format!("step schedule: step size {step_size} and gamma {gamma} must be positive")));
+            }
+        }
+        if self.eval_batch == 0 {
+            return Err(Error::Invalid("eval batch size is 0: expected at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EpochLog {
+    /// 1-based.
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Mean training loss per sample.
+    pub train_loss: f64,
+    /// Training accuracy (of the augmented batches, in training mode).
+    pub train_accuracy: f64,
+    /// Validation loss, when there is a validation set.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy.
+    pub val_accuracy: Option<f64>,
+    /// Training throughput.
+    pub images_per_s: f64,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainReport {
+    /// One entry per epoch trained in this run.
+    pub epochs: Vec<EpochLog>,
+    /// The best validation epoch (1-based), by the monitor.
+    pub best_epoch: Option<usize>,
+    /// Test loss (NaN when interrupted or there is no test set).
+    pub test_loss: f64,
+    /// Test accuracy (NaN when interrupted or there is no test set).
+    pub test_accuracy: f64,
+    /// The whole test evaluation (per class, confusion matrix).
+    pub test: Option<Evaluation>,
+    /// Wall time.
+    pub seconds: f64,
+    /// Stopped inside an epoch by a callback (then there is no test pass).
+    pub interrupted: bool,
+    /// Why a callback ended training after an epoch (early stopping), if one did.
+    pub stopped_early: Option<String>,
+}
+
+/// Runs the training loop and tells its callbacks what happens.
+pub struct Trainer<'a, B: Backend> {
+    /// The settings.
+    pub config: TrainConfig,
+    loss: Box<dyn Loss<B> + 'a>,
+    callbacks: Vec<Box<dyn Callback<B> + 'a>>,
+    resume: Option<Progress>,
+}
+
+impl<'a, B: Backend> Trainer<'a, B> {
+    /// A trainer with softmax cross-entropy and no callbacks.
+    pub fn new(config: TrainConfig) -> Self {
+        Self { config, loss: Box::new(CrossEntropy::default()), callbacks: Vec::new(), resume: None }
+    }
+
+    /// The trainer with another loss.
+    pub fn loss(mut self, loss: impl Loss<B> + 'a) -> Self {
+        self.loss = Box::new(loss);
+        self
+    }
+
+    /// The trainer with one more callback (called in the order added).
+    pub fn callback(mut self, cb: impl Callback<B> + 'a) -> Self {
+        self.callbacks.push(Box::new(cb));
+        self
+    }
+
+    /// The trainer continuing a saved run (a checkpoint's progress; the model must hold that
+    /// checkpoint's parameters and optimizer state).
+    pub fn resume(mut self, progress: Option<Progress>) -> Self {
+        self.resume = progress;
+        self
+    }
+
+    /// Trains `model` on `splits.train`, validating on `splits.val` after each epoch, then
+    /// tests on `splits.test`.
+    pub fn fit(&mut self, be: &B, model: &mut Model<B>, splits: &Splits) -> Result<TrainReport> {
+        let cfg = self.config.clone();
+        cfg.validate()?;
+        let train = Arc::new(splits.train.clone());
+        let batch = match cfg.batch {
+            BatchSize::Fixed(b) => b.min(train.len()),
+            BatchSize::Full => train.len(),
+        };
+        let start = Instant::now();
+        let resume = self.resume.clone();
+        if resume.is_none() {
+            model.reset_optimizer(be, &cfg.optimizer)?;
+        }
+        let first_epoch = resume.as_ref().map_or(0, |p| p.epoch);
+        let skip = resume.as_ref().map_or(0, |p| p.batch_in_epoch);
+        let mut logs = Vec::new();
+        let mut best = resume.as_ref().and_then(|p| p.best_val_loss).unwrap_or(f64::INFINITY);
+        let mut best_epoch = resume.as_ref().and_then(|p| p.best_epoch);
+        let mut since_best = resume.as_ref().map_or(0, |p| p.epochs_since_best);
+        let progress = |epoch: usize, batch_in_epoch: usize, step: u64, best: f64, best_epoch: Option<usize>, since_best: usize| Progress {
+            epoch,
+            batch_in_epoch,
+            step,
+            seed: cfg.seed,
+            best_val_loss: best.is_finite().then_some(best),
+            best_epoch,
+            epochs_since_best: since_best,
+        };
+        let steps_per_epoch = loader::batches(train.len(), batch, true);
+        let run = RunInfo {
+            epochs: cfg.epochs,
+            first_epoch,
+            steps_per_epoch,
+            batch,
+            train_samples: splits.train.len(),
+            val_samples: splits.val.len(),
+            test_samples: splits.test.len(),
+            optimizer: cfg.optimizer,
+        };
+        for cb in &mut self.callbacks {
+            cb.on_train_begin(&run)?;
+        }
+        let mut interrupted = false;
+        let mut stopped_early = None;
+        for epoch in first_epoch..cfg.epochs {
+            let t0 = Instant::now();
+            let mut opt = cfg.optimizer;
+            opt.lr = cfg.lr_at(epoch);
+            model.take_metrics(be)?;
+            let mut seen = 0;
+            let batches = loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)?;
+            for cb in &mut self.callbacks {
+                cb.on_epoch_begin(epoch, batches.batches)?;
+            }
+            // Each step's loss, kept on the device: read only if the epoch's loss is not finite.
+            let mut history = be.arena(&vec![vec![1]; batches.batches])?;
+            let total = batches.batches;
+            for (bi, b) in batches.enumerate() {
+                // A resumed epoch regenerates the batches it already trained on (the loader's
+                // random stream must advance the same way) and skips them.
+                if epoch == first_epoch && bi < skip {
+                    continue;
+                }
+                let targets = match &b.probs {
+                    Some(p) => Targets::Probs { probs: p, labels: &b.labels },
+                    None => Targets::Labels(&b.labels),
+                };
+                model.train_step(be, &b.x, targets, &opt, self.loss.as_ref(), cfg.clip_norm)?;
+                model.record_loss(be, b.labels.len(), &mut history[bi])?;
+                seen += b.labels.len();
+                let running = if cfg.report_every > 0 && (bi + 1) % cfg.report_every == 0 { Some(model.peek_metrics(be)?) } else { None };
+                let secs = t0.elapsed().as_secs_f64();
+                let info = StepInfo {
+                    epoch,
+                    epochs: cfg.epochs,
+                    step_in_epoch: bi + 1,
+                    steps: total,
+                    step: model.step,
+                    images: seen,
+                    images_per_s: seen as f64 / secs.max(1e-9),
+                    running,
+                };
+                let mut stop = false;
+                for cb in &mut self.callbacks {
+                    if let Control::Stop(_) = cb.on_step(&info)? {
+                        stop = true;
+                    }
+                }
+                if stop {
+                    let p = progress(epoch, bi + 1, model.step, best, best_epoch, since_best);
+                    for cb in &mut self.callbacks {
+                        cb.on_interrupt(&mut Interrupted { be, model, progress: &p, optimizer: &cfg.optimizer })?;
+                    }
+                    interrupted = true;
+                    break;
+                }
+            }
+            if interrupted {
+                break;
+            }
+            let tr = model.take_metrics(be)?; // waits for the epoch's work
+            if !tr.loss.is_finite() {
+                return Err(diverged(be, &history, model.step, epoch, if epoch == first_epoch { skip } else { 0 }, tr));
+            }
+            let train_secs = t0.elapsed().as_secs_f64();
+            let va = if splits.val.is_empty() { None } else { Some(evaluate(be, model, &splits.val, cfg.eval_batch, false)?) };
+            let log = EpochLog {
+                epoch: epoch + 1,
+                lr: opt.lr,
+                train_loss: tr.loss,
+                train_accuracy: tr.accuracy,
+                val_loss: va.as_ref().map(|m| m.loss),
+                val_accuracy: va.as_ref().map(|m| m.accuracy),
+                images_per_s: seen as f64 / train_secs,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
+            let mut improved = false;
+            if let Some(m) = &va {
+                // `best` is kept as a value to minimise: the loss, or minus the accuracy.
+                let score = match cfg.monitor {
+                    Monitor::Loss => m.loss,
+                    Monitor::Accuracy => -m.accuracy,
+                };
+                if score < best {
+                    best = score;
+                    best_epoch = Some(epoch + 1);
+                    since_best = 0;
+                    improved = true;
+                } else {
+                    since_best += 1;
+                }
+            }
+            let p = progress(epoch + 1, 0, model.step, best, best_epoch, since_best);
+            let mut end = EpochEnd {
+                be,
+                model,
+                log: &log,
+                train: tr,
+                progress: &p,
+                optimizer: &cfg.optimizer,
+                improved,
+                epochs_since_best: since_best,
+                best_epoch,
+                monitor: cfg.monitor,
+            };
+            for cb in &mut self.callbacks {
+                if let Control::Stop(why) = cb.on_epoch_end(&mut end)? {
+                    stopped_early.get_or_insert(why);
+                }
+            }
+            logs.push(log);
+            if stopped_early.is_some() {
+                break;
+            }
+        }
+        for cb in &mut self.callbacks {
+            cb.on_fit_end(be, model)?;
+        }
+        let test = if interrupted || splits.test.is_empty() { None } else { Some(evaluate(be, model, &splits.test, cfg.eval_batch, false)?) };
+        let report = TrainReport {
+            epochs: logs,
+            best_epoch,
+            test_loss: test.as_ref().map_or(f64::NAN, |t| t.loss),
+            test_accuracy: test.as_ref().map_or(f64::NAN, |t| t.accuracy),
+            test,
+            seconds: start.elapsed().as_secs_f64(),
+            interrupted,
+            stopped_early,
+        };
+        for cb in &mut self.callbacks {
+            cb.on_train_end(&report)?;
+        }
+        Ok(report)
+    }
+}
+
+/// The error of a run whose epoch loss is not finite, naming the first bad step (the step
+/// losses are only now read back).
+fn diverged<B: Backend>(be: &B, history: &[crate::backend::T<B>], step: u64, epoch: usize, skip: usize, tr: Metrics) -> Error {
+    let first_bad =
+        (skip..history.len()).find(|&i| be.download(&history[i]).map(|v| !v[0].is_finite()).unwrap_or(true)).unwrap_or(0);
+    let step = (step as usize + first_bad + 1).saturating_sub(history.len());
+    Error::Invalid(format!(
+        "training diverged: the loss became {} at step {step} (epoch {}, batch {}); lower the learning rate or clip gradients",
+        if tr.loss.is_nan() { "NaN" } else { "infinite" },
+        epoch + 1,
+        first_bad + 1,
+    ))
+}
