@@ -1,7 +1,7 @@
 //! Work larger than one dispatch dimension, or one storage binding, is split — and the split
 //! results still match the CPU.
 
-use wgtrain::gpu::elementwise::grid_2d;
+use wgtrain::gpu::grid::grid_2d;
 use wgtrain::gpu::split_grid;
 use wgtrain::rng::Rng;
 use wgtrain::{Backend, Cpu, Error, GpuOptions, MatmulSpec, MatmulVariant};

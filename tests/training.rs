@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use wgtrain::data::loader::{self, Augment};
 use wgtrain::data::{self, Dataset};
-use wgtrain::nn::{zoo, Layer, Model, ModelSpec, Targets};
+use wgtrain::nn::{zoo, CrossEntropy, LayerSpec, Model, ModelSpec, Targets};
+use wgtrain::train::{self as tr, BatchSize, Monitor, Schedule, TrainConfig, TrainReport, Trainer};
 use wgtrain::rng::Rng;
 use wgtrain::{Backend, Cpu, Gpu, GpuOptions, Optimizer, OptimizerKind};
 
@@ -42,15 +43,15 @@ fn gpu_and_cpu_train_steps_agree() {
     let mut opt = Optimizer::new(OptimizerKind::Sgd);
     opt.lr = 0.1;
     opt.momentum = 0.9;
-    let mut mc = Model::new(&cpu, default_cnn(), &[1, 28, 28], 42).unwrap();
-    let mut mg = Model::new(gpu, default_cnn(), &[1, 28, 28], 42).unwrap();
+    let mut mc = Model::from_spec(&cpu, &default_cnn(), &[1, 28, 28], 42).unwrap();
+    let mut mg = Model::from_spec(gpu, &default_cnn(), &[1, 28, 28], 42).unwrap();
     for step in 0..2 {
-        mc.train_step(&cpu, &x, Targets::Labels(&labels), &opt, 0.1, None).unwrap();
-        mg.train_step(gpu, &x, Targets::Labels(&labels), &opt, 0.1, None).unwrap();
+        mc.train_step(&cpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.1), None).unwrap();
+        mg.train_step(gpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.1), None).unwrap();
         let (lc, lg) = (mc.take_metrics(&cpu).unwrap(), mg.take_metrics(gpu).unwrap());
         assert!((lc.loss - lg.loss).abs() <= 1e-4 * lc.loss.abs().max(1.0), "step {step}: loss cpu {} gpu {}", lc.loss, lg.loss);
         assert_eq!(lc.accuracy, lg.accuracy, "step {step}");
-        for (i, info) in mc.param_info.clone().iter().enumerate() {
+        for (i, info) in mc.param_info().to_vec().iter().enumerate() {
             let (gc, gg) = (mc.grads[i].data().to_vec(), gpu.download(&mg.grads[i]).unwrap());
             let scale = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let worst = gc.iter().zip(&gg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -70,7 +71,7 @@ fn alexnet_summary_counts() {
         .layers
         .iter()
         .zip(&infos)
-        .filter(|(l, _)| matches!(l, Layer::Conv2d { .. } | Layer::Linear { .. }))
+        .filter(|(l, _)| matches!(l, LayerSpec::Conv2d { .. } | LayerSpec::Linear { .. }))
         .map(|(_, i)| i.weights)
         .collect();
     assert_eq!(weights, vec![34_848, 307_200, 884_736, 663_552, 442_368, 37_748_736, 16_777_216, 4_096_000]);
@@ -82,10 +83,10 @@ fn alexnet_summary_counts() {
 
 #[test]
 fn models_that_do_not_fit_their_input_are_errors() {
-    let spec = ModelSpec { name: "broken".into(), layers: vec![Layer::conv(4, 3, 1, 0), Layer::linear(10)] };
+    let spec = ModelSpec { name: "broken".into(), layers: vec![LayerSpec::conv(4, 3, 1, 0), LayerSpec::linear(10)] };
     let err = spec.infer(&[1, 28, 28]).unwrap_err().to_string();
     assert!(err.contains("layers.1 (linear)") && err.contains("flatten"), "{err}");
-    let spec = ModelSpec { name: "big-kernel".into(), layers: vec![Layer::conv(4, 9, 1, 0)] };
+    let spec = ModelSpec { name: "big-kernel".into(), layers: vec![LayerSpec::conv(4, 9, 1, 0)] };
     assert!(spec.infer(&[1, 5, 5]).unwrap_err().to_string().contains("layers.0 (conv2d)"));
     assert!(zoo::model("resnet-9000", 10).unwrap_err().to_string().contains("resnet-9000"));
 }
@@ -96,31 +97,11 @@ fn training_learns_the_shapes() {
     let Some(gpu) = gpu() else { return };
     let (train, test) = data::load(data::Source::Shapes, None, 5, 1600, 28).unwrap();
     let splits = data::split(train, test, 0.1, 5).unwrap();
-    let mut model = Model::new(gpu, default_cnn(), &[1, 28, 28], 5).unwrap();
+    let mut model = Model::from_spec(gpu, &default_cnn(), &[1, 28, 28], 5).unwrap();
     let mut adam = Optimizer::new(OptimizerKind::Adam);
     adam.lr = 3e-3;
-    let cfg = wgtrain::train::TrainConfig {
-        epochs: 2,
-        batch: wgtrain::train::BatchSize::Fixed(32),
-        optimizer: adam,
-        schedule: wgtrain::train::Schedule::Constant,
-        step_size: 1,
-        gamma: 1.0,
-        warmup_epochs: 0,
-        label_smoothing: 0.0,
-        clip_norm: Some(5.0),
-        augment: Augment::default(),
-        patience: 0,
-        monitor: wgtrain::train::Monitor::Loss,
-        restore_best: false,
-        seed: 5,
-        verbose: false,
-        checkpoint: None,
-        resume: None,
-        stop: None,
-        log: None,
-    };
-    let report = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap();
+    let cfg = TrainConfig { epochs: 2, batch: BatchSize::Fixed(32), optimizer: adam, clip_norm: Some(5.0), seed: 5, ..TrainConfig::default() };
+    let report = Trainer::new(cfg).fit(gpu, &mut model, &splits).unwrap();
     assert!(report.epochs[1].train_loss < report.epochs[0].train_loss, "{:?}", report.epochs);
     assert!(report.test_accuracy > 0.4, "test accuracy {}", report.test_accuracy);
 }
@@ -242,9 +223,9 @@ fn bad_training_options_are_clear_errors() {
     assert!(opt.validate().unwrap_err().to_string().contains("lr is -0.1"));
     assert!("0".parse::<wgtrain::train::BatchSize>().unwrap_err().contains("batch size 0"));
     assert_eq!("full".parse::<wgtrain::train::BatchSize>().unwrap(), wgtrain::train::BatchSize::Full);
-    let mut m = Model::new(&Cpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let mut m = Model::from_spec(&Cpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let e =
-        m.train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
+        m.train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), &CrossEntropy::default(), None).unwrap_err().to_string();
     assert!(e.contains("100 values") && e.contains("[1, 28, 28]"), "{e}");
 }
 
@@ -252,44 +233,47 @@ fn small_spec() -> ModelSpec {
     ModelSpec {
         name: "small".into(),
         layers: vec![
-            Layer::Conv2d { out: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false },
-            Layer::bn(),
-            Layer::Relu,
-            Layer::max_pool(2, 2, 0),
-            Layer::Flatten,
-            Layer::Dropout { p: 0.3 },
-            Layer::linear(10),
+            LayerSpec::Conv2d { out: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false },
+            LayerSpec::bn(),
+            LayerSpec::Relu,
+            LayerSpec::max_pool(2, 2, 0),
+            LayerSpec::Flatten,
+            LayerSpec::Dropout { p: 0.3 },
+            LayerSpec::linear(10),
         ],
     }
 }
 
-fn small_cfg(
-    epochs: usize,
+fn small_cfg(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch: BatchSize::Fixed(24),
+        schedule: Schedule::Cosine,
+        augment: Augment { crop_pad: 2, noise: 0.05, mixup: 0.2, ..Default::default() },
+        seed: 11,
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains with label smoothing 0.1, saving checkpoints to `checkpoint`, resuming from
+/// `resume`, and (with `stop_now`) interrupting after the first step.
+fn fit_small(
+    gpu: &Gpu,
+    model: &mut Model<Gpu>,
+    splits: &data::Splits,
+    cfg: TrainConfig,
     checkpoint: Option<std::path::PathBuf>,
     resume: Option<wgtrain::checkpoint::Progress>,
     stop_now: bool,
-) -> wgtrain::train::TrainConfig {
-    wgtrain::train::TrainConfig {
-        epochs,
-        batch: wgtrain::train::BatchSize::Fixed(24),
-        optimizer: Optimizer::new(OptimizerKind::Adam),
-        schedule: wgtrain::train::Schedule::Cosine,
-        step_size: 1,
-        gamma: 1.0,
-        warmup_epochs: 0,
-        label_smoothing: 0.1,
-        clip_norm: None,
-        augment: Augment { crop_pad: 2, noise: 0.05, mixup: 0.2, ..Default::default() },
-        patience: 0,
-        monitor: wgtrain::train::Monitor::Loss,
-        restore_best: false,
-        seed: 11,
-        verbose: false,
-        checkpoint,
-        resume,
-        stop: stop_now.then(|| Arc::new(std::sync::atomic::AtomicBool::new(true))),
-        log: None,
+) -> wgtrain::Result<TrainReport> {
+    let mut t = Trainer::new(cfg).loss(CrossEntropy::new(0.1)).resume(resume);
+    if let Some(ck) = checkpoint {
+        t = t.callback(tr::SaveCheckpoints::new(ck));
     }
+    if stop_now {
+        t = t.callback(tr::StopFlag(Arc::new(std::sync::atomic::AtomicBool::new(true))));
+    }
+    t.fit(gpu, model, splits)
 }
 
 /// Stopping after one epoch — or after the first step — and resuming from the checkpoint ends
@@ -300,10 +284,10 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let (train, test) = data::load(data::Source::Shapes, None, 11, 240, 28).unwrap();
     let splits = data::split(train, test, 0.1, 11).unwrap();
     let params = |m: &Model<Gpu>| m.params.iter().map(|p| gpu.download(p).unwrap()).collect::<Vec<_>>();
-    let fresh = || Model::new(gpu, small_spec(), &[1, 28, 28], 11).unwrap();
+    let fresh = || Model::from_spec(gpu, &small_spec(), &[1, 28, 28], 11).unwrap();
 
     let mut straight = fresh();
-    wgtrain::train::train(gpu, &mut straight, &splits, &small_cfg(3, None, None, false)).unwrap();
+    fit_small(gpu, &mut straight, &splits, small_cfg(3), None, None, false).unwrap();
     let want = params(&straight);
 
     let dir = temp_dir("resume");
@@ -311,12 +295,12 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
         let ck = dir.join(format!("{}.safetensors", stop_after_step));
         let mut first = fresh();
         let first_epochs = if stop_after_step { 3 } else { 1 };
-        let r = wgtrain::train::train(gpu, &mut first, &splits, &small_cfg(first_epochs, Some(ck.clone()), None, stop_after_step)).unwrap();
+        let r = fit_small(gpu, &mut first, &splits, small_cfg(first_epochs), Some(ck.clone()), None, stop_after_step).unwrap();
         assert_eq!(r.interrupted, stop_after_step);
         let meta = wgtrain::checkpoint::read_meta(&ck).unwrap();
         let mut resumed = fresh();
         wgtrain::checkpoint::load(gpu, &ck, &mut resumed).unwrap();
-        wgtrain::train::train(gpu, &mut resumed, &splits, &small_cfg(3, Some(ck.clone()), Some(meta.progress), false)).unwrap();
+        fit_small(gpu, &mut resumed, &splits, small_cfg(3), Some(ck.clone()), Some(meta.progress), false).unwrap();
         for (a, b) in want.iter().zip(params(&resumed)) {
             let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
             assert!(worst <= 1e-6, "resumed {label}: parameters differ by {worst}");
@@ -328,7 +312,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
 fn bad_checkpoints_are_clear_errors() {
     let dir = temp_dir("ckpt");
     let cpu = Cpu;
-    let model = Model::new(&cpu, small_spec(), &[1, 28, 28], 1).unwrap();
+    let model = Model::from_spec(&cpu, &small_spec(), &[1, 28, 28], 1).unwrap();
     let ck = dir.join("small.safetensors");
     let progress = wgtrain::checkpoint::Progress {
         epoch: 1,
@@ -342,14 +326,14 @@ fn bad_checkpoints_are_clear_errors() {
     wgtrain::checkpoint::save(&cpu, &ck, &model, &Optimizer::new(OptimizerKind::Adam), &progress).unwrap();
     assert!(!dir.join("small.safetensors.tmp").exists(), "the temporary file must be renamed away");
     // Another model cannot load it.
-    let mut other = Model::new(&cpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let mut other = Model::from_spec(&cpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let e = wgtrain::checkpoint::load(&cpu, &ck, &mut other).unwrap_err().to_string();
     assert!(e.contains("small.safetensors") && e.contains("'small'"), "{e}");
     // A truncated file is named and refused.
     let bytes = std::fs::read(&ck).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let mut same = Model::new(&cpu, small_spec(), &[1, 28, 28], 1).unwrap();
+    let mut same = Model::from_spec(&cpu, &small_spec(), &[1, 28, 28], 1).unwrap();
     let e = wgtrain::checkpoint::load(&cpu, &cut, &mut same).unwrap_err().to_string();
     assert!(e.contains("cut.safetensors") && (e.contains("truncated") || e.contains("corrupt")), "{e}");
     std::fs::write(&cut, b"abc").unwrap();
@@ -379,7 +363,7 @@ fn toml_models_parse_and_bad_ones_name_the_layer() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/small-cnn.toml");
     let spec = zoo::model(path.to_str().unwrap(), 7).unwrap();
     assert_eq!(spec.name, "small-cnn");
-    assert_eq!(spec.layers.last(), Some(&Layer::Linear { out: 7, bias: true }));
+    assert_eq!(spec.layers.last(), Some(&LayerSpec::Linear { out: 7, bias: true }));
     spec.infer(&[1, 28, 28]).unwrap();
     let p = std::path::Path::new("m.toml");
     let bad = |text: &str| wgtrain::nn::toml_model::parse(p, text, 10).unwrap_err().to_string();
@@ -400,12 +384,12 @@ fn a_diverging_run_stops_with_a_message() {
     let Some(gpu) = gpu() else { return };
     let (train, test) = data::load(data::Source::Shapes, None, 3, 240, 28).unwrap();
     let splits = data::split(train, test, 0.1, 3).unwrap();
-    let mut model = Model::new(gpu, small_spec(), &[1, 28, 28], 3).unwrap();
-    let mut cfg = small_cfg(2, None, None, false);
+    let mut model = Model::from_spec(gpu, &small_spec(), &[1, 28, 28], 3).unwrap();
+    let mut cfg = small_cfg(2);
     cfg.optimizer = Optimizer::new(OptimizerKind::Sgd);
     cfg.optimizer.lr = 1e30;
     cfg.augment = Augment::default();
-    let e = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap_err().to_string();
+    let e = fit_small(gpu, &mut model, &splits, cfg, None, None, false).unwrap_err().to_string();
     assert!(e.contains("diverged") && e.contains("at step") && e.contains("batch") && e.contains("learning rate"), "{e}");
     // With lr 1e30 the first update already ruins the model: the second step's loss is bad.
     assert!(e.contains("at step 2 "), "{e}");
@@ -419,16 +403,16 @@ fn steady_state_training_allocates_nothing() {
         return;
     }
     let gpu = Gpu::new(&GpuOptions::default()).unwrap(); // its own counters
-    let mut model = Model::new(&gpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let mut model = Model::from_spec(&gpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let opt = Optimizer::new(OptimizerKind::Adam);
     let mut rng = Rng::new(1);
     let x = rng.vec(16 * 28 * 28, -1.0, 1.0);
     let labels: Vec<f32> = (0..16).map(|_| rng.below(10) as f32).collect();
-    model.train_step(&gpu, &x, Targets::Labels(&labels), &opt, 0.0, Some(1.0)).unwrap();
+    model.train_step(&gpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.0), Some(1.0)).unwrap();
     gpu.sync().unwrap();
     let (buffers, submissions) = (gpu.buffers_created(), gpu.submissions());
     for _ in 0..4 {
-        model.train_step(&gpu, &x, Targets::Labels(&labels), &opt, 0.0, Some(1.0)).unwrap();
+        model.train_step(&gpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.0), Some(1.0)).unwrap();
     }
     gpu.sync().unwrap();
     assert_eq!(gpu.buffers_created(), buffers, "steps after the first allocated buffers");
@@ -441,25 +425,25 @@ fn steady_state_training_allocates_nothing() {
 #[test]
 fn a_batch_too_large_for_the_device_is_a_clear_error() {
     let Some(gpu) = gpu() else { return };
-    let mut model = Model::new(gpu, default_cnn(), &[1, 28, 28], 1).unwrap();
+    let mut model = Model::from_spec(gpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let batch = 25_000; // conv1 output alone: 25000 x 32 x 28 x 28 x 4 bytes = 2.5 GB
     let x = vec![0.0f32; batch * 28 * 28];
     let labels = vec![0.0f32; batch];
-    let e = model.train_step(gpu, &x, Targets::Labels(&labels), &Optimizer::new(OptimizerKind::Adam), 0.0, None).unwrap_err().to_string();
-    assert!(e.contains("batch size 25000") && e.contains("device allows at most") && e.contains("--batch-size"), "{e}");
+    let e = model.train_step(gpu, &x, Targets::Labels(&labels), &Optimizer::new(OptimizerKind::Adam), &CrossEntropy::new(0.0), None).unwrap_err().to_string();
+    assert!(e.contains("batch size 25000") && e.contains("device allows at most") && e.contains("smaller batch size"), "{e}");
 }
 
 fn tiny_resnet() -> ModelSpec {
     ModelSpec {
         name: "tiny-resnet".into(),
         layers: vec![
-            Layer::Conv2d { out: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false },
-            Layer::bn(),
-            Layer::Relu,
+            LayerSpec::Conv2d { out: 4, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false },
+            LayerSpec::bn(),
+            LayerSpec::Relu,
             zoo::basic_block(4, 4, 1),
             zoo::basic_block(4, 6, 2),
-            Layer::GlobalAvgPool,
-            Layer::linear(3),
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::linear(3),
         ],
     }
 }
@@ -474,36 +458,36 @@ fn residual_gradients_match_finite_differences() {
 
 #[test]
 fn plain_gradients_match_finite_differences() {
-    let c = |o, s| Layer::Conv2d { out: o, kernel: [3, 3], stride: [s, s], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false };
+    let c = |o, s| LayerSpec::Conv2d { out: o, kernel: [3, 3], stride: [s, s], padding: [1, 1], dilation: [1, 1], groups: 1, bias: false };
     fd_check(ModelSpec {
         name: "plain".into(),
         layers: vec![
             c(4, 1),
-            Layer::bn(),
-            Layer::Relu,
+            LayerSpec::bn(),
+            LayerSpec::Relu,
             c(4, 1),
-            Layer::bn(),
-            Layer::Relu,
+            LayerSpec::bn(),
+            LayerSpec::Relu,
             c(6, 2),
-            Layer::bn(),
-            Layer::Relu,
-            Layer::GlobalAvgPool,
-            Layer::linear(3),
+            LayerSpec::bn(),
+            LayerSpec::Relu,
+            LayerSpec::GlobalAvgPool,
+            LayerSpec::linear(3),
         ],
     });
 }
 
 fn fd_check(spec: ModelSpec) {
     let cpu = Cpu;
-    let residual = spec.layers.iter().any(|l| matches!(l, Layer::Residual { .. }));
-    let mut model = Model::new(&cpu, spec, &[2, 6, 6], 4).unwrap();
+    let residual = spec.layers.iter().any(|l| matches!(l, LayerSpec::Residual { .. }));
+    let mut model = Model::from_spec(&cpu, &spec, &[2, 6, 6], 4).unwrap();
     let mut rng = Rng::new(8);
     let x = rng.vec(3 * 2 * 6 * 6, -1.0, 1.0);
     let labels = [0.0, 2.0, 1.0];
     let mut sgd = Optimizer::new(OptimizerKind::Sgd);
     sgd.lr = 0.0; // gradients, no update
-    let mut loss_and_grads = |m: &mut Model<Cpu>| -> f64 {
-        m.train_step(&cpu, &x, Targets::Labels(&labels), &sgd, 0.0, None).unwrap();
+    let loss_and_grads = |m: &mut Model<Cpu>| -> f64 {
+        m.train_step(&cpu, &x, Targets::Labels(&labels), &sgd, &CrossEntropy::new(0.0), None).unwrap();
         m.take_metrics(&cpu).unwrap().loss
     };
     loss_and_grads(&mut model);
@@ -513,7 +497,7 @@ fn fd_check(spec: ModelSpec) {
     let h = 1e-4f32;
     let mut checked = 0;
     let mut bad = Vec::new();
-    for (i, info) in model.param_info.clone().iter().enumerate() {
+    for (i, info) in model.param_info().to_vec().iter().enumerate() {
         // First, middle and last element of every parameter tensor (block bodies and shortcuts).
         let n = model.params[i].numel();
         for e in [0, n / 2, n - 1] {
@@ -537,7 +521,7 @@ fn fd_check(spec: ModelSpec) {
     }
     assert!(bad.is_empty(), "{} of {checked} gradients differ:\n{}", bad.len(), bad.join("\n"));
     assert!(checked > 30);
-    assert!(!residual || model.param_info.iter().any(|p| p.name.contains("shortcut")), "no projection shortcut in the test model");
+    assert!(!residual || model.param_info().iter().any(|p| p.name.contains("shortcut")), "no projection shortcut in the test model");
 }
 
 #[test]
@@ -552,11 +536,11 @@ fn resnet20_has_the_expected_size_and_trains_on_the_gpu_like_the_cpu() {
     let x = rng.vec(4 * 2 * 6 * 6, -1.0, 1.0);
     let labels = [0.0, 1.0, 2.0, 1.0];
     let opt = Optimizer::new(OptimizerKind::Sgd);
-    let mut mc = Model::new(&cpu, tiny_resnet(), &[2, 6, 6], 9).unwrap();
-    let mut mg = Model::new(gpu, tiny_resnet(), &[2, 6, 6], 9).unwrap();
-    mc.train_step(&cpu, &x, Targets::Labels(&labels), &opt, 0.0, None).unwrap();
-    mg.train_step(gpu, &x, Targets::Labels(&labels), &opt, 0.0, None).unwrap();
-    for (i, info) in mc.param_info.iter().enumerate() {
+    let mut mc = Model::from_spec(&cpu, &tiny_resnet(), &[2, 6, 6], 9).unwrap();
+    let mut mg = Model::from_spec(gpu, &tiny_resnet(), &[2, 6, 6], 9).unwrap();
+    mc.train_step(&cpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.0), None).unwrap();
+    mg.train_step(gpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.0), None).unwrap();
+    for (i, info) in mc.param_info().iter().enumerate() {
         let (gc, gg) = (mc.grads[i].data().to_vec(), gpu.download(&mg.grads[i]).unwrap());
         let scale = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let worst = gc.iter().zip(&gg).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -570,8 +554,8 @@ fn toml_residual_blocks_parse_like_the_zoo() {
     let spec = zoo::model(path.to_str().unwrap(), 10).unwrap();
     assert_eq!(spec.layers[3], zoo::basic_block(8, 8, 1));
     assert_eq!(spec.layers[4], zoo::basic_block(8, 16, 2));
-    let nodes = spec.nodes(&[1, 28, 28]).unwrap();
-    assert!(nodes.iter().any(|n| n.name == "layers.4.shortcut.0"));
+    let graph = spec.graph(&[1, 28, 28]).unwrap();
+    assert!(graph.nodes.iter().any(|n| n.name == "layers.4.shortcut.0"));
     let p = std::path::Path::new("r.toml");
     let e = wgtrain::nn::toml_model::parse(p, "[[layer]]\ntype = \"residual\"\nbody = []\n", 10).unwrap_err().to_string();
     assert!(e.contains("layer 0") && e.contains("'body'"), "{e}");
@@ -607,21 +591,19 @@ fn early_stopping_stops_after_patience() {
     let Some(gpu) = gpu() else { return };
     let (train, test) = data::load(data::Source::Shapes, None, 2, 240, 28).unwrap();
     let splits = data::split(train, test, 0.2, 2).unwrap();
-    for monitor in [wgtrain::train::Monitor::Loss, wgtrain::train::Monitor::Accuracy] {
+    for monitor in [Monitor::Loss, Monitor::Accuracy] {
         let no_bn = ModelSpec {
             name: "no-bn".into(),
-            layers: small_spec().layers.into_iter().filter(|l| !matches!(l, Layer::BatchNorm2d { .. })).collect(),
+            layers: small_spec().layers.into_iter().filter(|l| !matches!(l, LayerSpec::BatchNorm2d { .. })).collect(),
         };
-        let mut model = Model::new(gpu, no_bn, &[1, 28, 28], 2).unwrap();
-        let mut cfg = small_cfg(5, None, None, false);
+        let mut model = Model::from_spec(gpu, &no_bn, &[1, 28, 28], 2).unwrap();
+        let mut cfg = small_cfg(5);
         cfg.optimizer = Optimizer::new(OptimizerKind::Sgd);
         cfg.optimizer.lr = 0.0;
         cfg.augment = Augment::default();
-        cfg.schedule = wgtrain::train::Schedule::Constant;
-        cfg.patience = 1;
+        cfg.schedule = Schedule::Constant;
         cfg.monitor = monitor;
-        cfg.restore_best = true;
-        let r = wgtrain::train::train(gpu, &mut model, &splits, &cfg).unwrap();
+        let r = Trainer::new(cfg).callback(tr::EarlyStopping::new(1)).callback(tr::RestoreBest::new()).fit(gpu, &mut model, &splits).unwrap();
         assert_eq!(r.epochs.len(), 2, "{monitor:?}: {:?}", r.epochs);
         assert_eq!(r.best_epoch, Some(1));
     }

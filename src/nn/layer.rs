@@ -69,6 +69,22 @@ pub struct Build {
 }
 
 impl Build {
+    /// A context for a layer at `prefix` (e.g. `layers.0`), to build a layer on its own (the
+    /// model makes one per layer).
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string(), ..Self::default() }
+    }
+
+    /// The parameters registered so far.
+    pub fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    /// The buffers registered so far.
+    pub fn buffers(&self) -> &[BufferInfo] {
+        &self.buffers
+    }
+
     /// Registers a trained parameter; the layer finds it at the same position in
     /// [`Forward::params`] (and its gradient in [`Backward::grads`]).
     pub fn param(&mut self, name: &str, shape: &[usize], init: Init) {
