@@ -1,32 +1,28 @@
 //! Batch norm 2d — shaders/batch_norm.wgsl, shaders/bn_stats.wgsl and the per-channel
 //! reductions of shaders/channel.wgsl — against src/cpu/batch_norm.rs.
 
-use wgtrain::verify::{batch_norm_cases, BnPass, Case};
+use wgtrain::verify::{batch_norm, BnPass, Case};
 use wgtrain::{Backend, Cpu};
 
-use crate::common::check_all;
+use crate::common::{check, gpu, only, Test};
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("train_gpu", || check(gpu(), &cases(BnPass::Train))),
+        Test::cpu("train_cpu", || check(&Cpu, &cases(BnPass::Train))),
+        Test::gpu("eval_gpu", || check(gpu(), &cases(BnPass::Eval))),
+        Test::cpu("eval_cpu", || check(&Cpu, &cases(BnPass::Eval))),
+        Test::gpu("backward_gpu", || check(gpu(), &cases(BnPass::Backward))),
+        Test::cpu("backward_cpu", || check(&Cpu, &cases(BnPass::Backward))),
+        Test::cpu("running_statistics_follow_pytorch", running_statistics_follow_pytorch),
+    ]
+}
 
 fn cases(pass: BnPass) -> Vec<Case> {
-    batch_norm_cases(true).into_iter().filter(|c| matches!(c, Case::BatchNorm { pass: p, .. } if *p == pass)).collect()
-}
-
-#[test]
-fn batch_norm_train() {
-    check_all(&cases(BnPass::Train));
-}
-
-#[test]
-fn batch_norm_eval() {
-    check_all(&cases(BnPass::Eval));
-}
-
-#[test]
-fn batch_norm_backward() {
-    check_all(&cases(BnPass::Backward));
+    only(batch_norm::cases(true), |c| matches!(c, Case::BatchNorm(c) if c.pass == pass))
 }
 
 /// PyTorch's running-statistics rule, by hand: momentum 0.1, unbiased variance.
-#[test]
 fn running_statistics_follow_pytorch() {
     let cpu = Cpu;
     // One channel, values 1..=4: mean 2.5, biased var 1.25, unbiased 5/3.

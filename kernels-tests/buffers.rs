@@ -4,15 +4,18 @@
 use wgtrain::rng::Rng;
 use wgtrain::{Backend, GpuOptions, MatmulSpec};
 
-use crate::common::{gpu, open};
+use crate::common::{open, Test};
 
-#[test]
+pub fn tests() -> Vec<Test> {
+    vec![Test::gpu(
+        "steady_state_step_allocates_nothing_and_submits_twice_at_most",
+        steady_state_step_allocates_nothing_and_submits_twice_at_most,
+    )]
+}
+
 fn steady_state_step_allocates_nothing_and_submits_twice_at_most() {
-    if gpu().is_none() {
-        return;
-    }
     // A device of its own, so other tests' allocations do not interfere with the counts.
-    let Some(gpu) = open(&GpuOptions::default()) else { return };
+    let gpu = open(&GpuOptions::default());
     let (batch, inp, hid) = (16, 64, 32);
     let mut rng = Rng::new(9);
     let mut x = gpu.zeros(&[batch, inp]).unwrap();

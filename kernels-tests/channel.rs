@@ -1,26 +1,29 @@
 //! shaders/bias_act.wgsl and shaders/channel.wgsl against src/cpu/channel.rs.
 
-use wgtrain::verify::{channel_cases, Case};
+use wgtrain::verify::{channel, Case};
+use wgtrain::Cpu;
 
-use crate::common::check_all;
+use crate::common::{check, gpu, only, Test};
 
-fn cases(keep: impl Fn(&Case) -> bool) -> Vec<Case> {
-    let v: Vec<Case> = channel_cases(true).into_iter().filter(keep).collect();
-    assert!(!v.is_empty());
-    v
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("bias_act_gpu", || check(gpu(), &bias_act())),
+        Test::cpu("bias_act_cpu", || check(&Cpu, &bias_act())),
+        Test::gpu("act_backward_gpu", || check(gpu(), &act_backward())),
+        Test::cpu("act_backward_cpu", || check(&Cpu, &act_backward())),
+        Test::gpu("channel_sum_gpu", || check(gpu(), &channel_sum())),
+        Test::cpu("channel_sum_cpu", || check(&Cpu, &channel_sum())),
+    ]
 }
 
-#[test]
-fn bias_act() {
-    check_all(&cases(|c| matches!(c, Case::BiasAct { .. })));
+fn bias_act() -> Vec<Case> {
+    only(channel::cases(true), |c| matches!(c, Case::Channel(channel::Case::BiasAct { .. })))
 }
 
-#[test]
-fn act_backward() {
-    check_all(&cases(|c| matches!(c, Case::ActBackward { .. })));
+fn act_backward() -> Vec<Case> {
+    only(channel::cases(true), |c| matches!(c, Case::Channel(channel::Case::ActBackward { .. })))
 }
 
-#[test]
-fn channel_sum() {
-    check_all(&cases(|c| matches!(c, Case::ChannelSum { .. })));
+fn channel_sum() -> Vec<Case> {
+    only(channel::cases(true), |c| matches!(c, Case::Channel(channel::Case::ChannelSum { .. })))
 }

@@ -3,31 +3,30 @@
 
 use wgtrain::ops::conv2d_dims;
 use wgtrain::rng::Rng;
-use wgtrain::verify::{conv_cases, Case, ConvPass};
+use wgtrain::verify::{conv2d, Case, ConvPass};
 use wgtrain::{Backend, Conv2dSpec, Cpu, Error, GpuOptions};
 
-use crate::common::{check_all, gpu, open};
+use crate::common::{check, gpu, only, open, Test};
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("forward_gpu", || check(gpu(), &cases(ConvPass::Forward))),
+        Test::cpu("forward_cpu", || check(&Cpu, &cases(ConvPass::Forward))),
+        Test::gpu("backward_data_gpu", || check(gpu(), &cases(ConvPass::BackwardData))),
+        Test::cpu("backward_data_cpu", || check(&Cpu, &cases(ConvPass::BackwardData))),
+        Test::gpu("backward_filter_gpu", || check(gpu(), &cases(ConvPass::BackwardFilter))),
+        Test::cpu("backward_filter_cpu", || check(&Cpu, &cases(ConvPass::BackwardFilter))),
+        Test::cpu("pointwise_path_is_taken_only_when_valid", pointwise_path_is_taken_only_when_valid),
+        Test::gpu("chunked_convolution_matches", chunked_convolution_matches),
+        Test::gpu("bad_convolutions_are_errors_gpu", || bad_conv(gpu())),
+        Test::cpu("bad_convolutions_are_errors_cpu", || bad_conv(&Cpu)),
+    ]
+}
 
 fn cases(pass: ConvPass) -> Vec<Case> {
-    conv_cases(true).into_iter().filter(|c| matches!(c, Case::Conv2d { pass: p, .. } if *p == pass)).collect()
+    only(conv2d::cases(true), |c| matches!(c, Case::Conv2d(c) if c.pass == pass))
 }
 
-#[test]
-fn conv2d_forward() {
-    check_all(&cases(ConvPass::Forward));
-}
-
-#[test]
-fn conv2d_backward_data() {
-    check_all(&cases(ConvPass::BackwardData));
-}
-
-#[test]
-fn conv2d_backward_filter() {
-    check_all(&cases(ConvPass::BackwardFilter));
-}
-
-#[test]
 fn pointwise_path_is_taken_only_when_valid() {
     let spec = |stride, padding| Conv2dSpec { stride, padding, ..Default::default() };
     assert!(conv2d_dims("t", &[2, 8, 5, 5], &[4, 8, 1, 1], spec([1, 1], [0, 0])).unwrap().is_pointwise());
@@ -38,12 +37,8 @@ fn pointwise_path_is_taken_only_when_valid() {
 
 /// With a tiny binding limit the column buffer holds one image at a time: many chunks, same
 /// results (and the backward-filter accumulates across chunks).
-#[test]
 fn chunked_convolution_matches() {
-    if gpu().is_none() {
-        return;
-    }
-    let Some(small) = open(&GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() }) else { return };
+    let small = open(&GpuOptions { max_binding_bytes: Some(64 << 10), ..Default::default() });
     let cpu = Cpu;
     let spec = Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 2 };
     let (xs, ws) = ([5, 4, 12, 12], [6, 2, 3, 3]); // one image's columns: 4*9*144*4 = 20 KiB
@@ -100,12 +95,4 @@ fn bad_conv<B: Backend>(be: &B) {
     assert!(m.contains("rank 4"), "{m}");
     let m = msg(be.conv2d_backward_filter(&t(&[2, 3, 8, 8]), &t(&[2, 4, 5, 5]), &mut t(&[4, 3, 3, 3]), Conv2dSpec::default()));
     assert!(m.starts_with("conv2d_backward_filter") && m.contains("[2, 4, 6, 6]"), "{m}");
-}
-
-#[test]
-fn bad_convolutions_are_errors() {
-    bad_conv(&Cpu);
-    if let Some(gpu) = gpu() {
-        bad_conv(gpu);
-    }
 }

@@ -6,9 +6,17 @@ use wgtrain::gpu::split_grid;
 use wgtrain::rng::Rng;
 use wgtrain::{Backend, Cpu, Error, GpuOptions, MatmulSpec, MatmulVariant};
 
-use crate::common::{gpu, open};
+use crate::common::{gpu, open, Test};
 
-#[test]
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::cpu("split_grid_covers_every_workgroup_once", split_grid_covers_every_workgroup_once),
+        Test::gpu("elementwise_beyond_one_grid_dimension", elementwise_beyond_one_grid_dimension),
+        Test::gpu("matmul_batch_beyond_one_grid_dimension", matmul_batch_beyond_one_grid_dimension),
+        Test::gpu("tensors_larger_than_a_binding_are_chunked", tensors_larger_than_a_binding_are_chunked),
+    ]
+}
+
 fn split_grid_covers_every_workgroup_once() {
     for groups in [[1, 1, 1], [65_535, 2, 1], [70_000, 3, 65_536], [5, 200_000, 2]] {
         let max = 65_535;
@@ -25,9 +33,8 @@ fn split_grid_covers_every_workgroup_once() {
     }
 }
 
-#[test]
 fn elementwise_beyond_one_grid_dimension() {
-    let Some(gpu) = gpu() else { return };
+    let gpu = gpu();
     let max = gpu.context().limits.max_compute_workgroups_per_dimension;
     // More invocations than one dimension of workgroups can hold.
     let n = max as usize * 256 + 1000;
@@ -43,9 +50,8 @@ fn elementwise_beyond_one_grid_dimension() {
     assert_eq!(bad, None, "first wrong element of {n}");
 }
 
-#[test]
 fn matmul_batch_beyond_one_grid_dimension() {
-    let Some(gpu) = gpu() else { return };
+    let gpu = gpu();
     let batch = gpu.context().limits.max_compute_workgroups_per_dimension as usize + 7;
     let (m, n, k) = (2, 3, 2);
     let mut rng = Rng::new(4);
@@ -71,12 +77,8 @@ fn matmul_batch_beyond_one_grid_dimension() {
     }
 }
 
-#[test]
 fn tensors_larger_than_a_binding_are_chunked() {
-    if gpu().is_none() {
-        return;
-    }
-    let Some(small) = open(&GpuOptions { max_binding_bytes: Some(1 << 20), ..Default::default() }) else { return };
+    let small = open(&GpuOptions { max_binding_bytes: Some(1 << 20), ..Default::default() });
     assert_eq!(small.max_binding_bytes(), 1 << 20);
     let n = (1 << 20) + 12_345; // 4 MiB + : five chunks of at most 1 MiB
     let mut rng = Rng::new(5);

@@ -2,16 +2,27 @@
 //! behave like dropout masks.
 
 use wgtrain::ops::DropoutMask;
-use wgtrain::verify::Case;
+use wgtrain::verify::{dropout, Case};
 use wgtrain::{Backend, Cpu};
 
-use crate::common::check_all;
+use crate::common::{check, gpu, Test};
 
-#[test]
-fn dropout_matches_cpu_exactly() {
-    let v: Vec<Case> = wgtrain::verify::elementwise_cases(true).into_iter().filter(|c| matches!(c, Case::Dropout { .. })).collect();
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("matches_cpu_exactly_gpu", || check(gpu(), &cases())),
+        Test::cpu("matches_cpu_exactly_cpu", || check(&Cpu, &cases())),
+        Test::cpu(
+            "masks_keep_the_right_fraction_and_change_with_seed_and_step",
+            masks_keep_the_right_fraction_and_change_with_seed_and_step,
+        ),
+        Test::cpu("edge_probabilities_and_bad_ones", edge_probabilities_and_bad_ones),
+    ]
+}
+
+fn cases() -> Vec<Case> {
+    let v = dropout::cases(true);
     assert!(v.len() >= 5);
-    check_all(&v);
+    v
 }
 
 fn kept_mask(p: f32, seed: u64, step: u64, n: usize) -> Vec<bool> {
@@ -21,7 +32,6 @@ fn kept_mask(p: f32, seed: u64, step: u64, n: usize) -> Vec<bool> {
     out.data().iter().map(|&v| v != 0.0).collect()
 }
 
-#[test]
 fn masks_keep_the_right_fraction_and_change_with_seed_and_step() {
     let n = 200_000;
     for p in [0.1f32, 0.5, 0.9] {
@@ -43,7 +53,6 @@ fn masks_keep_the_right_fraction_and_change_with_seed_and_step() {
     assert!(out.data().iter().all(|&v| v == 0.0 || v == 4.0));
 }
 
-#[test]
 fn edge_probabilities_and_bad_ones() {
     assert!(kept_mask(0.0, 1, 1, 1000).iter().all(|&k| k));
     assert!(kept_mask(1.0, 1, 1, 1000).iter().all(|&k| !k));

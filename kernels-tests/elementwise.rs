@@ -1,18 +1,16 @@
 //! shaders/elementwise.wgsl against src/cpu/elementwise.rs.
 
-use crate::common::{check_all, elementwise_cases};
+use wgtrain::Cpu;
 
-#[test]
-fn add() {
-    check_all(&elementwise_cases("add"));
-}
+use crate::common::{check, gpu, op_cases, Test};
 
-#[test]
-fn mul() {
-    check_all(&elementwise_cases("mul"));
-}
-
-#[test]
-fn scale() {
-    check_all(&elementwise_cases("scale"));
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("add_gpu", || check(gpu(), &op_cases("add"))),
+        Test::cpu("add_cpu", || check(&Cpu, &op_cases("add"))),
+        Test::gpu("mul_gpu", || check(gpu(), &op_cases("mul"))),
+        Test::cpu("mul_cpu", || check(&Cpu, &op_cases("mul"))),
+        Test::gpu("scale_gpu", || check(gpu(), &op_cases("scale"))),
+        Test::cpu("scale_cpu", || check(&Cpu, &op_cases("scale"))),
+    ]
 }

@@ -1,31 +1,22 @@
 //! shaders/matmul_v*.wgsl against src/cpu/matmul.rs — every variant, not only the chosen one.
 
-use wgtrain::verify::matmul_cases;
-use wgtrain::MatmulVariant;
+use wgtrain::verify::matmul::cases;
+use wgtrain::{Cpu, MatmulVariant};
 
-use crate::common::check_all;
+use crate::common::{check, gpu, Test};
 
-#[test]
-fn matmul_v1_naive() {
-    check_all(&matmul_cases(MatmulVariant::V1Naive, true));
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("v1_naive_gpu", || check(gpu(), &cases(MatmulVariant::V1Naive, true))),
+        Test::gpu("v2_tiled_gpu", || check(gpu(), &cases(MatmulVariant::V2Tiled, true))),
+        Test::gpu("v3_regblock_gpu", || check(gpu(), &cases(MatmulVariant::V3RegBlock, true))),
+        Test::gpu("v4_lanes_gpu", || check(gpu(), &cases(MatmulVariant::V4Lanes, true))),
+        // The CPU has one matmul: the variant is ignored, the shapes are what matter.
+        Test::cpu("matmul_cpu", || check(&Cpu, &cases(MatmulVariant::V1Naive, true))),
+        Test::cpu("variant_names_parse", variant_names_parse),
+    ]
 }
 
-#[test]
-fn matmul_v2_tiled() {
-    check_all(&matmul_cases(MatmulVariant::V2Tiled, true));
-}
-
-#[test]
-fn matmul_v3_regblock() {
-    check_all(&matmul_cases(MatmulVariant::V3RegBlock, true));
-}
-
-#[test]
-fn matmul_v4_lanes() {
-    check_all(&matmul_cases(MatmulVariant::V4Lanes, true));
-}
-
-#[test]
 fn variant_names_parse() {
     for v in MatmulVariant::ALL {
         assert_eq!(MatmulVariant::parse(v.name()).unwrap(), v);

@@ -1,55 +1,42 @@
 //! shaders/optimizer.wgsl and shaders/clip.wgsl against src/cpu/optimizer.rs, over several
 //! consecutive steps on the same gradient sequence.
 
-use wgtrain::verify::{optimizer_cases, Case};
+use wgtrain::verify::{optimizer, Case};
 use wgtrain::{Backend, Cpu, Optimizer, OptimizerKind};
 
-use crate::common::check_all;
+use crate::common::{check, gpu, only, open, Test};
 
-fn cases(kind: OptimizerKind) -> Vec<Case> {
-    let v: Vec<Case> = optimizer_cases(true).into_iter().filter(|c| matches!(c, Case::Optimizer { opt, .. } if opt.kind == kind)).collect();
-    assert!(!v.is_empty());
-    v
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("sgd_momentum_nesterov_gpu", || check(gpu(), &steps(OptimizerKind::Sgd))),
+        Test::cpu("sgd_momentum_nesterov_cpu", || check(&Cpu, &steps(OptimizerKind::Sgd))),
+        Test::gpu("adagrad_gpu", || check(gpu(), &steps(OptimizerKind::Adagrad))),
+        Test::cpu("adagrad_cpu", || check(&Cpu, &steps(OptimizerKind::Adagrad))),
+        Test::gpu("adadelta_gpu", || check(gpu(), &steps(OptimizerKind::Adadelta))),
+        Test::cpu("adadelta_cpu", || check(&Cpu, &steps(OptimizerKind::Adadelta))),
+        Test::gpu("rmsprop_gpu", || check(gpu(), &steps(OptimizerKind::Rmsprop))),
+        Test::cpu("rmsprop_cpu", || check(&Cpu, &steps(OptimizerKind::Rmsprop))),
+        Test::gpu("adam_gpu", || check(gpu(), &steps(OptimizerKind::Adam))),
+        Test::cpu("adam_cpu", || check(&Cpu, &steps(OptimizerKind::Adam))),
+        Test::gpu("adamw_gpu", || check(gpu(), &steps(OptimizerKind::AdamW))),
+        Test::cpu("adamw_cpu", || check(&Cpu, &steps(OptimizerKind::AdamW))),
+        Test::gpu("clip_grad_norm_gpu", || check(gpu(), &clip())),
+        Test::cpu("clip_grad_norm_cpu", || check(&Cpu, &clip())),
+        Test::cpu("cpu_rules_match_hand_computed_pytorch_steps", cpu_rules_match_hand_computed_pytorch_steps),
+        Test::cpu("bad_optimizer_settings_are_errors", bad_optimizer_settings_are_errors),
+        Test::gpu("whole_model_step_is_one_dispatch_and_matches_the_cpu", whole_model_step_is_one_dispatch_and_matches_the_cpu),
+    ]
 }
 
-#[test]
-fn sgd_momentum_nesterov() {
-    check_all(&cases(OptimizerKind::Sgd));
+fn steps(kind: OptimizerKind) -> Vec<Case> {
+    only(optimizer::cases(true), |c| matches!(c, Case::Optimizer(optimizer::Case::Step { opt, .. }) if opt.kind == kind))
 }
 
-#[test]
-fn adagrad() {
-    check_all(&cases(OptimizerKind::Adagrad));
-}
-
-#[test]
-fn adadelta() {
-    check_all(&cases(OptimizerKind::Adadelta));
-}
-
-#[test]
-fn rmsprop() {
-    check_all(&cases(OptimizerKind::Rmsprop));
-}
-
-#[test]
-fn adam() {
-    check_all(&cases(OptimizerKind::Adam));
-}
-
-#[test]
-fn adamw() {
-    check_all(&cases(OptimizerKind::AdamW));
-}
-
-#[test]
-fn clip_grad_norm() {
-    let v: Vec<Case> = optimizer_cases(true).into_iter().filter(|c| matches!(c, Case::ClipGradNorm { .. })).collect();
-    check_all(&v);
+fn clip() -> Vec<Case> {
+    only(optimizer::cases(true), |c| matches!(c, Case::Optimizer(optimizer::Case::ClipGradNorm { .. })))
 }
 
 /// The CPU twin reproduces hand-computed PyTorch updates (independent of the GPU).
-#[test]
 fn cpu_rules_match_hand_computed_pytorch_steps() {
     let cpu = Cpu;
     let run = |opt: Optimizer, grads: &[f32]| -> Vec<f32> {
@@ -94,7 +81,6 @@ fn cpu_rules_match_hand_computed_pytorch_steps() {
     close(run(Optimizer::new(OptimizerKind::Adadelta), &[g as f32]), &[1.0 - (1e-6f64).sqrt() / (0.1 * g * g + 1e-6).sqrt() * g]);
 }
 
-#[test]
 fn bad_optimizer_settings_are_errors() {
     let cpu = Cpu;
     let mut sgd = Optimizer::new(OptimizerKind::Sgd);
@@ -114,14 +100,10 @@ fn bad_optimizer_settings_are_errors() {
 
 /// A model's parameters in one arena: the GPU updates all of them in one dispatch, with the
 /// same results as the CPU's per-tensor updates; clipping by the global norm spans all too.
-#[test]
 fn whole_model_step_is_one_dispatch_and_matches_the_cpu() {
     use wgtrain::rng::Rng;
-    if crate::common::gpu().is_none() {
-        return;
-    }
     // A device of its own: other tests dispatching meanwhile would spoil the count.
-    let Some(gpu) = crate::common::open(&wgtrain::GpuOptions::default()) else { return };
+    let gpu = open(&wgtrain::GpuOptions::default());
     let cpu = Cpu;
     let shapes: Vec<Vec<usize>> = vec![vec![3, 5], vec![7], vec![1], vec![64, 65], vec![2, 3, 3, 3]];
     let mut rng = Rng::new(77);

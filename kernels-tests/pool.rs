@@ -2,44 +2,34 @@
 //! forward and backward.
 
 use wgtrain::ops::PoolSpec;
-use wgtrain::verify::{pool_cases, Case, PoolKind};
+use wgtrain::verify::{pool, Case, PoolKind};
 use wgtrain::{Backend, Cpu};
 
-use crate::common::check_all;
+use crate::common::{check, gpu, only, Test};
+
+pub fn tests() -> Vec<Test> {
+    use PoolKind::{Avg, GlobalAvg, Max};
+    vec![
+        Test::gpu("max_pool2d_gpu", || check(gpu(), &cases(Max, false))),
+        Test::cpu("max_pool2d_cpu", || check(&Cpu, &cases(Max, false))),
+        Test::gpu("max_pool2d_backward_gpu", || check(gpu(), &cases(Max, true))),
+        Test::cpu("max_pool2d_backward_cpu", || check(&Cpu, &cases(Max, true))),
+        Test::gpu("avg_pool2d_gpu", || check(gpu(), &cases(Avg, false))),
+        Test::cpu("avg_pool2d_cpu", || check(&Cpu, &cases(Avg, false))),
+        Test::gpu("avg_pool2d_backward_gpu", || check(gpu(), &cases(Avg, true))),
+        Test::cpu("avg_pool2d_backward_cpu", || check(&Cpu, &cases(Avg, true))),
+        Test::gpu("global_avg_pool_gpu", || check(gpu(), &[cases(GlobalAvg, false), cases(GlobalAvg, true)].concat())),
+        Test::cpu("global_avg_pool_cpu", || check(&Cpu, &[cases(GlobalAvg, false), cases(GlobalAvg, true)].concat())),
+        Test::cpu("avg_pool_divisor_follows_pytorch", avg_pool_divisor_follows_pytorch),
+    ]
+}
 
 fn cases(kind: PoolKind, backward: bool) -> Vec<Case> {
-    pool_cases(true).into_iter().filter(|c| matches!(c, Case::Pool { kind: k, backward: b, .. } if *k == kind && *b == backward)).collect()
-}
-
-#[test]
-fn max_pool2d() {
-    check_all(&cases(PoolKind::Max, false));
-}
-
-#[test]
-fn max_pool2d_backward() {
-    check_all(&cases(PoolKind::Max, true));
-}
-
-#[test]
-fn avg_pool2d() {
-    check_all(&cases(PoolKind::Avg, false));
-}
-
-#[test]
-fn avg_pool2d_backward() {
-    check_all(&cases(PoolKind::Avg, true));
-}
-
-#[test]
-fn global_avg_pool() {
-    check_all(&cases(PoolKind::GlobalAvg, false));
-    check_all(&cases(PoolKind::GlobalAvg, true));
+    only(pool::cases(true), |c| matches!(c, Case::Pool(c) if c.kind == kind && c.backward == backward))
 }
 
 /// PyTorch's divisors: a 3x3 window at the corner of a padded 4x4 input covers 4 pixels;
 /// count_include_pad divides by 9, otherwise by 4.
-#[test]
 fn avg_pool_divisor_follows_pytorch() {
     let cpu = Cpu;
     let x = cpu.upload(&[1, 1, 4, 4], &[1.0; 16]).unwrap();

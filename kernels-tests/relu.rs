@@ -1,13 +1,14 @@
 //! shaders/relu.wgsl against src/cpu/relu.rs.
 
-use crate::common::{check_all, elementwise_cases};
+use wgtrain::Cpu;
 
-#[test]
-fn relu_forward() {
-    check_all(&elementwise_cases("relu"));
-}
+use crate::common::{check, gpu, op_cases, Test};
 
-#[test]
-fn relu_backward() {
-    check_all(&elementwise_cases("relu_backward"));
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::gpu("forward_gpu", || check(gpu(), &op_cases("relu"))),
+        Test::cpu("forward_cpu", || check(&Cpu, &op_cases("relu"))),
+        Test::gpu("backward_gpu", || check(gpu(), &op_cases("relu_backward"))),
+        Test::cpu("backward_cpu", || check(&Cpu, &op_cases("relu_backward"))),
+    ]
 }

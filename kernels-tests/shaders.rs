@@ -4,6 +4,17 @@
 use naga::valid::{Capabilities, GlobalUse, ValidationFlags, Validator};
 use wgtrain::gpu::kernels::{all_params, Access, ALL_KERNELS, SHADERS};
 
+use crate::common::Test;
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test::cpu("every_shader_parses_and_validates", every_shader_parses_and_validates),
+        Test::cpu("every_shader_file_is_registered", every_shader_file_is_registered),
+        Test::cpu("params_structs_match_their_wgsl_twins", params_structs_match_their_wgsl_twins),
+        Test::cpu("kernels_match_entry_points_and_bindings", kernels_match_entry_points_and_bindings),
+    ]
+}
+
 fn parse(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
@@ -13,7 +24,6 @@ fn parse(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     (module, info)
 }
 
-#[test]
 fn every_shader_parses_and_validates() {
     assert!(SHADERS.len() >= 7);
     for s in SHADERS {
@@ -21,7 +31,6 @@ fn every_shader_parses_and_validates() {
     }
 }
 
-#[test]
 fn every_shader_file_is_registered() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -33,7 +42,6 @@ fn every_shader_file_is_registered() {
     }
 }
 
-#[test]
 fn params_structs_match_their_wgsl_twins() {
     for (name, fields, size) in all_params() {
         let mut seen = 0;
@@ -55,7 +63,6 @@ fn params_structs_match_their_wgsl_twins() {
     }
 }
 
-#[test]
 fn kernels_match_entry_points_and_bindings() {
     for k in ALL_KERNELS {
         let source = SHADERS.iter().find(|s| s.name == k.shader).unwrap_or_else(|| panic!("no shader {}", k.shader)).source;

@@ -4,18 +4,25 @@
 //!
 //! Format: {"op": OP, "params": {...}, "inputs": {NAME: {"shape": [...], "data": [...]}},
 //!          "outputs": {NAME: {...}}, "dtype": "float32"|"float64", "atol"?: x, "rtol"?: x}
-//! An output passes when max |got - expected| <= atol + rtol * max |expected| over the whole
-//! tensor (defaults atol 1e-5, rtol 1e-4). Ops and their fields: README.md, "Reference cases".
+//! Ops and their fields: README.md, "Reference cases".
+//!
+//! An output passes under `Tolerance::relative_to_max(atol, rtol)` (tolerance.rs): every
+//! element within atol + rtol * max |expected| (defaults atol 1e-5, rtol 1e-4).
+//!
+//! Optimizer cases (outputs `params` [steps, n], the parameters after each step) are also
+//! checked on their *updates* p[t] - p[t-1] (p[-1] = the input `param`), under
+//! `Tolerance::updates`: parameters are of order one while an update is of order lr, so the
+//! parameters alone cannot tell a right rule from one that, say, ignores weight decay.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::{Comparison, Tolerance};
 use crate::backend::{Backend, CeTarget};
 use crate::ops::{Conv2dSpec, PoolSpec};
-use crate::ops::{Optimizer, OptimizerKind};
-use crate::{Error, Result};
+use crate::{Error, Optimizer, OptimizerKind, Result};
 
 /// A tensor as a case file holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,13 +46,31 @@ pub struct CaseFile {
 /// How one output compared.
 #[derive(Clone, Debug)]
 pub struct OutputCheck {
+    /// The output's name, or "updates" for an optimizer's per-step changes of `params`.
     pub name: String,
     pub max_abs: f64,
+    /// atol + rtol * max |expected|: the largest error the tolerance allows.
     pub allowed: f64,
     pub passed: bool,
+    pub tolerance: Tolerance,
+    pub cmp: Comparison,
+}
+
+impl OutputCheck {
+    /// Compares `got` with `want` under `tolerance` (a tensor-max one: `allowed` is its bound).
+    pub fn new<G: Copy + Into<f64>>(name: impl Into<String>, tolerance: Tolerance, got: &[G], want: &[f64]) -> Self {
+        let cmp = tolerance.compare(got, want);
+        let max_want = want.iter().map(|w| w.abs()).filter(|w| w.is_finite()).fold(0.0, f64::max);
+        Self { name: name.into(), max_abs: cmp.max_abs, allowed: tolerance.bound(max_want), passed: cmp.passed(), tolerance, cmp }
+    }
 }
 
 impl CaseFile {
+    /// The tolerance of the file's outputs: atol + rtol * max |expected|.
+    pub fn tolerance(&self) -> Tolerance {
+        Tolerance::relative_to_max(self.atol as f32, self.rtol as f32)
+    }
+
     fn err(&self, field: impl Into<String>, message: impl Into<String>) -> Error {
         Error::CaseFile { path: self.path.clone(), field: field.into(), message: message.into() }
     }
@@ -197,7 +222,8 @@ impl Reader<'_> {
     }
 }
 
-type Produced = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+/// What a backend produced: output name -> (shape, values).
+pub type Produced = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Runs the case's op on `be`; returns every output it produced, by name.
 pub fn run<B: Backend>(be: &B, case: &CaseFile) -> Result<Produced> {
@@ -388,7 +414,8 @@ pub fn run<B: Backend>(be: &B, case: &CaseFile) -> Result<Produced> {
     Ok(out)
 }
 
-/// Compares what `run` produced with the case's expected outputs.
+/// Compares what `run` (or any other implementation) produced with the case's expected
+/// outputs: one check per output, plus "updates" for an optimizer's `params`.
 pub fn compare(case: &CaseFile, got: &Produced) -> Result<Vec<OutputCheck>> {
     let mut checks = Vec::new();
     for (name, want) in &case.outputs {
@@ -399,18 +426,30 @@ pub fn compare(case: &CaseFile, got: &Produced) -> Result<Vec<OutputCheck>> {
         if shape != &want.shape && !(scalar(shape) && scalar(&want.shape)) {
             return Err(case.err(format!("outputs.{name}.shape"), format!("is {:?}, the engine computes {:?}", want.shape, shape)));
         }
-        let max_expected = want.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let allowed = case.atol + case.rtol * max_expected;
-        let max_abs = data.iter().zip(&want.data).fold(0.0f64, |m, (&g, &w)| {
-            if (g as f64).is_nan() || w.is_nan() {
-                f64::INFINITY
-            } else {
-                m.max((g as f64 - w).abs())
-            }
-        });
-        checks.push(OutputCheck { name: name.clone(), max_abs, allowed, passed: max_abs <= allowed });
+        checks.push(OutputCheck::new(name.clone(), case.tolerance(), data, &want.data));
+        if case.op == "optimizer" && name == "params" {
+            checks.push(update_check(case, data, &want.data)?);
+        }
     }
     Ok(checks)
+}
+
+/// p[t] - p[t-1] for the rows of `params` [steps, n], with p[-1] = `p0` [n].
+fn updates(p0: &[f64], params: &[f64]) -> Vec<f64> {
+    let n = p0.len();
+    (0..params.len()).map(|i| params[i] - if i < n { p0[i] } else { params[i - n] }).collect()
+}
+
+/// Compares the optimizer's steps rather than where they lead (module docs).
+fn update_check(case: &CaseFile, got: &[f32], want: &[f64]) -> Result<OutputCheck> {
+    let p0 = &case.inputs.get("param").ok_or_else(|| case.err("inputs.param", "missing (optimizer needs it)"))?.data;
+    if p0.is_empty() || !want.len().is_multiple_of(p0.len()) {
+        return Err(case.err("outputs.params.shape", format!("{} values are not whole steps of {} parameters", want.len(), p0.len())));
+    }
+    let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    let max_param = p0.iter().chain(want).map(|p| p.abs()).fold(0.0, f64::max);
+    let tolerance = Tolerance::updates(case.rtol as f32, max_param);
+    Ok(OutputCheck::new("updates", tolerance, &updates(p0, &got), &updates(p0, want)))
 }
 
 /// Loads, runs and compares one case on one backend.

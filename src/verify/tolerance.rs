@@ -1,22 +1,50 @@
-//! How close is close enough: one formula, named presets, each with its reason.
+//! How close is close enough: one type, one formula, named presets, each with its reason.
 //!
-//! An element passes when   |got - want| <= atol + rtol * |want|.
-//! A NaN or infinity in one and not (the same) in the other always fails.
+//! An element passes when   |got_i - want_i| <= atol + rtol * s_i,   where the scale s_i is
+//! - `Scale::Element`:   s_i = |want_i|            (the default: generated cases, `new`), or
+//! - `Scale::TensorMax`: s_i = max_j |want_j|      (`relative_to_max`: reference case files,
+//!   whose outputs mix values near zero with large ones computed by another framework in
+//!   another order, so an element's error follows the tensor's magnitude, not its own).
+//!
+//! A NaN or infinity in one and not (the same) in the other always fails, whatever atol/rtol.
+//! Errors are computed in f64, so the comparison itself adds no rounding.
 
-/// Absolute and relative tolerance of one comparison.
+use std::fmt;
+
+/// What the relative part of a tolerance is relative to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// Each element's own reference value: s_i = |want_i|.
+    Element,
+    /// The largest finite reference value of the tensor: s_i = max_j |want_j|.
+    TensorMax,
+}
+
+/// Absolute and relative tolerance of one comparison (formula: module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
     pub atol: f32,
     pub rtol: f32,
+    pub scale: Scale,
 }
 
 /// f32 unit roundoff (half an ulp of 1.0).
 pub const U: f32 = f32::EPSILON / 2.0;
 
 impl Tolerance {
+    /// |got_i - want_i| <= atol + rtol * |want_i|.
     pub const fn new(atol: f32, rtol: f32) -> Self {
-        Self { atol, rtol }
+        Self { atol, rtol, scale: Scale::Element }
     }
+
+    /// |got_i - want_i| <= atol + rtol * max_j |want_j|: for reference case files (module docs).
+    pub const fn relative_to_max(atol: f32, rtol: f32) -> Self {
+        Self { atol, rtol, scale: Scale::TensorMax }
+    }
+
+    /// The reference backend against itself: the same code on the same inputs must give the
+    /// same bits. Any difference means nondeterminism or state carried from one call to the next.
+    pub const IDENTICAL: Tolerance = Tolerance::new(0.0, 0.0);
 
     /// Ops whose every output is one correctly rounded f32 operation (add, mul, scale) or a copy
     /// (ReLU): Vulkan/Metal/DX12 round these exactly as the CPU does. One ulp of slack covers
@@ -51,6 +79,19 @@ impl Tolerance {
         let e = 16.0 * steps as f32 * U;
         Self::new(e, e)
     }
+
+    /// Optimizer *updates* (p[t] - p[t-1]) of a reference case file, whose parameters are at
+    /// most `max_param` in size. An update is of order lr (1e-3) while the parameters are of
+    /// order one, so comparing parameters with an absolute tolerance lets a wrong rule pass
+    /// (a weight decay ignored changes an update by lr * wd * p = 1e-5). Updates are compared
+    /// with the tensor-max rule instead:
+    /// - rtol: the file's own relative tolerance, now relative to the largest update;
+    /// - atol: the floor no f32 implementation can beat. Each stored parameter is rounded to
+    ///   f32 (at most U * |p|); an update is a difference of two of them, on both sides (the
+    ///   reference may be f32 too): 4 U max|p|; doubled for margin: 8 U max|p|.
+    pub fn updates(rtol: f32, max_param: f64) -> Self {
+        Self::relative_to_max(8.0 * U * max_param as f32, rtol)
+    }
 }
 
 impl Tolerance {
@@ -78,13 +119,26 @@ impl Tolerance {
     }
 }
 
+impl fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "atol {:.1e} rtol {:.1e}", self.atol, self.rtol)?;
+        if self.scale == Scale::TensorMax {
+            write!(f, " (of max |want|)")?;
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of comparing two tensors.
 #[derive(Clone, Debug)]
 pub struct Comparison {
-    pub max_abs: f32,
-    pub max_rel: f32,
+    pub max_abs: f64,
+    /// Largest |got_i - want_i| / s_i, with s_i the tolerance's scale (module docs).
+    pub max_rel: f64,
+    /// The bound atol + rtol * s_i at the element where |got - want| is largest.
+    pub allowed: f64,
     /// First failing element: (index, got, want).
-    pub first_bad: Option<(usize, f32, f32)>,
+    pub first_bad: Option<(usize, f64, f64)>,
     pub failures: usize,
 }
 
@@ -95,29 +149,44 @@ impl Comparison {
 }
 
 impl Tolerance {
-    pub fn compare(&self, got: &[f32], want: &[f32]) -> Comparison {
-        let mut c = Comparison { max_abs: 0.0, max_rel: 0.0, first_bad: None, failures: 0 };
+    /// The largest error allowed for an element whose scale (module docs) is `s`.
+    pub fn bound(&self, s: f64) -> f64 {
+        self.atol as f64 + self.rtol as f64 * s
+    }
+
+    /// Compares element by element (f32 or f64 on either side).
+    pub fn compare<G: Copy + Into<f64>, W: Copy + Into<f64>>(&self, got: &[G], want: &[W]) -> Comparison {
+        let mut c = Comparison { max_abs: 0.0, max_rel: 0.0, allowed: self.bound(0.0), first_bad: None, failures: 0 };
         if got.len() != want.len() {
             c.failures = got.len().max(want.len());
-            c.first_bad = Some((got.len().min(want.len()), f32::NAN, f32::NAN));
-            c.max_abs = f32::INFINITY;
+            c.first_bad = Some((got.len().min(want.len()), f64::NAN, f64::NAN));
+            c.max_abs = f64::INFINITY;
             return c;
         }
+        let tensor_max = want.iter().map(|&w| w.into().abs()).filter(|w| w.is_finite()).fold(0.0, f64::max);
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let (g, w): (f64, f64) = (g.into(), w.into());
             let ok = if g.is_finite() && w.is_finite() {
                 let err = (g - w).abs();
-                c.max_abs = c.max_abs.max(err);
-                if w != 0.0 {
-                    c.max_rel = c.max_rel.max(err / w.abs());
+                let s = match self.scale {
+                    Scale::Element => w.abs(),
+                    Scale::TensorMax => tensor_max,
+                };
+                if err > c.max_abs || i == 0 {
+                    c.max_abs = c.max_abs.max(err);
+                    c.allowed = self.bound(s);
                 }
-                err <= self.atol + self.rtol * w.abs()
+                if s != 0.0 {
+                    c.max_rel = c.max_rel.max(err / s);
+                }
+                err <= self.bound(s)
             } else {
                 // Both NaN, or the same infinity.
                 (g.is_nan() && w.is_nan()) || g == w
             };
             if !ok {
                 if !(g.is_finite() && w.is_finite()) {
-                    c.max_abs = f32::INFINITY;
+                    c.max_abs = f64::INFINITY;
                 }
                 c.failures += 1;
                 c.first_bad.get_or_insert((i, g, w));

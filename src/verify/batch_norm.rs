@@ -1,0 +1,133 @@
+//! Batch norm cases and their runner: training forward (y, running statistics, saved
+//! statistics), eval forward, and backward (dx, dgamma, dbeta) (shaders/batch_norm.wgsl,
+//! shaders/bn_stats.wgsl and the per-channel reductions of shaders/channel.wgsl; CPU twin
+//! src/cpu/batch_norm.rs).
+
+use super::{Report, Tolerance, VerifyTarget};
+use crate::rng::Rng;
+use crate::tensor::ShapeFmt;
+use crate::{Cpu, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BnPass {
+    Train,
+    Eval,
+    Backward,
+}
+
+/// Batch norm of x [N, C, ...] in one pass.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub x: Vec<usize>,
+    pub pass: BnPass,
+}
+
+impl Case {
+    pub fn op(&self) -> String {
+        match self.pass {
+            BnPass::Train => "batch_norm train",
+            BnPass::Eval => "batch_norm eval",
+            BnPass::Backward => "batch_norm_backward",
+        }
+        .into()
+    }
+
+    pub fn shape(&self) -> String {
+        ShapeFmt(&self.x).to_string()
+    }
+}
+
+/// Batch 1 with odd sizes, channels not a multiple of anything, a [N, C] input
+/// (BatchNorm1d-shaped), one channel, and (large) many values per channel; all three passes.
+pub fn cases(large: bool) -> Vec<super::Case> {
+    let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11]];
+    if large {
+        shapes.push(vec![32, 16, 16, 16]);
+    }
+    let mut v = Vec::new();
+    for x in shapes {
+        for pass in [BnPass::Train, BnPass::Eval, BnPass::Backward] {
+            v.push(super::Case::BatchNorm(Case { x: x.clone(), pass }));
+        }
+    }
+    v
+}
+
+const MOMENTUM: f32 = 0.1;
+const EPS: f32 = 1e-5;
+
+/// Inputs of one case: x, the affine parameters, running statistics, dy, and (backward) the
+/// statistics the reference's training forward saved, which both backwards start from.
+struct Inputs {
+    x: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    rm: Vec<f32>,
+    rv: Vec<f32>,
+    dy: Vec<f32>,
+    /// Backward only (empty otherwise): the reference's saved mean and 1/sqrt(var + eps).
+    save_mean: Vec<f32>,
+    save_invstd: Vec<f32>,
+}
+
+/// Train: y, running mean and var, saved mean and invstd. Eval: y. Backward: dx, dgamma, dbeta.
+fn compute<X: VerifyTarget>(be: &X, case: &Case, i: &Inputs) -> Result<Vec<f32>> {
+    let (xs, c) = (&case.x, case.x[1]);
+    let x = be.upload(xs, &i.x)?;
+    let (g, b) = (be.upload(&[c], &i.gamma)?, be.upload(&[c], &i.beta)?);
+    match case.pass {
+        BnPass::Train => {
+            let (mut m, mut v) = (be.upload(&[c], &i.rm)?, be.upload(&[c], &i.rv)?);
+            let (mut y, mut sm, mut si) = (be.zeros(xs)?, be.zeros(&[c])?, be.zeros(&[c])?);
+            be.batch_norm_train(&x, &g, &b, &mut m, &mut v, &mut y, &mut sm, &mut si, MOMENTUM, EPS)?;
+            Ok([be.download(&y)?, be.download(&m)?, be.download(&v)?, be.download(&sm)?, be.download(&si)?].concat())
+        }
+        BnPass::Eval => {
+            let (m, v) = (be.upload(&[c], &i.rm)?, be.upload(&[c], &i.rv)?);
+            let mut y = be.zeros(xs)?;
+            be.batch_norm_eval(&x, &g, &b, &m, &v, &mut y, EPS)?;
+            be.download(&y)
+        }
+        BnPass::Backward => {
+            let (sm, si) = (be.upload(&[c], &i.save_mean)?, be.upload(&[c], &i.save_invstd)?);
+            let (mut dx, mut dg, mut db) = (be.zeros(xs)?, be.zeros(&[c])?, be.zeros(&[c])?);
+            be.batch_norm_backward(&x, &be.upload(xs, &i.dy)?, &g, &sm, &si, &mut dx, &mut dg, &mut db)?;
+            Ok([be.download(&dx)?, be.download(&dg)?, be.download(&db)?].concat())
+        }
+    }
+}
+
+/// Runs `case` on `be` and on the CPU reference with inputs drawn from `seed`.
+pub fn run_case<B: VerifyTarget>(be: &B, case: &Case, seed: u64) -> Result<Report> {
+    let mut rng = Rng::new(seed);
+    let (xs, c) = (&case.x, case.x[1]);
+    let n = xs[0];
+    let per_channel = xs.iter().product::<usize>() / c;
+    // Inputs with an offset and a spread per channel, as activations have.
+    let x: Vec<f32> = (0..xs.iter().product())
+        .map(|i| {
+            let ch = (i / (per_channel / n)) % c;
+            rng.uniform(-1.0, 1.0) * (1.0 + ch as f32 * 0.5) + ch as f32 * 0.25
+        })
+        .collect();
+    let mut inputs = Inputs {
+        gamma: rng.vec(c, 0.5, 1.5),
+        beta: rng.vec(c, -0.5, 0.5),
+        rm: rng.vec(c, -0.2, 0.2),
+        rv: rng.vec(c, 0.5, 1.5),
+        dy: rng.vec(x.len(), -1.0, 1.0),
+        x,
+        save_mean: Vec::new(),
+        save_invstd: Vec::new(),
+    };
+    if case.pass == BnPass::Backward {
+        // The training forward's outputs end with the saved mean and invstd, [C] each.
+        let train = compute(&Cpu, &Case { x: case.x.clone(), pass: BnPass::Train }, &inputs)?;
+        let at = train.len() - 2 * c;
+        inputs.save_mean = train[at..at + c].to_vec();
+        inputs.save_invstd = train[at + c..].to_vec();
+    }
+    let got = compute(be, case, &inputs)?;
+    let want = compute(&Cpu, case, &inputs)?;
+    Ok(Report::new(be, case.op(), case.shape(), Tolerance::batch_norm(n, per_channel / n), &got, &want))
+}

@@ -1,0 +1,152 @@
+//! Convolution cases and their runner: forward, backward-data and backward-filter
+//! (GPU: shaders/im2col.wgsl, col2im.wgsl and the matmuls between them; CPU twin: the direct
+//! loops of src/cpu/conv2d.rs). Each output is a dot product, so `Tolerance::dot` of its length.
+
+use super::{Report, Tolerance, VerifyTarget};
+use crate::ops::{conv2d_dims, Conv2dSpec};
+use crate::rng::Rng;
+use crate::tensor::ShapeFmt;
+use crate::{Cpu, Result};
+
+/// Which result of a convolution a case checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPass {
+    Forward,
+    BackwardData,
+    BackwardFilter,
+}
+
+/// x [N, C, H, W] convolved with k filters of `kernel` size.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub x: [usize; 4],
+    pub k: usize,
+    pub kernel: [usize; 2],
+    pub spec: Conv2dSpec,
+    /// Forward only: add a bias.
+    pub bias: bool,
+    pub pass: ConvPass,
+}
+
+impl Case {
+    /// e.g. "conv2d 3x3 s[2,2] p[1,1] +bias": the options that differ from the defaults.
+    pub fn op(&self) -> String {
+        let name = match self.pass {
+            ConvPass::Forward => "conv2d",
+            ConvPass::BackwardData => "conv2d_backward_data",
+            ConvPass::BackwardFilter => "conv2d_backward_filter",
+        };
+        let spec = &self.spec;
+        let mut s = format!("{name} {}x{}", self.kernel[0], self.kernel[1]);
+        if spec.stride != [1, 1] {
+            s += &format!(" s{:?}", spec.stride);
+        }
+        if spec.padding != [0, 0] {
+            s += &format!(" p{:?}", spec.padding);
+        }
+        if spec.dilation != [1, 1] {
+            s += &format!(" d{:?}", spec.dilation);
+        }
+        if spec.groups != 1 {
+            s += &format!(" g{}", spec.groups);
+        }
+        if self.bias && self.pass == ConvPass::Forward {
+            s += " +bias";
+        }
+        s.replace(", ", ",")
+    }
+
+    pub fn shape(&self) -> String {
+        format!("{} -> {}", ShapeFmt(&self.x), self.k)
+    }
+
+    /// The filter's shape [K, C/groups, KH, KW].
+    pub fn w_shape(&self) -> [usize; 4] {
+        [self.k, self.x[1] / self.spec.groups.max(1), self.kernel[0], self.kernel[1]]
+    }
+}
+
+/// Convolutions with awkward shapes: batch 1, odd sizes, stride 2 on odd sizes, channels that
+/// are not multiples of any tile, 7x7 stride 2 pad 3, dilation, groups up to depthwise, the
+/// direct 1x1 path (with and without groups), a 1x1 that needs im2col, asymmetric options;
+/// each in all three passes.
+pub fn cases(large: bool) -> Vec<super::Case> {
+    let spec = |s: [usize; 2], p: [usize; 2], d: [usize; 2], g: usize| Conv2dSpec { stride: s, padding: p, dilation: d, groups: g };
+    let mut shapes = vec![
+        ([1, 1, 5, 5], 1, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        ([2, 3, 7, 9], 5, [3, 3], spec([2, 2], [1, 1], [1, 1], 1)),
+        ([3, 4, 11, 11], 6, [7, 7], spec([2, 2], [3, 3], [1, 1], 1)),
+        ([2, 6, 9, 9], 6, [3, 3], spec([1, 1], [1, 1], [1, 1], 6)),
+        ([2, 4, 8, 8], 6, [3, 3], spec([1, 1], [2, 2], [2, 2], 2)),
+        ([3, 8, 7, 7], 12, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
+        ([2, 8, 9, 9], 4, [1, 1], spec([2, 2], [0, 0], [1, 1], 1)),
+        ([2, 16, 10, 10], 8, [1, 1], spec([1, 1], [0, 0], [1, 1], 2)),
+        ([4, 32, 8, 8], 32, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        ([1, 5, 13, 6], 7, [5, 3], spec([2, 1], [2, 0], [1, 1], 1)),
+    ];
+    if large {
+        shapes.push(([8, 16, 32, 32], 16, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)));
+    }
+    let mut v = Vec::new();
+    for (x, k, kernel, spec) in shapes {
+        for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+            v.push(super::Case::Conv2d(Case { x, k, kernel, spec, bias: x[0] != 3, pass }));
+        }
+    }
+    v
+}
+
+/// Random x, w, dy and bias for one case.
+struct Inputs {
+    y_shape: [usize; 4],
+    x: Vec<f32>,
+    w: Vec<f32>,
+    dy: Vec<f32>,
+    b: Vec<f32>,
+}
+
+/// The case's pass on one backend.
+fn compute<X: VerifyTarget>(be: &X, case: &Case, i: &Inputs) -> Result<Vec<f32>> {
+    let (xs, ws, ys) = (&case.x, &case.w_shape(), &i.y_shape);
+    let out = match case.pass {
+        ConvPass::Forward => {
+            let mut y = be.zeros(ys)?;
+            let b = be.upload(&[case.k], &i.b)?;
+            be.conv2d(&be.upload(xs, &i.x)?, &be.upload(ws, &i.w)?, case.bias.then_some(&b), &mut y, case.spec)?;
+            y
+        }
+        ConvPass::BackwardData => {
+            let mut dx = be.zeros(xs)?;
+            be.conv2d_backward_data(&be.upload(ys, &i.dy)?, &be.upload(ws, &i.w)?, &mut dx, case.spec)?;
+            dx
+        }
+        ConvPass::BackwardFilter => {
+            let mut dw = be.zeros(ws)?;
+            be.conv2d_backward_filter(&be.upload(xs, &i.x)?, &be.upload(ys, &i.dy)?, &mut dw, case.spec)?;
+            dw
+        }
+    };
+    be.download(&out)
+}
+
+/// Runs `case` on `be` and on the CPU reference with inputs drawn from `seed`.
+pub fn run_case<B: VerifyTarget>(be: &B, case: &Case, seed: u64) -> Result<Report> {
+    let mut rng = Rng::new(seed);
+    let d = conv2d_dims("conv2d", &case.x, &case.w_shape(), case.spec)?;
+    let y_shape = d.y_shape();
+    let x = rng.vec(case.x.iter().product(), -1.0, 1.0);
+    let w = rng.vec(case.w_shape().iter().product(), -1.0, 1.0);
+    let dy = rng.vec(y_shape.iter().product(), -1.0, 1.0);
+    let b = rng.vec(case.k, -1.0, 1.0);
+    let inputs = Inputs { y_shape, x, w, dy, b };
+    // The length of each output's dot product: a patch (+ the bias), the filters an input
+    // pixel meets, every output position of every image.
+    let terms = match case.pass {
+        ConvPass::Forward => d.patch() + 1,
+        ConvPass::BackwardData => d.kg() * d.kh * d.kw,
+        ConvPass::BackwardFilter => d.n * d.p(),
+    };
+    let got = compute(be, case, &inputs)?;
+    let want = compute(&Cpu, case, &inputs)?;
+    Ok(Report::new(be, case.op(), case.shape(), Tolerance::dot(terms, 1.0), &got, &want))
+}

@@ -1,0 +1,86 @@
+//! Element-wise cases and their runner: add, mul, scale, relu and its backward
+//! (shaders/elementwise.wgsl, shaders/relu.wgsl; CPU twins src/cpu/elementwise.rs, relu.rs).
+//! Each output is one correctly rounded f32 operation or a copy: `Tolerance::EXACT`.
+
+use super::{Report, Tolerance, VerifyTarget};
+use crate::rng::Rng;
+use crate::tensor::ShapeFmt;
+use crate::{Cpu, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    Add,
+    Mul,
+    Scale { alpha: f32 },
+    Relu,
+    ReluBackward,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Mul => "mul",
+            Op::Scale { .. } => "scale",
+            Op::Relu => "relu",
+            Op::ReluBackward => "relu_backward",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub op: Op,
+    pub shape: Vec<usize>,
+}
+
+impl Case {
+    pub fn op(&self) -> String {
+        self.op.name().into()
+    }
+
+    pub fn shape(&self) -> String {
+        ShapeFmt(&self.shape).to_string()
+    }
+}
+
+/// The shapes every element-wise and reduction kernel meets: 1, primes, a multiple and a
+/// non-multiple of the 256-wide workgroup, 4-d tensors, and a large one.
+pub fn shapes(large: bool) -> Vec<Vec<usize>> {
+    let mut shapes = vec![vec![1], vec![7], vec![256], vec![257], vec![3, 5, 7, 11], vec![2, 3, 97, 101]];
+    if large {
+        shapes.push(vec![1_000_003]);
+    }
+    shapes
+}
+
+/// Every element-wise op on every shape of `shapes`.
+pub fn cases(large: bool) -> Vec<super::Case> {
+    let ops = [Op::Add, Op::Mul, Op::Scale { alpha: -1.75 }, Op::Relu, Op::ReluBackward];
+    shapes(large).into_iter().flat_map(|shape| ops.map(|op| super::Case::Elementwise(Case { op, shape: shape.clone() }))).collect()
+}
+
+/// The op on one backend: `a` is the first operand (x for relu), `b` the second (dy).
+fn compute<X: VerifyTarget>(x: &X, case: &Case, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+    let s = &case.shape;
+    let mut out = x.zeros(s)?;
+    let a = x.upload(s, a)?;
+    match case.op {
+        Op::Add => x.add(&a, &x.upload(s, b)?, &mut out)?,
+        Op::Mul => x.mul(&a, &x.upload(s, b)?, &mut out)?,
+        Op::Scale { alpha } => x.scale(&a, alpha, &mut out)?,
+        Op::Relu => x.relu(&a, &mut out)?,
+        Op::ReluBackward => x.relu_backward(&a, &x.upload(s, b)?, &mut out)?,
+    }
+    x.download(&out)
+}
+
+/// Runs `case` on `be` and on the CPU reference with inputs drawn from `seed`.
+pub fn run_case<B: VerifyTarget>(be: &B, case: &Case, seed: u64) -> Result<Report> {
+    let mut rng = Rng::new(seed);
+    let n = case.shape.iter().product();
+    let (a, b) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+    let got = compute(be, case, &a, &b)?;
+    let want = compute(&Cpu, case, &a, &b)?;
+    Ok(Report::new(be, case.op(), case.shape(), Tolerance::EXACT, &got, &want))
+}
