@@ -28,6 +28,20 @@ pub struct DataArgs {
     pub image_size: usize,
 }
 
+/// Flags that only make sense together, checked before anything is loaded.
+pub fn check_data(d: &DataArgs) -> anyhow::Result<()> {
+    if d.dataset != Source::Shapes && d.data.is_none() {
+        anyhow::bail!("--dataset {} needs --data DIR (the folder with its files)", d.dataset.name());
+    }
+    if !(0.0..1.0).contains(&d.val_fraction) {
+        anyhow::bail!("--val-fraction {}: expected a value in [0, 1)", d.val_fraction);
+    }
+    if d.image_size == 0 {
+        anyhow::bail!("--image-size 0: expected a positive size");
+    }
+    Ok(())
+}
+
 fn parse_source(s: &str) -> Result<Source, String> {
     s.parse::<Source>().map_err(|e| e.to_string())
 }

@@ -37,6 +37,7 @@ pub struct PreviewArgs {
 
 pub fn run(a: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let aug = wgtrain::data::loader::Augment { crop_pad: a.crop_pad, hflip: a.hflip, noise: a.noise, mixup: a.mixup, cutmix: a.cutmix };
+    crate::args::check_data(&a.data)?;
     let (train, _) = wgtrain::data::load(a.data.dataset, a.data.data.as_deref(), a.seed, a.data.train_size.min(2000), a.data.image_size)?;
     wgtrain::data::preview::write_grid(&train, a.count, &aug, a.seed, &a.out)?;
     println!("wrote {} augmented samples of {} to {}", a.count, train.name, a.out.display());

@@ -52,6 +52,7 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
     let seed = meta.progress.seed;
     let d = &a.data;
+    crate::args::check_data(d)?;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
     let splits = if meta.normalization.is_empty() {
         data::split(train_set, test_set, d.val_fraction, seed)?

@@ -133,6 +133,7 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
     let cfg = config(a, seed)?;
     cfg.validate()?;
     let d = &a.data;
+    crate::args::check_data(d)?;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
     let splits = data::split(train_set, test_set, d.val_fraction, seed)?;
     let classes = splits.train.classes.len();

@@ -14,13 +14,18 @@ use crate::Result;
 /// Median and spread of timed runs.
 #[derive(Clone, Debug)]
 pub struct Timing {
+    /// The middle run (mean of the middle two for an even count).
     pub median: Duration,
+    /// The fastest run.
     pub min: Duration,
+    /// The slowest run.
     pub max: Duration,
+    /// Number of timed runs.
     pub runs: usize,
 }
 
 impl Timing {
+    /// Summarises the durations of the timed runs (at least one; panics on none).
     pub fn from_runs(mut times: Vec<Duration>) -> Self {
         times.sort();
         let n = times.len();
@@ -44,14 +49,20 @@ pub fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timin
 /// One matmul variant at one size.
 #[derive(Clone, Debug)]
 pub struct MatmulBench {
+    /// The kernel timed.
     pub variant: MatmulVariant,
+    /// Rows of A and C.
     pub m: usize,
+    /// Columns of B and C.
     pub n: usize,
+    /// The reduced dimension: columns of A, rows of B.
     pub k: usize,
+    /// Wall time of one multiply, device waited on.
     pub timing: Timing,
 }
 
 impl MatmulBench {
+    /// Throughput at the median: 2·m·n·k floating-point operations / time, in 10⁹ per second.
     pub fn gflops(&self) -> f64 {
         2.0 * (self.m * self.n * self.k) as f64 / self.timing.median.as_secs_f64() / 1e9
     }
@@ -124,10 +135,15 @@ pub fn optimizer_report(gpu: &Gpu, n: usize, runs: usize) -> Result<Vec<(Optimiz
 /// A convolution benchmark: input [N, C, H, W], K filters of KHxKW.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvBenchCase {
+    /// Row label in the report.
     pub name: &'static str,
+    /// Input shape [N, C, H, W].
     pub x: [usize; 4],
+    /// Output channels K.
     pub k: usize,
+    /// Kernel size [KH, KW].
     pub kernel: [usize; 2],
+    /// Stride, padding, dilation, groups.
     pub spec: Conv2dSpec,
 }
 
@@ -188,10 +204,13 @@ pub fn conv_report(gpu: &Gpu, cases: &[ConvBenchCase], runs: usize) -> Result<Ve
 /// Training throughput of one batch size.
 #[derive(Clone, Debug)]
 pub struct TrainBench {
+    /// Images per step.
     pub batch: usize,
     /// From `start` (the process start) to the end of the first step, device waited on.
     pub first_step: Duration,
+    /// Median over the windows, images per second.
     pub images_per_s: f64,
+    /// Images per second of each timed window, in run order.
     pub window_ips: Vec<f64>,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! wgtrain — a CNN training engine whose compute runs as WGSL compute shaders through wgpu
 //! (Vulkan, Metal, DX12; lavapipe on machines with no GPU), with a plain-Rust CPU twin of every
 //! kernel that defines what "correct" means.

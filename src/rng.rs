@@ -1,16 +1,19 @@
 //! Deterministic random numbers: a SplitMix64 stream for data and initialisation.
 //! Small, seedable and identical on every platform (no dependence on `rand` versions).
 
+/// A SplitMix64 generator: 64 bits of state, one `u64` per step.
 #[derive(Clone, Debug)]
 pub struct Rng {
     state: u64,
 }
 
 impl Rng {
+    /// A stream determined by `seed` alone.
     pub fn new(seed: u64) -> Self {
         Self { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+/// A shape and the backend's storage `S` for its `numel` f32 values, contiguous row-major.
 #[derive(Clone)]
 pub struct Tensor<S> {
     shape: Vec<usize>,
@@ -14,6 +15,7 @@ impl<S> Tensor<S> {
         Self { shape: shape.to_vec(), storage }
     }
 
+    /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
@@ -23,6 +25,7 @@ impl<S> Tensor<S> {
         numel(&self.shape)
     }
 
+    /// The backend's storage (a `Vec<f32>`, a `GpuBuffer`).
     pub fn storage(&self) -> &S {
         &self.storage
     }
@@ -46,6 +49,7 @@ impl<S> fmt::Debug for Tensor<S> {
     }
 }
 
+/// Number of elements of a shape: the product of its dimensions (1 for `[]`).
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -70,7 +74,13 @@ impl fmt::Display for ShapeFmt<'_> {
 pub type CpuTensor = Tensor<Vec<f32>>;
 
 impl CpuTensor {
+    /// The values, row-major.
     pub fn data(&self) -> &[f32] {
         &self.storage
+    }
+
+    /// The values, to write in place (a CPU layer's output).
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.storage
     }
 }

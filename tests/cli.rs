@@ -94,3 +94,22 @@ fn bad_options_fail_cleanly() {
         assert!(!all.contains("panicked"), "{args:?} panicked:\n{all}");
     }
 }
+
+/// An optimizer flag given as 0 means 0, even where the preset's default is not: AdamW's
+/// weight decay (0.01) and the momentum of `nesterov` (which then cannot run and is refused).
+#[test]
+fn optimizer_flags_override_the_preset_even_with_zero() {
+    let d = temp("opt");
+    let ck = d.join("adamw.safetensors");
+    let base = ["train", "--model", "lenet5", "--epochs", "1", "--train-size", "100", "--checkpoint", s(&ck)];
+    let (ok, out, err) = wgtrain(&[&base[..], &["--optimizer", "adamw", "--weight-decay", "0"]].concat());
+    assert!(ok, "{out}{err}");
+    let meta = wgtrain::checkpoint::read_meta(&ck).unwrap();
+    let opt = meta.optimizer.expect("the checkpoint records the optimizer");
+    assert_eq!((opt.kind, opt.weight_decay), (wgtrain::OptimizerKind::AdamW, 0.0));
+    let (ok, out, err) = wgtrain(&[&base[..], &["--optimizer", "adamw"]].concat());
+    assert!(ok, "{out}{err}");
+    assert_eq!(wgtrain::checkpoint::read_meta(&ck).unwrap().optimizer.unwrap().weight_decay, 0.01);
+    let (ok, out, err) = wgtrain(&["train", "--optimizer", "nesterov", "--momentum", "0", "--epochs", "1", "--train-size", "100"]);
+    assert!(!ok && err.contains("nesterov needs momentum > 0"), "{out}{err}");
+}

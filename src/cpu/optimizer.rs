@@ -4,6 +4,7 @@
 
 use crate::ops::{Optimizer, OptimizerKind, StepScalars};
 
+/// One update of every element of `p` by `o`'s rule, with the step-dependent values `k`.
 pub fn step(o: &Optimizer, k: &StepScalars, p: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
     for i in 0..p.len() {
         // Coupled L2: g <- g + wd * p (AdamW decays the parameter instead).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::Dataset;
 use crate::{Error, Result};
 
+/// Class names, by label.
 pub const CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 const RECORD: usize = 1 + 3072;
 

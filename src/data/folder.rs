@@ -85,7 +85,7 @@ fn dataset(name: &str, size: usize, classes: &[String], items: Vec<(Vec<f32>, u8
 /// (train, test) from `dir`, images resized to `size`.
 pub fn load(dir: &Path, size: usize, seed: u64) -> Result<(Dataset, Dataset)> {
     if size == 0 {
-        return Err(Error::Invalid("--image-size 0: expected a positive size".into()));
+        return Err(Error::Invalid("image size 0: expected a positive size".into()));
     }
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("folder");
     if dir.join("train").is_dir() && dir.join("test").is_dir() {

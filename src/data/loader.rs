@@ -14,10 +14,12 @@ use super::{shuffle, Dataset};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
+/// Which augmentations the loader applies to training batches; the default is none.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Augment {
     /// Pad by this many zeros, then crop back at a random offset (0: off).
     pub crop_pad: usize,
+    /// Mirror each image left-right with probability 1/2.
     pub hflip: bool,
     /// Standard deviation of Gaussian noise added to the (normalised) input (0: off).
     pub noise: f32,
@@ -28,6 +30,7 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// Whether batches are mixed (mixup or cutmix), so targets are distributions.
     pub fn mixes(&self) -> bool {
         self.mixup > 0.0 || self.cutmix > 0.0
     }
@@ -35,6 +38,7 @@ impl Augment {
 
 /// A batch ready for the device.
 pub struct Batch {
+    /// Images [batch, C, H, W].
     pub x: Vec<f32>,
     /// Class indices (for mixed batches: the class with the larger share).
     pub labels: Vec<f32>,
@@ -46,6 +50,7 @@ pub struct Batch {
 pub struct Loader {
     rx: Option<Receiver<Batch>>,
     handle: Option<JoinHandle<()>>,
+    /// Number of batches this pass yields.
     pub batches: usize,
 }
 

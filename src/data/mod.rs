@@ -18,27 +18,35 @@ use crate::{Error, Result};
 /// Images and labels. `images` holds `len() * shape` values, channel-major per image.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// The source's name (`mnist`, `cifar10`, the folder's name, ...), for messages.
     pub name: String,
     /// [C, H, W]
     pub shape: [usize; 3],
+    /// Class names; label `l` is `classes[l]`.
     pub classes: Vec<String>,
+    /// Pixel values [N, C, H, W], in [0, 1] as loaded and per-channel normalised after [`split`].
     pub images: Vec<f32>,
+    /// Class index of each image, [N].
     pub labels: Vec<u8>,
 }
 
 impl Dataset {
+    /// Number of images N.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
+    /// Values per image, C * H * W.
     pub fn image_len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Image `i`, [C, H, W].
     pub fn image(&self, i: usize) -> &[f32] {
         let n = self.image_len();
         &self.images[i * n..(i + 1) * n]
@@ -103,8 +111,11 @@ impl Dataset {
 
 /// Training, validation (taken from the training files) and test data.
 pub struct Splits {
+    /// What the model is trained on.
     pub train: Dataset,
+    /// Held out of the training files to watch generalisation during training (may be empty).
     pub val: Dataset,
+    /// The source's own test files.
     pub test: Dataset,
     /// Per-channel (mean, std) of the training part, applied to all three.
     pub stats: Vec<(f32, f32)>,
@@ -127,7 +138,7 @@ pub fn split_with(train: Dataset, test: Dataset, val_fraction: f64, seed: u64, s
 /// three with the training part's per-channel statistics. The test set is never looked at.
 pub fn split(train: Dataset, test: Dataset, val_fraction: f64, seed: u64) -> Result<Splits> {
     if !(0.0..1.0).contains(&val_fraction) {
-        return Err(Error::Invalid(format!("--val-fraction {val_fraction}: expected a value in [0, 1)")));
+        return Err(Error::Invalid(format!("validation fraction {val_fraction}: expected a value in [0, 1)")));
     }
     let mut order: Vec<usize> = (0..train.len()).collect();
     shuffle(&mut order, &mut Rng::new(seed ^ 0x5EED_5A1D));
@@ -205,7 +216,7 @@ impl std::str::FromStr for Source {
 /// Loads (train, test) for a source; `dir` is the data folder for file-based sets.
 pub fn load(source: Source, dir: Option<&Path>, seed: u64, shapes_train: usize, image_size: usize) -> Result<(Dataset, Dataset)> {
     let need_dir =
-        || dir.ok_or_else(|| Error::Invalid(format!("data set {} needs --data DIR (the folder with its files)", source.name())));
+        || dir.ok_or_else(|| Error::Invalid(format!("data set {} needs the folder with its files", source.name())));
     match source {
         Source::Shapes => Ok((shapes::generate(shapes_train, seed), shapes::generate(shapes_train / 5, seed ^ 0x7E57))),
         Source::Mnist => idx::load_mnist(need_dir()?, "mnist", &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),

@@ -12,7 +12,7 @@ use crate::{Error, Result};
 /// each image stretched to its own min..max.
 pub fn write_grid(data: &Dataset, count: usize, aug: &Augment, seed: u64, out: &Path) -> Result<()> {
     if count == 0 || data.is_empty() {
-        return Err(Error::Invalid("augment-preview: nothing to show (--count 0 or an empty data set)".into()));
+        return Err(Error::Invalid("augment preview: nothing to show (a count of 0 or an empty data set)".into()));
     }
     let mut rng = Rng::new(seed);
     let mut idx: Vec<usize> = (0..data.len()).collect();

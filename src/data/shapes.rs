@@ -5,7 +5,9 @@
 use super::Dataset;
 use crate::rng::Rng;
 
+/// Class names, by label (the `kind` of [`draw`]).
 pub const CLASSES: [&str; 10] = ["disk", "ring", "square", "hollow square", "triangle", "plus", "star", "ellipse", "two bars", "crescent"];
+/// Image height and width in pixels (one channel).
 pub const SIZE: usize = 28;
 
 /// Whether the point (x, y) of the shape's unit frame is inside shape `kind`.

@@ -35,6 +35,7 @@ fn size_class(bytes: u64) -> u64 {
 }
 
 impl BufferPool {
+    /// An empty pool whose buffers are created on `device` with `usage`, labelled `label`.
     pub fn new(device: wgpu::Device, usage: wgpu::BufferUsages, label: &'static str) -> Arc<Self> {
         Arc::new(Self { device, usage, label, free: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), created: AtomicU64::new(0) })
     }
@@ -104,6 +105,7 @@ impl GpuBuffer {
         self.shared.entry.as_ref().expect("GpuBuffer used after drop")
     }
 
+    /// The whole device buffer (bind or copy it at [`offset`](Self::offset), [`bytes`](Self::bytes) long).
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.entry().buffer
     }

@@ -20,12 +20,19 @@ pub struct GpuOptions {
 /// What `wgtrain devices` shows about an adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// Position in the list, the N of `--device N`.
     pub index: usize,
+    /// The adapter's name, matched by `--device NAME`.
     pub name: String,
+    /// The graphics API it is reached through (`Vulkan`, `Metal`, `Dx12`, `Gl`).
     pub backend: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` (lavapipe) or `Other`.
     pub device_type: String,
+    /// Driver name and version, as the driver reports them (may be empty).
     pub driver: String,
+    /// Whether it can run compute shaders (wgtrain needs them).
     pub compute: bool,
+    /// The most the adapter offers (wgtrain asks for part of it).
     pub limits: wgpu::Limits,
 }
 
@@ -80,7 +87,7 @@ fn choose(adapters: Vec<wgpu::Adapter>, want: Option<&str>) -> Result<wgpu::Adap
     let pick = match want {
         Some(w) if w.parse::<usize>().is_ok() => {
             let i: usize = w.parse().unwrap_or(0);
-            adapters.get(i).cloned().ok_or_else(|| Error::NoAdapter(format!("--device {w}: no adapter with that index (adapters: {})", names())))?
+            adapters.get(i).cloned().ok_or_else(|| Error::NoAdapter(format!("device {w}: no adapter with that index (adapters: {})", names())))?
         }
         Some(w) => {
             let lw = w.to_lowercase();
@@ -88,7 +95,7 @@ fn choose(adapters: Vec<wgpu::Adapter>, want: Option<&str>) -> Result<wgpu::Adap
                 .iter()
                 .find(|a| a.get_info().name.to_lowercase().contains(&lw))
                 .cloned()
-                .ok_or_else(|| Error::NoAdapter(format!("--device {w}: no adapter name contains it (adapters: {})", names())))?
+                .ok_or_else(|| Error::NoAdapter(format!("device '{w}': no adapter name contains it (adapters: {})", names())))?
         }
         None => adapters
             .iter()
@@ -129,9 +136,13 @@ fn training_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
 
 /// An open device and what we know about it.
 pub struct GpuContext {
+    /// The open device: buffers, pipelines, error scopes.
     pub device: wgpu::Device,
+    /// Its queue: submissions and buffer writes.
     pub queue: wgpu::Queue,
+    /// The adapter's name, backend, type and driver.
     pub info: wgpu::AdapterInfo,
+    /// The limits the device was opened with, which every dispatch and binding must respect.
     pub limits: wgpu::Limits,
     /// First error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -139,6 +150,8 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
+    /// Opens the adapter `opts.device` (or `WGTRAIN_DEVICE`) names, else the best one with compute
+    /// shaders, and starts collecting its asynchronous errors.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
         let want = opts.device.clone().or_else(|| std::env::var("WGTRAIN_DEVICE").ok().filter(|s| !s.is_empty()));
         let adapter = choose(adapters(), want.as_deref())?;
@@ -196,6 +209,7 @@ impl GpuContext {
         Ok(out)
     }
 
+    /// Whether the adapter is a software implementation running on the CPU (e.g. lavapipe).
     pub fn is_cpu_adapter(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
     }

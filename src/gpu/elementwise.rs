@@ -17,8 +17,11 @@ use crate::Result;
 /// One dispatch of `flat_dispatch`: elements [start, start + len), rows of `row_stride`.
 #[derive(Clone, Copy, Debug)]
 pub struct FlatChunk {
+    /// Index of the chunk's first element in the whole tensor.
     pub start: u32,
+    /// Elements in this dispatch.
     pub len: u32,
+    /// Invocations per grid row (workgroups in x * 256), to turn the 2D invocation id into an index.
     pub row_stride: u32,
 }
 

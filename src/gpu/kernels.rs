@@ -12,7 +12,9 @@ use crate::Result;
 
 /// A WGSL file of shaders/.
 pub struct Shader {
+    /// File stem (`matmul_v2_tiled`), the name a [`Kernel`] refers to it by.
     pub name: &'static str,
+    /// The WGSL text, embedded at build time.
     pub source: &'static str,
 }
 
@@ -48,6 +50,7 @@ shaders![
     "loss"
 ];
 
+/// The WGSL text of the shader with file stem `name`, if there is one.
 pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADERS.iter().find(|s| s.name == name).map(|s| s.source)
 }
@@ -55,13 +58,18 @@ pub fn shader_source(name: &str) -> Option<&'static str> {
 /// A kernel's uniform parameters: a Pod struct whose fields match, by name and byte offset,
 /// the WGSL struct of the same name (checked by a test through naga's reflection).
 pub trait KernelParams: bytemuck::Pod {
+    /// Name of the WGSL struct mirrored (the Rust struct's name).
     const WGSL_NAME: &'static str;
+    /// (field name, byte offset) of every field, in declaration order.
     fn fields() -> Vec<(&'static str, usize)>;
 }
 
 macro_rules! kernel_params {
     ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
+        // The fields mirror the WGSL struct of the same name, field by field (names, types and
+        // offsets are checked by kernels-tests/shaders.rs); the shader documents them.
+        #[allow(missing_docs)]
         #[repr(C)]
         #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
         pub struct $name { $(pub $field: $ty),* }
@@ -75,7 +83,8 @@ macro_rules! kernel_params {
 }
 
 kernel_params!(
-    /// shaders/matmul_v*.wgsl
+    /// Parameters of shaders/matmul_v*.wgsl: C = alpha * op(A) @ op(B) + beta * C, sizes M, N, K,
+    /// a batch of matrices by strides, and element offsets of A, B and C in their buffers.
     MatmulParams {
         m: u32, n: u32, k: u32, batch_base: u32,
         m_base: u32, n_base: u32, stride_a: u32, stride_b: u32,
@@ -84,11 +93,13 @@ kernel_params!(
     }
 );
 kernel_params!(
-    /// shaders/elementwise.wgsl, shaders/relu.wgsl
+    /// Parameters of a flat element-wise dispatch (shaders/elementwise.wgsl, relu.wgsl, clip.wgsl):
+    /// element count, grid row stride, and one scalar `alpha` (the factor of `scale`, clip's max norm).
     ElementwiseParams { n: u32, row_stride: u32, alpha: f32, _pad: u32 }
 );
 kernel_params!(
-    /// shaders/optimizer.wgsl
+    /// Parameters of shaders/optimizer.wgsl: the [`Optimizer`](crate::ops::Optimizer)'s settings and
+    /// this step's [`StepScalars`](crate::ops::StepScalars), for one fused update of the arena.
     OptimizerParams {
         n: u32, row_stride: u32, first_step: u32, nesterov: u32,
         lr: f32, weight_decay: f32, momentum: f32, dampening: f32,
@@ -97,45 +108,53 @@ kernel_params!(
     }
 );
 kernel_params!(
-    /// shaders/dropout.wgsl
+    /// Parameters of shaders/dropout.wgsl: keep threshold (p * 2^32), scale 1 / (1 - p), the two
+    /// mask keys of (seed, step), and the first element of this dispatch.
     DropoutParams { n: u32, row_stride: u32, threshold: u32, scale: f32, key1: u32, key2: u32, base: u32, _pad: u32 }
 );
 kernel_params!(
-    /// shaders/im2col.wgsl, shaders/col2im.wgsl
+    /// Parameters of shaders/im2col.wgsl and col2im.wgsl: the convolution's sizes (x [N, C, H, W],
+    /// kernel KH x KW, output OH x OW), stride, padding, dilation, groups, and the padded patch rows.
     ConvParams {
         n: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32, oh: u32, ow: u32, sh: u32, sw: u32,
         ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, patch_pad: u32, _pad1: u32,
     }
 );
 kernel_params!(
-    /// shaders/permute.wgsl
+    /// Parameters of shaders/permute.wgsl: a [d0, d1, d2] index space, output strides `s*`, input
+    /// strides `t*` and the input's first element.
     PermuteParams { d0: u32, d1: u32, d2: u32, s0: u32, s1: u32, s2: u32, total: u32, row_stride: u32, in_off: u32, t0: u32, t1: u32, t2: u32 }
 );
 kernel_params!(
-    /// shaders/bias_act.wgsl
+    /// Parameters of shaders/bias_act.wgsl: a tensor seen as [N, C, P] and the activation
+    /// (0 identity, 1 ReLU).
     BiasActParams { total: u32, row_stride: u32, c: u32, p: u32, act: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 );
 kernel_params!(
-    /// shaders/channel.wgsl
+    /// Parameters of shaders/channel.wgsl: a tensor seen as [N, C, P] and the factor applied to
+    /// each per-channel sum.
     ChannelParams { n: u32, c: u32, p: u32, scale: f32 }
 );
 kernel_params!(
-    /// shaders/pool.wgsl
+    /// Parameters of shaders/pool.wgsl: N*C planes of H x W pooled to OH x OW, window, stride,
+    /// padding, and whether average pooling counts the padding.
     PoolParams {
         planes: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32,
         sw: u32, ph: u32, pw: u32, count_include_pad: u32, total: u32, row_stride: u32, _pad0: u32, _pad1: u32,
     }
 );
 kernel_params!(
-    /// shaders/batch_norm.wgsl, shaders/bn_stats.wgsl
+    /// Parameters of shaders/batch_norm.wgsl and bn_stats.wgsl: a tensor seen as [N, C, P], the
+    /// count N*P per channel, running-statistics momentum and eps.
     BnParams { n: u32, c: u32, p: u32, total: u32, row_stride: u32, cnt: f32, momentum: f32, eps: f32 }
 );
 kernel_params!(
-    /// shaders/loss.wgsl
+    /// Parameters of shaders/loss.wgsl: logits [N, C], label smoothing, and 1/N (mean reduction).
     LossParams { n: u32, c: u32, smoothing: f32, inv_n: f32 }
 );
 kernel_params!(
-    /// shaders/reduce.wgsl
+    /// Parameters of shaders/reduce.wgsl: element count, elements per workgroup in the first pass,
+    /// and the number of workgroups (partial sums).
     ReduceParams { n: u32, chunk: u32, groups: u32, _pad: u32 }
 );
 
@@ -163,7 +182,9 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
 /// Storage binding access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// `var<storage, read>`: the kernel only reads it.
     Read,
+    /// `var<storage, read_write>`: the kernel writes it.
     ReadWrite,
 }
 
@@ -172,8 +193,11 @@ pub enum Access {
 /// the storage buffers by binding number.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
+    /// The file stem of its shader in [`SHADERS`].
     pub shader: &'static str,
+    /// The `@compute` function's name.
     pub entry: &'static str,
+    /// (binding number, access) of each storage buffer, in the order buffers are passed.
     pub storage: &'static [(u32, Access)],
 }
 
@@ -181,62 +205,105 @@ use Access::{Read, ReadWrite};
 const IN2_OUT: &[(u32, Access)] = &[(1, Read), (2, Read), (3, ReadWrite)];
 const IN1_OUT: &[(u32, Access)] = &[(1, Read), (3, ReadWrite)];
 
+/// Matmul, one invocation per output element: the baseline.
 pub const MATMUL_V1: Kernel = Kernel { shader: "matmul_v1_naive", entry: "main", storage: IN2_OUT };
+/// Matmul tiled through workgroup memory (64x64 per workgroup): for discrete GPUs.
 pub const MATMUL_V2: Kernel = Kernel { shader: "matmul_v2_tiled", entry: "main", storage: IN2_OUT };
+/// Matmul by register blocks without workgroup memory or barriers: for CPU-type adapters.
 pub const MATMUL_V3: Kernel = Kernel { shader: "matmul_v3_regblock", entry: "main", storage: IN2_OUT };
+/// Matmul laid out for SIMD-lane invocations (llvmpipe), vec4 loads, LANES chosen by the host.
 pub const MATMUL_V4: Kernel = Kernel { shader: "matmul_v4_lanes", entry: "main", storage: IN2_OUT };
+/// c = a + b, element-wise.
 pub const ADD: Kernel = Kernel { shader: "elementwise", entry: "add", storage: IN2_OUT };
+/// c = a * b, element-wise.
 pub const MUL: Kernel = Kernel { shader: "elementwise", entry: "mul", storage: IN2_OUT };
+/// out = alpha * a, element-wise.
 pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storage: IN1_OUT };
+/// y = max(x, 0).
 pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
+/// dx = dy * [x > 0].
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
+/// Sum of a flat tensor, one pass: partial sums per workgroup (or the final sum of the partials).
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
+/// Image patches to columns, col [N, groups * R, OH*OW]: the forward convolution's GEMM operand.
 pub const IM2COL: Kernel = Kernel { shader: "im2col", entry: "im2col", storage: IN1_OUT };
+/// The same columns transposed per group, colT [groups, N, OH*OW, R]: the backward-filter GEMM operand.
 pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", storage: IN1_OUT };
+/// Column gradients folded back onto dx (the adjoint of im2col), as a gather.
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
+/// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
 pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", storage: IN1_OUT };
+/// y = act(y + bias[c]) in place over [N, C, P].
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
+/// dz = dy * act'(z), read off the activated output y.
 pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backward", storage: IN2_OUT };
+/// out[c] = scale * sum of channel c of [N, C, P].
 pub const CHANNEL_SUM: Kernel = Kernel { shader: "channel", entry: "channel_sum", storage: IN1_OUT };
+/// out[c] = scale * sum (a - m[c])^2 (batch norm's variance).
 pub const CHANNEL_SUM_SQ_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
+/// out[c] = scale * sum b * (a - m[c]) (batch norm's backward).
 pub const CHANNEL_SUM_PROD_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
+/// Max pooling: y, and idx = position of the first maximum in its plane (as f32).
 pub const MAX_POOL_FORWARD: Kernel =
     Kernel { shader: "pool", entry: "max_pool_forward", storage: &[(1, Read), (3, ReadWrite), (4, ReadWrite)] };
+/// Max pooling's backward as a gather: dx[h, w] = sum of dy over windows whose idx is (h, w).
 pub const MAX_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_backward", storage: IN2_OUT };
+/// The same for windows that tile the input (stride = kernel, no padding): one invocation per window.
 pub const MAX_POOL_BACKWARD_TILED: Kernel = Kernel { shader: "pool", entry: "max_pool_backward_tiled", storage: IN2_OUT };
+/// Average pooling: y = window sum / divisor.
 pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_forward", storage: IN1_OUT };
+/// Average pooling's backward: dx = sum of dy / divisor over the windows containing each element.
 pub const AVG_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_backward", storage: IN1_OUT };
+/// y[plane] = mean of the H x W plane.
 pub const GLOBAL_AVG_FORWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_forward", storage: IN1_OUT };
+/// dx = dy[plane] / (H*W).
 pub const GLOBAL_AVG_BACKWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_backward", storage: IN1_OUT };
+/// Batch norm, per channel: invstd from the batch variance, and the running-statistics update.
 pub const BN_FINALIZE: Kernel =
     Kernel { shader: "bn_stats", entry: "bn_finalize", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite)] };
+/// Batch norm in evaluation, per channel: invstd = 1 / sqrt(running_var + eps).
 pub const BN_EVAL_INVSTD: Kernel = Kernel { shader: "bn_stats", entry: "bn_eval_invstd", storage: &[(2, Read), (3, ReadWrite)] };
+/// Batch norm's backward, per channel: dgamma, dbeta and the three coefficients of dx.
 pub const BN_BACKWARD_COEF: Kernel = Kernel {
     shader: "bn_stats",
     entry: "bn_backward_coef",
     storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite), (6, Read), (7, Read)],
 };
+/// y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c].
 pub const BN_APPLY: Kernel =
     Kernel { shader: "batch_norm", entry: "bn_apply", storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)] };
+/// dx from dy, x and the per-channel coefficients of [`BN_BACKWARD_COEF`].
 pub const BN_BACKWARD_APPLY: Kernel =
     Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
+/// Softmax cross-entropy against class indices: per-row losses and the gradient.
 pub const CROSS_ENTROPY_HARD: Kernel =
     Kernel { shader: "loss", entry: "cross_entropy_hard", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
+/// Softmax cross-entropy against probability rows [N, C]: per-row losses and the gradient.
 pub const CROSS_ENTROPY_SOFT: Kernel =
     Kernel { shader: "loss", entry: "cross_entropy_soft", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
+/// out[i] = index of the first maximum of row i (as f32).
 pub const ARGMAX_ROWS: Kernel = Kernel { shader: "loss", entry: "argmax_rows", storage: IN1_OUT };
+/// out[i] = 1 if row i's argmax equals label i, else 0.
 pub const CORRECT_ROWS: Kernel = Kernel { shader: "loss", entry: "correct_rows", storage: IN2_OUT };
+/// Inverted dropout with a recomputed mask: y = x * scale where kept, else 0 (forward and backward).
 pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };
+/// First pass of a sum of squares (the second is [`SUM`]).
 pub const SUM_SQUARES: Kernel = Kernel { shader: "reduce", entry: "sum_squares", storage: IN1_OUT };
+/// g *= min(1, max_norm / (sqrt(sumsq) + 1e-6)), sumsq read from the device.
 pub const CLIP_BY_NORM: Kernel = Kernel { shader: "clip", entry: "clip_by_norm", storage: IN1_OUT };
 const OPT1: &[(u32, Access)] = &[(1, ReadWrite), (2, Read), (3, ReadWrite)];
 const OPT2: &[(u32, Access)] = &[(1, ReadWrite), (2, Read), (3, ReadWrite), (4, ReadWrite)];
+/// SGD step (with momentum, dampening, Nesterov) over the parameter arena.
 pub const SGD: Kernel = Kernel { shader: "optimizer", entry: "sgd", storage: OPT1 };
+/// Adagrad step over the parameter arena.
 pub const ADAGRAD: Kernel = Kernel { shader: "optimizer", entry: "adagrad", storage: OPT1 };
+/// Adadelta step over the parameter arena.
 pub const ADADELTA: Kernel = Kernel { shader: "optimizer", entry: "adadelta", storage: OPT2 };
+/// RMSprop step (with momentum) over the parameter arena.
 pub const RMSPROP: Kernel = Kernel { shader: "optimizer", entry: "rmsprop", storage: OPT2 };
+/// Adam or AdamW step over the parameter arena (`decoupled` picks AdamW).
 pub const ADAM: Kernel = Kernel { shader: "optimizer", entry: "adam", storage: OPT2 };
 
 /// Every kernel the engine dispatches (the shader tests check each against its WGSL).
@@ -288,9 +355,13 @@ pub const ALL_KERNELS: &[&Kernel] = &[
 
 /// A compiled pipeline and its bind-group layout.
 pub struct Pipeline {
+    /// Unique within its cache; part of the key of cached bind groups.
     pub id: u64,
+    /// The compiled compute pipeline.
     pub pipeline: wgpu::ComputePipeline,
+    /// Its bind group 0: the parameters at binding 0, then the storage buffers.
     pub layout: wgpu::BindGroupLayout,
+    /// Size in bytes of the kernel's parameter struct (the uniform binding's size).
     pub params_size: u64,
     /// Binding numbers of the storage buffers, in `Kernel::storage` order.
     pub storage: Vec<u32>,
@@ -305,12 +376,48 @@ pub struct PipelineCache {
 }
 
 impl PipelineCache {
+    /// The pipeline of a built-in `kernel` with override `constants`, compiled on first use.
     pub fn get<P: KernelParams>(&self, ctx: &GpuContext, kernel: &Kernel, constants: &[(&str, f64)]) -> Result<Arc<Pipeline>> {
         let key = format!("{}::{}{:?}", kernel.shader, kernel.entry, constants);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
         let module = self.module(ctx, kernel.shader)?;
+        self.build::<P>(ctx, key, &module, kernel.entry, kernel.storage, constants)
+    }
+
+    /// The pipeline of entry point `entry` of a WGSL `source` that is not one of shaders/ (a
+    /// user's kernel), with the same binding rules; compiled once per (label, entry).
+    pub fn get_source<P: KernelParams>(
+        &self,
+        ctx: &GpuContext,
+        label: &str,
+        source: &str,
+        entry: &str,
+        storage: &[(u32, Access)],
+    ) -> Result<Arc<Pipeline>> {
+        let key = format!("custom:{label}::{entry}");
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let module = ctx.scoped(&format!("compiling {label}"), || {
+            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(source.to_string())),
+            })
+        })?;
+        self.build::<P>(ctx, key, &module, entry, storage, &[])
+    }
+
+    fn build<P: KernelParams>(
+        &self,
+        ctx: &GpuContext,
+        key: String,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+        storage: &[(u32, Access)],
+        constants: &[(&str, f64)],
+    ) -> Result<Arc<Pipeline>> {
         let params_size = std::mem::size_of::<P>() as u64;
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
@@ -322,7 +429,7 @@ impl PipelineCache {
             },
             count: None,
         }];
-        for &(binding, access) in kernel.storage {
+        for &(binding, access) in storage {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
@@ -335,18 +442,17 @@ impl PipelineCache {
             });
         }
         let pipeline = ctx.scoped(&format!("compiling {key}"), || {
-            let layout =
-                ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.entry), entries: &entries });
+            let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
             let pl = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.entry),
+                label: Some(entry),
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
             let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(&key),
                 layout: Some(&pl),
-                module: &module,
-                entry_point: Some(kernel.entry),
+                module,
+                entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
                 cache: None,
             });
@@ -357,7 +463,7 @@ impl PipelineCache {
             pipeline: pipeline.0,
             layout: pipeline.1,
             params_size,
-            storage: kernel.storage.iter().map(|s| s.0).collect(),
+            storage: storage.iter().map(|s| s.0).collect(),
         });
         self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
         Ok(p)

@@ -22,8 +22,10 @@ pub enum MatmulVariant {
 }
 
 impl MatmulVariant {
+    /// Every variant, by number.
     pub const ALL: [Self; 4] = [Self::V1Naive, Self::V2Tiled, Self::V3RegBlock, Self::V4Lanes];
 
+    /// The shader's name without `matmul_` (`v2_tiled`), as benchmarks and logs show it.
     pub fn name(self) -> &'static str {
         match self {
             Self::V1Naive => "v1_naive",
@@ -33,6 +35,7 @@ impl MatmulVariant {
         }
     }
 
+    /// One line on how the kernel works (logged when the variant is chosen).
     pub fn describe(self) -> &'static str {
         match self {
             Self::V1Naive => "one invocation per output, no reuse",

@@ -8,6 +8,7 @@
 //!   arena, the bind-group cache), submission and waiting;
 //! - `buffers.rs`: the buffer pool tensors borrow from, and buffer views;
 //! - `grid.rs`: dispatch-grid helpers that keep every dispatch within the device's limits;
+//! - `custom.rs`: kernels a user brings (element-wise WGSL of their own layers);
 //! - `backend.rs`: the [`Backend`](crate::Backend) implementation, calling
 //! - one file per op family, named as its shader: `matmul.rs`, `conv2d.rs` (im2col/col2im),
 //!   `elementwise.rs` (add, mul, scale, ReLU, dropout), `channel.rs` (bias + activation,
@@ -20,6 +21,7 @@ pub mod buffers;
 pub mod channel;
 pub mod context;
 pub mod conv2d;
+pub mod custom;
 pub mod elementwise;
 pub mod grid;
 pub mod kernels;
@@ -34,6 +36,7 @@ pub mod reduce;
 use std::sync::{Arc, Mutex};
 
 pub use buffers::{BufferPool, GpuBuffer};
+pub use custom::ElementwiseKernel;
 pub use context::{list_adapters, AdapterSummary, GpuContext, GpuOptions};
 pub use grid::{grid_2d, split_grid};
 use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
@@ -52,7 +55,7 @@ pub(crate) const PARAM_SLOTS: u64 = 2048;
 /// The GPU backend. Cheap to share between threads (`&Gpu` is enough; recording is serialised).
 pub struct Gpu {
     pub(crate) ctx: GpuContext,
-    cache: PipelineCache,
+    pub(crate) cache: PipelineCache,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) staging: Arc<BufferPool>,
     pub(crate) arena: wgpu::Buffer,

@@ -330,7 +330,7 @@ impl<B: Backend> Callback<B> for SaveCheckpoints {
     }
     fn on_interrupt(&mut self, at: &mut Interrupted<'_, B>) -> Result<()> {
         checkpoint::save(at.be, &self.path, at.model, at.optimizer, at.progress)?;
-        println!("checkpoint saved to {} (continue with --resume)", self.path.display());
+        println!("checkpoint saved to {}", self.path.display());
         Ok(())
     }
 }

@@ -8,21 +8,28 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
+/// Which computation of batch norm a case checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BnPass {
+    /// Training forward: y, the updated running statistics, the saved mean and invstd.
     Train,
+    /// Evaluation forward with the running statistics: y.
     Eval,
+    /// Backward from the saved statistics: dx, dgamma, dbeta.
     Backward,
 }
 
 /// Batch norm of x [N, C, ...] in one pass.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// The input's shape [N, C, ...] (rank 2 for BatchNorm1d-shaped inputs).
     pub x: Vec<usize>,
+    /// Which pass.
     pub pass: BnPass,
 }
 
 impl Case {
+    /// The op and its options, for reports.
     pub fn op(&self) -> String {
         match self.pass {
             BnPass::Train => "batch_norm train",
@@ -32,6 +39,7 @@ impl Case {
         .into()
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         ShapeFmt(&self.x).to_string()
     }

@@ -27,19 +27,28 @@ use crate::{Error, Optimizer, OptimizerKind, Result};
 /// A tensor as a case file holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
+    /// The dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// The values, row-major, `numel(shape)` of them (f64 so float64 files lose nothing).
     pub data: Vec<f64>,
 }
 
 /// One parsed case file.
 #[derive(Clone, Debug)]
 pub struct CaseFile {
+    /// Where it was read from, for error messages.
     pub path: PathBuf,
+    /// The op to run (`"op"`).
     pub op: String,
+    /// The op's options (`"params"`; empty when absent), read by name when the case runs.
     pub params: Map<String, Value>,
+    /// The op's operands by name (`"inputs"`).
     pub inputs: BTreeMap<String, HostTensor>,
+    /// The expected results by name (`"outputs"`).
     pub outputs: BTreeMap<String, HostTensor>,
+    /// Absolute tolerance (`"atol"`, default 1e-5).
     pub atol: f64,
+    /// Relative tolerance, relative to max |expected| (`"rtol"`, default 1e-4).
     pub rtol: f64,
 }
 
@@ -48,11 +57,15 @@ pub struct CaseFile {
 pub struct OutputCheck {
     /// The output's name, or "updates" for an optimizer's per-step changes of `params`.
     pub name: String,
+    /// Largest |got - expected| (as in `cmp`).
     pub max_abs: f64,
     /// atol + rtol * max |expected|: the largest error the tolerance allows.
     pub allowed: f64,
+    /// Whether every element was within the tolerance (as in `cmp`).
     pub passed: bool,
+    /// The tolerance applied.
     pub tolerance: Tolerance,
+    /// The full comparison.
     pub cmp: Comparison,
 }
 

@@ -8,19 +8,39 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
+/// One per-channel op, or a permute.
 #[derive(Clone, Debug)]
 pub enum Case {
     /// y += bias[channel], then the activation, in place on y [N, C, ...].
-    BiasAct { shape: Vec<usize>, act: Activation },
+    BiasAct {
+        /// y's shape [N, C, ...].
+        shape: Vec<usize>,
+        /// The activation that follows the bias.
+        act: Activation,
+    },
     /// dx = dy * act'(y).
-    ActBackward { shape: Vec<usize>, act: Activation },
+    ActBackward {
+        /// The shape of y, dy and dx.
+        shape: Vec<usize>,
+        /// The activation differentiated.
+        act: Activation,
+    },
     /// out[c] = sum of channel c of x [N, C, ...].
-    ChannelSum { shape: Vec<usize> },
+    ChannelSum {
+        /// x's shape [N, C, ...].
+        shape: Vec<usize>,
+    },
     /// x [d0, d1, d2] with its axes reordered to `order`.
-    Permute { d: [usize; 3], order: [usize; 3] },
+    Permute {
+        /// x's shape [d0, d1, d2].
+        d: [usize; 3],
+        /// The input axis written at each output position (`[0, 2, 1]` transposes the last two).
+        order: [usize; 3],
+    },
 }
 
 impl Case {
+    /// The op and its options, for reports.
     pub fn op(&self) -> String {
         match self {
             Case::BiasAct { act, .. } => format!("bias_act {act:?}"),
@@ -30,6 +50,7 @@ impl Case {
         }
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         match self {
             Case::BiasAct { shape, .. } | Case::ActBackward { shape, .. } | Case::ChannelSum { shape } => ShapeFmt(shape).to_string(),

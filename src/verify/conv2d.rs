@@ -11,20 +11,28 @@ use crate::{Cpu, Result};
 /// Which result of a convolution a case checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvPass {
+    /// y from x, w (and the bias).
     Forward,
+    /// dx from dy and w.
     BackwardData,
+    /// dw from x and dy.
     BackwardFilter,
 }
 
 /// x [N, C, H, W] convolved with k filters of `kernel` size.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// Input shape [N, C, H, W].
     pub x: [usize; 4],
+    /// Output channels K.
     pub k: usize,
+    /// Kernel size [KH, KW].
     pub kernel: [usize; 2],
+    /// Stride, padding, dilation, groups.
     pub spec: Conv2dSpec,
     /// Forward only: add a bias.
     pub bias: bool,
+    /// Which pass.
     pub pass: ConvPass,
 }
 
@@ -56,6 +64,7 @@ impl Case {
         s.replace(", ", ",")
     }
 
+    /// e.g. "[2, 3, 7, 9] -> 5": x and the output channels.
     pub fn shape(&self) -> String {
         format!("{} -> {}", ShapeFmt(&self.x), self.k)
     }

@@ -8,19 +8,26 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
+/// Dropout of one tensor with the mask of (p, seed, step).
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// The input's shape.
     pub shape: Vec<usize>,
+    /// Probability of zeroing an element.
     pub p: f32,
+    /// The run's seed, the first input of the mask's hash.
     pub seed: u64,
+    /// The training step, the second input of the mask's hash.
     pub step: u64,
 }
 
 impl Case {
+    /// The op and its options, for reports.
     pub fn op(&self) -> String {
         format!("dropout p {} seed {} step {}", self.p, self.seed, self.step)
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         ShapeFmt(&self.shape).to_string()
     }

@@ -7,16 +7,26 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
+/// The element-wise op of a case.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
+    /// out = a + b.
     Add,
+    /// out = a * b.
     Mul,
-    Scale { alpha: f32 },
+    /// out = alpha * a.
+    Scale {
+        /// The factor.
+        alpha: f32,
+    },
+    /// out = max(x, 0).
     Relu,
+    /// dx = dy * [x > 0].
     ReluBackward,
 }
 
 impl Op {
+    /// The backend op's name (`add`, `relu_backward`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Op::Add => "add",
@@ -28,17 +38,22 @@ impl Op {
     }
 }
 
+/// One element-wise op on a tensor of one shape (every operand has it).
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// Which op.
     pub op: Op,
+    /// The operands' and output's shape.
     pub shape: Vec<usize>,
 }
 
 impl Case {
+    /// The op's name, for reports.
     pub fn op(&self) -> String {
         self.op.name().into()
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         ShapeFmt(&self.shape).to_string()
     }

@@ -8,17 +8,23 @@ use crate::{Cpu, Result};
 /// x [n, i] -> y [n, o]; the forward (y) or the backward (dx, dw, db).
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// Batch size.
     pub n: usize,
+    /// Input features.
     pub i: usize,
+    /// Output features.
     pub o: usize,
+    /// Check the backward (dx, dw, db) instead of the forward (y).
     pub backward: bool,
 }
 
 impl Case {
+    /// `linear` or `linear_backward`, for reports.
     pub fn op(&self) -> String {
         if self.backward { "linear_backward" } else { "linear" }.into()
     }
 
+    /// e.g. "[64, 1568] -> 128".
     pub fn shape(&self) -> String {
         format!("[{}, {}] -> {}", self.n, self.i, self.o)
     }

@@ -7,15 +7,31 @@ use crate::backend::CeTarget;
 use crate::rng::Rng;
 use crate::{Cpu, Result};
 
+/// One loss-head op on logits [n, c].
 #[derive(Clone, Debug)]
 pub enum Case {
     /// Mean cross-entropy of random logits [n, c]: loss and gradient together.
-    CrossEntropy { n: usize, c: usize, smoothing: f32, soft: bool },
+    CrossEntropy {
+        /// Rows (batch size).
+        n: usize,
+        /// Classes.
+        c: usize,
+        /// Label smoothing eps (0: none).
+        smoothing: f32,
+        /// Probability rows [n, c] as targets instead of class indices.
+        soft: bool,
+    },
     /// argmax_rows and correct_rows of [n, c].
-    Argmax { n: usize, c: usize },
+    Argmax {
+        /// Rows (batch size).
+        n: usize,
+        /// Classes.
+        c: usize,
+    },
 }
 
 impl Case {
+    /// The op and its options, for reports.
     pub fn op(&self) -> String {
         match self {
             Case::CrossEntropy { smoothing, soft, .. } => format!(
@@ -27,6 +43,7 @@ impl Case {
         }
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         match self {
             Case::CrossEntropy { n, c, .. } | Case::Argmax { n, c } => format!("[{n}, {c}]"),

@@ -10,11 +10,17 @@ use crate::{Cpu, Result};
 /// One matmul: [batch x] (m x k) @ (k x n), run with `variant` where the backend has variants.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// The kernel asked for (the GPU may fall back, see [`MatmulVariant::applicable`]).
     pub variant: MatmulVariant,
+    /// Number of matrices in a batched matmul (3-d operands); `None`: plain 2-d operands.
     pub batch: Option<usize>,
+    /// Rows of op(a) and c.
     pub m: usize,
+    /// Columns of op(b) and c.
     pub n: usize,
+    /// The reduced dimension: columns of op(a), rows of op(b).
     pub k: usize,
+    /// Transposes, alpha and beta.
     pub spec: MatmulSpec,
 }
 
@@ -34,6 +40,7 @@ impl Case {
         format!("matmul {name}{t}{acc}")
     }
 
+    /// e.g. "3x(19x29 @ 29x23)".
     pub fn shape(&self) -> String {
         let (m, n, k) = (self.m, self.n, self.k);
         match self.batch {

@@ -41,16 +41,27 @@ use crate::Result;
 /// One op instance to check, by family.
 #[derive(Clone, Debug)]
 pub enum Case {
+    /// One matmul kernel variant at one size ([`matmul`]).
     Matmul(matmul::Case),
+    /// Add, mul, scale, ReLU and its backward ([`elementwise`]).
     Elementwise(elementwise::Case),
+    /// Sum or sum of squares of a whole tensor ([`reduce`]).
     Reduce(reduce::Case),
+    /// Dropout with a given mask seed and step ([`dropout`]).
     Dropout(dropout::Case),
+    /// Optimizer steps or gradient clipping ([`optimizer`]).
     Optimizer(optimizer::Case),
+    /// One pass of a convolution ([`conv2d`]).
     Conv2d(conv2d::Case),
+    /// Bias + activation, per-channel sums, permutes ([`channel`]).
     Channel(channel::Case),
+    /// Max, average or global average pooling ([`pool`]).
     Pool(pool::Case),
+    /// One pass of batch norm ([`batch_norm`]).
     BatchNorm(batch_norm::Case),
+    /// Cross-entropy or argmax ([`loss`]).
     Loss(loss::Case),
+    /// A linear layer, forward or backward ([`linear`]).
     Linear(linear::Case),
 }
 
@@ -127,11 +138,15 @@ pub fn suite(large: bool) -> Vec<Case> {
 /// The outcome of one case on one backend.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The op and its options ([`Case::op`]).
     pub op: String,
+    /// The sizes ([`Case::shape`]).
     pub shape: String,
     /// The backend checked (`Backend::name`).
     pub backend: String,
+    /// The tolerance applied ([`Tolerance::IDENTICAL`] for the reference itself).
     pub tolerance: Tolerance,
+    /// The errors found.
     pub cmp: Comparison,
 }
 
@@ -143,6 +158,7 @@ impl Report {
         Self { op, shape, backend: be.name(), tolerance, cmp: tolerance.compare(got, want) }
     }
 
+    /// Whether every element was within the tolerance.
     pub fn passed(&self) -> bool {
         self.cmp.passed()
     }

@@ -7,12 +7,25 @@ use super::{Report, Tolerance, VerifyTarget};
 use crate::rng::Rng;
 use crate::{Cpu, Optimizer, OptimizerKind, Result};
 
+/// An optimizer run or a gradient clipping.
 #[derive(Clone, Debug)]
 pub enum Case {
     /// `steps` consecutive updates of `n` parameters with the same gradient sequence.
-    Step { opt: Optimizer, n: usize, steps: usize },
+    Step {
+        /// The rule and its settings.
+        opt: Optimizer,
+        /// Parameters in the flat arena.
+        n: usize,
+        /// Updates, t = 1..=steps.
+        steps: usize,
+    },
     /// Gradients [n] scaled so their norm is at most `max_norm`; the sum of squares reported.
-    ClipGradNorm { n: usize, max_norm: f32 },
+    ClipGradNorm {
+        /// Gradient elements.
+        n: usize,
+        /// The largest L2 norm let through.
+        max_norm: f32,
+    },
 }
 
 impl Case {
@@ -45,6 +58,7 @@ impl Case {
         format!("{} {}", opt.kind.name(), extra.join(" "))
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         match self {
             Case::Step { n, steps, .. } => format!("[{n}] x {steps} steps"),

@@ -8,19 +8,27 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
+/// Which pooling a case checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
+    /// Max pooling (forward: y and the argmax idx).
     Max,
+    /// Average pooling.
     Avg,
+    /// Global average pooling: each H x W plane to one value.
     GlobalAvg,
 }
 
+/// One pooling of x [N, C, H, W], forward or backward.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// Input shape [N, C, H, W].
     pub x: [usize; 4],
     /// Unused by global average pooling.
     pub spec: PoolSpec,
+    /// Which pooling.
     pub kind: PoolKind,
+    /// Check dx from dy instead of the forward.
     pub backward: bool,
 }
 
@@ -43,6 +51,7 @@ impl Case {
         s
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         ShapeFmt(&self.x).to_string()
     }

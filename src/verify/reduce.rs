@@ -7,18 +7,22 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
+/// A sum of every element of one tensor into one value.
 #[derive(Clone, Debug)]
 pub struct Case {
     /// Sum of squares instead of the sum.
     pub squares: bool,
+    /// The input's shape.
     pub shape: Vec<usize>,
 }
 
 impl Case {
+    /// `sum` or `sum_squares`, for reports.
     pub fn op(&self) -> String {
         if self.squares { "sum_squares" } else { "sum" }.into()
     }
 
+    /// The sizes, for reports.
     pub fn shape(&self) -> String {
         ShapeFmt(&self.shape).to_string()
     }

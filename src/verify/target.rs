@@ -13,6 +13,7 @@ use crate::ops::MatmulSpec;
 use crate::tensor::Tensor;
 use crate::{Cpu, Gpu, Result};
 
+/// A backend the verification suite can check against the CPU reference (module docs).
 pub trait VerifyTarget: Backend {
     /// True only for the reference itself: checked against itself, results must then be
     /// identical bit for bit (`Tolerance::IDENTICAL`), not merely close.

@@ -23,8 +23,11 @@ pub enum Scale {
 /// Absolute and relative tolerance of one comparison (formula: module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// Absolute part, in the values' own units.
     pub atol: f32,
+    /// Relative part, a multiple of the scale s_i.
     pub rtol: f32,
+    /// What s_i is.
     pub scale: Scale,
 }
 
@@ -132,6 +135,8 @@ impl fmt::Display for Tolerance {
 /// The outcome of comparing two tensors.
 #[derive(Clone, Debug)]
 pub struct Comparison {
+    /// Largest |got_i - want_i| over finite pairs; infinite when a NaN or infinity disagrees
+    /// or the lengths differ.
     pub max_abs: f64,
     /// Largest |got_i - want_i| / s_i, with s_i the tolerance's scale (module docs).
     pub max_rel: f64,
@@ -139,10 +144,12 @@ pub struct Comparison {
     pub allowed: f64,
     /// First failing element: (index, got, want).
     pub first_bad: Option<(usize, f64, f64)>,
+    /// Number of failing elements (the longer length when the lengths differ).
     pub failures: usize,
 }
 
 impl Comparison {
+    /// Whether no element failed.
     pub fn passed(&self) -> bool {
         self.failures == 0
     }
