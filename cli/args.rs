@@ -46,6 +46,33 @@ fn parse_source(s: &str) -> Result<Source, String> {
     s.parse::<Source>().map_err(|e| e.to_string())
 }
 
+/// Augmentation flags (train, augment-preview).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AugmentArgs {
+    /// Random crop after padding by this many pixels
+    #[arg(long, default_value_t = 0)]
+    pub crop_pad: usize,
+    /// Random horizontal flips
+    #[arg(long)]
+    pub hflip: bool,
+    /// Gaussian input noise (standard deviation, on normalised inputs)
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f32,
+    /// Mixup alpha (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    pub mixup: f32,
+    /// Cutmix alpha (0: off)
+    #[arg(long, default_value_t = 0.0)]
+    pub cutmix: f32,
+}
+
+impl AugmentArgs {
+    /// The library's settings.
+    pub fn augment(&self) -> wgtrain::data::loader::Augment {
+        wgtrain::data::loader::Augment { crop_pad: self.crop_pad, hflip: self.hflip, noise: self.noise, mixup: self.mixup, cutmix: self.cutmix }
+    }
+}
+
 /// Where ops run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ComputeBackend {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::args::DataArgs;
+use crate::args::{AugmentArgs, DataArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct PreviewArgs {
@@ -15,28 +15,15 @@ pub struct PreviewArgs {
     /// Samples in the grid
     #[arg(long, default_value_t = 32)]
     count: usize,
-    /// Random crop after padding by this many pixels
-    #[arg(long, default_value_t = 0)]
-    crop_pad: usize,
-    /// Random horizontal flips
-    #[arg(long)]
-    hflip: bool,
-    /// Gaussian input noise (standard deviation, on normalised inputs)
-    #[arg(long, default_value_t = 0.0)]
-    noise: f32,
-    /// Mixup alpha (0: off)
-    #[arg(long, default_value_t = 0.0)]
-    mixup: f32,
-    /// Cutmix alpha (0: off)
-    #[arg(long, default_value_t = 0.0)]
-    cutmix: f32,
+    #[command(flatten)]
+    aug: AugmentArgs,
     /// Seed of the sampling and augmentation
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
 
 pub fn run(a: &PreviewArgs) -> anyhow::Result<ExitCode> {
-    let aug = wgtrain::data::loader::Augment { crop_pad: a.crop_pad, hflip: a.hflip, noise: a.noise, mixup: a.mixup, cutmix: a.cutmix };
+    let aug = a.aug.augment();
     crate::args::check_data(&a.data)?;
     let (train, _) = wgtrain::data::load(a.data.dataset, a.data.data.as_deref(), a.seed, a.data.train_size.min(2000), a.data.image_size)?;
     wgtrain::data::preview::write_grid(&train, a.count, &aug, a.seed, &a.out)?;

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::builder::PossibleValuesParser;
-use wgtrain::data::{self, loader::Augment};
+use wgtrain::data;
 use wgtrain::nn::{zoo, CrossEntropy, LayerSpec, Model};
 use wgtrain::train::{self, BatchSize, Monitor, Schedule, TrainConfig, TrainReport, Trainer};
 use wgtrain::{checkpoint, Backend, Cpu, Gpu};
 
-use crate::args::{parse_batch, ComputeBackend, DataArgs, OptimizerArgs};
+use crate::args::{parse_batch, AugmentArgs, ComputeBackend, DataArgs, OptimizerArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -47,21 +47,8 @@ pub struct TrainArgs {
     /// Clip gradients to this global norm
     #[arg(long, allow_negative_numbers = true)]
     clip_norm: Option<f32>,
-    /// Random crop after padding by this many pixels
-    #[arg(long, default_value_t = 0)]
-    crop_pad: usize,
-    /// Random horizontal flips
-    #[arg(long)]
-    hflip: bool,
-    /// Gaussian input noise (standard deviation, on normalised inputs)
-    #[arg(long, default_value_t = 0.0)]
-    noise: f32,
-    /// Mixup alpha (0: off)
-    #[arg(long, default_value_t = 0.0)]
-    mixup: f32,
-    /// Cutmix alpha (0: off)
-    #[arg(long, default_value_t = 0.0)]
-    cutmix: f32,
+    #[command(flatten)]
+    aug: AugmentArgs,
     /// Override the rate of every dropout layer
     #[arg(long)]
     dropout: Option<f32>,
@@ -115,7 +102,7 @@ fn config(a: &TrainArgs, seed: u64) -> anyhow::Result<TrainConfig> {
         schedule: Schedule::parse(&a.schedule, a.step_size, a.gamma)?,
         warmup_epochs: a.warmup_epochs,
         clip_norm: a.clip_norm,
-        augment: Augment { crop_pad: a.crop_pad, hflip: a.hflip, noise: a.noise, mixup: a.mixup, cutmix: a.cutmix },
+        augment: a.aug.augment(),
         monitor: Monitor::parse(&a.monitor)?,
         seed,
         ..TrainConfig::default()

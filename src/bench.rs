@@ -68,7 +68,7 @@ impl MatmulBench {
     }
 }
 
-/// C[m,n] = A[m,k] @ B[k,n] with `variant`, median of `runs`.
+/// `C[m,n] = A[m,k] @ B[k,n]` with `variant`, median of `runs`.
 pub fn matmul(gpu: &Gpu, variant: MatmulVariant, m: usize, n: usize, k: usize, runs: usize) -> Result<MatmulBench> {
     let mut rng = Rng::new(1);
     let a = gpu.upload(&[m, k], &rng.vec(m * k, -1.0, 1.0))?;

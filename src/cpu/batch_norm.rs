@@ -1,5 +1,5 @@
 //! CPU twin of batch norm 2d (shaders/batch_norm.wgsl, bn_stats.wgsl and the per-channel
-//! reductions of channel.wgsl), PyTorch's definition. x, y, dy, dx are [N, C, P]; the rest [C].
+//! reductions of channel.wgsl), PyTorch's definition. x, y, dy, dx are [N, C, P]; the rest \[C\].
 //! Statistics accumulate in f64.
 
 /// Per-channel mean and biased variance over N and P.

@@ -3,7 +3,7 @@
 
 use crate::ops::Activation;
 
-/// out[c] = scale * sum over n, p of a[n, c, p]   (a is [N, C, P])
+/// `out[c] = scale * sum over n, p of a[n, c, p]`   (a is [N, C, P])
 pub fn channel_sum(a: &[f32], n: usize, c: usize, p: usize, scale: f32, out: &mut [f32]) {
     for ch in 0..c {
         let mut acc = 0.0f64;
@@ -16,7 +16,7 @@ pub fn channel_sum(a: &[f32], n: usize, c: usize, p: usize, scale: f32, out: &mu
     }
 }
 
-/// y[n, c, p] = act(y[n, c, p] + bias[c])   (in place)
+/// `y[n, c, p] = act(y[n, c, p] + bias[c])`   (in place)
 pub fn bias_act(y: &mut [f32], bias: &[f32], c: usize, p: usize, act: Activation) {
     for (i, v) in y.iter_mut().enumerate() {
         let z = *v + bias[(i / p) % c];
@@ -43,7 +43,7 @@ pub fn act_backward(y: &[f32], dy: &[f32], dz: &mut [f32], act: Activation) {
     }
 }
 
-/// out[c] = scale * sum over n, p of (a - m[c])^2
+/// `out[c] = scale * sum over n, p of (a - m[c])^2`
 pub fn channel_sum_sq_dev(a: &[f32], m: &[f32], n: usize, c: usize, p: usize, scale: f32, out: &mut [f32]) {
     for ch in 0..c {
         let mut acc = 0.0f64;
@@ -57,7 +57,7 @@ pub fn channel_sum_sq_dev(a: &[f32], m: &[f32], n: usize, c: usize, p: usize, sc
     }
 }
 
-/// out[c] = scale * sum over n, p of b * (a - m[c])
+/// `out[c] = scale * sum over n, p of b * (a - m[c])`
 pub fn channel_sum_prod_dev(a: &[f32], b: &[f32], m: &[f32], n: usize, c: usize, p: usize, scale: f32, out: &mut [f32]) {
     for ch in 0..c {
         let mut acc = 0.0f64;

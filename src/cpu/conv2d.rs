@@ -10,7 +10,7 @@ fn src(o: usize, t: usize, stride: usize, pad: usize, dil: usize, size: usize) -
     (o * stride + t * dil).checked_sub(pad).filter(|&v| v < size)
 }
 
-/// y[n,k,oh,ow] = bias[k] + sum over c in k's group, i, j of w[k,c,i,j] * x[n,c,oh*s-p+i*d,ow*s-p+j*d]
+/// `y[n,k,oh,ow] = bias[k] + sum over c in k's group, i, j of w[k,c,i,j] * x[n,c,oh*s-p+i*d,ow*s-p+j*d]`
 pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], d: &ConvDims) {
     let (s, p, dl) = (d.spec.stride, d.spec.padding, d.spec.dilation);
     let (cg, kg) = (d.cg(), d.kg());
@@ -38,7 +38,7 @@ pub fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], d: &Co
     }
 }
 
-/// dx[n,c,h,w] = sum of w[k,c,i,j] * dy[n,k,oh,ow] over the (k, i, j, oh, ow) that read x[n,c,h,w]
+/// `dx[n,c,h,w] = sum of w[k,c,i,j] * dy[n,k,oh,ow]` over the (k, i, j, oh, ow) that read `x[n,c,h,w]`
 pub fn backward_data(dy: &[f32], w: &[f32], dx: &mut [f32], d: &ConvDims) {
     let (s, p, dl) = (d.spec.stride, d.spec.padding, d.spec.dilation);
     let (cg, kg) = (d.cg(), d.kg());
@@ -68,7 +68,7 @@ pub fn backward_data(dy: &[f32], w: &[f32], dx: &mut [f32], d: &ConvDims) {
     }
 }
 
-/// dw[k,c,i,j] = sum over n, oh, ow of dy[n,k,oh,ow] * x[n, g*Cg+c, oh*s-p+i*d, ow*s-p+j*d]
+/// `dw[k,c,i,j] = sum over n, oh, ow of dy[n,k,oh,ow] * x[n, g*Cg+c, oh*s-p+i*d, ow*s-p+j*d]`
 pub fn backward_filter(x: &[f32], dy: &[f32], dw: &mut [f32], d: &ConvDims) {
     let (s, p, dl) = (d.spec.stride, d.spec.padding, d.spec.dilation);
     let (cg, kg) = (d.cg(), d.kg());

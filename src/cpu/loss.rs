@@ -3,7 +3,7 @@
 
 /// The target distribution of row i: smoothed one-hot of `labels[i]`, or smoothed `probs` row.
 pub enum Target<'a> {
-    /// Class indices [N], stored as f32.
+    /// Class indices \[N\], stored as f32.
     Labels(&'a [f32]),
     /// Class probabilities [N, C], soft targets (mixup, cutmix).
     Probs(&'a [f32]),

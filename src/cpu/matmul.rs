@@ -2,7 +2,7 @@
 
 use crate::ops::{MatmulDims, MatmulSpec};
 
-/// c[b] = alpha * op(a[b]) @ op(b[b]) + beta * c[b]
+/// `c[b] = alpha * op(a[b]) @ op(b[b]) + beta * c[b]`
 ///   a: [batch?, M, K] (or [batch?, K, M] when trans_a)
 ///   b: [batch?, K, N] (or [batch?, N, K] when trans_b)
 ///   c: [batch, M, N]

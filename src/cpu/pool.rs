@@ -95,14 +95,14 @@ pub fn avg_pool_backward(dy: &[f32], dx: &mut [f32], d: &PoolDims) {
     }
 }
 
-/// y[plane] = mean of the plane (x [planes, hw]).
+/// `y[plane]` = mean of the plane (x [planes, hw]).
 pub fn global_avg_forward(x: &[f32], y: &mut [f32], hw: usize) {
     for (plane, out) in y.iter_mut().enumerate() {
         *out = x[plane * hw..(plane + 1) * hw].iter().sum::<f32>() / hw as f32;
     }
 }
 
-/// dx[plane, k] = dy[plane] / hw
+/// `dx[plane, k] = dy[plane] / hw`
 pub fn global_avg_backward(dy: &[f32], dx: &mut [f32], hw: usize) {
     for (i, v) in dx.iter_mut().enumerate() {
         *v = dy[i / hw] / hw as f32;

@@ -26,7 +26,7 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// Pixel values [N, C, H, W], in [0, 1] as loaded and per-channel normalised after [`split`].
     pub images: Vec<f32>,
-    /// Class index of each image, [N].
+    /// Class index of each image, \[N\].
     pub labels: Vec<u8>,
 }
 
@@ -86,7 +86,7 @@ impl Dataset {
             .collect()
     }
 
-    /// x <- (x - mean[c]) / std[c]
+    /// `x <- (x - mean[c]) / std[c]`
     pub fn normalize(&mut self, stats: &[(f32, f32)]) {
         let [c, h, w] = self.shape;
         let plane = h * w;

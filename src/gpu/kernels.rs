@@ -221,7 +221,7 @@ pub const MUL: Kernel = Kernel { shader: "elementwise", entry: "mul", storage: I
 pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storage: IN1_OUT };
 /// y = max(x, 0).
 pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
-/// dx = dy * [x > 0].
+/// `dx = dy * [x > 0]`.
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
 /// Sum of a flat tensor, one pass: partial sums per workgroup (or the final sum of the partials).
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
@@ -233,16 +233,16 @@ pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", stora
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
 /// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
 pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", storage: IN1_OUT };
-/// y = act(y + bias[c]) in place over [N, C, P].
+/// `y = act(y + bias[c])` in place over [N, C, P].
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
 /// dz = dy * act'(z), read off the activated output y.
 pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backward", storage: IN2_OUT };
-/// out[c] = scale * sum of channel c of [N, C, P].
+/// `out[c] = scale * sum` of channel c of [N, C, P].
 pub const CHANNEL_SUM: Kernel = Kernel { shader: "channel", entry: "channel_sum", storage: IN1_OUT };
-/// out[c] = scale * sum (a - m[c])^2 (batch norm's variance).
+/// `out[c] = scale * sum (a - m[c])^2` (batch norm's variance).
 pub const CHANNEL_SUM_SQ_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
-/// out[c] = scale * sum b * (a - m[c]) (batch norm's backward).
+/// `out[c] = scale * sum b * (a - m[c])` (batch norm's backward).
 pub const CHANNEL_SUM_PROD_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
 /// Max pooling: y, and idx = position of the first maximum in its plane (as f32).
@@ -256,9 +256,9 @@ pub const MAX_POOL_BACKWARD_TILED: Kernel = Kernel { shader: "pool", entry: "max
 pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_forward", storage: IN1_OUT };
 /// Average pooling's backward: dx = sum of dy / divisor over the windows containing each element.
 pub const AVG_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_backward", storage: IN1_OUT };
-/// y[plane] = mean of the H x W plane.
+/// `y[plane]` = mean of the H x W plane.
 pub const GLOBAL_AVG_FORWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_forward", storage: IN1_OUT };
-/// dx = dy[plane] / (H*W).
+/// `dx = dy[plane] / (H*W)`.
 pub const GLOBAL_AVG_BACKWARD: Kernel = Kernel { shader: "pool", entry: "global_avg_backward", storage: IN1_OUT };
 /// Batch norm, per channel: invstd from the batch variance, and the running-statistics update.
 pub const BN_FINALIZE: Kernel =
@@ -271,7 +271,7 @@ pub const BN_BACKWARD_COEF: Kernel = Kernel {
     entry: "bn_backward_coef",
     storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite), (6, Read), (7, Read)],
 };
-/// y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c].
+/// `y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]`.
 pub const BN_APPLY: Kernel =
     Kernel { shader: "batch_norm", entry: "bn_apply", storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)] };
 /// dx from dy, x and the per-channel coefficients of [`BN_BACKWARD_COEF`].
@@ -283,9 +283,9 @@ pub const CROSS_ENTROPY_HARD: Kernel =
 /// Softmax cross-entropy against probability rows [N, C]: per-row losses and the gradient.
 pub const CROSS_ENTROPY_SOFT: Kernel =
     Kernel { shader: "loss", entry: "cross_entropy_soft", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
-/// out[i] = index of the first maximum of row i (as f32).
+/// `out[i]` = index of the first maximum of row i (as f32).
 pub const ARGMAX_ROWS: Kernel = Kernel { shader: "loss", entry: "argmax_rows", storage: IN1_OUT };
-/// out[i] = 1 if row i's argmax equals label i, else 0.
+/// `out[i]` = 1 if row i's argmax equals label i, else 0.
 pub const CORRECT_ROWS: Kernel = Kernel { shader: "loss", entry: "correct_rows", storage: IN2_OUT };
 /// Inverted dropout with a recomputed mask: y = x * scale where kept, else 0 (forward and backward).
 pub const DROPOUT: Kernel = Kernel { shader: "dropout", entry: "dropout", storage: IN1_OUT };

@@ -10,7 +10,7 @@
 //! element within atol + rtol * max |expected| (defaults atol 1e-5, rtol 1e-4).
 //!
 //! Optimizer cases (outputs `params` [steps, n], the parameters after each step) are also
-//! checked on their *updates* p[t] - p[t-1] (p[-1] = the input `param`), under
+//! checked on their *updates* `p[t] - p[t-1]` (`p[-1]` = the input `param`), under
 //! `Tolerance::updates`: parameters are of order one while an update is of order lr, so the
 //! parameters alone cannot tell a right rule from one that, say, ignores weight decay.
 

@@ -11,7 +11,7 @@ use crate::{Cpu, Result};
 /// One per-channel op, or a permute.
 #[derive(Clone, Debug)]
 pub enum Case {
-    /// y += bias[channel], then the activation, in place on y [N, C, ...].
+    /// `y += bias[channel]`, then the activation, in place on y [N, C, ...].
     BiasAct {
         /// y's shape [N, C, ...].
         shape: Vec<usize>,
@@ -25,7 +25,7 @@ pub enum Case {
         /// The activation differentiated.
         act: Activation,
     },
-    /// out[c] = sum of channel c of x [N, C, ...].
+    /// `out[c]` = sum of channel c of x [N, C, ...].
     ChannelSum {
         /// x's shape [N, C, ...].
         shape: Vec<usize>,

@@ -37,7 +37,7 @@ pub struct Case {
 }
 
 impl Case {
-    /// e.g. "conv2d 3x3 s[2,2] p[1,1] +bias": the options that differ from the defaults.
+    /// e.g. `conv2d 3x3 s[2,2] p[1,1] +bias`: the options that differ from the defaults.
     pub fn op(&self) -> String {
         let name = match self.pass {
             ConvPass::Forward => "conv2d",

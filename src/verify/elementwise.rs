@@ -21,7 +21,7 @@ pub enum Op {
     },
     /// out = max(x, 0).
     Relu,
-    /// dx = dy * [x > 0].
+    /// `dx = dy * [x > 0]`.
     ReluBackward,
 }
 

@@ -66,7 +66,7 @@ pub enum Case {
 }
 
 impl Case {
-    /// The op and its options, e.g. "conv2d 3x3 p[1,1] +bias".
+    /// The op and its options, e.g. `conv2d 3x3 p[1,1] +bias`.
     pub fn op(&self) -> String {
         match self {
             Case::Matmul(c) => c.op(),

@@ -19,7 +19,7 @@ pub enum Case {
         /// Updates, t = 1..=steps.
         steps: usize,
     },
-    /// Gradients [n] scaled so their norm is at most `max_norm`; the sum of squares reported.
+    /// Gradients \[n\] scaled so their norm is at most `max_norm`; the sum of squares reported.
     ClipGradNorm {
         /// Gradient elements.
         n: usize,

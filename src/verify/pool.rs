@@ -33,7 +33,7 @@ pub struct Case {
 }
 
 impl Case {
-    /// e.g. "avg_pool2d_backward k[3,3] s[2,2] p[1,1] excl-pad".
+    /// e.g. `avg_pool2d_backward k[3,3] s[2,2] p[1,1] excl-pad`.
     pub fn op(&self) -> String {
         let name = match self.kind {
             PoolKind::Max => "max_pool2d",

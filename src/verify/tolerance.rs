@@ -83,7 +83,7 @@ impl Tolerance {
         Self::new(e, e)
     }
 
-    /// Optimizer *updates* (p[t] - p[t-1]) of a reference case file, whose parameters are at
+    /// Optimizer *updates* (`p[t] - p[t-1]`) of a reference case file, whose parameters are at
     /// most `max_param` in size. An update is of order lr (1e-3) while the parameters are of
     /// order one, so comparing parameters with an absolute tolerance lets a wrong rule pass
     /// (a weight decay ignored changes an update by lr * wd * p = 1e-5). Updates are compared
