@@ -69,7 +69,13 @@ pub struct AugmentArgs {
 impl AugmentArgs {
     /// The library's settings.
     pub fn augment(&self) -> wgtrain::data::loader::Augment {
-        wgtrain::data::loader::Augment { crop_pad: self.crop_pad, hflip: self.hflip, noise: self.noise, mixup: self.mixup, cutmix: self.cutmix }
+        wgtrain::data::loader::Augment {
+            crop_pad: self.crop_pad,
+            hflip: self.hflip,
+            noise: self.noise,
+            mixup: self.mixup,
+            cutmix: self.cutmix,
+        }
     }
 }
 

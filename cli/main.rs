@@ -7,6 +7,7 @@ mod augment_preview;
 mod bench;
 mod devices;
 mod eval;
+mod experiment;
 mod predict;
 mod summary;
 mod train;
@@ -49,6 +50,11 @@ enum Command {
     Devices,
     /// Check every kernel on the chosen device against the CPU reference; exit 1 on any failure
     Verify(verify::VerifyArgs),
+    /// Run an experiment (batch-size, optimizers, cv, bagging, boosting, regularization) into --out DIR
+    Experiment {
+        #[command(subcommand)]
+        which: Box<experiment::ExperimentCmd>,
+    },
     /// Measure kernels and training (median of timed runs, pipeline creation excluded)
     Bench {
         #[command(subcommand)]
@@ -82,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Summary(a) => summary::run(a),
         Command::Devices => devices::run(),
         Command::Verify(a) => verify::run(a, gpu),
+        Command::Experiment { which } => experiment::run(which, gpu),
         Command::Bench { what } => bench::run(what, gpu, *START.get_or_init(std::time::Instant::now)),
     }
 }

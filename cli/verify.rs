@@ -44,42 +44,38 @@ pub fn run(a: &VerifyArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Res
     if !a.cases.is_empty() {
         return case_files(&a.cases, a.backend, gpu);
     }
-            let gpu = gpu()?;
-            println!(
-                "verifying kernels on {} against the CPU reference (matmul default: {})",
-                gpu.adapter_name(),
-                gpu.matmul_variant().name()
-            );
-            println!("{:<44} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
-            let (mut passed, mut failed) = (0, 0);
-            for (i, case) in verify::suite(a.large).iter().enumerate() {
-                match verify::run_case(&gpu, case, a.seed.wrapping_add(i as u64)) {
-                    Ok(r) => {
-                        println!(
-                            "{:<44} {:<22} {:>12.3e} {:>12.3e} {:>9.1e}, {:>8.1e}  {}",
-                            r.op,
-                            r.shape,
-                            r.cmp.max_abs,
-                            r.cmp.max_rel,
-                            r.tolerance.atol,
-                            r.tolerance.rtol,
-                            if r.passed() { "pass".to_string() } else { format!("FAIL {r}") }
-                        );
-                        if r.passed() {
-                            passed += 1
-                        } else {
-                            failed += 1
-                        }
-                    }
-                    Err(e) => {
-                        println!("{:<44} {:<22} error: {e}", case.op(), case.shape());
-                        failed += 1;
-                    }
+    let gpu = gpu()?;
+    println!("verifying kernels on {} against the CPU reference (matmul default: {})", gpu.adapter_name(), gpu.matmul_variant().name());
+    println!("{:<44} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
+    let (mut passed, mut failed) = (0, 0);
+    for (i, case) in verify::suite(a.large).iter().enumerate() {
+        match verify::run_case(&gpu, case, a.seed.wrapping_add(i as u64)) {
+            Ok(r) => {
+                println!(
+                    "{:<44} {:<22} {:>12.3e} {:>12.3e} {:>9.1e}, {:>8.1e}  {}",
+                    r.op,
+                    r.shape,
+                    r.cmp.max_abs,
+                    r.cmp.max_rel,
+                    r.tolerance.atol,
+                    r.tolerance.rtol,
+                    if r.passed() { "pass".to_string() } else { format!("FAIL {r}") }
+                );
+                if r.passed() {
+                    passed += 1
+                } else {
+                    failed += 1
                 }
             }
-            println!("{passed} passed, {failed} failed");
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Err(e) => {
+                println!("{:<44} {:<22} error: {e}", case.op(), case.shape());
+                failed += 1;
+            }
         }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
 
 /// `wgtrain verify --case ...`: every case on every chosen backend; a case passes when all its
 /// outputs pass on all of them, errs when it cannot be run.
@@ -136,4 +132,3 @@ fn case_files(paths: &[PathBuf], backend: BackendChoice, gpu: impl Fn() -> anyho
     println!("cases: {passed} passed, {failed} failed, {errored} errored");
     Ok(if failed + errored == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
-

@@ -124,8 +124,14 @@ fn run_layer<B: Backend>(be: &B, layer: &dyn Layer<B>, x: &[f32], dy: &[f32]) ->
     let (xt, dyt) = (be.upload(&[n], x)?, be.upload(&[n], dy)?);
     let (mut y, mut dx) = (be.zeros(&[n])?, be.zeros(&[n])?);
     let none: &mut [T<B>] = &mut [];
-    layer.forward(be, Forward { x: &xt, y: &mut y, params: &[], buffers: none, saved: &mut [], mode: wgtrain::nn::Mode::Train, seed: 0, step: 0 })?;
-    layer.backward(be, Backward { x: &xt, y: &y, dy: &dyt, dx: Some(&mut dx), params: &[], grads: &mut [], buffers: &[], saved: &[], seed: 0, step: 0 })?;
+    layer.forward(
+        be,
+        Forward { x: &xt, y: &mut y, params: &[], buffers: none, saved: &mut [], mode: wgtrain::nn::Mode::Train, seed: 0, step: 0 },
+    )?;
+    layer.backward(
+        be,
+        Backward { x: &xt, y: &y, dy: &dyt, dx: Some(&mut dx), params: &[], grads: &mut [], buffers: &[], saved: &[], seed: 0, step: 0 },
+    )?;
     Ok([be.download(&y)?, be.download(&dx)?].concat())
 }
 
@@ -141,7 +147,12 @@ fn verify(gpu: &Gpu) -> wgtrain::Result<bool> {
         let got = run_layer(gpu, &layer as &dyn Layer<Gpu>, &x, &dy)?;
         let want = run_layer(&Cpu, &layer as &dyn Layer<Cpu>, &x, &dy)?;
         let cmp = Tolerance::EXACT.compare(&got, &want);
-        println!("leaky_relu n {n:>9}: max abs err {:.3e} ({} bad): {}", cmp.max_abs, cmp.failures, if cmp.passed() { "pass" } else { "FAIL" });
+        println!(
+            "leaky_relu n {n:>9}: max abs err {:.3e} ({} bad): {}",
+            cmp.max_abs,
+            cmp.failures,
+            if cmp.passed() { "pass" } else { "FAIL" }
+        );
         ok &= cmp.passed();
     }
     Ok(ok)

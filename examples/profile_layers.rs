@@ -34,7 +34,8 @@ fn main() -> wgtrain::Result<()> {
         let mut dx = gpu.zeros(&with_batch(&shape))?;
         let params: Vec<_> = ctx.params().iter().map(|p| random(&p.shape, &mut rng)).collect::<wgtrain::Result<_>>()?;
         let mut grads: Vec<_> = ctx.params().iter().map(|p| gpu.zeros(&p.shape)).collect::<wgtrain::Result<_>>()?;
-        let mut buffers: Vec<_> = ctx.buffers().iter().map(|b| gpu.upload(&b.shape, &vec![b.fill; b.shape.iter().product()])).collect::<wgtrain::Result<_>>()?;
+        let mut buffers: Vec<_> =
+            ctx.buffers().iter().map(|b| gpu.upload(&b.shape, &vec![b.fill; b.shape.iter().product()])).collect::<wgtrain::Result<_>>()?;
         let mut saved: Vec<_> = layer.saved(&with_batch(&shape)).iter().map(|s| gpu.zeros(s)).collect::<wgtrain::Result<_>>()?;
         let time = |f: &mut dyn FnMut() -> wgtrain::Result<()>| -> wgtrain::Result<f64> {
             f()?;
@@ -49,13 +50,33 @@ fn main() -> wgtrain::Result<()> {
             Ok(median(v))
         };
         let fwd = time(&mut || {
-            let io = Forward { x: &x, y: &mut y, params: &params, buffers: &mut buffers, saved: &mut saved, mode: Mode::Train, seed: 1, step: 1 };
+            let io = Forward {
+                x: &x,
+                y: &mut y,
+                params: &params,
+                buffers: &mut buffers,
+                saved: &mut saved,
+                mode: Mode::Train,
+                seed: 1,
+                step: 1,
+            };
             layer.forward(&gpu, io)
         })?;
         let bwd = time(&mut || {
             // The first layer needs no input gradient, as in training.
             let dx = if i > 0 { Some(&mut dx) } else { None };
-            let io = Backward { x: &x, y: &y, dy: &dy, dx, params: &params, grads: &mut grads, buffers: &buffers, saved: &saved, seed: 1, step: 1 };
+            let io = Backward {
+                x: &x,
+                y: &y,
+                dy: &dy,
+                dx,
+                params: &params,
+                grads: &mut grads,
+                buffers: &buffers,
+                saved: &saved,
+                seed: 1,
+                step: 1,
+            };
             layer.backward(&gpu, io)
         })?;
         total.0 += fwd;

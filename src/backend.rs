@@ -18,7 +18,7 @@ use crate::Result;
 
 /// What a cross-entropy is measured against.
 pub enum CeTarget<'a, S> {
-    /// Class indices [N], stored as f32.
+    /// Class indices \[N\], stored as f32.
     Labels(&'a Tensor<S>),
     /// Probability rows [N, C] (mixup, cutmix).
     Probs(&'a Tensor<S>),
@@ -112,7 +112,7 @@ pub trait Backend {
         let d = ops::pool::check_global("global_avg_pool_backward", dx.shape(), dy.shape())?;
         self.global_avg_pool_backward_unchecked(dy, dx, &d)
     }
-    /// Batch norm 2d in training mode (x, y [N, C, ...]; the rest [C]): y from the batch
+    /// Batch norm 2d in training mode (x, y [N, C, ...]; the rest \[C\]): y from the batch
     /// statistics, running statistics updated as PyTorch does, mean and 1/sqrt(var + eps) saved.
     #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
@@ -199,7 +199,7 @@ pub trait Backend {
         )?;
         self.batch_norm_backward_unchecked(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &d)
     }
-    /// Mean softmax cross-entropy of logits [N, C] with label smoothing: loss [1] and the
+    /// Mean softmax cross-entropy of logits [N, C] with label smoothing: loss \[1\] and the
     /// gradient of the mean loss, in one pass.
     fn cross_entropy(
         &self,
@@ -216,12 +216,12 @@ pub trait Backend {
         let d = ops::loss::check_cross_entropy(logits.shape(), t.shape(), soft, label_smoothing, loss.shape(), grad.shape())?;
         self.cross_entropy_unchecked(logits, t, soft, label_smoothing, loss, grad, &d)
     }
-    /// out[i] = index of the first maximum of row i of x [N, C].
+    /// out\[i\] = index of the first maximum of row i of x [N, C].
     fn argmax_rows(&self, x: &T<Self>, out: &mut T<Self>) -> Result<()> {
         let d = ops::loss::check_rows("argmax_rows", x.shape(), out.shape(), None)?;
         self.argmax_rows_unchecked(x, out, &d)
     }
-    /// out[i] = 1 where row i's argmax equals labels[i], else 0 (sum it for accuracy).
+    /// out\[i\] = 1 where row i's argmax equals labels\[i\], else 0 (sum it for accuracy).
     fn correct_rows(&self, logits: &T<Self>, labels: &T<Self>, out: &mut T<Self>) -> Result<()> {
         let d = ops::loss::check_rows("correct_rows", logits.shape(), out.shape(), Some(labels.shape()))?;
         self.correct_rows_unchecked(logits, labels, out, &d)
@@ -255,7 +255,7 @@ pub trait Backend {
             None => Ok(()),
         }
     }
-    /// y = act(y + bias[c]) in place, y [N, C, ...].
+    /// y = act(y + bias\[c\]) in place, y [N, C, ...].
     fn bias_act(&self, y: &mut T<Self>, bias: &T<Self>, act: Activation) -> Result<()> {
         let d = ops::elementwise::channels("bias_act", y.shape(), bias.numel())?;
         self.bias_act_unchecked(y, bias, &d, act)
@@ -265,7 +265,7 @@ pub trait Backend {
         ops::same_shape("act_backward", &[("y", y.shape()), ("dy", dy.shape()), ("dz", dz.shape())])?;
         self.act_backward_unchecked(y, dy, dz, act)
     }
-    /// out[c] = sum of a[n, c, ...] over every dim but 1 (bias gradients).
+    /// out\[c\] = sum of a[n, c, ...] over every dim but 1 (bias gradients).
     fn channel_sum(&self, a: &T<Self>, out: &mut T<Self>) -> Result<()> {
         let d = ops::elementwise::channels("channel_sum", a.shape(), out.numel())?;
         self.channel_sum_unchecked(a, out, &d)
@@ -295,7 +295,7 @@ pub trait Backend {
         let n = ops::same_shape("relu", &[("x", x.shape()), ("y", y.shape())])?;
         self.relu_unchecked(x, y, n)
     }
-    /// dx = dy * [x > 0]
+    /// dx = dy * \[x > 0\]
     fn relu_backward(&self, x: &T<Self>, dy: &T<Self>, dx: &mut T<Self>) -> Result<()> {
         let n = ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
         self.relu_backward_unchecked(x, dy, dx, n)
@@ -306,12 +306,12 @@ pub trait Backend {
         let n = ops::same_shape("dropout", &[("x", x.shape()), ("out", out.shape())])?;
         self.dropout_unchecked(x, out, mask, n)
     }
-    /// out[0] = sum of all elements of x; `out` has one element.
+    /// out\[0\] = sum of all elements of x; `out` has one element.
     fn sum(&self, x: &T<Self>, out: &mut T<Self>) -> Result<()> {
         let n = ops::scalar_out("sum", x.shape(), out.shape())?;
         self.sum_unchecked(x, out, n, false)
     }
-    /// out[0] = sum of x²; `out` has one element.
+    /// out\[0\] = sum of x²; `out` has one element.
     fn sum_squares(&self, x: &T<Self>, out: &mut T<Self>) -> Result<()> {
         let n = ops::scalar_out("sum_squares", x.shape(), out.shape())?;
         self.sum_unchecked(x, out, n, true)
@@ -322,7 +322,15 @@ pub trait Backend {
     /// One update of a flat parameter arena (one dispatch for the whole model). `t` is the
     /// 1-based step; `s1`, `s2` hold the optimizer's state, as long as `param` where
     /// `opt.state_tensors()` says they are used (placeholders of any size otherwise).
-    fn optimizer_step(&self, opt: &Optimizer, t: u64, param: &mut T<Self>, grad: &T<Self>, s1: &mut T<Self>, s2: &mut T<Self>) -> Result<()> {
+    fn optimizer_step(
+        &self,
+        opt: &Optimizer,
+        t: u64,
+        param: &mut T<Self>,
+        grad: &T<Self>,
+        s1: &mut T<Self>,
+        s2: &mut T<Self>,
+    ) -> Result<()> {
         let n = ops::optimizer::check(opt, param.shape(), grad.shape(), s1.shape(), s2.shape())?;
         self.optimizer_step_unchecked(opt, t, n, param, grad, s1, s2)
     }

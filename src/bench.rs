@@ -147,7 +147,7 @@ pub struct ConvBenchCase {
     pub spec: Conv2dSpec,
 }
 
-/// The convolutions the kernels issue names: 3x3 (im2col path) and 1x1 (direct path).
+/// One convolution per GPU path: a 3x3 (im2col + GEMM) and a 1x1 (GEMM on x directly).
 pub const CONV_CASES: [ConvBenchCase; 2] = [
     ConvBenchCase {
         name: "3x3 pad 1, N32 C64 32x32 -> K64",

@@ -99,8 +99,11 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
     })
 }
 
+/// Tensors by name: (shape, values).
+pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Reads a safetensors file: tensors by name (f32 only) and the metadata.
-pub fn read_safetensors(path: &Path) -> Result<(BTreeMap<String, (Vec<usize>, Vec<f32>)>, BTreeMap<String, String>)> {
+pub fn read_safetensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     if bytes.len() < 8 {
         return Err(bad(path, "too short for a safetensors file (no header length)"));
@@ -153,8 +156,7 @@ pub fn read_safetensors(path: &Path) -> Result<(BTreeMap<String, (Vec<usize>, Ve
 /// Saves the model (parameters, buffers such as batch-norm statistics, optimizer state) and
 /// `progress`.
 pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optimizer, progress: &Progress) -> Result<()> {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
-        model.state_dict(be)?.into_iter().map(|t| (t.name, t.shape, t.data)).collect();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = model.state_dict(be)?.into_iter().map(|t| (t.name, t.shape, t.data)).collect();
     for (i, info) in model.param_info().iter().enumerate() {
         tensors.push((format!("optimizer.state1.{}", info.name), info.shape.clone(), be.download(&model.state1[i])?));
         tensors.push((format!("optimizer.state2.{}", info.name), info.shape.clone(), be.download(&model.state2[i])?));
@@ -230,14 +232,14 @@ pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Met
         Ok(v)
     };
     let mut state = Vec::new();
-    for info in model.param_info().iter().cloned().collect::<Vec<_>>() {
+    for info in model.param_info().to_vec() {
         state.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: take(&info.name, &info.shape)? });
     }
-    for info in model.buffer_info().iter().cloned().collect::<Vec<_>>() {
+    for info in model.buffer_info().to_vec() {
         state.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: take(&info.name, &info.shape)? });
     }
     let mut opt_state = Vec::new();
-    for info in model.param_info().iter().cloned().collect::<Vec<_>>() {
+    for info in model.param_info().to_vec() {
         opt_state.push((
             take(&format!("optimizer.state1.{}", info.name), &info.shape)?,
             take(&format!("optimizer.state2.{}", info.name), &info.shape)?,

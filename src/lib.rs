@@ -47,7 +47,7 @@
 //!   stopping are [`train::Callback`]s; [`train::evaluate`] scores a model.
 //! - [`data`] (data sets, split, background loader with augmentation), [`checkpoint`]
 //!   (safetensors), [`verify`] (every kernel against its twin, reference case files),
-//!   [`bench`] (the figures of `wgtrain bench` and `cargo bench`).
+//!   [`mod@bench`] (the figures of `wgtrain bench` and `cargo bench`).
 //!
 //! Where an op lives, by name (e.g. `matmul`): `shaders/matmul_v*.wgsl` (kernels),
 //! `src/gpu/matmul.rs` (host side), `src/cpu/matmul.rs` (the twin), `src/ops/matmul.rs` (spec
@@ -60,9 +60,11 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod gpu;
 pub mod nn;
 pub mod ops;
+pub mod plot;
 pub mod rng;
 pub mod tensor;
 pub mod train;

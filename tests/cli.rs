@@ -113,3 +113,87 @@ fn optimizer_flags_override_the_preset_even_with_zero() {
     let (ok, out, err) = wgtrain(&["train", "--optimizer", "nesterov", "--momentum", "0", "--epochs", "1", "--train-size", "100"]);
     assert!(!ok && err.contains("nesterov needs momentum > 0"), "{out}{err}");
 }
+
+/// Every experiment through the command line: the README's experiment commands, exactly as
+/// written but with fewer images, epochs, members and folds, on the GPU (lavapipe in CI). Each
+/// writes its four kinds of output; a second run on the same folder resumes (redoes nothing);
+/// bad experiment flags are clear errors.
+#[test]
+fn the_readme_experiments_run_small_and_resume() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let commands: Vec<Vec<String>> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo run --release -- experiment "))
+        .map(|l| {
+            // Split on spaces, keeping 'quoted' words whole.
+            let mut words = Vec::new();
+            for (i, part) in l.split('\'').enumerate() {
+                if i % 2 == 1 {
+                    words.push(part.to_string());
+                } else {
+                    words.extend(part.split_whitespace().map(String::from));
+                }
+            }
+            words
+        })
+        .collect();
+    let names: Vec<&str> = commands.iter().map(|c| c[0].as_str()).collect();
+    assert_eq!(names, ["batch-size", "optimizers", "cv", "bagging", "boosting", "regularization"], "the README's experiment commands");
+    let smaller =
+        [("--train-size", "120"), ("--test-size", "40"), ("--epochs", "1"), ("--members", "2"), ("--learners", "2"), ("--folds", "2")];
+    let pngs: [(&str, &[&str]); 6] = [
+        ("batch-size", &["throughput.png", "generalization.png", "interpolation.png"]),
+        ("optimizers", &["curves.png", "paths-beale.png"]),
+        ("cv", &["grid.png"]),
+        ("bagging", &["accuracy_vs_members.png"]),
+        ("boosting", &["accuracy_vs_learners.png"]),
+        ("regularization", &["test_accuracy.png", "gap.png"]),
+    ];
+    for mut args in commands {
+        let name = args[0].clone();
+        let d = temp(&format!("exp-{name}"));
+        for k in 1..args.len() {
+            if let Some((_, v)) = smaller.iter().find(|(f, _)| *f == args[k - 1]) {
+                args[k] = v.to_string();
+            }
+            if args[k - 1] == "--out" {
+                args[k] = s(&d).to_string();
+            }
+        }
+        let mut full = vec!["experiment".to_string()];
+        full.extend(args);
+        if name == "batch-size" {
+            full.extend(["--windows", "2", "--steps-per-window", "2", "--sharpness-samples", "40"].map(String::from));
+        }
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let (ok, out, err) = wgtrain(&full);
+        assert!(ok, "experiment {name} failed:\n{out}\n{err}");
+        assert!(out.contains("[1/"), "{name}: no run counter in\n{out}");
+        let expected = pngs.iter().find(|(n, _)| *n == name).unwrap().1;
+        for f in ["settings.json", "results.csv", "report.md"].iter().chain(expected) {
+            assert!(d.join(f).is_file(), "{name}: no {f}:\n{out}");
+        }
+        let settings: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("settings.json")).unwrap()).unwrap();
+        assert_eq!(settings["experiment"], name.as_str());
+        assert!(settings["environment"]["device"].as_str().is_some_and(|d| !d.is_empty()), "{settings}");
+        assert!(settings["environment"]["wgtrain"].is_string());
+        let csv = std::fs::read_to_string(d.join("results.csv")).unwrap();
+        assert!(csv.lines().count() >= 2, "{name}: {csv}");
+        let (ok, again, err) = wgtrain(&full);
+        assert!(ok, "{name} resume failed:\n{again}\n{err}");
+        assert!(again.contains("done before") && !again.contains("epoch   1/"), "{name}: the resumed run trained again:\n{again}");
+        assert_eq!(std::fs::read_to_string(d.join("results.csv")).unwrap(), csv, "{name}: resumed results differ");
+    }
+    let d = temp("exp-bad");
+    for (args, want) in [
+        (vec!["experiment", "cv", "--out", s(&d), "--grid", "speed=1"], "weight-decay"),
+        (vec!["experiment", "cv", "--out", s(&d), "--folds", "1"], "2"),
+        (vec!["experiment", "optimizers", "--out", s(&d), "--lrs", "sgd=fast"], "sgd=fast"),
+        (vec!["experiment", "regularization", "--out", s(&d), "--only", "magic"], "magic"),
+        (vec!["experiment", "bagging", "--out", s(&d), "--dataset", "mnist"], "--data"),
+        (vec!["experiment", "bagging", "--out", s(&d), "--seeds", "0"], "--seeds 0"),
+    ] {
+        let (ok, out, err) = wgtrain(&args);
+        assert!(!ok && err.contains(want) && !err.contains("panicked"), "{args:?}: {out}\n{err}");
+    }
+}

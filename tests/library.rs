@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use wgtrain::backend::T;
-use wgtrain::nn::{Backward, Build, CrossEntropy, Flatten, Forward, Init, Layer, Linear, Loss, LossTarget, Model, Relu, Sequential, Targets};
+use wgtrain::nn::{Backward, Build, Flatten, Forward, Init, Layer, Linear, Loss, LossTarget, Model, Relu, Sequential, Targets};
 use wgtrain::train::{evaluate, Callback, Control, EpochEnd, RunInfo, StepInfo, TrainConfig, TrainReport, Trainer};
 use wgtrain::{data, Backend, Cpu, Optimizer, OptimizerKind};
 
@@ -70,7 +70,14 @@ impl Loss<Cpu> for HalfSquared {
     fn name(&self) -> &str {
         "half_squared"
     }
-    fn forward_backward(&self, _: &Cpu, logits: &T<Cpu>, target: LossTarget<'_, Cpu>, loss: &mut T<Cpu>, grad: &mut T<Cpu>) -> wgtrain::Result<()> {
+    fn forward_backward(
+        &self,
+        _: &Cpu,
+        logits: &T<Cpu>,
+        target: LossTarget<'_, Cpu>,
+        loss: &mut T<Cpu>,
+        grad: &mut T<Cpu>,
+    ) -> wgtrain::Result<()> {
         let [n, c] = logits.shape()[..] else { unreachable!() };
         let (z, labels) = (logits.data().to_vec(), target.labels.data().to_vec());
         let mut total = 0.0;
@@ -236,7 +243,22 @@ fn the_source_tree_keeps_its_layers() {
     forbid("src", &["clap::", "cli::", "--batch-size", "--epochs"]);
     // The backends' kernels take resolved sizes: no shape checks in them.
     // (The CPU still checks label *values*, which only it can see: ops::loss::check_labels.)
-    let shape_checks = ["same_shape", "same_numel", "expect_shape", "scalar_out", "::check(", "check_forward", "check_backward", "check_rows", "check_cross_entropy", "check_global", "matmul_dims", "conv2d_dims", "pool_dims", "channels("];
+    let shape_checks = [
+        "same_shape",
+        "same_numel",
+        "expect_shape",
+        "scalar_out",
+        "::check(",
+        "check_forward",
+        "check_backward",
+        "check_rows",
+        "check_cross_entropy",
+        "check_global",
+        "matmul_dims",
+        "conv2d_dims",
+        "pool_dims",
+        "channels(",
+    ];
     forbid("src/cpu", &shape_checks);
     forbid("src/gpu/backend.rs", &shape_checks);
 }

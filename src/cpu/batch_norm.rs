@@ -87,10 +87,10 @@ pub fn backward(
     let xhat = |i: usize, ch: usize| (x[i] as f64 - save_mean[ch] as f64) * save_invstd[ch] as f64;
     let mut sdy = vec![0.0f64; c];
     let mut sdyx = vec![0.0f64; c];
-    for i in 0..x.len() {
+    for (i, &g) in dy.iter().enumerate().take(x.len()) {
         let ch = (i / p) % c;
-        sdy[ch] += dy[i] as f64;
-        sdyx[ch] += dy[i] as f64 * xhat(i, ch);
+        sdy[ch] += g as f64;
+        sdyx[ch] += g as f64 * xhat(i, ch);
     }
     for ch in 0..c {
         dbeta[ch] = sdy[ch] as f32;

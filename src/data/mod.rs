@@ -215,8 +215,7 @@ impl std::str::FromStr for Source {
 
 /// Loads (train, test) for a source; `dir` is the data folder for file-based sets.
 pub fn load(source: Source, dir: Option<&Path>, seed: u64, shapes_train: usize, image_size: usize) -> Result<(Dataset, Dataset)> {
-    let need_dir =
-        || dir.ok_or_else(|| Error::Invalid(format!("data set {} needs the folder with its files", source.name())));
+    let need_dir = || dir.ok_or_else(|| Error::Invalid(format!("data set {} needs the folder with its files", source.name())));
     match source {
         Source::Shapes => Ok((shapes::generate(shapes_train, seed), shapes::generate(shapes_train / 5, seed ^ 0x7E57))),
         Source::Mnist => idx::load_mnist(need_dir()?, "mnist", &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]),

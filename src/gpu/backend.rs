@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use super::{kernels, Gpu, GpuBuffer, GpuTensor};
 use crate::backend::{Backend, T};
 use crate::ops::pool::GlobalPoolDims;
-use crate::ops::{Activation, BatchNormDims, ChannelDims, ConvDims, CrossEntropyDims, DropoutMask, MatmulDims, MatmulSpec, Optimizer};
 use crate::ops::PoolDims;
+use crate::ops::{Activation, BatchNormDims, ChannelDims, ConvDims, CrossEntropyDims, DropoutMask, MatmulDims, MatmulSpec, Optimizer};
 use crate::tensor::{numel, Tensor};
 use crate::{Error, Result};
 
@@ -247,7 +247,12 @@ impl Backend for Gpu {
 
     fn dropout_unchecked(&self, x: &GpuTensor, out: &mut GpuTensor, mask: &DropoutMask, n: usize) -> Result<()> {
         if n as u64 > u32::MAX as u64 {
-            return Err(Error::Limit { op: "dropout", what: "elements (mask indices are u32)".into(), got: n as u64, limit: u32::MAX as u64 });
+            return Err(Error::Limit {
+                op: "dropout",
+                what: "elements (mask indices are u32)".into(),
+                got: n as u64,
+                limit: u32::MAX as u64,
+            });
         }
         self.dropout_impl(x, out, mask)
     }

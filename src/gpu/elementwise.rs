@@ -6,13 +6,12 @@
 //! - a tensor larger than one storage binding is processed in chunks, each binding a
 //!   sub-range of the buffers (offsets aligned as the device requires).
 
-use super::kernels::{DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
 use super::grid::grid_2d;
+use super::kernels::{DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
 use super::recorder::Bind;
 use super::{Gpu, GpuBuffer, GpuTensor};
 use crate::ops::DropoutMask;
 use crate::Result;
-
 
 /// One dispatch of `flat_dispatch`: elements [start, start + len), rows of `row_stride`.
 #[derive(Clone, Copy, Debug)]

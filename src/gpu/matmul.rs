@@ -1,8 +1,8 @@
 //! Host side of shaders/matmul_v*.wgsl: numbered variants, one chosen per adapter.
 //! CPU twin: src/cpu/matmul.rs. Test: kernels-tests/matmul.rs. Bench: benches/matmul.rs.
 
-use super::kernels::{self, Kernel, MatmulParams};
 use super::grid::split_grid;
+use super::kernels::{self, Kernel, MatmulParams};
 use super::recorder::Bind;
 use super::{Gpu, GpuBuffer, GpuContext, GpuTensor};
 use crate::ops::{self, MatmulDims, MatmulSpec};

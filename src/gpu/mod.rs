@@ -36,8 +36,8 @@ pub mod reduce;
 use std::sync::{Arc, Mutex};
 
 pub use buffers::{BufferPool, GpuBuffer};
-pub use custom::ElementwiseKernel;
 pub use context::{list_adapters, AdapterSummary, GpuContext, GpuOptions};
+pub use custom::ElementwiseKernel;
 pub use grid::{grid_2d, split_grid};
 use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
 pub use matmul::MatmulVariant;
@@ -68,6 +68,8 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// Opens the adapter `opts` asks for (default: the best one that runs compute shaders),
+    /// with the limits training needs, and chooses the matmul variant.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
         let ctx = GpuContext::new(opts)?;
         let device = ctx.device.clone();
@@ -106,10 +108,12 @@ impl Gpu {
         })
     }
 
+    /// The device, queue, adapter information and limits.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
     }
 
+    /// The adapter's name (`llvmpipe (LLVM 15.0.6, 256 bits)`).
     pub fn adapter_name(&self) -> &str {
         &self.ctx.info.name
     }

@@ -23,7 +23,7 @@ fn dx_or_temp<'a, B: Backend>(be: &B, dx: Option<&'a mut T<B>>, x: &T<B>, temp: 
     }
 }
 
-/// 2D convolution (PyTorch's `nn.Conv2d`): weight [K, C/groups, KH, KW], optional bias [K].
+/// 2D convolution (PyTorch's `nn.Conv2d`): weight [K, C/groups, KH, KW], optional bias \[K\].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2d {
     /// Output channels K.
@@ -117,7 +117,7 @@ impl<B: Backend> Layer<B> for Conv2d {
 }
 
 /// Batch norm over the channels of [C, ...] inputs (PyTorch's `nn.BatchNorm2d`): weight
-/// (gamma) and bias (beta) [C], running mean and variance as buffers.
+/// (gamma) and bias (beta) \[C\], running mean and variance as buffers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm2d {
     /// Added to the variance.
@@ -271,7 +271,7 @@ impl<B: Backend> Layer<B> for AvgPool2d {
     }
 }
 
-/// The mean of each channel: [C, H, W] -> [C].
+/// The mean of each channel: [C, H, W] -> \[C\].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GlobalAvgPool;
 

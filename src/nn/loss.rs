@@ -7,7 +7,7 @@ use crate::Result;
 
 /// The targets of a batch, on the device.
 pub struct LossTarget<'a, B: Backend> {
-    /// Class indices [N], stored as f32 (for mixed batches, the class with the larger share).
+    /// Class indices \[N\], stored as f32 (for mixed batches, the class with the larger share).
     pub labels: &'a T<B>,
     /// Probability rows [N, C], when the batch was mixed (mixup, cutmix).
     pub probs: Option<&'a T<B>>,

@@ -31,13 +31,13 @@ use crate::{Error, Result};
 /// What a step learns from: class indices, or probability rows (mixup, cutmix) together with
 /// the dominant class of each row (for accuracy).
 pub enum Targets<'a> {
-    /// Class indices [N] as f32.
+    /// Class indices \[N\] as f32.
     Labels(&'a [f32]),
     /// Rows [N, C] of target probabilities, and the class with the larger share of each.
     Probs {
         /// [N, C]
         probs: &'a [f32],
-        /// [N]
+        /// \[N\]
         labels: &'a [f32],
     },
 }
@@ -630,7 +630,15 @@ impl<B: Backend> Model<B> {
 
     /// One training step on a batch: forward, loss, backward, optional clipping by global
     /// norm, and one optimizer update of the whole model. Nothing is read back.
-    pub fn train_step(&mut self, be: &B, x: &[f32], targets: Targets<'_>, opt: &Optimizer, loss: &dyn Loss<B>, clip: Option<f32>) -> Result<()> {
+    pub fn train_step(
+        &mut self,
+        be: &B,
+        x: &[f32],
+        targets: Targets<'_>,
+        opt: &Optimizer,
+        loss: &dyn Loss<B>,
+        clip: Option<f32>,
+    ) -> Result<()> {
         let batch = self.load_batch(be, x, targets)?;
         self.forward(be, batch, Mode::Train)?;
         self.loss(be, batch, loss)?;

@@ -26,7 +26,15 @@ pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
 
 /// A convolution that feeds batch norm: no bias (BN's beta takes its place).
 fn conv_bn(out: usize, k: usize, stride: usize, padding: usize) -> LayerSpec {
-    LayerSpec::Conv2d { out, kernel: [k, k], stride: [stride, stride], padding: [padding, padding], dilation: [1, 1], groups: 1, bias: false }
+    LayerSpec::Conv2d {
+        out,
+        kernel: [k, k],
+        stride: [stride, stride],
+        padding: [padding, padding],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    }
 }
 
 /// conv 5x5 ->32 pad 2, BN, ReLU, maxpool 2; conv 3x3 32->64 pad 1, BN, ReLU, maxpool 2;
@@ -86,8 +94,15 @@ pub fn vgg_small(classes: usize) -> Vec<LayerSpec> {
 
 /// AlexNet in its original two-tower form (groups = 2 in conv2, conv4, conv5), for 3x227x227.
 pub fn alexnet(classes: usize) -> Vec<LayerSpec> {
-    let conv =
-        |out, k, s, p, groups| LayerSpec::Conv2d { out, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [1, 1], groups, bias: true };
+    let conv = |out, k, s, p, groups| LayerSpec::Conv2d {
+        out,
+        kernel: [k, k],
+        stride: [s, s],
+        padding: [p, p],
+        dilation: [1, 1],
+        groups,
+        bias: true,
+    };
     vec![
         conv(96, 11, 4, 0, 1),
         LayerSpec::Relu,

@@ -19,7 +19,7 @@ pub struct BatchNormDims {
     pub p: usize,
 }
 
-/// x and y (or dx) [N, C, ...] alike, every per-channel tensor [C]; training needs more than
+/// x and y (or dx) [N, C, ...] alike, every per-channel tensor \[C\]; training needs more than
 /// one value per channel (the variance of one value is undefined, as in PyTorch).
 pub fn check(op: &'static str, x: &[usize], y: &[usize], per_channel: &[(&str, &[usize])], training: bool) -> Result<BatchNormDims> {
     if x.len() < 2 {

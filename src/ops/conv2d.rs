@@ -133,7 +133,7 @@ pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec)
     Ok(ConvDims { n, c, h, w: wd, k, kh, kw, oh, ow, spec })
 }
 
-/// Forward: x [N, C, H, W], w [K, C/g, KH, KW], optional bias [K], y [N, K, OH, OW].
+/// Forward: x [N, C, H, W], w [K, C/g, KH, KW], optional bias \[K\], y [N, K, OH, OW].
 pub fn check_forward(x: &[usize], w: &[usize], bias: Option<&[usize]>, y: &[usize], spec: Conv2dSpec) -> Result<ConvDims> {
     let d = conv2d_dims("conv2d", x, w, spec)?;
     expect_shape("conv2d", "y", y, &d.y_shape())?;

@@ -6,7 +6,7 @@ use crate::error::shape_err;
 use crate::tensor::ShapeFmt;
 use crate::Result;
 
-/// x [N, in], w [out, in], y (or dy) [N, out], bias (or its gradient) [out].
+/// x [N, in], w [out, in], y (or dy) [N, out], bias (or its gradient) \[out\].
 pub fn check(x: &[usize], w: &[usize], y: &[usize], bias: Option<&[usize]>) -> Result<()> {
     let op = "linear";
     let ([n, i], [o, i2]) = (x, w) else {

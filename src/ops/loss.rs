@@ -16,8 +16,8 @@ pub struct CrossEntropyDims {
     pub c: usize,
 }
 
-/// Cross-entropy: logits [N, C], hard labels [N] (integers in [0, C), stored as f32) or soft
-/// targets [N, C], loss [1], grad [N, C]; smoothing in [0, 1].
+/// Cross-entropy: logits [N, C], hard labels \[N\] (integers in [0, C), stored as f32) or soft
+/// targets [N, C], loss \[1\], grad [N, C]; smoothing in [0, 1].
 pub fn check_cross_entropy(
     logits: &[usize],
     target: &[usize],
@@ -56,7 +56,7 @@ pub fn check_labels(labels: &[f32], classes: usize) -> Result<()> {
     Ok(())
 }
 
-/// Row-wise ops on x [N, C] with one output per row (and, for `correct_rows`, labels [N]).
+/// Row-wise ops on x [N, C] with one output per row (and, for `correct_rows`, labels \[N\]).
 pub fn check_rows(op: &'static str, x: &[usize], out: &[usize], labels: Option<&[usize]>) -> Result<CrossEntropyDims> {
     let [n, c] = *x else {
         return Err(shape_err(op, format!("x {} must be [N, C]", ShapeFmt(x))));

@@ -120,9 +120,7 @@ impl Optimizer {
             "nesterov" => sgd(0.9, true),
             other => match OptimizerKind::parse(other) {
                 Ok(kind) => Optimizer::new(kind),
-                Err(_) => {
-                    return Err(Error::Invalid(format!("unknown optimizer '{name}': expected one of {}", Self::PRESETS.join(", "))))
-                }
+                Err(_) => return Err(Error::Invalid(format!("unknown optimizer '{name}': expected one of {}", Self::PRESETS.join(", ")))),
             },
         })
     }

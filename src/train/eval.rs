@@ -9,7 +9,7 @@ use crate::tensor::ShapeFmt;
 use crate::{Error, Result};
 
 /// How a model did on a data set.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// Mean cross-entropy per sample (natural log).
     pub loss: f64,
@@ -17,7 +17,7 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// Accuracy per true class (NaN for a class with no samples).
     pub per_class: Vec<f64>,
-    /// confusion[true][predicted] counts.
+    /// confusion[true]\[predicted\] counts.
     pub confusion: Vec<Vec<usize>>,
     /// Samples evaluated.
     pub samples: usize,

@@ -18,7 +18,10 @@ pub mod eval;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use callbacks::{Callback, Control, CsvLog, EarlyStopping, EpochEnd, Interrupted, JsonReport, Printer, ProgressBar, RestoreBest, RunInfo, SaveCheckpoints, StepInfo, StopFlag};
+pub use callbacks::{
+    Callback, Control, CsvLog, EarlyStopping, EpochEnd, Interrupted, JsonReport, Printer, ProgressBar, RestoreBest, RunInfo,
+    SaveCheckpoints, StepInfo, StopFlag,
+};
 pub use eval::{evaluate, Evaluation};
 
 use crate::backend::Backend;
@@ -141,7 +144,6 @@ pub struct TrainConfig {
     /// Clip gradients to this global norm.
     pub clip_norm: Option<f32>,
     /// Augmentation of training batches.
-    #[serde(skip)]
     pub augment: Augment,
     /// What "better" means for callbacks that watch validation.
     pub monitor: Monitor,
@@ -212,7 +214,7 @@ impl TrainConfig {
 }
 
 /// One epoch's figures.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EpochLog {
     /// 1-based.
     pub epoch: usize,
@@ -447,7 +449,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
         for cb in &mut self.callbacks {
             cb.on_fit_end(be, model)?;
         }
-        let test = if interrupted || splits.test.is_empty() { None } else { Some(evaluate(be, model, &splits.test, cfg.eval_batch, false)?) };
+        let test =
+            if interrupted || splits.test.is_empty() { None } else { Some(evaluate(be, model, &splits.test, cfg.eval_batch, false)?) };
         let report = TrainReport {
             epochs: logs,
             best_epoch,
@@ -468,8 +471,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
 /// The error of a run whose epoch loss is not finite, naming the first bad step (the step
 /// losses are only now read back).
 fn diverged<B: Backend>(be: &B, history: &[crate::backend::T<B>], step: u64, epoch: usize, skip: usize, tr: Metrics) -> Error {
-    let first_bad =
-        (skip..history.len()).find(|&i| be.download(&history[i]).map(|v| !v[0].is_finite()).unwrap_or(true)).unwrap_or(0);
+    let first_bad = (skip..history.len()).find(|&i| be.download(&history[i]).map(|v| !v[0].is_finite()).unwrap_or(true)).unwrap_or(0);
     let step = (step as usize + first_bad + 1).saturating_sub(history.len());
     Error::Invalid(format!(
         "training diverged: the loss became {} at step {step} (epoch {}, batch {}); lower the learning rate or clip gradients",
