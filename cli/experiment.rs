@@ -228,7 +228,7 @@ fn setup(c: &Common) -> anyhow::Result<Setup> {
     })
 }
 
-fn experiment<B: Backend + 'static>(be: &B, cmd: &ExperimentCmd) -> anyhow::Result<ExitCode> {
+fn experiment<B: Backend>(be: &B, cmd: &ExperimentCmd) -> anyhow::Result<ExitCode> {
     let c = cmd.common();
     let setup = setup(c)?;
     let env = experiment::environment(&be.name());

@@ -27,6 +27,33 @@ pub enum CeTarget<'a, S> {
 /// Shorthand for a backend's tensor type.
 pub type T<B> = Tensor<<B as Backend>::Storage>;
 
+/// Where a backend's tensors live, for planning memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MemoryKind {
+    /// Host memory, allocated exactly (the CPU reference).
+    Host,
+    /// A GPU's buffers, from the buffer pool's size classes (powers of two up to 1 MiB, whole
+    /// MiB above); `on_host` when the adapter runs on the CPU (lavapipe) and so shares its memory.
+    Gpu {
+        /// The adapter is a CPU device using host memory.
+        on_host: bool,
+    },
+}
+
+/// What a backend can tell about its memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryInfo {
+    /// Where tensors live.
+    pub kind: MemoryKind,
+    /// The largest tensor a kernel can take, in bytes (on a GPU the largest storage binding).
+    pub max_tensor_bytes: u64,
+    /// Alignment of the tensors of an [`Backend::arena`], in f32 elements.
+    pub arena_align: usize,
+    /// Bytes allocated on the device now, where the backend can count them (wgpu's allocator
+    /// report; `None` where it cannot). wgpu does not report a device's total memory size.
+    pub allocated_bytes: Option<u64>,
+}
+
 /// A place where tensors live and ops run: the CPU reference or a GPU.
 pub trait Backend {
     /// Where a tensor's data lives.
@@ -54,6 +81,14 @@ pub trait Backend {
     fn download(&self, t: &Tensor<Self::Storage>) -> Result<Vec<f32>>;
     /// Waits until every op issued so far has finished.
     fn sync(&self) -> Result<()>;
+    /// What the backend can tell about its memory (for planning batch sizes). The default is
+    /// a host backend: unlimited tensors, host memory, nothing counted.
+    fn memory(&self) -> MemoryInfo {
+        MemoryInfo { kind: MemoryKind::Host, max_tensor_bytes: isize::MAX as u64, arena_align: 1, allocated_bytes: None }
+    }
+    /// Releases cached memory not in use (on the GPU, the buffer pool's free buffers), so that
+    /// what follows holds only its own. The default does nothing.
+    fn trim(&self) {}
     /// Zeroed tensors of these shapes sharing one allocation, in order. On the GPU they are
     /// views of one buffer at offsets aligned for binding, so whole-model operations
     /// (`optimizer_step_all`, `clip_grad_norm_all`) run as one dispatch over all of it.

@@ -70,7 +70,7 @@ pub mod tensor;
 pub mod train;
 pub mod verify;
 
-pub use backend::{Backend, CeTarget};
+pub use backend::{Backend, CeTarget, MemoryInfo, MemoryKind};
 pub use cpu::Cpu;
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions, MatmulVariant};

@@ -32,20 +32,19 @@
 //! `throughput.png`, `generalization.png`, `interpolation.png`, and the two interpolated models'
 //! weights (`params-b<batch>-seed<seed>.safetensors`).
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::results::{fmt, num_pm, pct_pm, table, Results};
 use super::stats::{mean_std, sharpness, stratified_subset};
 use super::{train_and_test, RunSummary, Setup};
-use crate::backend::{CeTarget, T};
+use crate::backend::{CeTarget, MemoryKind, T};
 use crate::bench::Timing;
 use crate::data::{Dataset, Splits};
 use crate::nn::{Backward, CrossEntropy, Forward, Graph, Mode, Model, NamedTensor, Op, Targets};
 use crate::plot::{save_panels, LinePlot, Scale, Series};
 use crate::train::{evaluate, BatchSize, Evaluation};
-use crate::{Backend, Cpu, Error, Gpu, Result};
+use crate::{Backend, Cpu, Error, Result};
 
 /// Floating-point operations per forward multiply-accumulate in one training step: 2 for the
 /// forward and about 4 for the backward (the gradients of the inputs and of the weights each
@@ -243,36 +242,30 @@ fn host_budget() -> (u64, String) {
 /// The limits of `be`: on a GPU, from its wgpu limits (largest binding) and, for the total,
 /// the host budget when the adapter runs on the host (lavapipe) or [`GPU_DEFAULT_BUDGET`]
 /// (wgpu does not report a device's memory size); on the CPU, the host budget.
-pub fn memory_limits<B: Backend + 'static>(be: &B) -> MemoryLimits {
-    let any = be as &dyn Any;
-    if let Some(g) = any.downcast_ref::<Gpu>() {
-        let ctx = g.context();
-        // Dropout masks and sums index elements with u32.
-        let max_tensor = g.max_binding_bytes().min(ctx.limits.max_buffer_size).min(u32::MAX as u64 * 4);
-        let (budget, source) = if ctx.info.device_type == wgpu::DeviceType::Cpu {
+pub fn memory_limits<B: Backend>(be: &B) -> MemoryLimits {
+    let info = be.memory();
+    let (budget, source, gpu) = match info.kind {
+        MemoryKind::Gpu { on_host: true } => {
             let (b, s) = host_budget();
-            (b, format!("{s} (the adapter runs on the host)"))
-        } else {
-            (GPU_DEFAULT_BUDGET, format!("a stated {} (wgpu does not report the device's memory size)", human_bytes(GPU_DEFAULT_BUDGET)))
-        };
-        return MemoryLimits {
-            device: be.name(),
-            max_tensor_bytes: max_tensor,
-            budget_bytes: budget,
-            budget_source: source,
-            gpu: true,
-            arena_align: (ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4,
-        };
-    }
-    let (budget, source) = host_budget();
-    let known = any.downcast_ref::<Cpu>().is_some();
+            (b, format!("{s} (the adapter runs on the host)"), true)
+        }
+        MemoryKind::Gpu { on_host: false } => (
+            GPU_DEFAULT_BUDGET,
+            format!("a stated {} (wgpu does not report the device's memory size)", human_bytes(GPU_DEFAULT_BUDGET)),
+            true,
+        ),
+        MemoryKind::Host => {
+            let (b, s) = host_budget();
+            (b, s, false)
+        }
+    };
     MemoryLimits {
         device: be.name(),
-        max_tensor_bytes: isize::MAX as u64,
+        max_tensor_bytes: info.max_tensor_bytes,
         budget_bytes: budget,
-        budget_source: if known { source } else { format!("{source} (backend of unknown kind: planned as the CPU)") },
-        gpu: false,
-        arena_align: 1,
+        budget_source: source,
+        gpu,
+        arena_align: info.arena_align,
     }
 }
 
@@ -621,7 +614,7 @@ pub fn largest_batch_within(setup: &Setup, limits: &MemoryLimits) -> Result<usiz
 /// parameters, gradients and optimizer state, the activations, their gradients and saved
 /// tensors per sample times the batch, the evaluation plans and the convolution scratch, against
 /// [`memory_limits`]`(be)`; every per-batch tensor must also fit the largest buffer.
-pub fn largest_batch_that_fits<B: Backend + 'static>(be: &B, setup: &Setup) -> Result<usize> {
+pub fn largest_batch_that_fits<B: Backend>(be: &B, setup: &Setup) -> Result<usize> {
     largest_batch_within(setup, &memory_limits(be))
 }
 
@@ -962,19 +955,17 @@ fn gather(d: &Dataset, idx: &[usize]) -> Vec<f32> {
 }
 
 /// Peak live bytes of the GPU allocator, where there is one.
-fn allocator_bytes<B: Backend + 'static>(be: &B) -> Option<u64> {
-    (be as &dyn Any).downcast_ref::<Gpu>().and_then(|g| g.context().device.generate_allocator_report()).map(|r| r.total_allocated_bytes)
+fn allocator_bytes<B: Backend>(be: &B) -> Option<u64> {
+    be.memory().allocated_bytes
 }
 
 /// Frees the GPU buffer pool's unused buffers (those of an earlier run), so each run holds
 /// only its own; nothing on the CPU.
-fn trim<B: Backend + 'static>(be: &B) {
-    if let Some(g) = (be as &dyn Any).downcast_ref::<Gpu>() {
-        g.trim();
-    }
+fn trim<B: Backend>(be: &B) {
+    be.trim();
 }
 
-fn measure_throughput<B: Backend + 'static>(
+fn measure_throughput<B: Backend>(
     be: &B,
     setup: &Setup,
     opts: &Options,
@@ -1028,7 +1019,7 @@ fn measure_throughput<B: Backend + 'static>(
     })
 }
 
-fn train_one<B: Backend + 'static>(
+fn train_one<B: Backend>(
     be: &B,
     setup: &Setup,
     opts: &Options,
@@ -1101,7 +1092,7 @@ fn read_state(path: &std::path::Path) -> Result<BTreeMap<String, (Vec<usize>, Ve
     Ok(crate::checkpoint::read_safetensors(path)?.0)
 }
 
-fn interpolate<B: Backend + 'static>(
+fn interpolate<B: Backend>(
     be: &B,
     setup: &Setup,
     seed: u64,
@@ -1197,7 +1188,7 @@ fn spearman(x: &[f64], y: &[f64]) -> f64 {
 /// [`Options::train`] the training runs, their sharpness and the interpolation; then
 /// `results.csv`, `report.md` and the plots. Every measurement is a cached run of `out`, so an
 /// interrupted experiment resumes.
-pub fn run<B: Backend + 'static>(be: &B, setup: &Setup, opts: &Options, out: &mut Results) -> Result<()> {
+pub fn run<B: Backend>(be: &B, setup: &Setup, opts: &Options, out: &mut Results) -> Result<()> {
     if opts.train && !(opts.sharpness_eps > 0.0 && opts.sharpness_eps.is_finite()) {
         return Err(Error::Invalid(format!("sharpness eps {}: expected a positive finite value", opts.sharpness_eps)));
     }

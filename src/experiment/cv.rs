@@ -260,7 +260,13 @@ pub fn run<B: Backend>(be: &B, setup: &Setup, opts: &Options, out: &mut Results)
         ]);
     }
     let desc = setup.describe();
-    plot_grid(opts, &settings, &means, &out.path("grid.png"), &format!("{}-fold CV accuracy over the grid — {desc}", opts.folds))?;
+    plot_grid(
+        opts,
+        &settings,
+        &means,
+        &out.path("grid.png"),
+        &format!("{}-fold CV accuracy over the grid (base settings: {desc})", opts.folds),
+    )?;
     let (bm, bs) = means[best];
     let test = &final_run.1;
     let inside = (test.accuracy - bm).abs() <= 2.0 * bs;

@@ -77,6 +77,22 @@ impl Backend for Gpu {
         Ok(out)
     }
 
+    fn memory(&self) -> crate::backend::MemoryInfo {
+        let ctx = self.context();
+        // Dropout masks and sums index elements with u32.
+        let max_tensor_bytes = self.max_binding_bytes().min(ctx.limits.max_buffer_size).min(u32::MAX as u64 * 4);
+        crate::backend::MemoryInfo {
+            kind: crate::backend::MemoryKind::Gpu { on_host: ctx.info.device_type == wgpu::DeviceType::Cpu },
+            max_tensor_bytes,
+            arena_align: (ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4,
+            allocated_bytes: ctx.device.generate_allocator_report().map(|r| r.total_allocated_bytes),
+        }
+    }
+
+    fn trim(&self) {
+        Gpu::trim(self);
+    }
+
     fn sync(&self) -> Result<()> {
         let index = {
             let mut rec = self.lock();
