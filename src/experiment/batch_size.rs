@@ -41,6 +41,7 @@ use super::{train_and_test, RunSummary, Setup};
 use crate::backend::{CeTarget, MemoryKind, T};
 use crate::bench::Timing;
 use crate::data::{Dataset, Splits};
+use crate::gpu::buffers::size_class;
 use crate::nn::{Backward, CrossEntropy, Forward, Graph, Mode, Model, NamedTensor, Op, Targets};
 use crate::plot::{save_panels, LinePlot, Scale, Series};
 use crate::train::{evaluate, BatchSize, Evaluation};
@@ -317,18 +318,6 @@ impl MemoryPlan {
 pub fn full_batch(setup: &Setup) -> usize {
     let n = setup.train.len();
     n - (n as f64 * setup.val_fraction).round() as usize
-}
-
-/// Sizes of the pool's buffers (mirrors `gpu::buffers`): powers of two up to 1 MiB (at least
-/// 256 bytes), whole MiB above.
-fn size_class(bytes: u64) -> u64 {
-    const MIB: u64 = 1 << 20;
-    let b = bytes.max(256);
-    if b <= MIB {
-        b.next_power_of_two()
-    } else {
-        b.div_ceil(MIB) * MIB
-    }
 }
 
 /// The model's graph, compiled once, and what the plan of a batch size needs.

@@ -24,7 +24,7 @@ pub struct BufferPool {
 
 /// Sizes are rounded up to a class so that near sizes share buffers: powers of two up to
 /// 1 MiB, multiples of 1 MiB above. Always a multiple of 256 (binding offsets, copies).
-fn size_class(bytes: u64) -> u64 {
+pub fn size_class(bytes: u64) -> u64 {
     const MIB: u64 = 1 << 20;
     let b = bytes.max(256);
     if b <= MIB {
