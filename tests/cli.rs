@@ -80,6 +80,8 @@ fn bad_options_fail_cleanly() {
         (&["train", "--dataset", "mnist"], "--data"),
         (&["train", "--dataset", "mnist", "--data", "/no/such/folder"], "/no/such/folder"),
         (&["train", "--epochs", "0", "--train-size", "100"], "--epochs 0"),
+        (&["train", "--mixup", "inf", "--train-size", "100"], "mixup alpha is inf"),
+        (&["augment-preview", "--cutmix", "inf", "--out", "/tmp/never.png"], "cutmix alpha is inf"),
         (&["summary", "--input", "3,227"], "--input"),
         (&["eval", "--checkpoint", "/no/such.safetensors"], "/no/such.safetensors"),
         (&["predict", "--checkpoint", "/no/such.safetensors", "x.png"], "/no/such.safetensors"),

@@ -223,6 +223,24 @@ fn bad_training_options_are_clear_errors() {
     opt.lr = -0.1;
     assert!(opt.validate().unwrap_err().to_string().contains("lr is -0.1"));
     assert!("0".parse::<wgtrain::train::BatchSize>().unwrap_err().contains("batch size 0"));
+    // An infinite mixup or cutmix alpha would loop forever in the Beta sampler; NaN or negative
+    // strengths would silently do nothing.
+    for (aug, want) in [
+        (Augment { mixup: f32::INFINITY, ..Augment::default() }, "mixup alpha is inf"),
+        (Augment { cutmix: f32::NAN, ..Augment::default() }, "cutmix alpha is NaN"),
+        (Augment { noise: -0.1, ..Augment::default() }, "input noise is -0.1"),
+        (Augment { crop_pad: 100_000, ..Augment::default() }, "100000 pixels"),
+    ] {
+        let cfg = wgtrain::train::TrainConfig { augment: aug, ..Default::default() };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    assert!(wgtrain::train::TrainConfig {
+        augment: Augment { mixup: 0.4, cutmix: 1.0, noise: 0.1, crop_pad: 4, hflip: true },
+        ..Default::default()
+    }
+    .validate()
+    .is_ok());
     assert_eq!("full".parse::<wgtrain::train::BatchSize>().unwrap(), wgtrain::train::BatchSize::Full);
     let mut m = Model::from_spec(&Cpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let e = m

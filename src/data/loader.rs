@@ -30,6 +30,20 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// Checks the settings: noise, mixup and cutmix finite and >= 0 (an infinite Beta
+    /// parameter would never return a sample), padding at most 1024 pixels.
+    pub fn check(&self) -> Result<()> {
+        for (name, v) in [("input noise", self.noise), ("mixup alpha", self.mixup), ("cutmix alpha", self.cutmix)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::Invalid(format!("{name} is {v}: expected a finite value >= 0 (0: off)")));
+            }
+        }
+        if self.crop_pad > 1024 {
+            return Err(Error::Invalid(format!("crop padding is {} pixels: expected at most 1024", self.crop_pad)));
+        }
+        Ok(())
+    }
+
     /// Whether batches are mixed (mixup or cutmix), so targets are distributions.
     pub fn mixes(&self) -> bool {
         self.mixup > 0.0 || self.cutmix > 0.0

@@ -193,6 +193,7 @@ impl TrainConfig {
     /// Rejects settings that cannot train, before any work starts.
     pub fn validate(&self) -> Result<()> {
         self.optimizer.validate()?;
+        self.augment.check()?;
         if self.epochs == 0 {
             return Err(Error::Invalid("epochs is 0: expected at least 1".into()));
         }
