@@ -27,7 +27,8 @@ pub fn run(a: &PreviewArgs) -> anyhow::Result<ExitCode> {
     aug.check()?;
     crate::args::check_data(&a.data)?;
     let (train, _) = wgtrain::data::load(a.data.dataset, a.data.data.as_deref(), a.seed, a.data.train_size.min(2000), a.data.image_size)?;
-    wgtrain::data::preview::write_grid(&train, a.count, &aug, a.seed, &a.out)?;
-    println!("wrote {} augmented samples of {} to {}", a.count, train.name, a.out.display());
+    let written = wgtrain::data::preview::write_grid(&train, a.count, &aug, a.seed, &a.out)?;
+    let asked = if written < a.count { format!(" (of the {} asked for: the data set holds no more)", a.count) } else { String::new() };
+    println!("wrote {written} augmented samples{asked} of {} to {}", train.name, a.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -64,6 +64,11 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
         SplitChoice::Val => &splits.val,
         SplitChoice::Test => &splits.test,
     };
+    if set.is_empty() {
+        let split = format!("{:?}", a.split).to_lowercase();
+        let hint = if a.split == SplitChoice::Val { format!(" (--val-fraction {} leaves none)", d.val_fraction) } else { String::new() };
+        anyhow::bail!("the {split} split of {} has no images{hint}: nothing to evaluate", set.name);
+    }
     if set.shape[..] != meta.input[..] {
         anyhow::bail!("{}: the model takes inputs {:?}, the data set has {:?}", a.checkpoint.display(), meta.input, set.shape);
     }

@@ -51,6 +51,8 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report["test_accuracy"].as_f64().is_some());
 
+    let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--train-size", "400", "--split", "val", "--val-fraction", "0"]);
+    assert!(!ok && err.contains("val split") && err.contains("--val-fraction 0"), "an empty split is an error, not 0.00%:\n{out}\n{err}");
     let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--train-size", "400"]);
     assert!(ok, "eval failed:\n{out}\n{err}");
     assert!(out.contains("accuracy") && out.contains("confusion matrix") && out.contains("disk"), "{out}");

@@ -204,6 +204,15 @@ fn bad_data_files_are_clear_errors() {
     std::fs::write(f.join("cats").join("broken.png"), b"not a png").unwrap();
     let e = data::load(data::Source::Folder, Some(&f), 1, 0, 16).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("broken.png") && e.contains("cannot read"), "{e}");
+    // Labels are u8: 257 classes would wrap around silently.
+    let many = temp_dir("many-classes");
+    for k in 0..257 {
+        let c = many.join(format!("class{k:03}"));
+        std::fs::create_dir_all(&c).unwrap();
+        image::GrayImage::from_pixel(2, 2, image::Luma([k as u8])).save(c.join("a.png")).unwrap();
+    }
+    let e = data::load(data::Source::Folder, Some(&many), 1, 0, 4).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("257 class folders") && e.contains("at most 256"), "{e}");
     let e = data::load(data::Source::Mnist, None, 1, 0, 28).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("mnist") && e.contains("needs the folder"), "{e}");
 }
@@ -372,11 +381,13 @@ fn augment_preview_writes_a_grid() {
     let d = wgtrain::data::shapes::generate(40, 2);
     let out = temp_dir("preview").join("grid.png");
     let aug = Augment { crop_pad: 2, hflip: true, noise: 0.1, mixup: 0.4, cutmix: 1.0 };
-    wgtrain::data::preview::write_grid(&d, 20, &aug, 1, &out).unwrap();
+    assert_eq!(wgtrain::data::preview::write_grid(&d, 20, &aug, 1, &out).unwrap(), 20);
     let img = image::open(&out).unwrap();
     // 8 columns of 3x-enlarged 28-pixel images with 2-pixel gaps; 20 samples need 3 rows.
     assert_eq!((img.width(), img.height()), (8 * (28 * 3 + 2), 3 * (28 * 3 + 2)));
     assert!(wgtrain::data::preview::write_grid(&d, 0, &aug, 1, &out).is_err());
+    // Asking for more than the data set holds writes what there is, and says how many.
+    assert_eq!(wgtrain::data::preview::write_grid(&d, 1_000_000_000, &aug, 1, &out).unwrap(), 40);
 }
 
 #[test]

@@ -82,6 +82,14 @@ fn dataset(name: &str, size: usize, classes: &[String], items: Vec<(Vec<f32>, u8
     d
 }
 
+/// Labels are stored as u8: at most 256 classes.
+fn check_class_count(dir: &Path, names: &[String]) -> Result<()> {
+    if names.len() > 256 {
+        return Err(Error::Invalid(format!("{}: {} class folders: expected at most 256", dir.display(), names.len())));
+    }
+    Ok(())
+}
+
 /// (train, test) from `dir`, images resized to `size`.
 pub fn load(dir: &Path, size: usize, seed: u64) -> Result<(Dataset, Dataset)> {
     if size == 0 {
@@ -91,12 +99,14 @@ pub fn load(dir: &Path, size: usize, seed: u64) -> Result<(Dataset, Dataset)> {
     if dir.join("train").is_dir() && dir.join("test").is_dir() {
         let names: Vec<String> =
             class_dirs(&dir.join("train"))?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
+        check_class_count(&dir.join("train"), &names)?;
         return Ok((
             dataset(name, size, &names, read_classes(&dir.join("train"), size, &names)?),
             dataset(name, size, &names, read_classes(&dir.join("test"), size, &names)?),
         ));
     }
     let names: Vec<String> = class_dirs(dir)?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
+    check_class_count(dir, &names)?;
     let mut all = read_classes(dir, size, &names)?;
     shuffle(&mut all, &mut Rng::new(seed ^ 0xF01D));
     let n_test = all.len() / 5;

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 
 /// Writes `count` augmented samples of `data` (one batch) as a grid, 8 a row, 3x enlarged,
 /// each image stretched to its own min..max.
-pub fn write_grid(data: &Dataset, count: usize, aug: &Augment, seed: u64, out: &Path) -> Result<()> {
+pub fn write_grid(data: &Dataset, count: usize, aug: &Augment, seed: u64, out: &Path) -> Result<usize> {
     if count == 0 || data.is_empty() {
         return Err(Error::Invalid("augment preview: nothing to show (a count of 0 or an empty data set)".into()));
     }
@@ -37,5 +37,6 @@ pub fn write_grid(data: &Dataset, count: usize, aug: &Augment, seed: u64, out: &
             }
         }
     }
-    img.save(out).map_err(|e| Error::Invalid(format!("{}: cannot write the PNG: {e}", out.display())))
+    img.save(out).map_err(|e| Error::Invalid(format!("{}: cannot write the PNG: {e}", out.display())))?;
+    Ok(idx.len())
 }
