@@ -119,6 +119,12 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
     let seed = resume.as_ref().map_or(a.seed, |m| m.progress.seed);
     let cfg = config(a, seed)?;
     cfg.validate()?;
+    // Output paths are checked now, not after the first epoch (or the whole run).
+    for (flag, path) in [("--checkpoint", &a.checkpoint), ("--log", &a.log), ("--json", &a.json)] {
+        if let Some(p) = path {
+            check_writable(flag, p)?;
+        }
+    }
     let d = &a.data;
     crate::args::check_data(d)?;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
@@ -205,4 +211,24 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
         println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
     }
     Ok(report)
+}
+
+/// Whether a file can be written at `path`: its folder exists and takes a new file (a probe
+/// created and removed there).
+fn check_writable(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: is a folder, expected a file name", path.display());
+    }
+    let probe = dir.join(format!(".wgtrain-write-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()),
+    }
 }

@@ -83,6 +83,12 @@ fn bad_options_fail_cleanly() {
         (&["train", "--dataset", "mnist", "--data", "/no/such/folder"], "/no/such/folder"),
         (&["train", "--epochs", "0", "--train-size", "100"], "--epochs 0"),
         (&["train", "--mixup", "inf", "--train-size", "100"], "mixup alpha is inf"),
+        (
+            &["train", "--train-size", "100", "--checkpoint", "/no/such/dir/m.safetensors"],
+            "--checkpoint /no/such/dir/m.safetensors: cannot write",
+        ),
+        (&["train", "--train-size", "100", "--log", "/no/such/dir/log.csv"], "--log /no/such/dir/log.csv: cannot write"),
+        (&["train", "--train-size", "100", "--json", "/tmp"], "--json /tmp: is a folder"),
         (&["augment-preview", "--cutmix", "inf", "--out", "/tmp/never.png"], "cutmix alpha is inf"),
         (&["summary", "--input", "3,227"], "--input"),
         (&["eval", "--checkpoint", "/no/such.safetensors"], "/no/such.safetensors"),

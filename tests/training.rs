@@ -251,6 +251,29 @@ fn bad_training_options_are_clear_errors() {
     .validate()
     .is_ok());
     assert_eq!("full".parse::<wgtrain::train::BatchSize>().unwrap(), wgtrain::train::BatchSize::Full);
+    // A test set of other images is found before training, not after it.
+    let shapes = wgtrain::data::shapes::generate(20, 1);
+    let mut small = wgtrain::data::shapes::generate(4, 2);
+    small.shape = [1, 14, 14];
+    small.images.truncate(4 * 14 * 14);
+    let splits = wgtrain::data::Splits { train: shapes.clone(), val: shapes.subset(&[]), test: small, stats: vec![(0.0, 1.0)] };
+    let mut m = Model::from_spec(&Cpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = wgtrain::train::Trainer::new(wgtrain::train::TrainConfig { epochs: 50, ..Default::default() })
+        .fit(&Cpu, &mut m, &splits)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("test set") && e.contains("[1, 14, 14]") && e.contains("[1, 28, 28]"), "{e}");
+    assert!(t0.elapsed().as_secs_f64() < 5.0, "found only after {:?}", t0.elapsed());
+    // Weights holding NaN (a diverged or corrupt checkpoint) are refused, naming the tensor.
+    let mut sd = m.state_dict(&Cpu).unwrap();
+    sd[0].data[3] = f32::NAN;
+    let e = m.load_state_dict(&Cpu, &sd).unwrap_err().to_string();
+    assert!(e.contains(&sd[0].name) && e.contains("NaN"), "{e}");
+    // A 1-channel model's normalisation on 3-channel images is an error, not an index panic.
+    let rgb = Dataset { name: "rgb".into(), shape: [3, 2, 2], classes: vec!["a".into()], images: vec![0.5; 24], labels: vec![0, 0] };
+    let e = data::split_with(rgb.clone(), rgb, 0.0, 1, &[(0.1, 0.3)]).err().unwrap().to_string();
+    assert!(e.contains("1 channel") && e.contains("rgb has 3"), "{e}");
     let mut m = Model::from_spec(&Cpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let e = m
         .train_step(&Cpu, &[0.0; 100], Targets::Labels(&[0.0]), &Optimizer::new(OptimizerKind::Adam), &CrossEntropy::default(), None)

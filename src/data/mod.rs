@@ -123,6 +123,18 @@ pub struct Splits {
 
 /// Like `split`, but normalising with given statistics (those a checkpoint was trained with).
 pub fn split_with(train: Dataset, test: Dataset, val_fraction: f64, seed: u64, stats: &[(f32, f32)]) -> Result<Splits> {
+    if stats.len() != train.shape[0] {
+        return Err(Error::Invalid(format!(
+            "normalisation for {} channel(s), but {} has {} (images {:?}): a model trained on other images",
+            stats.len(),
+            train.name,
+            train.shape[0],
+            train.shape
+        )));
+    }
+    if let Some((m, s)) = stats.iter().find(|(m, s)| !(m.is_finite() && s.is_finite() && *s > 0.0)) {
+        return Err(Error::Invalid(format!("normalisation mean {m}, std {s}: expected finite values and a std > 0")));
+    }
     let mut s = split(train, test, val_fraction, seed)?;
     // Undo the fresh statistics, apply the given ones.
     for d in [&mut s.train, &mut s.val, &mut s.test] {

@@ -738,7 +738,11 @@ impl<B: Backend> Model<B> {
                 Some(t) if t.shape != *shape || t.data.len() != shape.iter().product::<usize>() => {
                     problems.push(format!("{name} is {}, the model needs {}", ShapeFmt(&t.shape), ShapeFmt(shape)))
                 }
-                Some(_) => {}
+                Some(t) => {
+                    if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
+                        problems.push(format!("{name} holds {v} (a diverged or corrupt model: every value must be finite)"));
+                    }
+                }
             }
         }
         for t in tensors {

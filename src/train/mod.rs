@@ -295,6 +295,18 @@ impl<'a, B: Backend> Trainer<'a, B> {
     pub fn fit(&mut self, be: &B, model: &mut Model<B>, splits: &Splits) -> Result<TrainReport> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        // Everything the run will need is checked before the first step, not after it.
+        if splits.train.is_empty() {
+            return Err(Error::Invalid(format!("the training set of {} is empty: nothing to train on", splits.train.name)));
+        }
+        for (what, d) in [("training", &splits.train), ("validation", &splits.val), ("test", &splits.test)] {
+            if !d.is_empty() && d.shape[..] != model.input[..] {
+                return Err(Error::Invalid(format!(
+                    "the {what} set of {} has images of {:?}, the model {} takes {:?}",
+                    d.name, d.shape, model.name, model.input
+                )));
+            }
+        }
         let train = Arc::new(splits.train.clone());
         let batch = match cfg.batch {
             BatchSize::Fixed(b) => b.min(train.len()),
