@@ -170,6 +170,22 @@ fn bad_data_files_are_clear_errors() {
     std::fs::write(d.join("t10k-labels-idx1-ubyte"), idx_labels(&[1, 12])).unwrap();
     let e = load(&d);
     assert!(e.contains("t10k-labels") && e.contains("label 12") && e.contains("0..9"), "{e}");
+    // A gzip bomb: a header for 1 image of 2x2, then 64 MB of zeros (64 KB packed). It is
+    // refused after the announced 20 bytes, not unpacked.
+    let bomb = temp_dir("idx-bomb");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &idx_images(1, 0x0803)).unwrap();
+    std::io::Write::write_all(&mut gz, &vec![0u8; 64 << 20]).unwrap();
+    std::fs::write(bomb.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(bomb.join("train-labels-idx1-ubyte"), idx_labels(&[1])).unwrap();
+    let e = load(&bomb);
+    assert!(e.contains("train-images") && e.contains("more than the 20 bytes"), "{e}");
+    // A header announcing an absurd size is refused before anything is read.
+    let mut huge = idx_images(1, 0x0803);
+    huge[4..16].copy_from_slice(&[0xFF; 12]);
+    std::fs::write(bomb.join("train-images-idx3-ubyte.gz"), &huge).unwrap();
+    let e = load(&bomb);
+    assert!(e.contains("too large"), "{e}");
     std::fs::write(d.join("train-images-idx3-ubyte"), idx_images(3, 0x0801)).unwrap();
     let e = load(&d);
     assert!(e.contains("train-images") && e.contains("0x00000801") && e.contains("0x00000803"), "{e}");
