@@ -207,21 +207,19 @@ pub fn spec_of(path: &Path, meta: &Meta) -> Result<ModelSpec> {
 /// shapes, and the same spec when both have one); returns its metadata.
 pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Meta> {
     let meta = read_meta(path)?;
-    let same_spec = match (&meta.spec, &model.spec) {
-        (Some(a), Some(b)) => a.layers == b.layers,
-        _ => true,
-    };
-    if !same_spec || meta.input != model.input {
-        return Err(bad(
-            path,
-            format!(
-                "checkpoint of model '{}' for input {:?}, not of the model being trained ('{}' for {:?})",
-                meta.spec.as_ref().map_or("?", |s| s.name.as_str()),
-                meta.input,
-                model.name,
-                model.input
-            ),
-        ));
+    if meta.input != model.input {
+        return Err(bad(path, format!("checkpoint for inputs {:?}, the model takes {:?}", meta.input, model.input)));
+    }
+    if let (Some(a), Some(b)) = (&meta.spec, &model.spec) {
+        if a.layers != b.layers {
+            // Name the first difference: the same zoo name can differ in its classes or in a
+            // layer's setting (a dropout rate, say).
+            let what = match a.layers.iter().zip(&b.layers).position(|(x, y)| x != y) {
+                Some(i) => format!("layer {i} is {:?} in the checkpoint, {:?} in the model", a.layers[i], b.layers[i]),
+                None => format!("{} layers in the checkpoint, {} in the model", a.layers.len(), b.layers.len()),
+            };
+            return Err(bad(path, format!("checkpoint of model '{}' differs from the model '{}': {what}", a.name, b.name)));
+        }
     }
     let (mut tensors, _) = read_safetensors(path)?;
     let mut take = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {

@@ -100,6 +100,7 @@ fn bad_options_fail_cleanly() {
         let (ok, out, err) = wgtrain(args);
         let all = format!("{out}{err}");
         assert!(!ok, "{args:?} succeeded:\n{all}");
+        assert!(all.lines().all(|l| l.matches("(os error").count() <= 1), "{args:?}: the OS error is repeated:\n{all}");
         assert!(all.contains(expect), "{args:?}: expected '{expect}' in:\n{all}");
         assert!(!all.contains("panicked"), "{args:?} panicked:\n{all}");
     }

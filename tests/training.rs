@@ -398,6 +398,16 @@ fn bad_checkpoints_are_clear_errors() {
     let mut other = Model::from_spec(&cpu, &default_cnn(), &[1, 28, 28], 1).unwrap();
     let e = wgtrain::checkpoint::load(&cpu, &ck, &mut other).unwrap_err().to_string();
     assert!(e.contains("small.safetensors") && e.contains("'small'"), "{e}");
+    // The same model name with another dropout rate: the message names the layer that differs
+    // instead of contradicting itself.
+    let mut spec = small_spec();
+    spec.layers[5] = LayerSpec::Dropout { p: 0.5 };
+    let mut rate = Model::from_spec(&cpu, &spec, &[1, 28, 28], 1).unwrap();
+    let e = wgtrain::checkpoint::load(&cpu, &ck, &mut rate).unwrap_err().to_string();
+    assert!(e.contains("layer 5") && e.contains("0.3") && e.contains("0.5"), "{e}");
+    let mut wide = Model::from_spec(&cpu, &small_spec(), &[1, 32, 32], 1).unwrap();
+    let e = wgtrain::checkpoint::load(&cpu, &ck, &mut wide).unwrap_err().to_string();
+    assert!(e.contains("[1, 28, 28]") && e.contains("[1, 32, 32]"), "{e}");
     // A truncated file is named and refused.
     let bytes = std::fs::read(&ck).unwrap();
     let cut = dir.join("cut.safetensors");
