@@ -92,10 +92,14 @@ fn expect_case_error(text: &str, field: &str, mention: &str) {
 fn malformed_cases_are_errors_naming_file_and_field() {
     let t = r#"{"shape": [2], "data": [1.0, -1.0]}"#;
     expect_case_error("{not json", "(json)", "line");
-    expect_case_error(&format!(r#"{{"op": "fft", "inputs": {{"x": {t}}}, "outputs": {{}}}}"#), "op", "unknown op 'fft'");
-    expect_case_error(r#"{"op": "relu", "inputs": {}, "outputs": {}}"#, "inputs.x", "missing");
     expect_case_error(
-        r#"{"op": "relu", "inputs": {"x": {"shape": [3], "data": [1.0]}}, "outputs": {}}"#,
+        &format!(r#"{{"op": "fft", "inputs": {{"x": {t}}}, "outputs": {{"y": {{"shape": [1], "data": [0]}}}}}}"#),
+        "op",
+        "unknown op 'fft'",
+    );
+    expect_case_error(r#"{"op": "relu", "inputs": {}, "outputs": {"y": {"shape": [1], "data": [0]}}}"#, "inputs.x", "missing");
+    expect_case_error(
+        r#"{"op": "relu", "inputs": {"x": {"shape": [3], "data": [1.0]}}, "outputs": {"y": {"shape": [1], "data": [0]}}}"#,
         "inputs.x.data",
         "shape [3] needs 3",
     );
@@ -110,15 +114,44 @@ fn malformed_cases_are_errors_naming_file_and_field() {
         "[2]",
     );
     expect_case_error(
-        &format!(r#"{{"op": "conv2d", "params": {{"stride": "wide"}}, "inputs": {{"x": {t}}}, "outputs": {{}}}}"#),
+        &format!(
+            r#"{{"op": "conv2d", "params": {{"stride": "wide"}}, "inputs": {{"x": {t}}}, "outputs": {{"y": {{"shape": [1], "data": [0]}}}}}}"#
+        ),
         "params.stride",
         "[h, w]",
     );
-    expect_case_error(r#"{"op": "relu", "dtype": "int8", "inputs": {}, "outputs": {}}"#, "dtype", "float32");
+    expect_case_error(
+        r#"{"op": "relu", "dtype": "int8", "inputs": {}, "outputs": {"y": {"shape": [1], "data": [0]}}}"#,
+        "dtype",
+        "float32",
+    );
     let x = r#"{"shape": [1, 1, 2, 2], "data": [1, 2, 3, 4]}"#;
     let w = r#"{"shape": [1, 2, 3, 3], "data": [0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}"#;
-    expect_case_error(&format!(r#"{{"op": "conv2d", "inputs": {{"x": {x}, "weight": {w}}}, "outputs": {{}}}}"#), "(run)", "conv2d");
-    expect_case_error(r#"{"op": "optimizer", "params": {"name": "lion"}, "inputs": {}, "outputs": {}}"#, "params.name", "lion");
+    expect_case_error(
+        &format!(r#"{{"op": "conv2d", "inputs": {{"x": {x}, "weight": {w}}}, "outputs": {{"y": {{"shape": [1], "data": [0]}}}}}}"#),
+        "(run)",
+        "conv2d",
+    );
+    expect_case_error(
+        r#"{"op": "optimizer", "params": {"name": "lion"}, "inputs": {}, "outputs": {"y": {"shape": [1], "data": [0]}}}"#,
+        "params.name",
+        "lion",
+    );
+    // A case that compares nothing cannot pass; sizes that are zero or overflow are refused.
+    expect_case_error(&format!(r#"{{"op": "relu", "inputs": {{"x": {t}}}, "outputs": {{}}}}"#), "outputs", "is empty");
+    let y = r#"{"shape": [1], "data": [0]}"#;
+    expect_case_error(
+        &format!(r#"{{"op": "relu", "inputs": {{"x": {{"shape": [0], "data": []}}}}, "outputs": {{"y": {y}}}}}"#),
+        "inputs.x.shape",
+        "a dimension of 0",
+    );
+    expect_case_error(
+        &format!(
+            r#"{{"op": "relu", "inputs": {{"x": {{"shape": [4294967296, 4294967296, 4294967296], "data": []}}}}, "outputs": {{"y": {y}}}}}"#
+        ),
+        "inputs.x.shape",
+        "more elements than can be counted",
+    );
 }
 
 fn folders_expand_to_their_json_files() {

@@ -133,7 +133,13 @@ fn parse_tensor(path: &Path, field: &str, v: &Value) -> Result<HostTensor> {
         .map(Value::as_f64)
         .collect::<Option<Vec<f64>>>()
         .ok_or_else(|| file_err(path, &format!("{field}.data"), "expected numbers"))?;
-    let want: usize = shape.iter().product();
+    if let Some(d) = shape.iter().find(|&&d| d == 0) {
+        return Err(file_err(path, &format!("{field}.shape"), format!("is {shape:?}: a dimension of {d}, expected every dimension >= 1")));
+    }
+    let want = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| file_err(path, &format!("{field}.shape"), format!("is {shape:?}: more elements than can be counted")))?;
     if data.len() != want {
         return Err(file_err(path, &format!("{field}.data"), format!("has {} values, shape {:?} needs {want}", data.len(), shape)));
     }
@@ -167,15 +173,16 @@ pub fn load(path: &Path) -> Result<CaseFile> {
             Some(v) => v.as_f64().filter(|x| *x >= 0.0).ok_or_else(|| file_err(path, key, format!("is {v}, expected a number >= 0"))),
         }
     };
-    Ok(CaseFile {
-        path: path.to_path_buf(),
-        op,
-        params,
-        inputs: tensors("inputs")?,
-        outputs: tensors("outputs")?,
-        atol: tol("atol", 1e-5)?,
-        rtol: tol("rtol", 1e-4)?,
-    })
+    let inputs = tensors("inputs")?;
+    let outputs = tensors("outputs")?;
+    if outputs.is_empty() {
+        return Err(file_err(
+            path,
+            "outputs",
+            "is empty: expected at least one output to compare (a case that compares nothing cannot pass)",
+        ));
+    }
+    Ok(CaseFile { path: path.to_path_buf(), op, params, inputs, outputs, atol: tol("atol", 1e-5)?, rtol: tol("rtol", 1e-4)? })
 }
 
 /// Typed access to params and inputs, with errors that name the field.
