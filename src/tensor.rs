@@ -54,6 +54,21 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Number of elements, or `None` when the product overflows `usize`.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// `n` zeros, or an error naming the size when the host cannot allocate them (instead of
+/// aborting the process).
+pub fn try_zeros(n: usize) -> crate::Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| crate::Error::Invalid(format!("cannot allocate {n} values ({} bytes) in host memory", n as u128 * 4)))?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
 /// Prints a shape as `[2, 3, 4]`.
 pub struct ShapeFmt<'a>(pub &'a [usize]);
 

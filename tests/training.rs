@@ -89,6 +89,15 @@ fn models_that_do_not_fit_their_input_are_errors() {
     let spec = ModelSpec { name: "big-kernel".into(), layers: vec![LayerSpec::conv(4, 9, 1, 0)] };
     assert!(spec.infer(&[1, 5, 5]).unwrap_err().to_string().contains("layers.0 (conv2d)"));
     assert!(zoo::model("resnet-9000", 10).unwrap_err().to_string().contains("resnet-9000"));
+    // Too large for the host (157 TB of weights, beyond any address space): an error, not an
+    // abort of the process in the allocator.
+    let spec = ModelSpec { name: "huge".into(), layers: vec![LayerSpec::Flatten, LayerSpec::linear(50_000_000_000)] };
+    let err = Model::from_spec(&Cpu, &spec, &[1, 28, 28], 1).err().expect("no model of 157 TB").to_string();
+    assert!(err.contains("cannot allocate") && err.contains("host memory"), "{err}");
+    // Sizes that overflow are named, not wrapped to "flatten [0]".
+    let spec = ModelSpec { name: "wide".into(), layers: vec![LayerSpec::Flatten, LayerSpec::linear(10)] };
+    let err = spec.infer(&[1 << 32, 1 << 32, 1 << 32]).unwrap_err().to_string();
+    assert!(err.contains("more elements than can be counted"), "{err}");
 }
 
 /// Ninety steps on the built-in shapes lift test accuracy far above chance (10%).

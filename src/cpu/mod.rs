@@ -34,7 +34,9 @@ impl Backend for Cpu {
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
-        Ok(Tensor::from_parts(shape, vec![0.0; crate::tensor::numel(shape)]))
+        let n = crate::tensor::checked_numel(shape)
+            .ok_or_else(|| crate::Error::Invalid(format!("tensor of shape {shape:?}: more elements than can be counted")))?;
+        Ok(Tensor::from_parts(shape, crate::tensor::try_zeros(n)?))
     }
 
     fn write_unchecked(&self, t: &mut CpuTensor, data: &[f32]) -> Result<()> {

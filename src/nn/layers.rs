@@ -348,7 +348,9 @@ impl<B: Backend> Layer<B> for Flatten {
         "flatten"
     }
     fn build(&mut self, input: &[usize], _: &mut Build) -> Result<Vec<usize>> {
-        Ok(vec![input.iter().product()])
+        let n = crate::tensor::checked_numel(input)
+            .ok_or_else(|| Error::Invalid(format!("input {input:?} has more elements than can be counted")))?;
+        Ok(vec![n])
     }
     fn forward(&self, be: &B, io: Forward<'_, B>) -> Result<()> {
         be.copy(io.x, io.y)

@@ -184,6 +184,17 @@ impl<B: Backend> Graph<B> {
             };
             Error::Invalid(format!("model {model}: {name} ({}): {msg}", layer.kind()))
         })?;
+        // Every size the layer asks for must be countable (`summary` and the planners multiply them).
+        let too_big = std::iter::once(("output", &out))
+            .chain(ctx.params.iter().map(|p| ("parameter", &p.shape)))
+            .chain(ctx.buffers.iter().map(|b| ("buffer", &b.shape)))
+            .find(|(_, s)| crate::tensor::checked_numel(s).and_then(|n| n.checked_mul(4)).is_none());
+        if let Some((what, s)) = too_big {
+            return Err(Error::Invalid(format!(
+                "model {model}: {name} ({}): {what} of shape {s:?} has more elements than can be counted",
+                layer.kind()
+            )));
+        }
         let (p0, b0) = (self.params.len(), self.buffers.len());
         self.params.extend(ctx.params);
         self.buffers.extend(ctx.buffers);
