@@ -35,29 +35,6 @@ fn pick_lr(f: TestFunction, name: &str) -> Option<f32> {
     best.map(|(lr, _)| lr)
 }
 
-#[test]
-#[ignore]
-fn print_lr_table() {
-    for f in TestFunction::ALL {
-        for name in Optimizer::PRESETS {
-            let mut line = format!("{f:10} {name:9}");
-            for lr in GRID {
-                let path = optimizer_path(&Cpu, f, &preset(name, lr), DEFAULT_STEPS, f.start()).expect("path");
-                let (x, y) = *path.points.last().unwrap();
-                let tag = if path.diverged {
-                    "D"
-                } else if !in_view(f, &path) {
-                    "o"
-                } else {
-                    " "
-                };
-                line += &format!(" | {lr:6}{tag} {:9.2e} ({x:6.2},{y:6.2})", path.values.last().unwrap());
-            }
-            println!("{line}\n   pick {:?}", pick_lr(f, name));
-        }
-    }
-}
-
 /// Every formula against central differences: h = 1e-5 (relative to the point's size)
 /// leaves a truncation error of about h² |f'''| / 6 and a rounding error of about
 /// 1e-16 |f| / h, both far below the 1e-6 relative tolerance for these smooth polynomials
