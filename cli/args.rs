@@ -30,13 +30,18 @@ pub struct DataArgs {
 
 /// Flags that only make sense together, checked before anything is loaded.
 pub fn check_data(d: &DataArgs) -> anyhow::Result<()> {
-    if d.dataset != Source::Shapes && d.data.is_none() {
-        anyhow::bail!("--dataset {} needs --data DIR (the folder with its files)", d.dataset.name());
+    check_data_flags(d.dataset, d.data.as_deref(), d.val_fraction, d.image_size)
+}
+
+/// The data flags' checks, for commands that take them in their own argument struct.
+pub fn check_data_flags(dataset: Source, data: Option<&std::path::Path>, val_fraction: f64, image_size: usize) -> anyhow::Result<()> {
+    if dataset != Source::Shapes && data.is_none() {
+        anyhow::bail!("--dataset {} needs --data DIR (the folder with its files)", dataset.name());
     }
-    if !(0.0..1.0).contains(&d.val_fraction) {
-        anyhow::bail!("--val-fraction {}: expected a value in [0, 1)", d.val_fraction);
+    if !(0.0..1.0).contains(&val_fraction) {
+        anyhow::bail!("--val-fraction {val_fraction}: expected a value in [0, 1)");
     }
-    if d.image_size == 0 {
+    if image_size == 0 {
         anyhow::bail!("--image-size 0: expected a positive size");
     }
     Ok(())

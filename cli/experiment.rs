@@ -189,12 +189,7 @@ pub fn run(cmd: &ExperimentCmd, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow
 }
 
 fn setup(c: &Common) -> anyhow::Result<Setup> {
-    if c.dataset != Source::Shapes && c.data.is_none() {
-        anyhow::bail!("--dataset {} needs --data DIR (the folder with its files)", c.dataset.name());
-    }
-    if !(0.0..1.0).contains(&c.val_fraction) {
-        anyhow::bail!("--val-fraction {}: expected a value in [0, 1)", c.val_fraction);
-    }
+    crate::args::check_data_flags(c.dataset, c.data.as_deref(), c.val_fraction, c.image_size)?;
     let epochs = c.epochs.unwrap_or(3);
     if epochs == 0 {
         anyhow::bail!("--epochs 0: expected at least 1");

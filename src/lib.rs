@@ -54,6 +54,7 @@
 //! and check), `src/verify/matmul.rs` (cases and runner), `kernels-tests/matmul.rs` (test),
 //! `benches/matmul.rs` (GFLOP/s).
 
+pub mod atomic;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;

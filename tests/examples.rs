@@ -29,7 +29,11 @@ fn run(name: &str, args: &[&str]) -> Option<String> {
 
 #[test]
 fn train_mnist_trains_a_model_defined_in_rust() {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist");
+    // ../shared beside the checkout, or WGTRAIN_SHARED_DATA for a checkout elsewhere.
+    let data = std::env::var("WGTRAIN_SHARED_DATA")
+        .map(|d| format!("{d}/mnist"))
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist").to_string());
+    let data = data.as_str();
     if !std::path::Path::new(data).is_dir() {
         assert!(std::env::var_os("CI").is_none(), "CI is set but {data} is missing");
         eprintln!("\n!!!!!!!! SKIPPED: {data} is missing !!!!!!!!\n");

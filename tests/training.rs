@@ -661,8 +661,11 @@ fn toml_residual_blocks_parse_like_the_zoo() {
 /// The real files in ../shared/data load with the right counts and shapes.
 #[test]
 fn shared_mnist_and_cifar_files_load() {
-    // The project's data lives beside the checkout (../shared), for developers and CI alike.
-    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    // The project's data lives beside the checkout (../shared), for developers and CI alike;
+    // WGTRAIN_SHARED_DATA points a checkout elsewhere at it.
+    let shared = std::env::var_os("WGTRAIN_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     if !shared.is_dir() {
         assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing", shared.display());
         eprintln!("\n!!!!!!!! SKIPPED: {} is missing !!!!!!!!\n", shared.display());

@@ -943,17 +943,6 @@ fn gather(d: &Dataset, idx: &[usize]) -> Vec<f32> {
     x
 }
 
-/// Peak live bytes of the GPU allocator, where there is one.
-fn allocator_bytes<B: Backend>(be: &B) -> Option<u64> {
-    be.memory().allocated_bytes
-}
-
-/// Frees the GPU buffer pool's unused buffers (those of an earlier run), so each run holds
-/// only its own; nothing on the CPU.
-fn trim<B: Backend>(be: &B) {
-    be.trim();
-}
-
 fn measure_throughput<B: Backend>(
     be: &B,
     setup: &Setup,
@@ -963,7 +952,7 @@ fn measure_throughput<B: Backend>(
     seed: u64,
     lr: f32,
 ) -> Result<Throughput> {
-    trim(be); // the pooled buffers of the previous size go, so the report is this size's
+    be.trim(); // the pooled buffers of the previous size go, so the report is this size's
     let mut model = setup.build(be, &setup.model, seed, splits)?;
     let mut opt = setup.config.optimizer;
     opt.lr = lr;
@@ -979,7 +968,7 @@ fn measure_throughput<B: Backend>(
     }
     be.sync()?;
     let mut times = Vec::new();
-    let mut measured = allocator_bytes(be);
+    let mut measured = be.memory().allocated_bytes;
     let steps = opts.steps_per_window.max(1);
     for _ in 0..opts.windows.max(1) {
         let t = Instant::now();
@@ -988,7 +977,7 @@ fn measure_throughput<B: Backend>(
         }
         be.sync()?;
         times.push(t.elapsed());
-        measured = match (measured, allocator_bytes(be)) {
+        measured = match (measured, be.memory().allocated_bytes) {
             (Some(a), Some(c)) => Some(a.max(c)),
             (a, c) => a.or(c),
         };
@@ -1016,7 +1005,7 @@ fn train_one<B: Backend>(
     seed: u64,
     save_params: Option<&std::path::Path>,
 ) -> Result<TrainRun> {
-    trim(be);
+    be.trim();
     let splits = setup.splits(None, seed)?;
     let mut model = setup.build(be, &setup.model, seed, &splits)?;
     let (lr, warmup) = lr_for(setup, opts.lr_rule, size.train_n)?;
@@ -1089,7 +1078,7 @@ fn interpolate<B: Backend>(
     large: &std::path::Path,
     alphas: &[f64],
 ) -> Result<Vec<InterpPoint>> {
-    trim(be);
+    be.trim();
     let splits = setup.splits(None, seed)?;
     let mut model = setup.build(be, &setup.model, seed, &splits)?;
     let (a, b) = (read_state(small)?, read_state(large)?);

@@ -199,10 +199,7 @@ pub fn train_and_test<B: Backend>(
 ) -> Result<RunSummary> {
     let t0 = std::time::Instant::now();
     let mut config = config.clone();
-    let batch = match config.batch {
-        train::BatchSize::Fixed(b) => b.min(splits.train.len()),
-        train::BatchSize::Full => splits.train.len(),
-    };
+    let batch = config.batch.resolve(splits.train.len());
     config.report_every = (data::loader::batches(splits.train.len(), batch, true) / 8).max(1);
     let mut curve = LossCurve::default();
     let mut trainer = Trainer::new(config.clone())

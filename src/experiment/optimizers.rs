@@ -62,7 +62,7 @@ pub fn default_lr(optimizer: &str) -> f32 {
     }
 }
 
-/// One optimizer's final figures over the seeds.
+/// One run of the learning-rate search: the rate and the validation loss it reached.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct SearchPoint {
     lr: f32,
@@ -199,7 +199,7 @@ pub fn run<B: Backend>(be: &B, setup: &Setup, opts: &Options, out: &mut Results)
             }
         }
     }
-    super::results::write_atomic(&out.path("curves.csv"), curves_csv.as_bytes())?;
+    crate::atomic::write(&out.path("curves.csv"), curves_csv.as_bytes())?;
 
     let n = seeds.len();
     let mut rows = Vec::new();

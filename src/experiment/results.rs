@@ -10,17 +10,6 @@ use serde::Serialize;
 
 use crate::{Error, Result};
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader sees the old file or the new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::Invalid(format!("{}: cannot write: {e}", path.display()))
-    })
-}
-
 /// One experiment's output folder.
 pub struct Results {
     dir: PathBuf,
@@ -68,7 +57,7 @@ impl Results {
             "settings": settings,
             "environment": environment,
         });
-        write_atomic(&path, serde_json::to_string_pretty(&doc).expect("JSON values serialise").as_bytes())?;
+        crate::atomic::write(&path, serde_json::to_string_pretty(&doc).expect("JSON values serialise").as_bytes())?;
         Ok(Self { dir: dir.to_path_buf(), total: 0, done: 0, reused: 0, started: Instant::now() })
     }
 
@@ -110,7 +99,7 @@ impl Results {
         let value = f()?;
         let cached = Cached { value };
         let text = toml::to_string(&cached).map_err(|e| Error::Invalid(format!("run {key}: cannot record the result: {e}")))?;
-        write_atomic(&path, text.as_bytes())?;
+        crate::atomic::write(&path, text.as_bytes())?;
         Ok(cached.value)
     }
 
@@ -129,12 +118,12 @@ impl Results {
             s.push_str(&cells.join(","));
             s.push('\n');
         }
-        write_atomic(&self.path("results.csv"), s.as_bytes())
+        crate::atomic::write(&self.path("results.csv"), s.as_bytes())
     }
 
     /// Writes `report.md`.
     pub fn write_report(&self, markdown: &str) -> Result<()> {
-        write_atomic(&self.path("report.md"), markdown.as_bytes())
+        crate::atomic::write(&self.path("report.md"), markdown.as_bytes())
     }
 }
 

@@ -306,7 +306,7 @@ impl JsonReport {
 impl<B: Backend> Callback<B> for JsonReport {
     fn on_train_end(&mut self, report: &TrainReport) -> Result<()> {
         let text = serde_json::to_string_pretty(report).map_err(|e| Error::Invalid(format!("{}: {e}", self.path.display())))?;
-        std::fs::write(&self.path, text).map_err(|e| Error::Io { path: self.path.clone(), source: e })
+        crate::atomic::write(&self.path, text.as_bytes())
     }
 }
 

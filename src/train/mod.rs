@@ -104,6 +104,17 @@ pub enum BatchSize {
     Full,
 }
 
+impl BatchSize {
+    /// Samples per step on a training set of `n` images (a fixed size larger than the set is
+    /// the whole set).
+    pub fn resolve(self, n: usize) -> usize {
+        match self {
+            BatchSize::Fixed(b) => b.min(n),
+            BatchSize::Full => n,
+        }
+    }
+}
+
 impl std::fmt::Display for BatchSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -308,10 +319,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             }
         }
         let train = Arc::new(splits.train.clone());
-        let batch = match cfg.batch {
-            BatchSize::Fixed(b) => b.min(train.len()),
-            BatchSize::Full => train.len(),
-        };
+        let batch = cfg.batch.resolve(train.len());
         let start = Instant::now();
         let resume = self.resume.clone();
         if resume.is_none() {
