@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use wgtrain::data::Source;
+use wgtrain::data::{Label, Source};
 use wgtrain::experiment::results::Results;
 use wgtrain::experiment::{self, bagging, boosting, stats, Setup};
 use wgtrain::nn::{LayerSpec, ModelSpec};
@@ -115,7 +115,7 @@ fn bagging_writes_consistent_results() {
     assert!(close(get(1, "average").0, members[0].test_accuracy));
     assert!(close(get(3, "member").0, members[2].test_accuracy));
     // The ensemble figures follow from the cached predictions.
-    let preds: Vec<Vec<u8>> = members.iter().map(|m| m.test_predictions.clone()).collect();
+    let preds: Vec<Vec<Label>> = members.iter().map(|m| m.test_predictions.clone()).collect();
     let probs: Vec<Vec<f32>> = members.iter().map(|m| m.test_probabilities.clone()).collect();
     for size in 1..=4 {
         assert!(close(get(size, "vote").0, stats::accuracy(&stats::majority_vote(&preds[..size], classes), &s.test.labels)));
@@ -129,7 +129,7 @@ fn bagging_writes_consistent_results() {
     assert!(coverage.windows(2).all(|w| w[0] <= w[1]), "{coverage:?}");
     assert!(close(coverage[0], members[0].out_of_bag.len() as f64 / TRAIN as f64));
     // With one member the OOB estimate is that member's accuracy on its own out-of-bag images.
-    let oob_labels: Vec<u8> = members[0].out_of_bag.iter().map(|&i| s.train.labels[i]).collect();
+    let oob_labels: Vec<Label> = members[0].out_of_bag.iter().map(|&i| s.train.labels[i]).collect();
     assert!(close(get(1, "oob_vote").0, stats::accuracy(&members[0].oob_predictions, &oob_labels)));
 
     let e = bagging::Ensemble::new(s.config.seed, members.clone(), &s.train.labels, &s.test.labels, classes, &opts);
@@ -216,7 +216,7 @@ fn boosting_follows_samme_and_resumes() {
     assert!(close(cell(0, "ensemble_train_accuracy"), learners[0].train_accuracy));
     // ... and of t learners, their alpha-weighted vote.
     let used = learners.iter().filter(|l| l.alpha > 0.0).count();
-    let te: Vec<Vec<u8>> = learners.iter().map(|l| l.test_predictions.clone()).collect();
+    let te: Vec<Vec<Label>> = learners.iter().map(|l| l.test_predictions.clone()).collect();
     let alphas: Vec<f64> = learners.iter().map(|l| l.alpha).collect();
     for t in 1..=used {
         let acc = stats::accuracy(&stats::weighted_vote(&te[..t], &alphas[..t], classes), &s.test.labels);

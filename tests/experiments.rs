@@ -4,10 +4,11 @@
 //! over the box is known in closed form.
 
 use wgtrain::experiment::stats::*;
+use wgtrain::data::Label;
 use wgtrain::rng::Rng;
 use wgtrain::Result;
 
-fn labels(n: usize, classes: u8, seed: u64) -> Vec<u8> {
+fn labels(n: usize, classes: Label, seed: u64) -> Vec<Label> {
     let mut r = Rng::new(seed);
     // Uneven classes: class c is drawn with weight c + 1.
     let total: usize = (1..=classes as usize).sum();
@@ -19,12 +20,12 @@ fn labels(n: usize, classes: u8, seed: u64) -> Vec<u8> {
                 u -= c + 1;
                 c += 1;
             }
-            c.min(classes as usize - 1) as u8
+            c.min(classes as usize - 1) as Label
         })
         .collect()
 }
 
-fn counts(l: &[u8], idx: &[usize], classes: usize) -> Vec<usize> {
+fn counts(l: &[Label], idx: &[usize], classes: usize) -> Vec<usize> {
     let mut c = vec![0; classes];
     for &i in idx {
         c[l[i] as usize] += 1;

@@ -229,15 +229,31 @@ fn bad_data_files_are_clear_errors() {
     std::fs::write(f.join("cats").join("broken.png"), b"not a png").unwrap();
     let e = data::load(data::Source::Folder, Some(&f), 1, 0, 16).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("broken.png") && e.contains("cannot read"), "{e}");
-    // Labels are u8: 257 classes would wrap around silently.
+    // More than 256 classes: labels once were u8 and wrapped around silently. Each image's
+    // grey level is its class's number mod 256 and its blue channel says which 256-block.
     let many = temp_dir("many-classes");
-    for k in 0..257 {
+    for k in 0..300u32 {
         let c = many.join(format!("class{k:03}"));
         std::fs::create_dir_all(&c).unwrap();
-        image::GrayImage::from_pixel(2, 2, image::Luma([k as u8])).save(c.join("a.png")).unwrap();
+        for i in 0..2 {
+            let px = image::Rgb([(k % 256) as u8, (k % 256) as u8, (k / 256) as u8 * 255]);
+            image::RgbImage::from_pixel(2, 2, px).save(c.join(format!("{i}.png"))).unwrap();
+        }
     }
-    let e = data::load(data::Source::Folder, Some(&many), 1, 0, 4).map(|_| ()).unwrap_err().to_string();
-    assert!(e.contains("257 class folders") && e.contains("at most 256"), "{e}");
+    let (tr, te) = data::load(data::Source::Folder, Some(&many), 1, 0, 2).unwrap();
+    assert_eq!(tr.classes.len(), 300);
+    let mut seen = vec![0; 300];
+    for d in [&tr, &te] {
+        let per = d.image_len();
+        for (i, &l) in d.labels.iter().enumerate() {
+            let img = &d.images[i * per..(i + 1) * per];
+            let k = (img[0] * 255.0).round() as u32 + 256 * (img[per - 1] > 0.5) as u32;
+            assert_eq!(l, k, "image {i} of {}: label {l}, pixels say class {k}", d.name);
+            assert_eq!(d.classes[l as usize], format!("class{k:03}"));
+            seen[l as usize] += 1;
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 2), "every class's two images appear once: {seen:?}");
     let e = data::load(data::Source::Mnist, None, 1, 0, 28).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("mnist") && e.contains("needs the folder"), "{e}");
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Dataset;
+use super::{Dataset, Label};
 use crate::{Error, Result};
 
 /// Class names, by label.
@@ -37,7 +37,7 @@ pub fn parse(path: &Path, bytes: &[u8], into: &mut Dataset) -> Result<()> {
         if rec[0] as usize >= CLASSES.len() {
             return Err(Error::Invalid(format!("{}: record {i} has label {}, expected 0..9", path.display(), rec[0])));
         }
-        into.labels.push(rec[0]);
+        into.labels.push(Label::from(rec[0]));
         into.images.extend(rec[1..].iter().map(|&v| v as f32 / 255.0));
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{shuffle, Dataset};
+use super::{shuffle, Dataset, Label, MAX_CLASSES};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -63,17 +63,17 @@ pub fn read_image_as(path: &Path, shape: [usize; 3]) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-fn read_classes(dir: &Path, size: usize, names: &[String]) -> Result<Vec<(Vec<f32>, u8)>> {
+fn read_classes(dir: &Path, size: usize, names: &[String]) -> Result<Vec<(Vec<f32>, Label)>> {
     let mut out = Vec::new();
     for (k, name) in names.iter().enumerate() {
         for f in images_in(&dir.join(name))? {
-            out.push((read_image(&f, size)?, k as u8));
+            out.push((read_image(&f, size)?, k as Label));
         }
     }
     Ok(out)
 }
 
-fn dataset(name: &str, size: usize, classes: &[String], items: Vec<(Vec<f32>, u8)>) -> Dataset {
+fn dataset(name: &str, size: usize, classes: &[String], items: Vec<(Vec<f32>, Label)>) -> Dataset {
     let mut d = Dataset { name: name.into(), shape: [3, size, size], classes: classes.to_vec(), images: Vec::new(), labels: Vec::new() };
     for (img, l) in items {
         d.images.extend(img);
@@ -82,10 +82,10 @@ fn dataset(name: &str, size: usize, classes: &[String], items: Vec<(Vec<f32>, u8
     d
 }
 
-/// Labels are stored as u8: at most 256 classes.
+/// At most [`MAX_CLASSES`] classes: labels must survive the trip through f32 exactly.
 fn check_class_count(dir: &Path, names: &[String]) -> Result<()> {
-    if names.len() > 256 {
-        return Err(Error::Invalid(format!("{}: {} class folders: expected at most 256", dir.display(), names.len())));
+    if names.len() > MAX_CLASSES {
+        return Err(Error::Invalid(format!("{}: {} class folders: expected at most {MAX_CLASSES}", dir.display(), names.len())));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::Dataset;
+use super::{Dataset, Label};
 use crate::{Error, Result};
 
 fn bad(path: &Path, msg: String) -> Error {
@@ -92,7 +92,7 @@ pub fn parse_images(path: &Path, b: &[u8]) -> Result<(usize, usize, usize, Vec<u
 }
 
 /// Labels of an IDX1 label file.
-pub fn parse_labels(path: &Path, b: &[u8]) -> Result<Vec<u8>> {
+pub fn parse_labels(path: &Path, b: &[u8]) -> Result<Vec<Label>> {
     if b.len() < 8 {
         return Err(bad(path, format!("{} bytes is too short for an IDX label header (8 bytes)", b.len())));
     }
@@ -104,7 +104,7 @@ pub fn parse_labels(path: &Path, b: &[u8]) -> Result<Vec<u8>> {
     if b.len() != 8 + n {
         return Err(bad(path, format!("{} bytes, but the header ({n} labels) needs {}: truncated or corrupt", b.len(), 8 + n)));
     }
-    Ok(b[8..].to_vec())
+    Ok(b[8..].iter().map(|&l| Label::from(l)).collect())
 }
 
 fn load_pair(dir: &Path, prefix: &str, name: &str, classes: &[&str]) -> Result<Dataset> {

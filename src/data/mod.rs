@@ -15,6 +15,13 @@ use std::path::Path;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
+/// A class index. Labels travel to the loss kernels as f32, which holds every integer up to
+/// 2^24 exactly, so that is the most classes a data set may have ([`MAX_CLASSES`]).
+pub type Label = u32;
+
+/// The most classes a data set may have: 2^24, the integers an f32 label holds exactly.
+pub const MAX_CLASSES: usize = 1 << 24;
+
 /// Images and labels. `images` holds `len() * shape` values, channel-major per image.
 #[derive(Clone, Debug)]
 pub struct Dataset {
@@ -27,7 +34,7 @@ pub struct Dataset {
     /// Pixel values [N, C, H, W], in [0, 1] as loaded and per-channel normalised after [`split`].
     pub images: Vec<f32>,
     /// Class index of each image, \[N\].
-    pub labels: Vec<u8>,
+    pub labels: Vec<Label>,
 }
 
 impl Dataset {

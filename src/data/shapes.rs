@@ -2,7 +2,7 @@
 //! size and rotation, with random brightness and Gaussian noise. Deterministic per seed, no
 //! download. Rotation, position and noise make it hard for a linear model and easy for a CNN.
 
-use super::Dataset;
+use super::{Dataset, Label};
 use crate::rng::Rng;
 
 /// Class names, by label (the `kind` of [`draw`]).
@@ -67,7 +67,7 @@ pub fn generate(n: usize, seed: u64) -> Dataset {
         let mut rng = Rng::new(seed.wrapping_mul(0x100_0000_01B3).wrapping_add(i as u64));
         let kind = i % CLASSES.len();
         images.extend(draw(kind, &mut rng));
-        labels.push(kind as u8);
+        labels.push(kind as Label);
     }
     Dataset { name: "shapes".into(), shape: [1, SIZE, SIZE], classes: CLASSES.iter().map(|c| c.to_string()).collect(), images, labels }
 }

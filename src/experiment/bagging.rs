@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::results::{fmt, num_pm, pct_pm, table, Results};
 use super::{stats, train_and_test, Setup};
-use crate::data;
+use crate::data::{self, Label};
 use crate::plot::{LinePlot, Scale, Series};
 use crate::train::{evaluate, TrainConfig};
 use crate::{Backend, Error, Result};
@@ -70,11 +70,11 @@ pub struct Member {
     /// Class probabilities on the test set, [test images × classes] row-major.
     pub test_probabilities: Vec<f32>,
     /// The predicted class of each test image (the largest probability).
-    pub test_predictions: Vec<u8>,
+    pub test_predictions: Vec<Label>,
     /// The training images its bootstrap sample missed, ascending indices into `setup.train`.
     pub out_of_bag: Vec<usize>,
     /// Its predicted class for each image of `out_of_bag`, in that order.
-    pub oob_predictions: Vec<u8>,
+    pub oob_predictions: Vec<Label>,
     /// Wall time of training and evaluation.
     pub seconds: f64,
     /// Why training stopped early, if it did.
@@ -154,8 +154,8 @@ pub struct Ensemble {
 impl Ensemble {
     /// The ensemble figures of `members` (in order) for `labels_train` / `labels_test`, with
     /// the confidence intervals from `ci_resamples` resamples at `ci_level`, seeded by `seed`.
-    pub fn new(seed: u64, members: Vec<Member>, labels_train: &[u8], labels_test: &[u8], classes: usize, opts: &Options) -> Self {
-        let preds: Vec<Vec<u8>> = members.iter().map(|m| m.test_predictions.clone()).collect();
+    pub fn new(seed: u64, members: Vec<Member>, labels_train: &[Label], labels_test: &[Label], classes: usize, opts: &Options) -> Self {
+        let preds: Vec<Vec<Label>> = members.iter().map(|m| m.test_predictions.clone()).collect();
         let probs: Vec<Vec<f32>> = members.iter().map(|m| m.test_probabilities.clone()).collect();
         let mut vote = Vec::new();
         let mut average = Vec::new();
@@ -443,7 +443,7 @@ fn report(setup: &Setup, opts: &Options, ensembles: &[Ensemble]) -> String {
             .members
             .iter()
             .map(|mb| {
-                let labels: Vec<u8> = mb.out_of_bag.iter().map(|&i| setup.train.labels[i]).collect();
+                let labels: Vec<Label> = mb.out_of_bag.iter().map(|&i| setup.train.labels[i]).collect();
                 vec![
                     mb.member.to_string(),
                     mb.seed.to_string(),

@@ -40,7 +40,7 @@ use super::stats::{mean_std, sharpness, stratified_subset};
 use super::{train_and_test, RunSummary, Setup};
 use crate::backend::{CeTarget, MemoryKind, T};
 use crate::bench::Timing;
-use crate::data::{Dataset, Splits};
+use crate::data::{Dataset, Label, Splits};
 use crate::gpu::buffers::size_class;
 use crate::nn::{Backward, CrossEntropy, Forward, Graph, Mode, Model, NamedTensor, Op, Targets};
 use crate::plot::{save_panels, LinePlot, Scale, Series};
@@ -665,7 +665,7 @@ struct BnHelp<B: Backend> {
 /// (dx = γ dy / √(var + ε), dγ = Σ dy x̂, dβ = Σ dy, computed through the layer's own eval
 /// forward so its ε is used) and dropout (the identity). The model's parameters, gradients and
 /// buffers are not touched.
-pub fn eval_loss_and_grad<B: Backend>(be: &B, model: &Model<B>, images: &[f32], labels: &[u8], chunk: usize) -> Result<(f64, Vec<f32>)> {
+pub fn eval_loss_and_grad<B: Backend>(be: &B, model: &Model<B>, images: &[f32], labels: &[Label], chunk: usize) -> Result<(f64, Vec<f32>)> {
     let per: usize = model.input.iter().product();
     let n = labels.len();
     if n == 0 || images.len() != n * per {
@@ -690,7 +690,7 @@ pub fn eval_loss_and_grad<B: Backend>(be: &B, model: &Model<B>, images: &[f32], 
 }
 
 /// One chunk of [`eval_loss_and_grad`]: mean loss and gradient.
-fn eval_chunk<B: Backend>(be: &B, model: &Model<B>, x: &[f32], labels: &[u8]) -> Result<(f64, Vec<f32>)> {
+fn eval_chunk<B: Backend>(be: &B, model: &Model<B>, x: &[f32], labels: &[Label]) -> Result<(f64, Vec<f32>)> {
     let b = labels.len();
     let nodes = model.nodes();
     let with_batch = |s: &[usize]| -> Vec<usize> { std::iter::once(b).chain(s.iter().copied()).collect() };
@@ -1019,7 +1019,7 @@ fn train_one<B: Backend>(
     let t0 = Instant::now();
     let idx = stratified_subset(&splits.train.labels, opts.sharpness_samples.max(1), seed ^ 0x5A4D_9E55);
     let x = gather(&splits.train, &idx);
-    let labels: Vec<u8> = idx.iter().map(|&i| splits.train.labels[i]).collect();
+    let labels: Vec<Label> = idx.iter().map(|&i| splits.train.labels[i]).collect();
     let chunk = setup.config.eval_batch.max(1);
     let w0 = flat_params(be, &model)?;
     let s = {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::results::{fmt, num_pm, pct_pm, table, Results};
 use super::{stats, train_and_test, Setup};
-use crate::data;
+use crate::data::{self, Label};
 use crate::nn::{LayerSpec, ModelSpec};
 use crate::plot::{save_panels, LinePlot, Scale, Series};
 use crate::train::{evaluate, TrainConfig};
@@ -96,9 +96,9 @@ pub struct Learner {
     /// Mean test cross-entropy (nats).
     pub test_loss: f64,
     /// Its class for every training image, in `setup.train` order.
-    pub train_predictions: Vec<u8>,
+    pub train_predictions: Vec<Label>,
     /// Its class for every test image.
-    pub test_predictions: Vec<u8>,
+    pub test_predictions: Vec<Label>,
     /// Wall time of training and evaluation.
     pub seconds: f64,
 }
@@ -167,13 +167,13 @@ impl Sequence {
         learners: Vec<Learner>,
         used: usize,
         stopped: Option<String>,
-        labels_train: &[u8],
-        labels_test: &[u8],
+        labels_train: &[Label],
+        labels_test: &[Label],
         classes: usize,
     ) -> Self {
         let alphas: Vec<f64> = learners.iter().map(|l| l.alpha).collect();
-        let tr: Vec<Vec<u8>> = learners.iter().map(|l| l.train_predictions.clone()).collect();
-        let te: Vec<Vec<u8>> = learners.iter().map(|l| l.test_predictions.clone()).collect();
+        let tr: Vec<Vec<Label>> = learners.iter().map(|l| l.train_predictions.clone()).collect();
+        let te: Vec<Vec<Label>> = learners.iter().map(|l| l.test_predictions.clone()).collect();
         let train = (1..=used).map(|t| stats::accuracy(&stats::weighted_vote(&tr[..t], &alphas[..t], classes), labels_train)).collect();
         let test = (1..=used).map(|t| stats::accuracy(&stats::weighted_vote(&te[..t], &alphas[..t], classes), labels_test)).collect();
         Sequence { seed, learners, used, stopped, train, test }

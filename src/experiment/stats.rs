@@ -2,12 +2,12 @@
 //! SAMME boosting weights, ensemble votes, summary statistics and the sharpness of a minimum.
 //! All of it is plain host code, seeded and deterministic, tested on the CPU.
 
-use crate::data::shuffle;
+use crate::data::{shuffle, Label};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Indices of each class's samples, in order: `by_class(labels)[c]` lists the samples of class `c`.
-fn by_class(labels: &[u8]) -> Vec<Vec<usize>> {
+fn by_class(labels: &[Label]) -> Vec<Vec<usize>> {
     let classes = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
     let mut out = vec![Vec::new(); classes];
     for (i, &l) in labels.iter().enumerate() {
@@ -18,7 +18,7 @@ fn by_class(labels: &[u8]) -> Vec<Vec<usize>> {
 
 /// A stratified random subset of `n` of the samples (every class keeps its share, rounded by
 /// largest remainder), in ascending index order. `n >= labels.len()` keeps them all.
-pub fn stratified_subset(labels: &[u8], n: usize, seed: u64) -> Vec<usize> {
+pub fn stratified_subset(labels: &[Label], n: usize, seed: u64) -> Vec<usize> {
     if n >= labels.len() {
         return (0..labels.len()).collect();
     }
@@ -52,7 +52,7 @@ pub fn stratified_subset(labels: &[u8], n: usize, seed: u64) -> Vec<usize> {
 /// `k` disjoint folds covering every sample once, stratified: each class's samples are
 /// shuffled and dealt round-robin, continuing where the previous class stopped, so fold sizes
 /// differ by at most one and every class's count differs by at most one between folds.
-pub fn stratified_folds(labels: &[u8], k: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
+pub fn stratified_folds(labels: &[Label], k: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
     if k < 2 {
         return Err(Error::Invalid(format!("{k} folds: expected at least 2")));
     }
@@ -163,7 +163,7 @@ pub fn samme_round(weights: &[f64], correct: &[bool], classes: usize) -> Result<
 /// The class with the largest total weight of votes for each sample; `predictions[m][i]` is
 /// member m's class for sample i and `weights[m]` its vote (1 for plain majority voting). Ties
 /// go to the smallest class index.
-pub fn weighted_vote(predictions: &[Vec<u8>], weights: &[f64], classes: usize) -> Vec<u8> {
+pub fn weighted_vote(predictions: &[Vec<Label>], weights: &[f64], classes: usize) -> Vec<Label> {
     let n = predictions.first().map_or(0, |p| p.len());
     (0..n)
         .map(|i| {
@@ -171,13 +171,13 @@ pub fn weighted_vote(predictions: &[Vec<u8>], weights: &[f64], classes: usize) -
             for (p, &w) in predictions.iter().zip(weights) {
                 score[p[i] as usize] += w;
             }
-            argmax(&score) as u8
+            argmax(&score) as Label
         })
         .collect()
 }
 
 /// Majority vote (every member's vote weighs 1).
-pub fn majority_vote(predictions: &[Vec<u8>], classes: usize) -> Vec<u8> {
+pub fn majority_vote(predictions: &[Vec<Label>], classes: usize) -> Vec<Label> {
     weighted_vote(predictions, &vec![1.0; predictions.len()], classes)
 }
 
@@ -201,12 +201,12 @@ pub fn argmax<T: Copy + PartialOrd>(row: &[T]) -> usize {
 }
 
 /// The class of largest probability per sample, from `[samples * classes]`.
-pub fn argmax_rows(probabilities: &[f32], classes: usize) -> Vec<u8> {
-    probabilities.chunks(classes).map(|r| argmax(r) as u8).collect()
+pub fn argmax_rows(probabilities: &[f32], classes: usize) -> Vec<Label> {
+    probabilities.chunks(classes).map(|r| argmax(r) as Label).collect()
 }
 
 /// The fraction of members that voted for the ensemble's class, per sample (1: unanimous).
-pub fn vote_agreement(predictions: &[Vec<u8>], ensemble: &[u8]) -> Vec<f64> {
+pub fn vote_agreement(predictions: &[Vec<Label>], ensemble: &[Label]) -> Vec<f64> {
     let m = predictions.len().max(1) as f64;
     ensemble.iter().enumerate().map(|(i, &e)| predictions.iter().filter(|p| p[i] == e).count() as f64 / m).collect()
 }
@@ -219,7 +219,7 @@ pub fn entropy_rows(probabilities: &[f32], classes: usize) -> Vec<f64> {
 /// The variance term of the bias-variance decomposition of the 0-1 loss (Domingos 2000): the
 /// mean over samples of the fraction of members whose prediction differs from the main
 /// (majority) prediction. 0 when every member predicts the same.
-pub fn prediction_variance(predictions: &[Vec<u8>], classes: usize) -> f64 {
+pub fn prediction_variance(predictions: &[Vec<Label>], classes: usize) -> f64 {
     let main = majority_vote(predictions, classes);
     let agree = vote_agreement(predictions, &main);
     if agree.is_empty() {
@@ -229,7 +229,7 @@ pub fn prediction_variance(predictions: &[Vec<u8>], classes: usize) -> f64 {
 }
 
 /// The fraction of `predicted` equal to `labels`.
-pub fn accuracy(predicted: &[u8], labels: &[u8]) -> f64 {
+pub fn accuracy(predicted: &[Label], labels: &[Label]) -> f64 {
     if labels.is_empty() {
         return f64::NAN;
     }
