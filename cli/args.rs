@@ -72,6 +72,19 @@ pub struct AugmentArgs {
 }
 
 impl AugmentArgs {
+    /// The flags' ranges, named as the user typed them (the library checks them again).
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (flag, v) in [("--noise", self.noise), ("--mixup", self.mixup), ("--cutmix", self.cutmix)] {
+            if !(v.is_finite() && v >= 0.0) {
+                anyhow::bail!("{flag} {v}: expected a finite value >= 0 (0: off)");
+            }
+        }
+        if self.crop_pad > 1024 {
+            anyhow::bail!("--crop-pad {}: expected at most 1024 pixels", self.crop_pad);
+        }
+        Ok(())
+    }
+
     /// The library's settings.
     pub fn augment(&self) -> wgtrain::data::loader::Augment {
         wgtrain::data::loader::Augment {
@@ -114,6 +127,17 @@ impl OptimizerArgs {
     /// The preset with the given overrides; an override is applied even when it equals 0, and
     /// settings the optimizer cannot take (nesterov without momentum) are refused.
     pub fn optimizer(&self) -> anyhow::Result<Optimizer> {
+        for (flag, v) in [("--lr", self.lr), ("--weight-decay", self.weight_decay), ("--momentum", self.momentum)] {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                anyhow::bail!("{flag} {v}: expected a finite value >= 0");
+            }
+        }
+        if self.momentum.is_some_and(|m| m >= 1.0) {
+            anyhow::bail!("--momentum {}: expected a value in [0, 1) (1 or more never forgets a gradient)", self.momentum.unwrap_or_default());
+        }
+        if self.optimizer == "nesterov" && self.momentum == Some(0.0) {
+            anyhow::bail!("--momentum 0: --optimizer nesterov needs momentum > 0");
+        }
         let mut o = Optimizer::preset(&self.optimizer)?;
         if let Some(lr) = self.lr {
             o.lr = lr;

@@ -23,8 +23,8 @@ pub struct PreviewArgs {
 }
 
 pub fn run(a: &PreviewArgs) -> anyhow::Result<ExitCode> {
+    a.aug.check()?;
     let aug = a.aug.augment();
-    aug.check()?;
     crate::args::check_data(&a.data)?;
     let (train, _) = wgtrain::data::load(a.data.dataset, a.data.data.as_deref(), a.seed, a.data.train_size.min(2000), a.data.image_size)?;
     let written = wgtrain::data::preview::write_grid(&train, a.count, &aug, a.seed, &a.out)?;

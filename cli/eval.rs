@@ -32,6 +32,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(a: &EvalArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+    crate::args::check_data(&a.data)?;
     match a.backend {
         ComputeBackend::Gpu => eval(&gpu()?, a)?,
         ComputeBackend::Cpu => eval(&Cpu, a)?,
@@ -49,10 +50,9 @@ pub fn model_from_checkpoint<B: Backend>(be: &B, path: &std::path::Path) -> anyh
 }
 
 fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
+    let d = &a.data;
     let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
     let seed = meta.progress.seed;
-    let d = &a.data;
-    crate::args::check_data(d)?;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
     let splits = if meta.normalization.is_empty() {
         data::split(train_set, test_set, d.val_fraction, seed)?
@@ -74,6 +74,16 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     }
     if set.classes.len() != model.classes() {
         anyhow::bail!("{}: the model has {} classes, the data set {}", a.checkpoint.display(), model.classes(), set.classes.len());
+    }
+    if !meta.classes.is_empty() && meta.classes != set.classes {
+        let first = meta.classes.iter().zip(&set.classes).position(|(m, s)| m != s).unwrap_or(0);
+        anyhow::bail!(
+            "{}: trained on the classes of another data set (class {first} is '{}' in the checkpoint, '{}' in {})",
+            a.checkpoint.display(),
+            meta.classes[first],
+            set.classes[first],
+            set.name
+        );
     }
     let r = train::evaluate(be, &mut model, set, 256, false)?;
     let split = format!("{:?}", a.split).to_lowercase();

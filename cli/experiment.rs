@@ -200,12 +200,14 @@ fn setup(c: &Common) -> anyhow::Result<Setup> {
     if !(0.0..1.0).contains(&c.label_smoothing) {
         anyhow::bail!("--label-smoothing {}: expected a value in [0, 1)", c.label_smoothing);
     }
+    let optimizer = c.opt.optimizer()?;
+    c.aug.check()?;
     let (train, test) = experiment::load_data(c.dataset, c.data.as_deref(), c.image_size, c.train_size, c.test_size, c.seed)?;
     let model = zoo::model(&c.model, train.classes.len())?;
     let config = TrainConfig {
         epochs,
         batch: c.batch_size,
-        optimizer: c.opt.optimizer()?,
+        optimizer,
         augment: c.aug.augment(),
         seed: c.seed,
         ..TrainConfig::default()

@@ -14,6 +14,8 @@ mod train;
 mod verify;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use clap::{Parser, Subcommand};
 
@@ -65,8 +67,38 @@ enum Command {
 /// When the process started (the clock of "time to the first step").
 static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
+/// Set by the first Ctrl-C or SIGTERM while a command that can stop cleanly watches it.
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+/// Whether the running command watches [`STOP`] (training with a checkpoint does).
+static WATCHED: AtomicBool = AtomicBool::new(false);
+
+/// The flag a command watches to stop cleanly on the first Ctrl-C or SIGTERM; without one, or
+/// on the second signal, the process exits at once with status 130.
+fn stop_flag() -> Arc<AtomicBool> {
+    WATCHED.store(true, Ordering::SeqCst);
+    STOP.clone()
+}
+
+/// One handler for SIGINT and SIGTERM in every command. Exiting at once removes the temporary
+/// files of atomic writes still under way (a checkpoint being saved), so no `.tmp` is left.
+fn install_interrupt_handler() {
+    let handler = || {
+        if WATCHED.load(Ordering::SeqCst) && !STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("interrupted: stopping after this step (Ctrl-C again to quit at once)");
+            return;
+        }
+        let _no_new_files = wgtrain::atomic::remove_pending();
+        eprintln!("interrupted");
+        std::process::exit(130);
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        log::warn!("cannot handle Ctrl-C and SIGTERM ({e}): they will stop the process without cleaning up");
+    }
+}
+
 fn main() -> ExitCode {
     START.get_or_init(std::time::Instant::now);
+    install_interrupt_handler();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
     let cli = Cli::parse();
     match run(cli) {

@@ -33,6 +33,9 @@ pub fn run(a: &PredictArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Re
 }
 
 fn predict<B: Backend>(be: &B, a: &PredictArgs) -> anyhow::Result<()> {
+    if a.top_k == 0 {
+        anyhow::bail!("--top-k 0: expected at least 1 class per image");
+    }
     let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
     let [c, h, w] = meta.input[..] else { anyhow::bail!("{}: input shape {:?} is not [C, H, W]", a.checkpoint.display(), meta.input) };
     let mut x = Vec::new();
@@ -48,7 +51,7 @@ fn predict<B: Backend>(be: &B, a: &PredictArgs) -> anyhow::Result<()> {
         order.sort_by(|&p, &q| row[q].total_cmp(&row[p]));
         let best: Vec<String> = order
             .iter()
-            .take(a.top_k.max(1))
+            .take(a.top_k)
             .map(|&i| format!("{} {:.1}%", meta.classes.get(i).cloned().unwrap_or_else(|| i.to_string()), 100.0 * row[i]))
             .collect();
         println!("{}: {}", path.display(), best.join(", "));

@@ -25,6 +25,9 @@ pub fn run(a: &SummaryArgs) -> anyhow::Result<ExitCode> {
     if dims.len() != 3 || dims.contains(&0) {
         anyhow::bail!("--input {}: expected C,H,W (three positive integers)", a.input);
     }
+    if a.classes == Some(0) {
+        anyhow::bail!("--classes 0: expected at least 1");
+    }
     let classes = a.classes.unwrap_or(if a.model == "alexnet" { 1000 } else { 10 });
     let spec = wgtrain::nn::zoo::model(&a.model, classes)?;
     print!("{}", spec.summary(&dims)?);

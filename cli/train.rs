@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use clap::builder::PossibleValuesParser;
 use wgtrain::data;
@@ -32,17 +30,17 @@ pub struct TrainArgs {
     /// Learning-rate schedule
     #[arg(long, default_value = "constant", value_parser = PossibleValuesParser::new(Schedule::NAMES))]
     schedule: String,
-    /// Epochs per step of the step schedule
-    #[arg(long, default_value_t = 10)]
-    step_size: usize,
-    /// Factor per step of the step schedule
-    #[arg(long, default_value_t = 0.1)]
-    gamma: f32,
+    /// Epochs per step of the step schedule [default: 10]
+    #[arg(long)]
+    step_size: Option<usize>,
+    /// Factor per step of the step schedule [default: 0.1]
+    #[arg(long, allow_negative_numbers = true)]
+    gamma: Option<f32>,
     /// Linear warm-up epochs
     #[arg(long, default_value_t = 0)]
     warmup_epochs: usize,
-    /// Label smoothing of the cross-entropy, in [0, 1]
-    #[arg(long, default_value_t = 0.0)]
+    /// Label smoothing of the cross-entropy, in [0, 1)
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     label_smoothing: f32,
     /// Clip gradients to this global norm
     #[arg(long, allow_negative_numbers = true)]
@@ -82,6 +80,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(a: &TrainArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+    check_flags(a)?;
     let report = match a.backend {
         ComputeBackend::Gpu => training(&gpu()?, a)?,
         ComputeBackend::Cpu => training(&Cpu, a)?,
@@ -99,7 +98,7 @@ fn config(a: &TrainArgs, seed: u64) -> anyhow::Result<TrainConfig> {
         epochs: a.epochs,
         batch: a.batch_size,
         optimizer: a.opt.optimizer()?,
-        schedule: Schedule::parse(&a.schedule, a.step_size, a.gamma)?,
+        schedule: Schedule::parse(&a.schedule, a.step_size.unwrap_or(10), a.gamma.unwrap_or(0.1))?,
         warmup_epochs: a.warmup_epochs,
         clip_norm: a.clip_norm,
         augment: a.aug.augment(),
@@ -109,11 +108,53 @@ fn config(a: &TrainArgs, seed: u64) -> anyhow::Result<TrainConfig> {
     })
 }
 
-fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
-    let t0 = std::time::Instant::now();
+/// Flags that are out of range or contradict each other, refused before anything is loaded.
+fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
     if a.epochs == 0 {
         anyhow::bail!("--epochs 0: expected at least 1");
     }
+    if let Some(c) = a.clip_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+        anyhow::bail!("--clip-norm {c}: expected a finite norm > 0");
+    }
+    if a.warmup_epochs > a.epochs {
+        anyhow::bail!("--warmup-epochs {}: more than --epochs {}, so the learning rate would never reach its value", a.warmup_epochs, a.epochs);
+    }
+    a.aug.check()?;
+    a.opt.optimizer()?;
+    if a.schedule != "step" {
+        if let Some(g) = a.gamma {
+            anyhow::bail!("--gamma {g}: only the step schedule takes it, and --schedule is {}", a.schedule);
+        }
+        if let Some(n) = a.step_size {
+            anyhow::bail!("--step-size {n}: only the step schedule takes it, and --schedule is {}", a.schedule);
+        }
+    }
+    if let Some(g) = a.gamma.filter(|g| !(g.is_finite() && *g > 0.0)) {
+        anyhow::bail!("--gamma {g}: expected a finite factor > 0");
+    }
+    if a.step_size == Some(0) {
+        anyhow::bail!("--step-size 0: expected at least 1 epoch");
+    }
+    if !(0.0..1.0).contains(&a.label_smoothing) {
+        anyhow::bail!("--label-smoothing {}: expected a value in [0, 1)", a.label_smoothing);
+    }
+    if let Some(p) = a.dropout.filter(|p| !(0.0..1.0).contains(p)) {
+        anyhow::bail!("--dropout {p}: expected a probability in [0, 1)");
+    }
+    if a.data.val_fraction == 0.0 {
+        if a.patience > 0 {
+            anyhow::bail!("--patience {}: early stopping watches the validation set, and --val-fraction 0 leaves none", a.patience);
+        }
+        if a.restore_best {
+            anyhow::bail!("--restore-best: the best epoch is judged on the validation set, and --val-fraction 0 leaves none");
+        }
+    }
+    crate::args::check_data(&a.data)?;
+    Ok(())
+}
+
+fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
+    let t0 = std::time::Instant::now();
     let resume = a.resume.as_deref().map(checkpoint::read_meta).transpose()?;
     // A resumed run keeps its seed: it fixes the split, the batch order and the dropout masks.
     let seed = resume.as_ref().map_or(a.seed, |m| m.progress.seed);
@@ -126,7 +167,6 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
         }
     }
     let d = &a.data;
-    crate::args::check_data(d)?;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
     let splits = data::split(train_set, test_set, d.val_fraction, seed)?;
     let classes = splits.train.classes.len();
@@ -135,9 +175,6 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
         _ => zoo::model(&a.model, classes)?,
     };
     if let Some(p) = a.dropout {
-        if !(0.0..1.0).contains(&p) {
-            anyhow::bail!("--dropout {p}: expected a probability in [0, 1)");
-        }
         for l in spec.layers.iter_mut() {
             if let LayerSpec::Dropout { p: rate } = l {
                 *rate = p;
@@ -188,15 +225,8 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
     }
     if let Some(path) = &a.checkpoint {
         trainer = trainer.callback(train::SaveCheckpoints::new(path));
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        // A second Ctrl-C (or a failure to install the handler) falls back to the default.
-        let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-        trainer = trainer.callback(train::StopFlag(stop));
+        // Ctrl-C or SIGTERM stops after the current step and the checkpoint is written.
+        trainer = trainer.callback(train::StopFlag(crate::stop_flag()));
     }
     if let Some(path) = &a.json {
         trainer = trainer.callback(train::JsonReport::new(path));

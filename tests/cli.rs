@@ -77,19 +77,19 @@ fn summary_of_alexnet() {
 fn bad_options_fail_cleanly() {
     let cases: &[(&[&str], &str)] = &[
         (&["train", "--batch-size", "0"], "batch size 0"),
-        (&["train", "--lr", "-1", "--epochs", "1", "--train-size", "100"], "lr is -1"),
+        (&["train", "--lr", "-1", "--epochs", "1", "--train-size", "100"], "--lr -1: expected a finite value >= 0"),
         (&["train", "--model", "resnet-9000"], "unknown model 'resnet-9000'"),
         (&["train", "--dataset", "mnist"], "--data"),
         (&["train", "--dataset", "mnist", "--data", "/no/such/folder"], "/no/such/folder"),
         (&["train", "--epochs", "0", "--train-size", "100"], "--epochs 0"),
-        (&["train", "--mixup", "inf", "--train-size", "100"], "mixup alpha is inf"),
+        (&["train", "--mixup", "inf", "--train-size", "100"], "--mixup inf"),
         (
             &["train", "--train-size", "100", "--checkpoint", "/no/such/dir/m.safetensors"],
             "--checkpoint /no/such/dir/m.safetensors: cannot write",
         ),
         (&["train", "--train-size", "100", "--log", "/no/such/dir/log.csv"], "--log /no/such/dir/log.csv: cannot write"),
         (&["train", "--train-size", "100", "--json", "/tmp"], "--json /tmp: is a folder"),
-        (&["augment-preview", "--cutmix", "inf", "--out", "/tmp/never.png"], "cutmix alpha is inf"),
+        (&["augment-preview", "--cutmix", "inf", "--out", "/tmp/never.png"], "--cutmix inf"),
         (&["summary", "--input", "3,227"], "--input"),
         (&["eval", "--checkpoint", "/no/such.safetensors"], "/no/such.safetensors"),
         (&["predict", "--checkpoint", "/no/such.safetensors", "x.png"], "/no/such.safetensors"),

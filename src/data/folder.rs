@@ -100,6 +100,17 @@ pub fn load(dir: &Path, size: usize, seed: u64) -> Result<(Dataset, Dataset)> {
         let names: Vec<String> =
             class_dirs(&dir.join("train"))?.iter().filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(String::from)).collect();
         check_class_count(&dir.join("train"), &names)?;
+        // A test class the training set lacks would be dropped without a word.
+        for t in class_dirs(&dir.join("test"))? {
+            let n = t.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !names.iter().any(|c| c == n) {
+                return Err(Error::Invalid(format!(
+                    "{}: a test class with no folder in {} (expected the same class folders in train/ and test/)",
+                    t.display(),
+                    dir.join("train").display()
+                )));
+            }
+        }
         return Ok((
             dataset(name, size, &names, read_classes(&dir.join("train"), size, &names)?),
             dataset(name, size, &names, read_classes(&dir.join("test"), size, &names)?),

@@ -8,6 +8,9 @@ pub const NAMES: [&str; 5] = ["default", "lenet5", "vgg", "resnet20", "alexnet"]
 
 /// A zoo model for `classes` classes, or the TOML model file `name` (ending in .toml).
 pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
+    if classes == 0 || classes > crate::data::MAX_CLASSES {
+        return Err(Error::Invalid(format!("model {name} for {classes} classes: expected 1 to {}", crate::data::MAX_CLASSES)));
+    }
     if name.ends_with(".toml") {
         return super::toml_model::load(std::path::Path::new(name), classes);
     }

@@ -5,7 +5,7 @@
 
 use super::expect_shape;
 use crate::error::shape_err;
-use crate::tensor::ShapeFmt;
+use crate::tensor::{checked_numel, ShapeFmt};
 use crate::Result;
 
 /// x [N, C, ...] seen as N images of C channels of P values.
@@ -26,6 +26,9 @@ pub fn check(op: &'static str, x: &[usize], y: &[usize], per_channel: &[(&str, &
         return Err(shape_err(op, format!("x {} must be [N, C, ...]", ShapeFmt(x))));
     }
     expect_shape(op, "y (dx)", y, x)?;
+    if checked_numel(x).is_none() {
+        return Err(shape_err(op, format!("x {} has more elements than memory can hold", ShapeFmt(x))));
+    }
     let (n, c, p) = (x[0], x[1], x[2..].iter().product::<usize>());
     for (name, s) in per_channel {
         expect_shape(op, name, s, &[c])?;

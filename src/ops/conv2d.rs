@@ -4,7 +4,7 @@
 
 use super::expect_shape;
 use crate::error::shape_err;
-use crate::tensor::ShapeFmt;
+use crate::tensor::{checked_numel, ShapeFmt};
 use crate::Result;
 
 /// Options of a 2D convolution (PyTorch's Conv2d): `[h, w]` pairs.
@@ -115,9 +115,13 @@ pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec)
             format!("stride {:?}, dilation {:?} and kernel [{kh}, {kw}] must be positive", spec.stride, spec.dilation),
         ));
     }
-    let out = |size: usize, pad: usize, dil: usize, kern: usize, stride: usize| -> Option<usize> {
-        let span = dil * (kern - 1) + 1;
-        (size + 2 * pad).checked_sub(span).map(|v| v / stride + 1)
+    if checked_numel(x).is_none() || checked_numel(w).is_none() {
+        return Err(shape_err(op, format!("x {} or weight {} has more elements than memory can hold", ShapeFmt(x), ShapeFmt(w))));
+    }
+    // In u128: padding and dilation come from model files and may be anything.
+    let out = |size: usize, pad: usize, dil: usize, kern: usize, stride: usize| -> Option<u128> {
+        let span = dil as u128 * (kern as u128 - 1) + 1;
+        (size as u128 + 2 * pad as u128).checked_sub(span).map(|v| v / stride as u128 + 1)
     };
     let (Some(oh), Some(ow)) =
         (out(h, spec.padding[0], spec.dilation[0], kh, spec.stride[0]), out(wd, spec.padding[1], spec.dilation[1], kw, spec.stride[1]))
@@ -130,6 +134,12 @@ pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec)
             ),
         ));
     };
+    let (Ok(oh), Ok(ow)) = (usize::try_from(oh), usize::try_from(ow)) else {
+        return Err(shape_err(op, format!("output {oh}x{ow} (padding {:?}) is larger than memory can hold", spec.padding)));
+    };
+    if checked_numel(&[n, k, oh, ow]).is_none() {
+        return Err(shape_err(op, format!("output [{n}, {k}, {oh}, {ow}] (padding {:?}) has more elements than memory can hold", spec.padding)));
+    }
     Ok(ConvDims { n, c, h, w: wd, k, kh, kw, oh, ow, spec })
 }
 

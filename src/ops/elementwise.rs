@@ -31,5 +31,6 @@ pub fn channels(op: &'static str, t: &[usize], c_len: usize) -> Result<ChannelDi
     if t.len() < 2 || t[1] != c_len {
         return Err(shape_err(op, format!("tensor {} needs channels in dim 1 matching [{c_len}]", ShapeFmt(t))));
     }
+    super::numel(op, "tensor", t)?;
     Ok(ChannelDims { n: t[0], c: t[1], p: t[2..].iter().product() })
 }

@@ -30,6 +30,7 @@ pub fn check_cross_entropy(
     let [n, c] = *logits else {
         return Err(shape_err(op, format!("logits {} must be [N, C]", ShapeFmt(logits))));
     };
+    super::numel(op, "logits", logits)?;
     if c == 0 {
         return Err(shape_err(op, "logits have no classes".to_string()));
     }
@@ -39,7 +40,7 @@ pub fn check_cross_entropy(
         expect_shape(op, "target", target, &[n])?;
     }
     expect_shape(op, "grad_logits", grad, logits)?;
-    if loss.iter().product::<usize>() != 1 {
+    if crate::tensor::checked_numel(loss) != Some(1) {
         return Err(shape_err(op, format!("loss {} must have one element", ShapeFmt(loss))));
     }
     if !(0.0..=1.0).contains(&smoothing) {

@@ -2,7 +2,7 @@
 //! Kernels: shaders/matmul_v*.wgsl; twin: src/cpu/matmul.rs.
 
 use crate::error::shape_err;
-use crate::tensor::ShapeFmt;
+use crate::tensor::{checked_numel, ShapeFmt};
 use crate::Result;
 
 /// Options of a matrix product `c = alpha * op(a) @ op(b) + beta * c`.
@@ -75,6 +75,9 @@ pub fn matmul_dims(a: &[usize], b: &[usize], c: &[usize], spec: MatmulSpec) -> R
     let (Some((ba, ra, ca, a_batched)), Some((bb, rb, cb, b_batched)), Some((bc, m_c, n_c, c_batched))) = (mat(a), mat(b), mat(c)) else {
         return Err(shape_err("matmul", format!("{}: operands must have rank 2 or 3", describe())));
     };
+    if [a, b, c].iter().any(|s| checked_numel(s).is_none()) {
+        return Err(shape_err("matmul", format!("{}: an operand has more elements than memory can hold", describe())));
+    }
     let (m, k) = if spec.trans_a { (ca, ra) } else { (ra, ca) };
     let (k2, n) = if spec.trans_b { (cb, rb) } else { (rb, cb) };
     if k != k2 {

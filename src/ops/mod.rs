@@ -27,7 +27,7 @@ pub use optimizer::{Optimizer, OptimizerKind, StepScalars};
 pub use pool::{pool_dims, PoolDims, PoolSpec};
 
 use crate::error::shape_err;
-use crate::tensor::ShapeFmt;
+use crate::tensor::{checked_numel, ShapeFmt};
 use crate::Result;
 
 /// Checks that `t` has the shape `want`.
@@ -38,29 +38,35 @@ pub fn expect_shape(op: &'static str, name: &str, t: &[usize], want: &[usize]) -
     Ok(())
 }
 
+/// The element count of `t`, or an error naming it when the count does not fit a usize (every
+/// shape check goes through here, so no product wraps around).
+pub fn numel(op: &'static str, name: &str, t: &[usize]) -> Result<usize> {
+    checked_numel(t).ok_or_else(|| shape_err(op, format!("{name} {} has more elements than memory can hold", ShapeFmt(t))))
+}
+
 /// Element-wise ops need equal shapes; returns the number of elements.
 pub fn same_shape(op: &'static str, shapes: &[(&str, &[usize])]) -> Result<usize> {
-    let (_, first) = shapes[0];
+    let Some(&(name, first)) = shapes.first() else { return Ok(0) };
     if shapes.iter().any(|(_, s)| *s != first) {
         let list: Vec<String> = shapes.iter().map(|(name, s)| format!("{name} {}", ShapeFmt(s))).collect();
         return Err(shape_err(op, format!("{} must all have the same shape", list.join(", "))));
     }
-    Ok(first.iter().product())
+    numel(op, name, first)
 }
 
 /// Ops that only need equal element counts (copies between shapes); returns the count.
 pub fn same_numel(op: &'static str, shapes: &[(&str, &[usize])]) -> Result<usize> {
-    let flat: Vec<(&str, [usize; 1])> = shapes.iter().map(|(name, s)| (*name, [s.iter().product::<usize>()])).collect();
+    let flat: Vec<(&str, [usize; 1])> = shapes.iter().map(|(name, s)| Ok((*name, [numel(op, name, s)?]))).collect::<Result<_>>()?;
     let views: Vec<(&str, &[usize])> = flat.iter().map(|(name, s)| (*name, &s[..])).collect();
     same_shape(op, &views)
 }
 
 /// A reduction to one value needs a one-element output; returns the input's element count.
 pub fn scalar_out(op: &'static str, x: &[usize], out: &[usize]) -> Result<usize> {
-    if out.iter().product::<usize>() != 1 {
+    if checked_numel(out) != Some(1) {
         return Err(shape_err(op, format!("x {} -> out {}: out must have exactly one element", ShapeFmt(x), ShapeFmt(out))));
     }
-    Ok(x.iter().product())
+    numel(op, "x", x)
 }
 
 /// Lists that must pair up element by element.

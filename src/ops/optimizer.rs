@@ -216,7 +216,7 @@ pub struct StepScalars {
 /// of parameters.
 pub fn check(opt: &Optimizer, param: &[usize], grad: &[usize], s1: &[usize], s2: &[usize]) -> Result<usize> {
     opt.validate()?;
-    let n: usize = param.iter().product();
+    let n = super::numel("optimizer_step", "param", param)?;
     let used = opt.state_tensors();
     let mut list: Vec<(&str, &[usize])> = vec![("param", param), ("grad", grad)];
     if used >= 1 {

@@ -3,7 +3,7 @@
 
 use super::expect_shape;
 use crate::error::shape_err;
-use crate::tensor::ShapeFmt;
+use crate::tensor::{checked_numel, ShapeFmt};
 use crate::Result;
 
 /// Options of max_pool2d / avg_pool2d (PyTorch's, with ceil_mode = false, dilation 1).
@@ -62,13 +62,24 @@ pub fn pool_dims(op: &'static str, x: &[usize], spec: PoolSpec) -> Result<PoolDi
     if kh == 0 || kw == 0 || sh == 0 || sw == 0 {
         return Err(shape_err(op, format!("kernel {:?} and stride {:?} must be positive", spec.kernel, spec.stride)));
     }
-    if 2 * ph > kh || 2 * pw > kw {
+    if ph > kh / 2 || pw > kw / 2 {
         return Err(shape_err(op, format!("padding {:?} must be at most half the kernel {:?}", spec.padding, spec.kernel)));
     }
-    if h + 2 * ph < kh || w + 2 * pw < kw {
+    if checked_numel(x).is_none() {
+        return Err(shape_err(op, format!("x {} has more elements than memory can hold", ShapeFmt(x))));
+    }
+    // In u128: the padded side may pass usize::MAX.
+    let (h2, w2) = (h as u128 + 2 * ph as u128, w as u128 + 2 * pw as u128);
+    if h2 < kh as u128 || w2 < kw as u128 {
         return Err(shape_err(op, format!("kernel {:?} does not fit the padded input {h}x{w} (padding {:?})", spec.kernel, spec.padding)));
     }
-    let (oh, ow) = ((h + 2 * ph - kh) / sh + 1, (w + 2 * pw - kw) / sw + 1);
+    let (oh, ow) = ((h2 - kh as u128) / sh as u128 + 1, (w2 - kw as u128) / sw as u128 + 1);
+    let (Ok(oh), Ok(ow)) = (usize::try_from(oh), usize::try_from(ow)) else {
+        return Err(shape_err(op, format!("output {oh}x{ow} is larger than memory can hold")));
+    };
+    if checked_numel(&[n, c, oh, ow]).is_none() {
+        return Err(shape_err(op, format!("output [{n}, {c}, {oh}, {ow}] has more elements than memory can hold")));
+    }
     Ok(PoolDims { n, c, planes: n * c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad: spec.count_include_pad })
 }
 
@@ -96,6 +107,7 @@ pub fn check_global(op: &'static str, x: &[usize], y: &[usize]) -> Result<Global
     let [n, c, h, w] = *x else {
         return Err(shape_err(op, format!("x {} must be [N, C, H, W]", ShapeFmt(x))));
     };
+    super::numel(op, "x", x)?;
     if y != [n, c, 1, 1] && y != [n, c] {
         return Err(shape_err(op, format!("y is {}, expected [{n}, {c}, 1, 1] or [{n}, {c}]", ShapeFmt(y))));
     }

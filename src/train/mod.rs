@@ -317,6 +317,26 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     d.name, d.shape, model.name, model.input
                 )));
             }
+            // Labels past the model's outputs would index past the logits in the loss.
+            if let Some(&l) = d.labels.iter().max().filter(|&&l| l as usize >= model.classes()) {
+                return Err(Error::Invalid(format!(
+                    "the {what} set of {} has label {l} ({} classes), the model {} has {} outputs",
+                    d.name,
+                    d.classes.len(),
+                    model.name,
+                    model.classes()
+                )));
+            }
+            if what != "training" && !d.is_empty() && d.classes != splits.train.classes {
+                return Err(Error::Invalid(format!(
+                    "the {what} set of {} has {} classes ({}), the training set {} ({}): the class lists must be the same",
+                    d.name,
+                    d.classes.len(),
+                    preview(&d.classes),
+                    splits.train.classes.len(),
+                    preview(&splits.train.classes)
+                )));
+            }
         }
         let train = Arc::new(splits.train.clone());
         let batch = cfg.batch.resolve(train.len());
@@ -500,4 +520,14 @@ fn diverged<B: Backend>(be: &B, history: &[crate::backend::T<B>], step: u64, epo
         epoch + 1,
         first_bad + 1,
     ))
+}
+
+/// The first few names of a list, for messages.
+fn preview(names: &[String]) -> String {
+    let head: Vec<&str> = names.iter().take(4).map(String::as_str).collect();
+    if names.len() > 4 {
+        format!("{}, ...", head.join(", "))
+    } else {
+        head.join(", ")
+    }
 }
