@@ -18,7 +18,7 @@ pub struct DataArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Share of the training files held out for validation
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub val_fraction: f64,
     /// Training images of the built-in shapes data set (its test set is a fifth of that)
     #[arg(long, default_value_t = 10_000)]
@@ -61,13 +61,13 @@ pub struct AugmentArgs {
     #[arg(long)]
     pub hflip: bool,
     /// Gaussian input noise (standard deviation, on normalised inputs)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub noise: f32,
     /// Mixup alpha (0: off)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub mixup: f32,
     /// Cutmix alpha (0: off)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub cutmix: f32,
 }
 
@@ -133,7 +133,10 @@ impl OptimizerArgs {
             }
         }
         if self.momentum.is_some_and(|m| m >= 1.0) {
-            anyhow::bail!("--momentum {}: expected a value in [0, 1) (1 or more never forgets a gradient)", self.momentum.unwrap_or_default());
+            anyhow::bail!(
+                "--momentum {}: expected a value in [0, 1) (1 or more never forgets a gradient)",
+                self.momentum.unwrap_or_default()
+            );
         }
         if self.optimizer == "nesterov" && self.momentum == Some(0.0) {
             anyhow::bail!("--momentum 0: --optimizer nesterov needs momentum > 0");

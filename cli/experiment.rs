@@ -38,7 +38,7 @@ pub struct Common {
     #[arg(long)]
     test_size: Option<usize>,
     /// Share of each run's training images held out for validation
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     val_fraction: f64,
     /// Image side for --dataset folder
     #[arg(long, default_value_t = 32)]
@@ -60,7 +60,7 @@ pub struct Common {
     #[command(flatten)]
     aug: AugmentArgs,
     /// Label smoothing of the cross-entropy, in [0, 1)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     label_smoothing: f32,
     /// Early stopping: epochs without a better validation loss, best weights restored (0: off)
     #[arg(long, default_value_t = 0)]
@@ -204,14 +204,7 @@ fn setup(c: &Common) -> anyhow::Result<Setup> {
     c.aug.check()?;
     let (train, test) = experiment::load_data(c.dataset, c.data.as_deref(), c.image_size, c.train_size, c.test_size, c.seed)?;
     let model = zoo::model(&c.model, train.classes.len())?;
-    let config = TrainConfig {
-        epochs,
-        batch: c.batch_size,
-        optimizer,
-        augment: c.aug.augment(),
-        seed: c.seed,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig { epochs, batch: c.batch_size, optimizer, augment: c.aug.augment(), seed: c.seed, ..TrainConfig::default() };
     config.validate()?;
     Ok(Setup {
         train,

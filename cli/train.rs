@@ -48,7 +48,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     aug: AugmentArgs,
     /// Override the rate of every dropout layer
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     dropout: Option<f32>,
     /// Early stopping: epochs without a better validation figure (0: off)
     #[arg(long, default_value_t = 0)]
@@ -117,7 +117,11 @@ fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
         anyhow::bail!("--clip-norm {c}: expected a finite norm > 0");
     }
     if a.warmup_epochs > a.epochs {
-        anyhow::bail!("--warmup-epochs {}: more than --epochs {}, so the learning rate would never reach its value", a.warmup_epochs, a.epochs);
+        anyhow::bail!(
+            "--warmup-epochs {}: more than --epochs {}, so the learning rate would never reach its value",
+            a.warmup_epochs,
+            a.epochs
+        );
     }
     a.aug.check()?;
     a.opt.optimizer()?;

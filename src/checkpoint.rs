@@ -51,6 +51,8 @@ pub struct Meta {
     pub classes: Vec<String>,
     /// Per-channel input normalisation (mean, std).
     pub normalization: Vec<(f32, f32)>,
+    /// f32 values the file holds in all its tensors (a model needing more cannot be in it).
+    pub stored_values: usize,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -118,18 +120,23 @@ pub fn read_safetensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String
         if dtype != "F32" {
             return Err(bad(path, format!("tensor {name} has dtype {dtype}, expected F32")));
         }
-        let shape: Vec<usize> = v
-            .get("shape")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .unwrap_or_default();
-        let off: Vec<usize> = v
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .unwrap_or_default();
-        let [a, b] = off[..] else { return Err(bad(path, format!("tensor {name}: missing data_offsets"))) };
-        if a > b || b > data.len() || b - a != shape.iter().product::<usize>() * 4 {
+        let ints = |field: &str| -> Result<Vec<usize>> {
+            let list = v.get(field).and_then(Value::as_array);
+            let ints: Option<Vec<usize>> = list.and_then(|a| a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect());
+            ints.ok_or_else(|| {
+                bad(
+                    path,
+                    format!(
+                        "tensor {name}: '{field}' is {}, expected a list of non-negative integers",
+                        v.get(field).unwrap_or(&Value::Null)
+                    ),
+                )
+            })
+        };
+        let (shape, off) = (ints("shape")?, ints("data_offsets")?);
+        let [a, b] = off[..] else { return Err(bad(path, format!("tensor {name}: data_offsets {off:?}, expected [begin, end]"))) };
+        let bytes_needed = crate::tensor::checked_numel(&shape).and_then(|n| n.checked_mul(4));
+        if a > b || b > data.len() || Some(b - a) != bytes_needed {
             return Err(bad(
                 path,
                 format!("tensor {name}: data_offsets [{a}, {b}] do not fit its shape {shape:?} and the file: truncated or corrupt"),
@@ -166,7 +173,7 @@ pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optim
 
 /// Reads a checkpoint's metadata (to build the model it belongs to).
 pub fn read_meta(path: &Path) -> Result<Meta> {
-    let (_, meta) = read_safetensors(path)?;
+    let (tensors, meta) = read_safetensors(path)?;
     let field = |k: &str| meta.get(k).ok_or_else(|| bad(path, format!("not a wgtrain checkpoint: metadata has no '{k}'")));
     let parse = |k: &str, v: &str| -> Result<Value> { serde_json::from_str(v).map_err(|e| bad(path, format!("metadata '{k}': {e}"))) };
     let spec: Option<ModelSpec> = match meta.get("model") {
@@ -175,20 +182,53 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
     };
     let input: Vec<usize> =
         serde_json::from_value(parse("input", field("input")?)?).map_err(|e| bad(path, format!("metadata 'input': {e}")))?;
-    let optimizer: Option<Optimizer> = meta.get("optimizer").and_then(|v| serde_json::from_str(v).ok());
+    // Optional fields may be absent; present and unreadable is an error, not a silent default.
+    let optional = |k: &str| -> Result<Option<Value>> { meta.get(k).map(|v| parse(k, v)).transpose() };
+    let optimizer: Option<Optimizer> =
+        optional("optimizer")?.map(serde_json::from_value).transpose().map_err(|e| bad(path, format!("metadata 'optimizer': {e}")))?;
     let progress: Progress =
         serde_json::from_value(parse("progress", field("progress")?)?).map_err(|e| bad(path, format!("metadata 'progress': {e}")))?;
-    let classes: Vec<String> = meta.get("classes").and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
-    let normalization: Vec<(f32, f32)> = meta.get("normalization").and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default();
-    Ok(Meta { spec, input, optimizer, progress, classes, normalization })
+    let classes: Vec<String> = optional("classes")?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad(path, format!("metadata 'classes': {e}")))?
+        .unwrap_or_default();
+    let normalization: Vec<(f32, f32)> = optional("normalization")?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad(path, format!("metadata 'normalization': {e}")))?
+        .unwrap_or_default();
+    let stored_values = tensors.values().map(|(_, v)| v.len()).sum();
+    Ok(Meta { spec, input, optimizer, progress, classes, normalization, stored_values })
 }
 
 /// The model spec a checkpoint was saved with; an error when it has none (a model built from
 /// layers written in Rust: rebuild it in Rust and use [`load`]).
+/// Checked before anything is allocated: the spec's parameters and buffers must be in the file
+/// (a corrupt or crafted header cannot make the model allocate more than the file holds).
 pub fn spec_of(path: &Path, meta: &Meta) -> Result<ModelSpec> {
-    meta.spec.clone().ok_or_else(|| {
+    let spec = meta.spec.clone().ok_or_else(|| {
         bad(path, "not a wgtrain checkpoint: metadata has no 'model' (a model defined in Rust: build it and load the checkpoint into it)")
-    })
+    })?;
+    let graph = spec.graph(&meta.input).map_err(|e| bad(path, format!("metadata 'model': {e}")))?;
+    let needed = graph
+        .params
+        .iter()
+        .map(|p| &p.shape)
+        .chain(graph.buffers.iter().map(|b| &b.shape))
+        .try_fold(0usize, |sum, s| crate::tensor::checked_numel(s).and_then(|n| sum.checked_add(n)));
+    match needed {
+        Some(n) if n <= meta.stored_values => Ok(spec),
+        _ => Err(bad(
+            path,
+            format!(
+                "metadata 'model' ({}) needs {} values, the file holds {}: corrupt or not this model's checkpoint",
+                spec.name,
+                needed.map_or("more than memory can hold".into(), |n| n.to_string()),
+                meta.stored_values
+            ),
+        )),
+    }
 }
 
 /// Loads a checkpoint into `model`, which must be the same architecture (same tensor names and

@@ -54,9 +54,13 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// Number of elements, or `None` when the product overflows `usize`.
+/// Number of elements, or `None` when it (or any partial product of the non-zero dimensions)
+/// overflows `usize`.
 pub fn checked_numel(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    // Zero dimensions count as one here, so that every partial product the kernels form
+    // (H * W of an empty batch, say) fits too.
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d.max(1)))?;
+    Some(shape.iter().product())
 }
 
 /// `n` zeros, or an error naming the size when the host cannot allocate them (instead of

@@ -3,8 +3,8 @@
 //! probability averaging, confidence intervals, and the sharpness of a function whose maximum
 //! over the box is known in closed form.
 
-use wgtrain::experiment::stats::*;
 use wgtrain::data::Label;
+use wgtrain::experiment::stats::*;
 use wgtrain::rng::Rng;
 use wgtrain::Result;
 

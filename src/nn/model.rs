@@ -195,6 +195,13 @@ impl<B: Backend> Graph<B> {
                 layer.kind()
             )));
         }
+        // An empty output or parameter (a layer of 0 channels or outputs) leaves nothing to
+        // train and ops later refuse it mid-run: refused here, where the layer can be named.
+        let empty =
+            std::iter::once(("output", &out)).chain(ctx.params.iter().map(|p| ("parameter", &p.shape))).find(|(_, s)| s.contains(&0));
+        if let Some((what, s)) = empty {
+            return Err(Error::Invalid(format!("model {model}: {name} ({}): {what} of shape {s:?} is empty", layer.kind())));
+        }
         let (p0, b0) = (self.params.len(), self.buffers.len());
         self.params.extend(ctx.params);
         self.buffers.extend(ctx.buffers);
@@ -673,6 +680,12 @@ impl<B: Backend> Model<B> {
     /// Class probabilities (softmax of the logits) of a batch in eval mode, read back.
     pub fn predict(&mut self, be: &B, x: &[f32]) -> Result<Vec<f32>> {
         let logits = self.predict_logits(be, x)?;
+        if let Some(v) = logits.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "model {}: an output is {v} on these inputs (finite weights that overflow f32): no probabilities to give",
+                self.name
+            )));
+        }
         let c = self.classes().max(1);
         let mut out = Vec::with_capacity(logits.len());
         for row in logits.chunks(c) {
@@ -752,6 +765,10 @@ impl<B: Backend> Model<B> {
                 Some(t) => {
                     if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
                         problems.push(format!("{name} holds {v} (a diverged or corrupt model: every value must be finite)"));
+                    } else if name.ends_with("running_var") {
+                        if let Some(v) = t.data.iter().find(|v| **v < 0.0) {
+                            problems.push(format!("{name} holds {v} (a variance: expected values >= 0)"));
+                        }
                     }
                 }
             }

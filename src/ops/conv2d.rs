@@ -138,7 +138,10 @@ pub fn conv2d_dims(op: &'static str, x: &[usize], w: &[usize], spec: Conv2dSpec)
         return Err(shape_err(op, format!("output {oh}x{ow} (padding {:?}) is larger than memory can hold", spec.padding)));
     };
     if checked_numel(&[n, k, oh, ow]).is_none() {
-        return Err(shape_err(op, format!("output [{n}, {k}, {oh}, {ow}] (padding {:?}) has more elements than memory can hold", spec.padding)));
+        return Err(shape_err(
+            op,
+            format!("output [{n}, {k}, {oh}, {ow}] (padding {:?}) has more elements than memory can hold", spec.padding),
+        ));
     }
     Ok(ConvDims { n, c, h, w: wd, k, kh, kw, oh, ow, spec })
 }
