@@ -54,6 +54,9 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
     let seed = meta.progress.seed;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
+    if train_set.shape[..] != meta.input[..] {
+        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", a.checkpoint.display(), meta.input, train_set.name, train_set.shape);
+    }
     let splits = if meta.normalization.is_empty() {
         data::split(train_set, test_set, d.val_fraction, seed)?
     } else {

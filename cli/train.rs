@@ -173,6 +173,12 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
     let d = &a.data;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
     let splits = data::split(train_set, test_set, d.val_fraction, seed)?;
+    if splits.test.is_empty() {
+        anyhow::bail!(
+            "the test set of {} has no images: nothing to report after training (a folder without train/ and test/ keeps a fifth of its images for testing)",
+            splits.test.name
+        );
+    }
     let classes = splits.train.classes.len();
     let mut spec = match (&a.resume, &resume) {
         (Some(path), Some(m)) => checkpoint::spec_of(path, m)?,

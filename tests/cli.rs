@@ -53,6 +53,16 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
 
     let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--train-size", "400", "--split", "val", "--val-fraction", "0"]);
     assert!(!ok && err.contains("val split") && err.contains("--val-fraction 0"), "an empty split is an error, not 0.00%:\n{out}\n{err}");
+    // A checkpoint of 1-channel 28x28 inputs on a folder of RGB images: refused, naming both.
+    let folder = d.join("rgb");
+    for class in ["cats", "dogs"] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..5 {
+            image::RgbImage::from_pixel(8, 8, image::Rgb([i * 40, 0, 200])).save(folder.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--dataset", "folder", "--data", s(&folder)]);
+    assert!(!ok && err.contains("m.safetensors") && err.contains("[1, 28, 28]") && err.contains("[3, 32, 32]"), "{out}\n{err}");
     let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--train-size", "400"]);
     assert!(ok, "eval failed:\n{out}\n{err}");
     assert!(out.contains("accuracy") && out.contains("confusion matrix") && out.contains("disk"), "{out}");

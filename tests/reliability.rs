@@ -650,7 +650,38 @@ fn sets_with_other_classes_are_refused_before_training() {
     assert!(e.contains("test set") && e.contains("label 2") && e.contains("2 outputs"), "{e}");
     let e = fit(set(&["a", "z"], vec![1])).unwrap_err().to_string();
     assert!(e.contains("test set") && e.contains("class lists must be the same") && e.contains("a, z"), "{e}");
+    let mut small = set(&["a", "b"], vec![1]);
+    small.shape = [1, 3, 3];
+    small.images = vec![0.5; 9];
+    let e = fit(small).unwrap_err().to_string();
+    assert!(e.contains("test set of tiny has images of [1, 3, 3]") && e.contains("[1, 2, 2]"), "{e}");
     assert_eq!(fit(set(&["a", "b"], vec![1, 0])).unwrap(), 1, "the same classes train");
+}
+
+/// `train` refuses, before training, a test set it could not report on: an image folder too
+/// small to hold a test fifth, and a `test/` class the training folder lacks.
+#[test]
+fn test_sets_that_cannot_report_are_refused_before_training() {
+    let png = |p: PathBuf| image::RgbImage::from_pixel(4, 4, image::Rgb([9, 99, 199])).save(p).unwrap();
+    let few = temp("few-images");
+    for c in ["a", "b", "c"] {
+        std::fs::create_dir_all(few.join(c)).unwrap();
+        png(few.join(c).join("0.png"));
+    }
+    let (code, all) = wgtrain(&["train", "--backend", "cpu", "--dataset", "folder", "--data", few.to_str().unwrap(), "--image-size", "4"]);
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("the test set of") && all.contains("has no images") && !all.contains("epoch"), "{all}");
+    let split = temp("split-folders");
+    for (part, classes) in [("train", ["cats", "dogs"]), ("test", ["cats", "zebras"])] {
+        for c in classes {
+            std::fs::create_dir_all(split.join(part).join(c)).unwrap();
+            png(split.join(part).join(c).join("0.png"));
+        }
+    }
+    let (code, all) =
+        wgtrain(&["train", "--backend", "cpu", "--dataset", "folder", "--data", split.to_str().unwrap(), "--image-size", "4"]);
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("zebras") && all.contains("a test class with no folder in"), "{all}");
 }
 
 #[cfg(unix)]
