@@ -32,6 +32,9 @@ struct Cli {
     /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock, v4_lanes; default: chosen per device)
     #[arg(long, global = true, env = "WGTRAIN_MATMUL")]
     matmul_variant: Option<String>,
+    /// Log more: -v shows the device and kernel choices, -vv everything (RUST_LOG overrides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,11 +99,33 @@ fn install_interrupt_handler() {
     }
 }
 
+/// Mesa's Vulkan drivers warn twice per process when `XDG_RUNTIME_DIR` is unset (common in
+/// containers and under cron): give the process a private one, created mode 0700 as the spec
+/// asks, before any thread or driver starts.
+fn ensure_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("wgtrain-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let ours = std::fs::metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+        if ours {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     START.get_or_init(std::time::Instant::now);
-    install_interrupt_handler();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp(None).init();
+    ensure_runtime_dir();
     let cli = Cli::parse();
+    let level = ["warn", "info", "debug"][usize::from(cli.verbose.min(2))];
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp(None).init();
+    install_interrupt_handler();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

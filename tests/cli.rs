@@ -218,3 +218,19 @@ fn the_readme_experiments_run_small_and_resume() {
         assert!(!ok && err.contains(want) && !err.contains("panicked"), "{args:?}: {out}\n{err}");
     }
 }
+
+/// Quiet by default: no INFO lines unless asked for with -v, and no Mesa warning about a missing
+/// XDG_RUNTIME_DIR (the process gives itself a private one).
+#[test]
+fn output_is_quiet_unless_asked() {
+    let run = |args: &[&str]| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_wgtrain")).args(args).env_remove("RUST_LOG").env_remove("XDG_RUNTIME_DIR").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["verify", "--case", "kernels-tests/cases/relu.json"]);
+    assert!(!err.contains("INFO") && !err.contains("XDG_RUNTIME_DIR"), "stderr should be empty:\n{err}");
+    let err = run(&["-v", "verify", "--case", "kernels-tests/cases/relu.json"]);
+    assert!(err.contains("INFO") && err.contains("device:"), "-v shows the device:\n{err}");
+}

@@ -423,6 +423,10 @@ impl<B: Backend> Model<B> {
         }
         self.make_plan(be, batch).map_err(|e| match e {
             Error::Limit { .. } => Error::Invalid(format!("batch size {batch} does not fit the device ({e}); use a smaller batch size")),
+            Error::Invalid(m) if m.starts_with("cannot allocate") => Error::Invalid(format!(
+                "model {}: the activations of a batch of {batch} do not fit: {m}; use a smaller batch size or smaller layers",
+                self.name
+            )),
             e => e,
         })
     }
