@@ -234,3 +234,36 @@ fn output_is_quiet_unless_asked() {
     let err = run(&["-v", "verify", "--case", "kernels-tests/cases/relu.json"]);
     assert!(err.contains("INFO") && err.contains("device:"), "-v shows the device:\n{err}");
 }
+
+/// The help lists what the code accepts: every zoo model, every matmul variant, every optimizer
+/// preset, and no command or flag without a description.
+#[test]
+fn help_lists_every_choice_and_describes_every_flag() {
+    let help = |args: &[&str]| wgtrain(&[args, &["--help"]].concat()).1;
+    let train = help(&["train"]);
+    for m in wgtrain::nn::zoo::NAMES {
+        assert!(train.contains(m), "train --help misses model {m}:\n{train}");
+    }
+    for o in wgtrain::Optimizer::PRESETS {
+        assert!(train.contains(o), "train --help misses optimizer {o}");
+    }
+    let top = help(&[]);
+    for v in wgtrain::MatmulVariant::ALL {
+        assert!(top.contains(v.name()), "--help misses matmul variant {}", v.name());
+    }
+    for cmd in ["train", "eval", "predict", "augment-preview", "summary", "verify", "experiment cv"] {
+        let text = help(&cmd.split(' ').collect::<Vec<_>>());
+        // In long help a flag's line is followed by its description, indented further; clap
+        // prints a flag with no doc comment with nothing (or the next flag) below it.
+        let lines: Vec<&str> = text.lines().collect();
+        let is_flag =
+            |l: &str| l.trim_start().strip_prefix('-').is_some_and(|r| r.starts_with(|c: char| c == '-' || c.is_ascii_alphanumeric()));
+        let flags: Vec<usize> = (0..lines.len()).filter(|&i| is_flag(lines[i])).collect();
+        assert!(flags.len() >= 3, "{cmd} --help: no flags found:\n{text}");
+        for i in flags {
+            let described =
+                lines.get(i + 1).is_some_and(|n| n.starts_with("          ") && !n.trim().is_empty() && !n.trim_start().starts_with('-'));
+            assert!(described, "{cmd} --help: {} has no description", lines[i].trim());
+        }
+    }
+}
