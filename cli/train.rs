@@ -74,6 +74,9 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint (same data set and seed)
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Let --checkpoint replace a checkpoint of another run (refused otherwise)
+    #[arg(long)]
+    overwrite: bool,
     /// Append one CSV line of metrics per epoch to this file
     #[arg(long)]
     log: Option<PathBuf>,
@@ -152,6 +155,19 @@ fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
         if a.restore_best {
             anyhow::bail!("--restore-best: the best epoch is judged on the validation set, and --val-fraction 0 leaves none");
         }
+    }
+    if let Some(ck) = a.checkpoint.as_ref().filter(|ck| ck.exists() && a.resume.as_ref() != Some(*ck) && !a.overwrite) {
+        let what = match checkpoint::read_meta(ck) {
+            Ok(m) => {
+                format!("a checkpoint of model '{}' after epoch {}", m.spec.as_ref().map_or("?", |s| s.name.as_str()), m.progress.epoch)
+            }
+            Err(_) => "a file".into(),
+        };
+        anyhow::bail!(
+            "--checkpoint {}: already holds {what}; pass --overwrite to replace it, or --resume {} to continue it",
+            ck.display(),
+            ck.display()
+        );
     }
     crate::args::check_data(&a.data)?;
     Ok(())

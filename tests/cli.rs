@@ -128,7 +128,10 @@ fn optimizer_flags_override_the_preset_even_with_zero() {
     let meta = wgtrain::checkpoint::read_meta(&ck).unwrap();
     let opt = meta.optimizer.expect("the checkpoint records the optimizer");
     assert_eq!((opt.kind, opt.weight_decay), (wgtrain::OptimizerKind::AdamW, 0.0));
+    // A new run does not silently replace another run's checkpoint.
     let (ok, out, err) = wgtrain(&[&base[..], &["--optimizer", "adamw"]].concat());
+    assert!(!ok && err.contains("already holds a checkpoint of model 'lenet5' after epoch 1") && err.contains("--overwrite"), "{out}{err}");
+    let (ok, out, err) = wgtrain(&[&base[..], &["--optimizer", "adamw", "--overwrite"]].concat());
     assert!(ok, "{out}{err}");
     assert_eq!(wgtrain::checkpoint::read_meta(&ck).unwrap().optimizer.unwrap().weight_decay, 0.01);
     let (ok, out, err) = wgtrain(&["train", "--optimizer", "nesterov", "--momentum", "0", "--epochs", "1", "--train-size", "100"]);
