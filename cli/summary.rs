@@ -7,23 +7,26 @@ pub struct SummaryArgs {
     /// Model: a zoo name (default, lenet5, vgg, resnet20, alexnet) or a .toml model file
     #[arg(long, default_value = "default")]
     model: String,
-    /// Input shape C,H,W
-    #[arg(long, default_value = "1,28,28")]
-    input: String,
+    /// Input shape C,H,W [default: the model's own: 1,28,28 for default and lenet5, 3,32,32 for vgg and resnet20, 3,227,227 for alexnet, 1,28,28 for model files]
+    #[arg(long)]
+    input: Option<String>,
     /// Classes of the last layer (default: 1000 for alexnet, 10 otherwise)
     #[arg(long)]
     classes: Option<usize>,
 }
 
 pub fn run(a: &SummaryArgs) -> anyhow::Result<ExitCode> {
-    let dims: Vec<usize> = a
-        .input
+    let input = match &a.input {
+        Some(s) => s.clone(),
+        None => wgtrain::nn::zoo::natural_input(&a.model).unwrap_or([1, 28, 28]).map(|d| d.to_string()).join(","),
+    };
+    let dims: Vec<usize> = input
         .split(',')
         .map(|v| v.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--input {}: expected C,H,W (three positive integers)", a.input))?;
+        .map_err(|_| anyhow::anyhow!("--input {input}: expected C,H,W (three positive integers)"))?;
     if dims.len() != 3 || dims.contains(&0) {
-        anyhow::bail!("--input {}: expected C,H,W (three positive integers)", a.input);
+        anyhow::bail!("--input {input}: expected C,H,W (three positive integers)");
     }
     if a.classes == Some(0) {
         anyhow::bail!("--classes 0: expected at least 1");

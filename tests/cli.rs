@@ -81,6 +81,11 @@ fn summary_of_alexnet() {
     let (ok, out, _) = wgtrain(&["summary", "--model", "alexnet", "--input", "3,227,227"]);
     assert!(ok);
     assert!(out.contains("37,748,736") && out.contains("4,096,000"), "{out}");
+    // Without --input, each zoo model is shown for the input it was designed for.
+    let (ok, natural, err) = wgtrain(&["summary", "--model", "alexnet"]);
+    assert!(ok && natural == out, "{natural}{err}");
+    let (ok, out, err) = wgtrain(&["summary", "--model", "resnet20"]);
+    assert!(ok && out.starts_with("model resnet20 for input [3, 32, 32]"), "{out}{err}");
 }
 
 #[test]

@@ -6,6 +6,17 @@ use crate::{Error, Result};
 /// Names `--model` accepts.
 pub const NAMES: [&str; 5] = ["default", "lenet5", "vgg", "resnet20", "alexnet"];
 
+/// The input a zoo model was designed for, [C, H, W]: what `summary` shows when no input is
+/// given. (Every model takes other sizes too; `None` for names outside the zoo.)
+pub fn natural_input(name: &str) -> Option<[usize; 3]> {
+    match name {
+        "default" | "default-cnn" | "lenet5" | "lenet" => Some([1, 28, 28]),
+        "vgg" | "vgg-small" | "resnet20" | "resnet-20" => Some([3, 32, 32]),
+        "alexnet" => Some([3, 227, 227]),
+        _ => None,
+    }
+}
+
 /// A zoo model for `classes` classes, or the TOML model file `name` (ending in .toml).
 pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
     if classes == 0 || classes > crate::data::MAX_CLASSES {
