@@ -54,8 +54,9 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
     let seed = meta.progress.seed;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
-    if train_set.shape[..] != meta.input[..] {
-        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", a.checkpoint.display(), meta.input, train_set.name, train_set.shape);
+    // Before the split: normalising with the checkpoint's statistics needs the same channels.
+    if let Some(d) = [&train_set, &test_set].into_iter().find(|d| d.shape[..] != meta.input[..]) {
+        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", a.checkpoint.display(), meta.input, d.name, d.shape);
     }
     let splits = if meta.normalization.is_empty() {
         data::split(train_set, test_set, d.val_fraction, seed)?
@@ -71,9 +72,6 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
         let split = format!("{:?}", a.split).to_lowercase();
         let hint = if a.split == SplitChoice::Val { format!(" (--val-fraction {} leaves none)", d.val_fraction) } else { String::new() };
         anyhow::bail!("the {split} split of {} has no images{hint}: nothing to evaluate", set.name);
-    }
-    if set.shape[..] != meta.input[..] {
-        anyhow::bail!("{}: the model takes inputs {:?}, the data set has {:?}", a.checkpoint.display(), meta.input, set.shape);
     }
     if set.classes.len() != model.classes() {
         anyhow::bail!("{}: the model has {} classes, the data set {}", a.checkpoint.display(), model.classes(), set.classes.len());

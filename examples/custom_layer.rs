@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use wgtrain::backend::T;
 use wgtrain::gpu::ElementwiseKernel;
-use wgtrain::nn::{Backward, Build, Conv2d, Flatten, Forward, Layer, Linear, MaxPool2d, Model, Sequential};
+use wgtrain::nn::{Backward, Build, Conv2d, Flatten, Forward, Layer, Linear, MaxPool2d, Mode, Model, Sequential};
 use wgtrain::rng::Rng;
 use wgtrain::train::{Printer, TrainConfig, Trainer};
 use wgtrain::verify::Tolerance;
@@ -130,7 +130,19 @@ fn run_layer<B: Backend>(be: &B, layer: &dyn Layer<B>, x: &[f32], dy: &[f32]) ->
     )?;
     layer.backward(
         be,
-        Backward { x: &xt, y: &y, dy: &dyt, dx: Some(&mut dx), params: &[], grads: &mut [], buffers: &[], saved: &[], seed: 0, step: 0 },
+        Backward {
+            x: &xt,
+            y: &y,
+            dy: &dyt,
+            dx: Some(&mut dx),
+            params: &[],
+            grads: &mut [],
+            buffers: &[],
+            saved: &[],
+            mode: Mode::Train,
+            seed: 0,
+            step: 0,
+        },
     )?;
     Ok([be.download(&y)?, be.download(&dx)?].concat())
 }

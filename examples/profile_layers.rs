@@ -74,6 +74,7 @@ fn main() -> wgtrain::Result<()> {
                 grads: &mut grads,
                 buffers: &buffers,
                 saved: &saved,
+                mode: Mode::Train,
                 seed: 1,
                 step: 1,
             };

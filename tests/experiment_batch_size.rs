@@ -188,7 +188,7 @@ fn eval_gradient_matches_finite_differences() {
     }
     let data = splits.train.subset(&(0..40).collect::<Vec<_>>());
     let before = model.state_dict(&be).unwrap();
-    let (loss, grad) = batch_size::eval_loss_and_grad(&be, &model, &data.images, &data.labels, 16).unwrap();
+    let (loss, grad) = batch_size::eval_loss_and_grad(&be, &mut model, &data.images, &data.labels, 16).unwrap();
     assert_eq!(model.state_dict(&be).unwrap(), before, "the eval gradient must not change the model");
     let eval = evaluate(&be, &mut model, &data, 64, false).unwrap();
     assert!((loss - eval.loss).abs() < 1e-5 * eval.loss.max(1.0), "{loss} vs {}", eval.loss);
@@ -454,10 +454,10 @@ fn runs_on_the_gpu() {
 
     let splits = s.splits(None, 1).unwrap();
     let data = splits.train.subset(&(0..24).collect::<Vec<_>>());
-    let cpu_model = s.build(&Cpu, &s.model, 1, &splits).unwrap();
-    let gpu_model = s.build(&gpu, &s.model, 1, &splits).unwrap();
-    let (lc, gc) = batch_size::eval_loss_and_grad(&Cpu, &cpu_model, &data.images, &data.labels, 10).unwrap();
-    let (lg, gg) = batch_size::eval_loss_and_grad(&gpu, &gpu_model, &data.images, &data.labels, 10).unwrap();
+    let mut cpu_model = s.build(&Cpu, &s.model, 1, &splits).unwrap();
+    let mut gpu_model = s.build(&gpu, &s.model, 1, &splits).unwrap();
+    let (lc, gc) = batch_size::eval_loss_and_grad(&Cpu, &mut cpu_model, &data.images, &data.labels, 10).unwrap();
+    let (lg, gg) = batch_size::eval_loss_and_grad(&gpu, &mut gpu_model, &data.images, &data.labels, 10).unwrap();
     assert!((lc - lg).abs() < 1e-4, "loss cpu {lc} gpu {lg}");
     let scale = gc.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let diff = gc.iter().zip(&gg).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));

@@ -16,9 +16,9 @@
 //!    [`stats::sharpness`](super::stats::sharpness)) of the mean cross-entropy (no label
 //!    smoothing) over a fixed stratified subset of the training part, in eval mode: batch norm
 //!    uses its running statistics and dropout is off, so the measure is a function of the weights
-//!    alone. Its gradient comes from [`eval_loss_and_grad`], an eval-mode backward pass (the
-//!    model's own backward differentiates batch norm through the batch statistics of a
-//!    training-mode forward, which is not the function measured).
+//!    alone. Its gradient comes from [`eval_loss_and_grad`], the model's backward of its eval
+//!    forward ([`Model::loss_and_gradients`] in eval mode; the training backward differentiates
+//!    batch norm through the batch statistics, which is not the function measured).
 //! 3. **Interpolation** between the first seed's smallest- and largest-batch weights,
 //!    θ(α) = (1 − α) θ_small + α θ_large for α in [−0.5, 1.5] (Goodfellow et al. 2015; Keskar et
 //!    al. 2017, Fig. 3): train and test loss and accuracy at each α. Batch norm's running
@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 use super::results::{fmt, num_pm, pct_pm, table, Results};
 use super::stats::{mean_std, sharpness, stratified_subset};
 use super::{train_and_test, RunSummary, Setup};
-use crate::backend::{CeTarget, MemoryKind, T};
+use crate::backend::MemoryKind;
 use crate::bench::Timing;
 use crate::data::{Dataset, Label, Splits};
 use crate::gpu::buffers::size_class;
-use crate::nn::{Backward, CrossEntropy, Forward, Graph, Mode, Model, NamedTensor, Op, Targets};
+use crate::nn::{CrossEntropy, Graph, Mode, Model, NamedTensor, Op, Targets};
 use crate::plot::{save_panels, LinePlot, Scale, Series};
 use crate::train::{evaluate, BatchSize, Evaluation};
 use crate::{Backend, Cpu, Error, Result};
@@ -643,195 +643,44 @@ pub fn human_bytes(b: u64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Eval-mode loss and gradient
 
-/// Per batch-norm node: the copies its eval-mode backward runs the layer's own eval forward on.
-struct BnHelp<B: Backend> {
-    /// [gamma, 0]: the layer's forward on dy gives dx = gamma dy / sqrt(var + eps).
-    dx_params: Vec<T<B>>,
-    /// [0, running var].
-    dx_buffers: Vec<T<B>>,
-    /// [1, 0]: the forward on x gives x̂ = (x − mean) / sqrt(var + eps).
-    xhat_params: Vec<T<B>>,
-    xhat: T<B>,
-    prod: T<B>,
-}
-
-/// The mean cross-entropy (no label smoothing) of `model` in eval mode over `images` (normalised,
-/// [N, C, H, W] flat) with `labels`, and its gradient with respect to every parameter (in the
+/// The mean cross-entropy of `images` and its gradient with respect to every parameter (in the
 /// order of `model.params`, concatenated), in chunks of `chunk` images. Eval mode: batch norm
 /// normalises with its running statistics and dropout passes everything, so this is a function
-/// of the parameters alone. The model's own `backward` cannot give it: batch norm's backward
-/// differentiates through the statistics of a training-mode batch. This pass runs the model's
-/// layers itself: every layer's forward in eval mode, the layers' own backward except batch norm
-/// (dx = γ dy / √(var + ε), dγ = Σ dy x̂, dβ = Σ dy, computed through the layer's own eval
-/// forward so its ε is used) and dropout (the identity). The model's parameters, gradients and
-/// buffers are not touched.
-pub fn eval_loss_and_grad<B: Backend>(be: &B, model: &Model<B>, images: &[f32], labels: &[Label], chunk: usize) -> Result<(f64, Vec<f32>)> {
+/// of the parameters alone ([`Model::loss_and_gradients`] in [`Mode::Eval`]). The model's
+/// parameters and buffers are not changed; its gradients are overwritten.
+pub fn eval_loss_and_grad<B: Backend>(
+    be: &B,
+    model: &mut Model<B>,
+    images: &[f32],
+    labels: &[Label],
+    chunk: usize,
+) -> Result<(f64, Vec<f32>)> {
     let per: usize = model.input.iter().product();
     let n = labels.len();
     if n == 0 || images.len() != n * per {
         return Err(Error::Invalid(format!("eval gradient: {} values for {n} labels of {per} values each", images.len())));
     }
-    let total_params = model.num_params();
     let mut loss_sum = 0.0f64;
-    let mut grad = vec![0.0f64; total_params];
+    let mut grad = vec![0.0f64; model.num_params()];
     let chunk = chunk.max(1);
     let mut start = 0;
     while start < n {
         let end = (start + chunk).min(n);
-        let (l, g) = eval_chunk(be, model, &images[start * per..end * per], &labels[start..end])?;
+        let l: Vec<f32> = labels[start..end].iter().map(|&v| v as f32).collect();
+        let loss =
+            model.loss_and_gradients(be, &images[start * per..end * per], Targets::Labels(&l), &CrossEntropy::new(0.0), Mode::Eval)?;
         let w = (end - start) as f64;
-        loss_sum += l * w;
-        for (a, v) in grad.iter_mut().zip(g) {
-            *a += v as f64 * w;
+        loss_sum += loss * w;
+        let mut at = 0;
+        for g in &model.grads {
+            for (a, v) in grad[at..].iter_mut().zip(be.download(g)?) {
+                *a += v as f64 * w;
+            }
+            at += g.numel();
         }
         start = end;
     }
     Ok((loss_sum / n as f64, grad.into_iter().map(|v| (v / n as f64) as f32).collect()))
-}
-
-/// One chunk of [`eval_loss_and_grad`]: mean loss and gradient.
-fn eval_chunk<B: Backend>(be: &B, model: &Model<B>, x: &[f32], labels: &[Label]) -> Result<(f64, Vec<f32>)> {
-    let b = labels.len();
-    let nodes = model.nodes();
-    let with_batch = |s: &[usize]| -> Vec<usize> { std::iter::once(b).chain(s.iter().copied()).collect() };
-    let mut acts = vec![be.upload(&with_batch(&model.input), x)?];
-    let mut dacts = vec![be.zeros(&with_batch(&model.input))?];
-    let mut saved = Vec::with_capacity(nodes.len());
-    for node in nodes {
-        acts.push(be.zeros(&with_batch(&node.out_shape))?);
-        dacts.push(be.zeros(&with_batch(&node.out_shape))?);
-        let shapes = match &node.op {
-            Op::Layer(l) => l.saved(&with_batch(&node.in_shape)),
-            Op::Add => Vec::new(),
-        };
-        saved.push(shapes.iter().map(|s| be.zeros(s)).collect::<Result<Vec<_>>>()?);
-    }
-    // Copies of the buffers (the layers' forward takes them mutably; eval mode only reads them).
-    let mut buffers = Vec::with_capacity(model.buffers.len());
-    for t in &model.buffers {
-        let mut c = be.zeros(t.shape())?;
-        be.copy(t, &mut c)?;
-        buffers.push(c);
-    }
-    let mut grads = Vec::with_capacity(model.params.len());
-    for p in &model.params {
-        grads.push(be.zeros(p.shape())?);
-    }
-    // Forward, eval mode.
-    for (k, node) in nodes.iter().enumerate() {
-        let (lo, hi) = acts.split_at_mut(k + 1);
-        let (xin, y) = (&lo[node.input], &mut hi[0]);
-        match &node.op {
-            Op::Add => be.add(xin, &lo[node.input2.unwrap_or(node.input)], y)?,
-            Op::Layer(layer) => layer.forward(
-                be,
-                Forward {
-                    x: xin,
-                    y,
-                    params: &model.params[node.params.clone()],
-                    buffers: &mut buffers[node.buffers.clone()],
-                    saved: &mut saved[k],
-                    mode: Mode::Eval,
-                    seed: 0,
-                    step: 0,
-                },
-            )?,
-        }
-    }
-    // Loss and the gradient of the mean loss with respect to the logits.
-    let last = acts.len() - 1;
-    let label_t = be.upload(&[b], &labels.iter().map(|&l| l as f32).collect::<Vec<_>>())?;
-    let mut loss_t = be.zeros(&[1])?;
-    be.cross_entropy(&acts[last], CeTarget::Labels(&label_t), 0.0, &mut loss_t, &mut dacts[last])?;
-    // Backward.
-    let mut scratch: BTreeMap<usize, (T<B>, T<B>)> = BTreeMap::new();
-    let mut reached = vec![false; nodes.len() + 1];
-    for k in (0..nodes.len()).rev() {
-        let node = &nodes[k];
-        let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).collect();
-        for &j in &targets {
-            let first = !reached[j];
-            if j > 0 && !first && !scratch.contains_key(&j) {
-                let shape = acts[j].shape().to_vec();
-                scratch.insert(j, (be.zeros(&shape)?, be.zeros(&shape)?));
-            }
-            let (lo, hi) = dacts.split_at_mut(k + 1);
-            let dy = &hi[0];
-            let dx: Option<&mut T<B>> = if j == 0 {
-                None
-            } else if first {
-                Some(&mut lo[j])
-            } else {
-                scratch.get_mut(&j).map(|(part, _)| part)
-            };
-            if j > 0 {
-                reached[j] = true;
-            }
-            match &node.op {
-                Op::Add => {
-                    if let Some(dx) = dx {
-                        be.copy(dy, dx)?;
-                    }
-                }
-                Op::Layer(layer) if layer.kind() == "dropout" => {
-                    if let Some(dx) = dx {
-                        be.copy(dy, dx)?;
-                    }
-                }
-                Op::Layer(layer) if layer.kind() == "batch_norm2d" => {
-                    let (p, bf) = (node.params.clone(), node.buffers.clone());
-                    let c = model.params[p.start].numel();
-                    let zeros = || be.zeros(&[c]);
-                    let mut h = BnHelp::<B> {
-                        dx_params: vec![zeros()?, zeros()?],
-                        dx_buffers: vec![zeros()?, zeros()?],
-                        xhat_params: vec![be.upload(&[c], &vec![1.0; c])?, zeros()?],
-                        xhat: be.zeros(acts[node.input].shape())?,
-                        prod: be.zeros(acts[node.input].shape())?,
-                    };
-                    be.copy(&model.params[p.start], &mut h.dx_params[0])?;
-                    be.copy(&buffers[bf.start + 1], &mut h.dx_buffers[1])?;
-                    let fwd = |x: &T<B>, y: &mut T<B>, params: &[T<B>], bufs: &mut [T<B>]| {
-                        layer.forward(be, Forward { x, y, params, buffers: bufs, saved: &mut [], mode: Mode::Eval, seed: 0, step: 0 })
-                    };
-                    if let Some(dx) = dx {
-                        fwd(dy, dx, &h.dx_params, &mut h.dx_buffers)?;
-                    }
-                    fwd(&acts[node.input], &mut h.xhat, &h.xhat_params, &mut buffers[bf.clone()])?;
-                    be.mul(dy, &h.xhat, &mut h.prod)?;
-                    let (dgamma, dbeta) = grads[p].split_at_mut(1);
-                    be.channel_sum(&h.prod, &mut dgamma[0])?;
-                    be.channel_sum(dy, &mut dbeta[0])?;
-                }
-                Op::Layer(layer) => layer.backward(
-                    be,
-                    Backward {
-                        x: &acts[node.input],
-                        y: &acts[k + 1],
-                        dy,
-                        dx,
-                        params: &model.params[node.params.clone()],
-                        grads: &mut grads[node.params.clone()],
-                        buffers: &buffers[node.buffers.clone()],
-                        saved: &saved[k],
-                        seed: 0,
-                        step: 0,
-                    },
-                )?,
-            }
-            if j > 0 && !first {
-                let Some((part, sum)) = scratch.get_mut(&j) else { unreachable!("inserted above") };
-                be.add(&lo[j], part, sum)?;
-                be.copy(sum, &mut lo[j])?;
-            }
-        }
-    }
-    let loss = be.download(&loss_t)?[0] as f64;
-    let mut g = Vec::with_capacity(model.num_params());
-    for t in &grads {
-        g.extend(be.download(t)?);
-    }
-    Ok((loss, g))
 }
 
 /// Every parameter of `model`, concatenated in the order of `model.params`.
@@ -1025,7 +874,7 @@ fn train_one<B: Backend>(
     let s = {
         let f = |w: &[f32]| {
             set_flat_params(be, &mut model, w)?;
-            eval_loss_and_grad(be, &model, &x, &labels, chunk)
+            eval_loss_and_grad(be, &mut model, &x, &labels, chunk)
         };
         sharpness(f, &w0, opts.sharpness_eps, opts.sharpness_steps, step_fraction(opts.sharpness_steps))?
     };

@@ -151,6 +151,10 @@ pub struct Backward<'a, B: Backend> {
     pub buffers: &'a [T<B>],
     /// What the forward saved.
     pub saved: &'a [T<B>],
+    /// The mode of the forward being differentiated. Training is the usual case; eval mode
+    /// differentiates the eval forward (batch norm with its running statistics, dropout as
+    /// the identity), for sharpness and other measurements of the trained function.
+    pub mode: Mode,
     /// As in the forward.
     pub seed: u64,
     /// As in the forward.

@@ -139,6 +139,29 @@ impl BatchNorm2d {
     }
 }
 
+impl BatchNorm2d {
+    /// The gradient of the eval forward y = γ (x − μ) / √(σ² + ε) + β, with the running μ, σ²
+    /// constant: dx = γ dy / √(σ² + ε), dγ = Σ dy x̂, dβ = Σ dy. Built from the eval forward
+    /// itself (so its ε is the one used): dx is the eval forward of dy with mean 0 and bias 0,
+    /// x̂ the eval forward of x with weight 1 and bias 0. Its temporaries are allocated per
+    /// call: eval-mode gradients are measurements, not training steps.
+    fn backward_eval<B: Backend>(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
+        let [rm, rv] = io.buffers else { unreachable!("batch norm registers two buffers") };
+        let c = io.params[0].numel();
+        let (zeros, ones) = (be.zeros(&[c])?, be.upload(&[c], &vec![1.0; c])?);
+        if let Some(dx) = io.dx {
+            be.batch_norm_eval(io.dy, &io.params[0], &zeros, &zeros, rv, dx, self.eps)?;
+        }
+        let mut xhat = be.zeros(io.x.shape())?;
+        be.batch_norm_eval(io.x, &ones, &zeros, rm, rv, &mut xhat, self.eps)?;
+        let mut prod = be.zeros(io.x.shape())?;
+        be.mul(io.dy, &xhat, &mut prod)?;
+        let (dgamma, dbeta) = io.grads.split_at_mut(1);
+        be.channel_sum(&prod, &mut dgamma[0])?;
+        be.channel_sum(io.dy, &mut dbeta[0])
+    }
+}
+
 impl<B: Backend> Layer<B> for BatchNorm2d {
     fn kind(&self) -> &str {
         "batch_norm2d"
@@ -165,6 +188,9 @@ impl<B: Backend> Layer<B> for BatchNorm2d {
         }
     }
     fn backward(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
+        if io.mode == Mode::Eval {
+            return self.backward_eval(be, io);
+        }
         let [sm, si] = io.saved else { unreachable!("batch norm saves two tensors") };
         let (dgamma, dbeta) = io.grads.split_at_mut(1);
         let mut temp = None;
@@ -327,7 +353,7 @@ impl<B: Backend> Layer<B> for Dropout {
     }
     fn backward(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
         let Some(dx) = io.dx else { return Ok(()) };
-        if self.p > 0.0 {
+        if self.p > 0.0 && io.mode == Mode::Train {
             // The same mask as the forward: a function of (seed, step).
             be.dropout(io.dy, dx, &DropoutMask::new(self.p, io.seed, io.step)?)
         } else {

@@ -251,6 +251,8 @@ struct Plan<S> {
     probs: crate::tensor::Tensor<S>,
     /// Whether the batch now loaded came with probability rows.
     soft: bool,
+    /// The mode of the last forward, which `backward` differentiates.
+    mode: Mode,
     loss: crate::tensor::Tensor<S>,
     flags: crate::tensor::Tensor<S>,
     scalar: crate::tensor::Tensor<S>,
@@ -463,6 +465,7 @@ impl<B: Backend> Model<B> {
             labels: be.zeros(&[batch])?,
             probs: be.zeros(&[batch, classes])?,
             soft: false,
+            mode: Mode::Train,
             loss: be.zeros(&[1])?,
             flags: be.zeros(&[batch])?,
             scalar: be.zeros(&[1])?,
@@ -518,6 +521,7 @@ impl<B: Backend> Model<B> {
         let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
         let Self { graph, plans, params, buffers, step, .. } = self;
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        plan.mode = mode;
         for (k, node) in graph.nodes.iter().enumerate() {
             let (lo, hi) = plan.acts.split_at_mut(k + 1);
             let (x, y) = (&lo[node.input], &mut hi[0]);
@@ -576,7 +580,25 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
-    /// Gradients of every parameter, from the output's gradient that `loss` wrote. A node
+    /// The mean loss of a batch and, in `grads`, the gradient of every parameter, for the
+    /// forward in `mode`; the running metrics, the optimizer state and the step count are left
+    /// alone. In eval mode this is the gradient of the function the model computes at test time
+    /// (batch norm with its running statistics, dropout as the identity), which the training
+    /// backward cannot give. Reads the loss back (a measurement, not a training step).
+    pub fn loss_and_gradients(&mut self, be: &B, x: &[f32], targets: Targets<'_>, loss: &dyn Loss<B>, mode: Mode) -> Result<f64> {
+        let batch = self.load_batch(be, x, targets)?;
+        self.forward(be, batch, mode)?;
+        let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
+        let last = plan.acts.len() - 1;
+        let target = LossTarget { labels: &plan.labels, probs: plan.soft.then_some(&plan.probs) };
+        loss.forward_backward(be, &plan.acts[last], target, &mut plan.loss, &mut plan.dacts[last])?;
+        self.backward(be, batch)?;
+        let plan = self.planned(batch)?;
+        Ok(be.download(&plan.loss)?[0] as f64)
+    }
+
+    /// Gradients of every parameter, from the output's gradient that `loss` wrote, for the
+    /// mode of the last forward. A node
     /// writes the gradient of its input straight into that activation's gradient when it is
     /// the first to reach it (in reverse order), and adds it there through scratch when
     /// another node already did; the model's input gets no gradient.
@@ -624,6 +646,7 @@ impl<B: Backend> Model<B> {
                             grads: &mut grads[node.params.clone()],
                             buffers: &buffers[node.buffers.clone()],
                             saved: &plan.saved[k],
+                            mode: plan.mode,
                             seed: seeds[k],
                             step: *step,
                         },

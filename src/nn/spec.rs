@@ -51,7 +51,16 @@ pub enum LayerSpec {
 }
 
 impl LayerSpec {
-    /// A k x k convolution with stride 1, "same" padding when `pad`, bias on.
+    /// This layer with its bias off (a convolution or linear layer that feeds batch norm, whose
+    /// β takes the bias's place); other layers are returned as they are.
+    pub fn without_bias(mut self) -> Self {
+        if let LayerSpec::Conv2d { bias, .. } | LayerSpec::Linear { bias, .. } = &mut self {
+            *bias = false;
+        }
+        self
+    }
+
+    /// A k x k convolution with the given stride and padding on both axes, bias on.
     pub fn conv(out: usize, k: usize, stride: usize, padding: usize) -> Self {
         LayerSpec::Conv2d {
             out,

@@ -40,15 +40,7 @@ pub fn model(name: &str, classes: usize) -> Result<ModelSpec> {
 
 /// A convolution that feeds batch norm: no bias (BN's beta takes its place).
 fn conv_bn(out: usize, k: usize, stride: usize, padding: usize) -> LayerSpec {
-    LayerSpec::Conv2d {
-        out,
-        kernel: [k, k],
-        stride: [stride, stride],
-        padding: [padding, padding],
-        dilation: [1, 1],
-        groups: 1,
-        bias: false,
-    }
+    LayerSpec::conv(out, k, stride, padding).without_bias()
 }
 
 /// conv 5x5 ->32 pad 2, BN, ReLU, maxpool 2; conv 3x3 32->64 pad 1, BN, ReLU, maxpool 2;
