@@ -71,9 +71,26 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
     image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if (x as i32 - 14).pow(2) + (y as i32 - 14).pow(2) < 64 { 255 } else { 0 }]))
         .save(&png)
         .unwrap();
-    let (ok, out, err) = wgtrain(&["predict", "--checkpoint", s(&ck), "--top-k", "2", s(&png)]);
+    let pj = d.join("predict.json");
+    let (ok, out, err) = wgtrain(&["predict", "--checkpoint", s(&ck), "--top-k", "2", s(&png), "--json", s(&pj)]);
     assert!(ok, "predict failed:\n{out}\n{err}");
     assert!(out.contains("one.png:") && out.contains('%'), "{out}");
+    assert!(out.contains("trained on shapes, 10 classes (disk"), "predict says what the model knows: {out}");
+    let p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&pj).unwrap()).unwrap();
+    let top = p["predictions"][0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    let (p0, p1) = (top[0]["probability"].as_f64().unwrap(), top[1]["probability"].as_f64().unwrap());
+    assert!(p0 >= p1 && p0 + p1 <= 1.0 + 1e-6 && top[0]["class"].is_string(), "{p}");
+
+    // verify --json: every check with its error, and whether all passed.
+    let vj = d.join("verify.json");
+    let (ok, out, err) =
+        wgtrain(&["verify", "--case", "kernels-tests/cases/conv2d_1x1.json", "--backend", "cpu", "--json", s(&vj)]);
+    assert!(ok, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&vj).unwrap()).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert!(v["passed"] == true && !checks.is_empty(), "{v}");
+    assert!(checks.iter().all(|c| c["max_abs_err"].as_f64().is_some_and(|e| e <= c["allowed"].as_f64().unwrap())), "{v}");
 }
 
 #[test]
