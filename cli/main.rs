@@ -9,6 +9,7 @@ mod devices;
 mod eval;
 mod experiment;
 mod predict;
+mod profile;
 mod summary;
 mod train;
 mod verify;
@@ -60,6 +61,8 @@ enum Command {
         #[command(subcommand)]
         which: Box<experiment::ExperimentCmd>,
     },
+    /// Time every kernel of a training step on the device, grouped by layer, phase and op
+    Profile(profile::ProfileArgs),
     /// Measure kernels and training (median of timed runs, pipeline creation excluded)
     Bench {
         #[command(subcommand)]
@@ -163,6 +166,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Devices => devices::run(),
         Command::Verify(a) => verify::run(a, gpu),
         Command::Experiment { which } => experiment::run(which, gpu),
+        Command::Profile(a) => profile::run(a, &cli.device, &cli.matmul_variant),
         Command::Bench { what } => bench::run(what, gpu, *START.get_or_init(std::time::Instant::now)),
     }
 }

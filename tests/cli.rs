@@ -84,8 +84,7 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
 
     // verify --json: every check with its error, and whether all passed.
     let vj = d.join("verify.json");
-    let (ok, out, err) =
-        wgtrain(&["verify", "--case", "kernels-tests/cases/conv2d_1x1.json", "--backend", "cpu", "--json", s(&vj)]);
+    let (ok, out, err) = wgtrain(&["verify", "--case", "kernels-tests/cases/conv2d_1x1.json", "--backend", "cpu", "--json", s(&vj)]);
     assert!(ok, "{out}\n{err}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&vj).unwrap()).unwrap();
     let checks = v["checks"].as_array().unwrap();

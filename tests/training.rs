@@ -736,8 +736,7 @@ fn a_run_cut_by_max_steps_resumes_to_the_same_end() {
 
     let ck = temp_dir("max-steps").join("m.safetensors");
     let mut first = fresh();
-    let r = fit_small(gpu, &mut first, &splits, TrainConfig { max_steps: Some(5), ..small_cfg(2) }, Some(ck.clone()), None, false)
-        .unwrap();
+    let r = fit_small(gpu, &mut first, &splits, TrainConfig { max_steps: Some(5), ..small_cfg(2) }, Some(ck.clone()), None, false).unwrap();
     assert_eq!(first.step, 5);
     assert!(r.stopped_early.as_deref().is_some_and(|w| w.contains("step limit")), "{:?}", r.stopped_early);
     assert!(r.test_accuracy.is_finite(), "a run ended by its step limit is still tested");
@@ -797,4 +796,44 @@ fn the_running_loss_reaches_callbacks_when_read() {
         assert!(text.contains("img/s") && text.contains("eta "), "{text}");
         assert_eq!(text.contains("loss "), expect == "all", "{text}");
     }
+}
+
+/// Profiling times every dispatch once, labels it with its layer and phase, and changes no
+/// result: a profiled step leaves the same parameters as a plain one.
+#[test]
+fn profiling_times_every_dispatch_and_changes_nothing() {
+    let Some(gpu) = gpu() else { return };
+    let profiled = Gpu::new(&GpuOptions { profile: true, ..Default::default() }).unwrap();
+    assert!(profiled.profiling() && !gpu.profiling());
+    assert!(gpu.take_profile().is_err(), "a device opened without profiling has no profile");
+    let spec = small_spec();
+    let mut rng = Rng::new(5);
+    let x = rng.vec(6 * 28 * 28, -1.0, 1.0);
+    let labels: Vec<f32> = (0..6).map(|i| (i % 10) as f32).collect();
+    let opt = Optimizer::new(OptimizerKind::Adam);
+    let mut params = Vec::new();
+    for be in [gpu, &profiled] {
+        let mut m = Model::from_spec(be, &spec, &[1, 28, 28], 5).unwrap();
+        m.reset_optimizer(be, &opt).unwrap();
+        be.sync().unwrap();
+        let before = be.dispatches();
+        m.train_step(be, &x, Targets::Labels(&labels), &opt, &CrossEntropy::default(), None).unwrap();
+        be.sync().unwrap();
+        if be.profiling() {
+            let times = be.take_profile().unwrap();
+            assert_eq!(times.len() as u64, be.dispatches() - before, "one time per dispatch");
+            assert!(times.iter().all(|t| t.seconds.is_finite() && t.seconds >= 0.0));
+            assert!(times.iter().any(|t| t.layer == "layers.0" && t.phase == "forward" && t.op == "matmul"), "{times:?}");
+            assert!(times.iter().any(|t| t.phase == "backward") && times.iter().any(|t| t.phase == "optimizer"));
+            assert!(times.iter().map(|t| t.seconds).sum::<f64>() > 0.0);
+        }
+        params.push(m.params.iter().map(|p| be.download(p).unwrap()).collect::<Vec<_>>());
+    }
+    assert_eq!(params[0], params[1], "profiling changed the result");
+
+    let p = wgtrain::profile::profile_training(gpu, &profiled, &spec, &[1, 28, 28], 6, &opt, 1).unwrap();
+    let table = wgtrain::profile::table(&p);
+    assert!(p.kernel_seconds > 0.0 && p.step_seconds > 0.0 && p.dispatches > 10, "{table}");
+    assert!((p.layers.iter().map(|l| l.share).sum::<f64>() - 1.0).abs() < 1e-9);
+    assert!(table.contains("layers.0") && table.contains("backward") && table.contains("optimizer"), "{table}");
 }
