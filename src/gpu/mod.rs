@@ -111,13 +111,12 @@ impl Gpu {
             profiled: Default::default(),
             ctx,
         })
-        .map(|gpu| {
+        .inspect(|gpu| {
             if opts.profile {
-                let profiler = profile::Profiler::new(&gpu);
+                let profiler = profile::Profiler::new(gpu);
                 gpu.lock().profiler = Some(profiler);
                 gpu.profiled.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            gpu
         })
     }
 
