@@ -220,6 +220,13 @@ pub fn parse_batch(s: &str) -> Result<BatchSize, String> {
 }
 
 /// Opens the GPU the global flags ask for.
-pub fn gpu(device: &Option<String>, matmul_variant: &Option<String>) -> anyhow::Result<Gpu> {
-    Ok(Gpu::new(&GpuOptions { device: device.clone(), matmul_variant: matmul_variant.clone(), ..Default::default() })?)
+pub fn gpu(device: &Option<String>, matmul_variant: &Option<String>, no_cache: bool) -> anyhow::Result<Gpu> {
+    Ok(Gpu::new(&gpu_options(device, matmul_variant, no_cache))?)
+}
+
+/// The options of the global flags: kernels chosen by measurement, cached per adapter and
+/// driver unless `--no-cache`.
+pub fn gpu_options(device: &Option<String>, matmul_variant: &Option<String>, no_cache: bool) -> GpuOptions {
+    let tuning = if no_cache { wgtrain::gpu::Tuning::Fresh } else { wgtrain::gpu::Tuning::Cached };
+    GpuOptions { device: device.clone(), matmul_variant: matmul_variant.clone(), tuning, ..Default::default() }
 }

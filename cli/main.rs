@@ -33,6 +33,9 @@ struct Cli {
     /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock, v4_lanes; default: chosen per device)
     #[arg(long, global = true, env = "WGTRAIN_MATMUL")]
     matmul_variant: Option<String>,
+    /// Time the kernel variants now instead of reading the per-device choice cached on first use (and do not write it)
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// Log more: -v shows the device and kernel choices, -vv everything (RUST_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -156,7 +159,7 @@ fn message(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
-    let gpu = || args::gpu(&cli.device, &cli.matmul_variant);
+    let gpu = || args::gpu(&cli.device, &cli.matmul_variant, cli.no_cache);
     match &cli.command {
         Command::Train(a) => train::run(a, matches.subcommand_matches("train"), gpu),
         Command::Eval(a) => eval::run(a, matches.subcommand_matches("eval"), gpu),
@@ -166,7 +169,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Devices => devices::run(),
         Command::Verify(a) => verify::run(a, gpu),
         Command::Experiment { which } => experiment::run(which, gpu),
-        Command::Profile(a) => profile::run(a, &cli.device, &cli.matmul_variant),
+        Command::Profile(a) => profile::run(a, &cli.device, &cli.matmul_variant, cli.no_cache),
         Command::Bench { what } => bench::run(what, gpu, *START.get_or_init(std::time::Instant::now)),
     }
 }

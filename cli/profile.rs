@@ -38,7 +38,7 @@ pub struct ProfileArgs {
     plot: Option<PathBuf>,
 }
 
-pub fn run(a: &ProfileArgs, device: &Option<String>, matmul_variant: &Option<String>) -> anyhow::Result<ExitCode> {
+pub fn run(a: &ProfileArgs, device: &Option<String>, matmul_variant: &Option<String>, no_cache: bool) -> anyhow::Result<ExitCode> {
     if a.batch_size == 0 || a.steps == 0 || a.classes == 0 {
         anyhow::bail!("--batch-size, --steps and --classes must be at least 1");
     }
@@ -50,7 +50,7 @@ pub fn run(a: &ProfileArgs, device: &Option<String>, matmul_variant: &Option<Str
     let input = parse_input(&a.model, a.input.as_deref())?;
     let spec = wgtrain::nn::zoo::model(&a.model, a.classes)?;
     let opt = Optimizer::preset(&a.optimizer)?;
-    let opts = GpuOptions { device: device.clone(), matmul_variant: matmul_variant.clone(), ..Default::default() };
+    let opts = crate::args::gpu_options(device, matmul_variant, no_cache);
     let plain = Gpu::new(&opts)?;
     let profiled = Gpu::new(&GpuOptions { profile: true, ..opts })?;
     let p = profile::profile_training(&plain, &profiled, &spec, &input, a.batch_size, &opt, a.steps)?;

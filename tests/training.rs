@@ -837,3 +837,55 @@ fn profiling_times_every_dispatch_and_changes_nothing() {
     assert!((p.layers.iter().map(|l| l.share).sum::<f64>() - 1.0).abs() < 1e-9);
     assert!(table.contains("layers.0") && table.contains("backward") && table.contains("optimizer"), "{table}");
 }
+
+/// Kernels chosen by measurement: the cache is used for this adapter and driver, measured
+/// again (and extended) for another driver, a corrupt cache is ignored with a warning and
+/// rewritten, and a forced variant wins over all of it.
+#[test]
+fn the_kernel_cache_is_used_invalidated_and_survives_corruption() {
+    use wgtrain::gpu::{autotune, MatmulVariant, Tuning};
+    let Some(gpu) = gpu() else { return };
+    let dir = temp_dir("kernel-cache");
+    let file = dir.join("kernels.json");
+    let open = |matmul_variant: Option<&str>| {
+        Gpu::new(&GpuOptions {
+            tuning: Tuning::Cached,
+            cache_file: Some(file.clone()),
+            matmul_variant: matmul_variant.map(String::from),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let key = autotune::device_key(gpu.context());
+    let classes = ["nn-small", "nn-medium", "nn-large", "tn-small", "tn-medium", "tn-large", "nt-small", "nt-medium", "nt-large"];
+    let entry: serde_json::Map<String, serde_json::Value> = classes.iter().map(|c| (c.to_string(), "v1_naive".into())).collect();
+    std::fs::write(&file, serde_json::json!({"format": 1, "devices": {key.clone(): entry.clone()}}).to_string()).unwrap();
+    let g = open(None);
+    assert!(g.matmul_choice().source.starts_with("cache "), "{}", g.matmul_choice().source);
+    assert_eq!(g.matmul_variant(), MatmulVariant::V1Naive, "the cached choice is used");
+
+    // Another driver: not this entry; measured, and added beside the old one.
+    let other = key.replace("driver ", "driver older ");
+    std::fs::write(&file, serde_json::json!({"format": 1, "devices": {other.clone(): entry}}).to_string()).unwrap();
+    let g = open(None);
+    assert!(g.matmul_choice().source.starts_with("measured"), "{}", g.matmul_choice().source);
+    assert_eq!(g.matmul_choice().by_class.len(), classes.len());
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(written["devices"][&other].is_object() && written["devices"][&key].is_object(), "{written}");
+
+    // A corrupt file: a warning, a measurement, and a valid file again.
+    std::fs::write(&file, "{\"format\": 1, \"devices\": [tru").unwrap();
+    let g = open(None);
+    assert!(
+        g.matmul_choice().warnings.iter().any(|w| w.contains("ignoring the kernel cache") && w.contains("kernels.json")),
+        "{:?}",
+        g.matmul_choice().warnings
+    );
+    assert!(g.matmul_choice().source.starts_with("measured"));
+    let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(again["devices"][&key].is_object());
+
+    // A forced variant wins over the cache.
+    let g = open(Some("v2_tiled"));
+    assert_eq!((g.matmul_variant(), g.matmul_choice().source.as_str()), (MatmulVariant::V2Tiled, "forced"));
+}

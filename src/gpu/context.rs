@@ -18,6 +18,11 @@ pub struct GpuOptions {
     /// Time every dispatch (see `gpu::profile`): timestamp queries where the adapter has them.
     /// Slower; for `wgtrain profile`.
     pub profile: bool,
+    /// How kernels are chosen (see `gpu::autotune`): by device type (default), or measured and
+    /// cached per adapter and driver.
+    pub tuning: super::Tuning,
+    /// The kernel cache file (default: `autotune::cache_file()`, in the user's cache folder).
+    pub cache_file: Option<std::path::PathBuf>,
 }
 
 /// What `wgtrain devices` shows about an adapter.
