@@ -27,6 +27,9 @@ pub struct TrainArgs {
     batch_size: BatchSize,
     #[command(flatten)]
     opt: OptimizerArgs,
+    /// Keep the parameters whose state-dict names match this glob fixed (repeatable): layers.0.*, layers.[0-3].*, *.bias; a layer with every parameter frozen runs in eval mode
+    #[arg(long, value_name = "PATTERN")]
+    freeze: Vec<String>,
     /// Learning-rate schedule
     #[arg(long, default_value = "constant", value_parser = PossibleValuesParser::new(Schedule::NAMES))]
     schedule: String,
@@ -210,6 +213,9 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
     let mut model = Model::from_spec(be, &spec, &splits.train.shape, seed)?;
     model.classes = splits.train.classes.clone();
     model.normalization = splits.stats.clone();
+    if !a.freeze.is_empty() {
+        model.freeze(be, &a.freeze)?;
+    }
     if let (Some(path), Some(meta)) = (&a.resume, &resume) {
         checkpoint::load(be, path, &mut model)?;
         println!(
@@ -235,6 +241,9 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
         if a.epochs == 1 { "" } else { "s" },
         a.batch_size
     );
+    if let Some(line) = frozen_line(&model) {
+        println!("{line}");
+    }
     let mut trainer = Trainer::new(cfg)
         .loss(CrossEntropy::new(a.label_smoothing))
         .resume(resume.map(|m| m.progress))
@@ -287,4 +296,23 @@ fn check_writable(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
         }
         Err(e) => anyhow::bail!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()),
     }
+}
+
+/// "frozen: 2 tensors, 156 parameters (layers.0.weight, layers.0.bias); 1,234 trained", or
+/// None when nothing is frozen.
+fn frozen_line<B: Backend>(model: &Model<B>) -> Option<String> {
+    let names = model.frozen();
+    if names.is_empty() {
+        return None;
+    }
+    let group = wgtrain::nn::spec::group;
+    let values = model.num_params() - model.num_trainable();
+    let shown = if names.len() > 8 { format!("{}, and {} more", names[..8].join(", "), names.len() - 8) } else { names.join(", ") };
+    Some(format!(
+        "frozen: {} tensor{}, {} parameters ({shown}); {} trained",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        group(values),
+        group(model.num_trainable())
+    ))
 }
