@@ -275,3 +275,77 @@ fn help_lists_every_choice_and_describes_every_flag() {
         }
     }
 }
+
+/// Every optimizer flag reaches the optimizer the run trains with (read back from the
+/// checkpoint's metadata), one short run per optimizer family.
+#[test]
+fn every_optimizer_flag_reaches_the_optimizer() {
+    use wgtrain::{Optimizer, OptimizerKind};
+    let d = temp("opt-flags");
+    let ck = d.join("m.safetensors");
+    let runs: Vec<(Vec<&str>, Box<dyn Fn(&Optimizer) -> bool>)> = vec![
+        (
+            vec!["--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.8", "--dampening", "0.3", "--weight-decay", "0.001"],
+            Box::new(|o| {
+                (o.kind, o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov) == (OptimizerKind::Sgd, 0.02, 0.8, 0.3, 0.001, false)
+            }),
+        ),
+        (
+            vec!["--optimizer", "momentum", "--nesterov", "--momentum", "0.7"],
+            Box::new(|o| (o.kind, o.momentum, o.nesterov) == (OptimizerKind::Sgd, 0.7, true)),
+        ),
+        (
+            vec!["--optimizer", "adagrad", "--lr-decay", "0.01", "--initial-accumulator-value", "0.1", "--eps", "1e-9"],
+            Box::new(|o| {
+                (o.kind, o.lr_decay, o.initial_accumulator_value, o.eps) == (OptimizerKind::Adagrad, 0.01, 0.1, 1e-9)
+            }),
+        ),
+        (vec!["--optimizer", "adadelta", "--rho", "0.8"], Box::new(|o| (o.kind, o.rho) == (OptimizerKind::Adadelta, 0.8))),
+        (
+            vec!["--optimizer", "rmsprop", "--alpha", "0.9", "--momentum", "0.5"],
+            Box::new(|o| (o.kind, o.alpha, o.momentum) == (OptimizerKind::Rmsprop, 0.9, 0.5)),
+        ),
+        (
+            vec!["--optimizer", "adamw", "--betas", "0.8,0.99", "--eps", "1e-6"],
+            Box::new(|o| (o.kind, o.betas, o.eps) == (OptimizerKind::AdamW, (0.8, 0.99), 1e-6)),
+        ),
+    ];
+    for (flags, check) in runs {
+        let base = ["train", "--model", "examples/models/small-cnn.toml", "--epochs", "1", "--train-size", "100", "--overwrite"];
+        let (ok, out, err) = wgtrain(&[&base[..], &["--checkpoint", s(&ck)], &flags[..]].concat());
+        assert!(ok, "{flags:?}:\n{out}{err}");
+        let opt = wgtrain::checkpoint::read_meta(&ck).unwrap().optimizer.expect("the checkpoint records the optimizer");
+        assert!(check(&opt), "{flags:?} did not reach the optimizer: {opt:?}");
+    }
+}
+
+/// Each optimizer flag's help lists the default of every preset that takes it, read from
+/// `Optimizer::preset` (not a second copy in prose), and no other preset.
+#[test]
+fn optimizer_help_lists_the_presets_defaults() {
+    use wgtrain::ops::Hyper;
+    use wgtrain::Optimizer;
+    let help = wgtrain(&["train", "--help"]).1;
+    for h in Hyper::ALL {
+        let flag = format!("--{}", h.name().replace('_', "-"));
+        let start = help.lines().position(|l| l.trim_start().starts_with(&format!("{flag} ")) || l.trim() == flag);
+        let Some(start) = start else { panic!("train --help has no {flag}:\n{help}") };
+        let text: String = help.lines().skip(start + 1).take_while(|l| !l.trim_start().starts_with('-')).collect::<Vec<_>>().join(" ");
+        let defaults = text.split("[default: ").nth(1).unwrap_or_else(|| panic!("{flag}: no defaults in '{text}'"));
+        for p in Optimizer::PRESETS {
+            let o = Optimizer::preset(p).unwrap();
+            let named = defaults.contains(&format!("{p},")) || defaults.contains(&format!("{p})"));
+            assert_eq!(named, h.applies_to(o.kind), "{flag}: preset {p} listed wrongly in '{defaults}'");
+            if named {
+                // The preset's value stands before the group that names it.
+                let value = h.value(&o);
+                let group = defaults.split(')').find(|g| g.contains(&format!(" {p}")) || g.contains(&format!("({p}"))).unwrap();
+                assert!(group.trim_start_matches([',', ' ']).starts_with(&format!("{value} (")), "{flag}: {p} is {value}, help says '{group}'");
+            }
+        }
+    }
+    // The numbers themselves, as PyTorch documents them, for the ones people look up.
+    for expect in ["0.9,0.999 (adam, adamw)", "1e-10 (adagrad)", "0.9 (adadelta)", "0.99 (rmsprop)", "0.01 (sgd, momentum, nesterov"] {
+        assert!(help.contains(expect), "train --help misses '{expect}'");
+    }
+}
