@@ -349,3 +349,38 @@ fn optimizer_help_lists_the_presets_defaults() {
         assert!(help.contains(expect), "train --help misses '{expect}'");
     }
 }
+
+/// `train --freeze`: what is frozen is printed (tensors and values) and stays bit-identical
+/// in the checkpoint, which records it; a resumed run keeps it and refuses another; a pattern
+/// that matches nothing is refused, listing the parameter names.
+#[test]
+fn train_freeze_keeps_parameters_and_says_so() {
+    let d = temp("freeze");
+    let (ck, first) = (d.join("m.safetensors"), d.join("first.safetensors"));
+    let base = ["train", "--model", "examples/models/small-cnn.toml", "--train-size", "100", "--seed", "4"];
+    // The untrained model of this seed, to compare with.
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--lr", "0", "--checkpoint", s(&first)]].concat());
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--freeze", "layers.[0-1].*", "--weight-decay", "0.1", "--checkpoint", s(&ck)]].concat());
+    assert!(ok, "{out}{err}");
+    // small-cnn: a 3x3 conv of 16 channels without bias (144), then batch norm (16 + 16).
+    assert!(out.contains("frozen: 3 tensors, 176 parameters (layers.0.weight, layers.1.weight, layers.1.bias)"), "{out}");
+    let (a, _) = wgtrain::checkpoint::read_safetensors(&first).unwrap();
+    let (b, meta) = wgtrain::checkpoint::read_safetensors(&ck).unwrap();
+    for name in ["layers.0.weight", "layers.1.weight", "layers.1.bias"] {
+        assert_eq!(a[name], b[name], "{name} is frozen but changed");
+    }
+    // The frozen batch norm ran in eval mode: its running statistics are still the initial ones.
+    assert_eq!(b["layers.1.running_mean"].1, vec![0.0; 16]);
+    assert_eq!(b["layers.1.running_var"].1, vec![1.0; 16]);
+    assert_ne!(a["layers.4.weight"], b["layers.4.weight"], "the unfrozen conv did not train");
+    assert!(meta["frozen"].contains("layers.0.weight") && !b.contains_key("optimizer.state1.layers.0.weight"), "{meta:?}");
+    // Resumed without --freeze: still frozen; with another pattern: refused.
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "2", "--resume", s(&ck), "--checkpoint", s(&ck)]].concat());
+    assert!(ok && out.contains("frozen: 3 tensors"), "{out}{err}");
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "3", "--resume", s(&ck), "--freeze", "layers.4.*"]].concat());
+    assert!(!ok && err.contains("trained with frozen parameters layers.0.weight"), "{out}{err}");
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--freeze", "layers.9.*"]].concat());
+    assert!(!ok && err.contains("'layers.9.*' matches no parameter") && err.contains("layers.0.weight, layers.1.weight"), "{out}{err}");
+    assert!(!format!("{out}{err}").contains("panicked"));
+}
