@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::builder::PossibleValuesParser;
 use wgtrain::data::Source;
 use wgtrain::gpu::{Gpu, GpuOptions};
-use wgtrain::train::BatchSize;
 use wgtrain::ops::optimizer::fmt_value;
 use wgtrain::ops::Hyper;
+use wgtrain::train::BatchSize;
 use wgtrain::Optimizer;
 
 /// Where data comes from (train, eval, augment-preview).

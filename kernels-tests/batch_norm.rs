@@ -2,8 +2,8 @@
 //! reductions of shaders/channel.wgsl, and shaders/batch_norm_eval_backward.wgsl — against
 //! src/cpu/batch_norm.rs.
 
-use wgtrain::verify::{batch_norm, BnPass, Case};
 use wgtrain::rng::Rng;
+use wgtrain::verify::{batch_norm, BnPass, Case};
 use wgtrain::{Backend, Cpu};
 
 use crate::common::{check, gpu, only, Test};

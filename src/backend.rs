@@ -252,8 +252,7 @@ pub trait Backend {
     ) -> Result<()> {
         const OP: &str = "batch_norm_backward_eval";
         ops::expect_shape(OP, "dy", dy.shape(), x.shape())?;
-        let mut per_channel =
-            vec![("gamma", gamma.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())];
+        let mut per_channel = vec![("gamma", gamma.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())];
         if let Some((g, b)) = &param_grads {
             per_channel.extend([("dgamma", g.shape()), ("dbeta", b.shape())]);
         }

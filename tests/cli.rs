@@ -283,7 +283,8 @@ fn every_optimizer_flag_reaches_the_optimizer() {
     use wgtrain::{Optimizer, OptimizerKind};
     let d = temp("opt-flags");
     let ck = d.join("m.safetensors");
-    let runs: Vec<(Vec<&str>, Box<dyn Fn(&Optimizer) -> bool>)> = vec![
+    type Check = Box<dyn Fn(&Optimizer) -> bool>;
+    let runs: Vec<(Vec<&str>, Check)> = vec![
         (
             vec!["--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.8", "--dampening", "0.3", "--weight-decay", "0.001"],
             Box::new(|o| {
@@ -296,9 +297,7 @@ fn every_optimizer_flag_reaches_the_optimizer() {
         ),
         (
             vec!["--optimizer", "adagrad", "--lr-decay", "0.01", "--initial-accumulator-value", "0.1", "--eps", "1e-9"],
-            Box::new(|o| {
-                (o.kind, o.lr_decay, o.initial_accumulator_value, o.eps) == (OptimizerKind::Adagrad, 0.01, 0.1, 1e-9)
-            }),
+            Box::new(|o| (o.kind, o.lr_decay, o.initial_accumulator_value, o.eps) == (OptimizerKind::Adagrad, 0.01, 0.1, 1e-9)),
         ),
         (vec!["--optimizer", "adadelta", "--rho", "0.8"], Box::new(|o| (o.kind, o.rho) == (OptimizerKind::Adadelta, 0.8))),
         (
@@ -340,7 +339,10 @@ fn optimizer_help_lists_the_presets_defaults() {
                 // The preset's value stands before the group that names it.
                 let value = h.value(&o);
                 let group = defaults.split(')').find(|g| g.contains(&format!(" {p}")) || g.contains(&format!("({p}"))).unwrap();
-                assert!(group.trim_start_matches([',', ' ']).starts_with(&format!("{value} (")), "{flag}: {p} is {value}, help says '{group}'");
+                assert!(
+                    group.trim_start_matches([',', ' ']).starts_with(&format!("{value} (")),
+                    "{flag}: {p} is {value}, help says '{group}'"
+                );
             }
         }
     }
@@ -361,7 +363,8 @@ fn train_freeze_keeps_parameters_and_says_so() {
     // The untrained model of this seed, to compare with.
     let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--lr", "0", "--checkpoint", s(&first)]].concat());
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--freeze", "layers.[0-1].*", "--weight-decay", "0.1", "--checkpoint", s(&ck)]].concat());
+    let (ok, out, err) =
+        wgtrain(&[&base[..], &["--epochs", "1", "--freeze", "layers.[0-1].*", "--weight-decay", "0.1", "--checkpoint", s(&ck)]].concat());
     assert!(ok, "{out}{err}");
     // small-cnn: a 3x3 conv of 16 channels without bias (144), then batch norm (16 + 16).
     assert!(out.contains("frozen: 3 tensors, 176 parameters (layers.0.weight, layers.1.weight, layers.1.bias)"), "{out}");

@@ -160,8 +160,7 @@ fn checkpoints_keep_the_frozen_set() {
     let opt = adamw();
     let (x, labels) = batch(4, 1);
     m.train_step(&cpu, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.0), None).unwrap();
-    let progress =
-        Progress { epoch: 1, batch_in_epoch: 0, step: 1, seed: 1, best_val_loss: None, best_epoch: None, epochs_since_best: 0 };
+    let progress = Progress { epoch: 1, batch_in_epoch: 0, step: 1, seed: 1, best_val_loss: None, best_epoch: None, epochs_since_best: 0 };
     checkpoint::save(&cpu, &path, &m, &opt, &progress).unwrap();
     assert_eq!(checkpoint::read_meta(&path).unwrap().frozen, ["layers.0.weight"]);
 

@@ -628,7 +628,10 @@ fn contradictory_and_out_of_range_options_are_refused_first() {
         (&["train", "--optimizer", "rmsprop", "--alpha", "-0.1"], "--alpha -0.1: expected a value in [0, 1]"),
         (&["train", "--optimizer", "momentum", "--dampening", "2"], "--dampening 2: expected a value in [0, 1]"),
         (&["train", "--optimizer", "adagrad", "--lr-decay", "-1"], "--lr-decay -1: expected a finite value >= 0"),
-        (&["train", "--optimizer", "adagrad", "--initial-accumulator-value", "nan"], "--initial-accumulator-value NaN: expected a finite value >= 0"),
+        (
+            &["train", "--optimizer", "adagrad", "--initial-accumulator-value", "nan"],
+            "--initial-accumulator-value NaN: expected a finite value >= 0",
+        ),
         (&["experiment", "cv", "--out", "/tmp/never-made", "--rho", "0.5"], "--rho 0.5: only adadelta takes it"),
         (&["train", "--dropout", "1"], "--dropout 1"),
         (&["train", "--val-fraction", "1"], "--val-fraction 1"),

@@ -159,8 +159,14 @@ impl Gpu {
                 });
             }
             let pipeline = self.pipeline::<BnParams>(&kernels::BN_EVAL_BACKWARD_PARAMS, &[])?;
-            let binds =
-                [Bind::whole(x), Bind::whole(dy), Bind::whole(running_mean), Bind::whole(running_var), Bind::whole(dgamma), Bind::whole(dbeta)];
+            let binds = [
+                Bind::whole(x),
+                Bind::whole(dy),
+                Bind::whole(running_mean),
+                Bind::whole(running_var),
+                Bind::whole(dgamma),
+                Bind::whole(dbeta),
+            ];
             self.dispatch("batch_norm_backward_eval", &pipeline, &params, &binds, [dims.1 as u32, 1, 1])?;
         }
         Ok(())

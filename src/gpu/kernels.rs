@@ -279,8 +279,11 @@ pub const BN_APPLY: Kernel =
 pub const BN_BACKWARD_APPLY: Kernel =
     Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
 /// Backward of batch norm's eval forward: `dx = dy * gamma[c] / sqrt(running_var[c] + eps)`.
-pub const BN_EVAL_BACKWARD_DX: Kernel =
-    Kernel { shader: "batch_norm_eval_backward", entry: "bn_eval_backward_dx", storage: &[(2, Read), (3, ReadWrite), (5, Read), (6, Read)] };
+pub const BN_EVAL_BACKWARD_DX: Kernel = Kernel {
+    shader: "batch_norm_eval_backward",
+    entry: "bn_eval_backward_dx",
+    storage: &[(2, Read), (3, ReadWrite), (5, Read), (6, Read)],
+};
 /// Backward of batch norm's eval forward, one workgroup per channel: dgamma and dbeta.
 pub const BN_EVAL_BACKWARD_PARAMS: Kernel = Kernel {
     shader: "batch_norm_eval_backward",
