@@ -428,7 +428,8 @@ impl<B: Backend> Model<B> {
     /// (batch norm keeps its running statistics and uses them); no gradient is computed where
     /// nothing trainable lies upstream. A pattern matching nothing is an error listing the
     /// names, as is freezing everything. Cumulative: a second call freezes more. The optimizer
-    /// state of parameters that stay trainable is kept.
+    /// state of parameters that stay trainable is kept. The `grads` of frozen parameters are
+    /// not kept current (a frozen stem is not differentiated at all).
     pub fn freeze(&mut self, be: &B, patterns: &[impl AsRef<str>]) -> Result<Vec<String>> {
         let names: Vec<&str> = self.graph.params.iter().map(|p| p.name.as_str()).collect();
         let hit = freeze::select(&self.name, &names, patterns)?;
