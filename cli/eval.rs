@@ -19,8 +19,14 @@ pub enum SplitChoice {
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// The checkpoint to evaluate (from `train --checkpoint`)
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    checkpoint: Option<PathBuf>,
+    /// Evaluate a weights-only safetensors file instead (a PyTorch state dict, or `wgtrain export`)
     #[arg(long)]
-    checkpoint: PathBuf,
+    weights: Option<PathBuf>,
+    /// The architecture of --weights: a zoo name or a .toml model file (default: the file's own description)
+    #[arg(long, requires = "weights")]
+    model: Option<String>,
     #[command(flatten)]
     data: DataArgs,
     /// Which part of the data set
@@ -51,12 +57,16 @@ pub fn model_from_checkpoint<B: Backend>(be: &B, path: &std::path::Path) -> anyh
 
 fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     let d = &a.data;
-    let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
+    let (mut model, meta, file) = match (&a.checkpoint, &a.weights) {
+        (Some(ck), _) => model_from_checkpoint(be, ck).map(|(m, meta)| (m, meta, ck))?,
+        (None, Some(w)) => crate::export::model_from_weights(be, w, a.model.as_deref(), d).map(|(m, meta)| (m, meta, w))?,
+        (None, None) => anyhow::bail!("eval needs --checkpoint FILE or --weights FILE"),
+    };
     let seed = meta.progress.seed;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
     // Before the split: normalising with the checkpoint's statistics needs the same channels.
     if let Some(d) = [&train_set, &test_set].into_iter().find(|d| d.shape[..] != meta.input[..]) {
-        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", a.checkpoint.display(), meta.input, d.name, d.shape);
+        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", file.display(), meta.input, d.name, d.shape);
     }
     let splits = if meta.normalization.is_empty() {
         data::split(train_set, test_set, d.val_fraction, seed)?
@@ -74,13 +84,13 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
         anyhow::bail!("the {split} split of {} has no images{hint}: nothing to evaluate", set.name);
     }
     if set.classes.len() != model.classes() {
-        anyhow::bail!("{}: the model has {} classes, the data set {}", a.checkpoint.display(), model.classes(), set.classes.len());
+        anyhow::bail!("{}: the model has {} classes, the data set {}", file.display(), model.classes(), set.classes.len());
     }
     if !meta.classes.is_empty() && meta.classes != set.classes {
         let first = meta.classes.iter().zip(&set.classes).position(|(m, s)| m != s).unwrap_or(0);
         anyhow::bail!(
             "{}: trained on the classes of another data set (class {first} is '{}' in the checkpoint, '{}' in {})",
-            a.checkpoint.display(),
+            file.display(),
             meta.classes[first],
             set.classes[first],
             set.name
@@ -88,7 +98,7 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     }
     let r = train::evaluate(be, &mut model, set, 256, false)?;
     let split = format!("{:?}", a.split).to_lowercase();
-    println!("{} on {} ({split} split, {} images)", a.checkpoint.display(), set.name, r.samples);
+    println!("{} on {} ({split} split, {} images)", file.display(), set.name, r.samples);
     println!("loss {:.4}  accuracy {:.2}%", r.loss, 100.0 * r.accuracy);
     println!("per class:");
     for (c, name) in set.classes.iter().enumerate() {

@@ -74,6 +74,12 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint (same data set and seed)
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Start from the weights of a safetensors file (a PyTorch state dict, or `wgtrain export`): fresh optimizer, epoch 0
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
+    /// With --init-from: a fresh last linear layer for the data set's class count (fine-tuning)
+    #[arg(long, requires = "init_from")]
+    reset_head: bool,
     /// Let --checkpoint replace a checkpoint of another run (refused otherwise)
     #[arg(long)]
     overwrite: bool,
@@ -186,9 +192,14 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
             check_writable(flag, p)?;
         }
     }
+    let init = a.init_from.as_deref().map(crate::export::read_init).transpose()?;
     let d = &a.data;
     let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
-    let splits = data::split(train_set, test_set, d.val_fraction, seed)?;
+    let splits = match &init {
+        Some((w, Some(stats))) => data::split_with(train_set, test_set, d.val_fraction, seed, stats)
+            .map_err(|e| anyhow::anyhow!("--init-from {}: {e}", w.path.display()))?,
+        _ => data::split(train_set, test_set, d.val_fraction, seed)?,
+    };
     if splits.test.is_empty() {
         anyhow::bail!(
             "the test set of {} has no images: nothing to report after training (a folder without train/ and test/ keeps a fifth of its images for testing)",
@@ -210,6 +221,9 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
     let mut model = Model::from_spec(be, &spec, &splits.train.shape, seed)?;
     model.classes = splits.train.classes.clone();
     model.normalization = splits.stats.clone();
+    if let Some((w, stats)) = &init {
+        crate::export::init_from(be, &mut model, w, a.reset_head, stats.is_some())?;
+    }
     if let (Some(path), Some(meta)) = (&a.resume, &resume) {
         checkpoint::load(be, path, &mut model)?;
         println!(
