@@ -74,7 +74,7 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint (same data set and seed)
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Start from the weights of a safetensors file (a PyTorch state dict, or `wgtrain export`): fresh optimizer, epoch 0
+    /// Start from the weights of a safetensors file (a PyTorch state dict, `wgtrain export`, a checkpoint): fresh optimizer, epoch 0
     #[arg(long, conflicts_with = "resume")]
     init_from: Option<PathBuf>,
     /// With --init-from: a fresh last linear layer for the data set's class count (fine-tuning)

@@ -332,13 +332,15 @@ pub struct Loaded {
     pub loaded: usize,
     /// The head's tensors left as initialised ([`LoadOptions::reset_head`]).
     pub reset: Vec<String>,
-    /// `num_batches_tracked` tensors accepted and ignored.
+    /// Tensors accepted and ignored: `num_batches_tracked`, and the optimizer state of a
+    /// wgtrain checkpoint read as weights.
     pub ignored: Vec<String>,
 }
 
 /// Loads `w` into the model's parameters and batch-norm buffers, by name and shape. Every
 /// tensor of the model must be in the file and every float tensor of the file in the model
-/// (`num_batches_tracked` of its batch norms excepted); otherwise one error names the file and
+/// (`num_batches_tracked` of its batch norms, and the optimizer state of a wgtrain checkpoint,
+/// excepted); otherwise one error names the file and
 /// lists every missing, unexpected and mis-shaped tensor (file shape vs model shape).
 pub fn load_weights<B: Backend>(be: &B, model: &mut Model<B>, w: &Weights, opts: LoadOptions) -> Result<Loaded> {
     let head = head_params(model);
@@ -364,10 +366,12 @@ pub fn load_weights<B: Backend>(be: &B, model: &mut Model<B>, w: &Weights, opts:
             Some(_) => {}
         }
     }
+    // A wgtrain checkpoint given as weights: its optimizer state is not wanted (a fresh start).
+    let checkpoint = w.metadata.get("format").is_some_and(|f| f.starts_with("wgtrain-checkpoint"));
     let mut ignored = Vec::new();
     let file_shapes = w.tensors.iter().map(|(n, (s, _))| (n, s)).chain(w.ints.iter().map(|(n, (s, _))| (n, s)));
     for (name, shape) in file_shapes {
-        if bn.contains(name) && shape.iter().product::<usize>() == 1 {
+        if (bn.contains(name) && shape.iter().product::<usize>() == 1) || (checkpoint && name.starts_with("optimizer.")) {
             ignored.push(name.clone());
         } else if !wanted.iter().any(|(n, _)| n == name) {
             unexpected.push(format!("{name} {}", shape_str(shape)));
@@ -396,8 +400,10 @@ pub fn load_weights<B: Backend>(be: &B, model: &mut Model<B>, w: &Weights, opts:
                 }
             }
         }
-        if let Some(name) = w.metadata.get("model_name").filter(|n| **n != model.name) {
-            msg.push_str(&format!(" (the file says it holds model '{name}')"));
+        match w.metadata.get("model_name") {
+            Some(name) if *name != model.name => msg.push_str(&format!(" (the file says it holds model '{name}')")),
+            None if !missing.is_empty() && !unexpected.is_empty() => msg.push_str(" (weights of another architecture?)"),
+            _ => {}
         }
         return Err(bad(&w.path, msg));
     }

@@ -151,6 +151,11 @@ fn export_then_eval_weights_and_init_from_match_the_checkpoint() {
     assert_eq!(done.ignored.len(), 2, "num_batches_tracked accepted and ignored");
     let x = Rng::new(5).vec(3 * 28 * 28, -1.0, 1.0);
     assert_eq!(a.predict_logits(&Cpu, &x).unwrap(), b.predict_logits(&Cpu, &x).unwrap());
+    // A checkpoint read as weights: the same, its optimizer state ignored (a fresh start).
+    let mut c = Model::from_spec(&Cpu, &spec, &meta.input, 3).unwrap();
+    let done = interop::load_weights(&Cpu, &mut c, &interop::read_weights(&ck).unwrap(), LoadOptions::default()).unwrap();
+    assert_eq!(done.ignored.len(), 2 * a.param_info().len(), "optimizer.state1/2 of every parameter: {:?}", done.ignored);
+    assert_eq!(a.predict_logits(&Cpu, &x).unwrap(), c.predict_logits(&Cpu, &x).unwrap());
 
     // train --init-from: lr 0 leaves the parameters as loaded (batch norm's running statistics
     // move, they are not trained).
