@@ -30,6 +30,9 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<ExitCode> {
     if a.out.is_dir() {
         anyhow::bail!("--out {}: is a folder, expected a file name", a.out.display());
     }
+    if a.out.canonicalize().ok().is_some_and(|o| a.checkpoint.canonicalize().ok() == Some(o)) {
+        anyhow::bail!("--out {}: is the checkpoint itself; the export would replace it (choose another file name)", a.out.display());
+    }
     // The CPU backend: exporting reads and writes host memory only, no GPU needed.
     let (model, meta) = crate::eval::model_from_checkpoint(&Cpu, &a.checkpoint)?;
     interop::export_state_dict(&Cpu, &model, &a.out, dtype)?;

@@ -156,7 +156,17 @@ impl Weights {
     /// Per-channel (mean, std) from the metadata (`mean` and `std`, JSON lists of equal
     /// length), when the file has them; an error when present but unreadable.
     pub fn normalization(&self) -> Result<Option<Vec<(f32, f32)>>> {
-        let (Some(m), Some(s)) = (self.metadata.get("mean"), self.metadata.get("std")) else { return Ok(None) };
+        let (m, s) = match (self.metadata.get("mean"), self.metadata.get("std")) {
+            (Some(m), Some(s)) => (m, s),
+            (None, None) => return Ok(None),
+            (m, _) => {
+                let (has, lacks) = if m.is_some() { ("mean", "std") } else { ("std", "mean") };
+                return Err(bad(
+                    &self.path,
+                    format!("metadata has '{has}' but no '{lacks}': expected both (per-channel normalisation) or neither"),
+                ));
+            }
+        };
         let list = |k: &str, v: &str| -> Result<Vec<f32>> {
             serde_json::from_str(v)
                 .map_err(|e| bad(&self.path, format!("metadata '{k}' is {v:?}, expected a JSON list of numbers, one per channel ({e})")))

@@ -88,6 +88,8 @@ fn trained_and_exported(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let (ok, o, e) = wgtrain(&["export", "--checkpoint", s(&ck), "--out", s(&out)]);
     assert!(ok, "export failed:\n{o}\n{e}");
     assert!(o.contains("load_state_dict"), "export says how to load it in PyTorch:\n{o}");
+    let (ok, _, e) = wgtrain(&["export", "--checkpoint", s(&ck), "--out", s(&ck)]);
+    assert!(!ok && e.contains("the checkpoint itself"), "{e}");
     (d, ck, out)
 }
 
