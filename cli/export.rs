@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
+use wgtrain::data::DataSpec;
 use wgtrain::interop::{self, Dtype, LoadOptions, Weights};
 use wgtrain::nn::{zoo, Model, ModelSpec};
-use wgtrain::{checkpoint, data, Backend, Cpu};
-
-use crate::args::DataArgs;
+use wgtrain::{checkpoint, Backend, Cpu};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -105,12 +104,13 @@ pub fn model_from_weights<B: Backend>(
     be: &B,
     path: &Path,
     name: Option<&str>,
-    d: &DataArgs,
+    d: &DataSpec,
 ) -> anyhow::Result<(Model<B>, checkpoint::Meta)> {
     let (w, stats) = read_init(path)?;
-    let seed = 1; // train's default seed: the split eval uses, as for a checkpoint of a default run
-                  // The data set fixes the input shape and class count (a PyTorch file does not say them).
-    let (train_set, _) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
+    // Train's default seed: the split eval uses, as for a checkpoint of a default run.
+    let seed = 1;
+    // The data set fixes the input shape and class count (a PyTorch file does not say them).
+    let (train_set, _) = d.load(seed)?;
     let (input, classes) = (train_set.shape.to_vec(), train_set.classes.len());
     drop(train_set);
     let spec: ModelSpec = match (name, w.metadata.get("model")) {
@@ -143,6 +143,7 @@ pub fn model_from_weights<B: Backend>(
         classes: w.classes()?.unwrap_or_default(),
         normalization: stats.unwrap_or_default(),
         stored_values,
+        run: None,
     };
     Ok((model, meta))
 }

@@ -67,6 +67,7 @@ pub mod interop;
 pub mod nn;
 pub mod ops;
 pub mod plot;
+pub mod profile;
 pub mod rng;
 pub mod tensor;
 pub mod train;

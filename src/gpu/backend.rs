@@ -20,6 +20,10 @@ impl Backend for Gpu {
         format!("gpu ({}, {:?})", self.ctx.info.name, self.ctx.info.backend)
     }
 
+    fn profile_scope(&self, layer: &str, phase: &'static str) {
+        self.set_profile_scope(layer, phase);
+    }
+
     fn zeros(&self, shape: &[usize]) -> Result<GpuTensor> {
         let t = self.alloc(shape)?;
         self.clear(&t);

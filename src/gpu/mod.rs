@@ -30,6 +30,7 @@ pub mod matmul;
 pub mod optimizer;
 pub mod permute;
 pub mod pool;
+pub mod profile;
 pub mod recorder;
 pub mod reduce;
 
@@ -41,6 +42,7 @@ pub use custom::ElementwiseKernel;
 pub use grid::{grid_2d, split_grid};
 use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
 pub use matmul::MatmulVariant;
+pub use profile::{KernelTime, ProfileMethod};
 use recorder::Recorder;
 
 use crate::tensor::{numel, Tensor};
@@ -65,6 +67,8 @@ pub struct Gpu {
     pub(crate) max_binding: u64,
     pub(crate) submissions: std::sync::atomic::AtomicU64,
     pub(crate) dispatch_count: std::sync::atomic::AtomicU64,
+    /// Whether the recorder has a profiler (checked without the lock).
+    pub(crate) profiled: std::sync::atomic::AtomicBool,
 }
 
 impl Gpu {
@@ -104,7 +108,15 @@ impl Gpu {
             max_binding,
             submissions: Default::default(),
             dispatch_count: Default::default(),
+            profiled: Default::default(),
             ctx,
+        })
+        .inspect(|gpu| {
+            if opts.profile {
+                let profiler = profile::Profiler::new(gpu);
+                gpu.lock().profiler = Some(profiler);
+                gpu.profiled.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         })
     }
 
