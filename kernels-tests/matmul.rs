@@ -3,8 +3,9 @@
 //! - `shaders/matmul_v1_naive.wgsl`: `matmul::v1_naive_gpu`
 //! - `shaders/matmul_v2_tiled.wgsl`: `matmul::v2_tiled_gpu`
 //! - `shaders/matmul_v3_regblock.wgsl`: `matmul::v3_regblock_gpu`
-//! - `shaders/matmul_v4_lanes.wgsl`: `matmul::v4_lanes_gpu` (its transposed or unaligned cases
-//!   run on v3, as in training; the case names show `v4_lanes→v3_regblock`)
+//! - `shaders/matmul_v4_lanes.wgsl`: `matmul::v4_lanes_gpu` (its one-operand-transposed forms
+//!   too; both transposed or unaligned cases run on v3, as in training, and the case names
+//!   show `v4_lanes→v3_regblock`)
 
 use wgtrain::verify::matmul::cases;
 use wgtrain::{Cpu, MatmulVariant};

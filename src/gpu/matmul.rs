@@ -41,7 +41,9 @@ impl MatmulVariant {
             Self::V1Naive => "one invocation per output, no reuse",
             Self::V2Tiled => "64x64 workgroup-memory tiles, 4x4 per invocation",
             Self::V3RegBlock => "4x4 register blocks, no workgroup memory or barriers",
-            Self::V4Lanes => "8x8 per lane from vec4 loads of A and B (needs K, N multiples of 4, no transposes; else v3)",
+            Self::V4Lanes => {
+                "8x8 per lane from vec4 loads of A and B (needs N and K (M with A transposed) multiples of 4, not both transposed; else v3)"
+            }
         }
     }
 
@@ -81,16 +83,22 @@ impl MatmulVariant {
         }
     }
 
-    /// The variant that will actually run: v4 needs K, N, the batch strides and the operand
-    /// offsets to be multiples of 4, and no transposes.
+    /// The variant that will actually run: v4 needs N, the batch strides, the operand offsets
+    /// and K (M when A is transposed) to be multiples of 4, and not both operands transposed.
     pub fn applicable(self, d: &MatmulDims, spec: MatmulSpec) -> Self {
         self.applicable_at(d, spec, [0; 3])
     }
 
     fn applicable_at(self, d: &MatmulDims, spec: MatmulSpec, offsets: [usize; 3]) -> Self {
-        let aligned = [d.n, d.k, d.stride_a, d.stride_b, d.stride_c].iter().chain(&offsets).all(|v| v % 4 == 0);
+        // vec4 loads run along K (A, or B transposed), along M (A transposed) and along N (B, C).
+        let along = match (spec.trans_a, spec.trans_b) {
+            (false, false) | (false, true) => d.k,
+            (true, false) => d.m,
+            (true, true) => 1,
+        };
+        let aligned = [d.n, along, d.stride_a, d.stride_b, d.stride_c].iter().chain(&offsets).all(|v| v % 4 == 0);
         match self {
-            Self::V4Lanes if !aligned || spec.trans_a || spec.trans_b => Self::V3RegBlock,
+            Self::V4Lanes if !aligned || (spec.trans_a && spec.trans_b) => Self::V3RegBlock,
             v => v,
         }
     }
@@ -161,7 +169,9 @@ impl Gpu {
         let variant = variant.applicable_at(d, spec, [a.offset, b.offset, c.offset]);
         let lanes = v4_lanes_for(d.n);
         let constants = match variant {
-            MatmulVariant::V4Lanes => vec![("LANES", lanes as f64)],
+            MatmulVariant::V4Lanes => {
+                vec![("LANES", lanes as f64), ("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)]
+            }
             _ => vec![("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)],
         };
         let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), &constants)?;

@@ -75,6 +75,15 @@ pub fn cases(variant: MatmulVariant, large: bool) -> Vec<super::Case> {
         mm(None, 17, 4, 4, false, false, 1.0, 0.0),
         mm(None, 33, 1028, 20, false, false, 0.5, 1.0),
         mm(Some(2), 11, 36, 44, false, false, 1.0, 0.0),
+        // v4's transposed forms: A transposed (M, N multiples of 4, any K), B transposed (K, N
+        // multiples of 4), with edges, accumulation and batches; both transposed falls back.
+        mm(None, 12, 36, 7, true, false, 1.0, 0.0),
+        mm(None, 20, 520, 33, true, false, 0.5, 1.0),
+        mm(Some(3), 4, 8, 12, true, false, 1.0, 0.0),
+        mm(None, 13, 36, 12, false, true, 1.0, 0.0),
+        mm(None, 9, 1028, 44, false, true, -1.0, 0.5),
+        mm(Some(2), 17, 12, 8, false, true, 1.0, 0.0),
+        mm(None, 12, 16, 20, true, true, 1.0, 0.0),
         // Widths that make v4 pick 64, 32 and 16 lanes a workgroup.
         mm(None, 5, 512, 8, false, false, 1.0, 0.0),
         mm(None, 9, 256, 16, false, false, 1.0, 0.0),
