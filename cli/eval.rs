@@ -29,6 +29,9 @@ pub struct EvalArgs {
     /// Where the ops run
     #[arg(long, value_enum, default_value = "gpu")]
     backend: ComputeBackend,
+    /// Also draw the confusion matrix (row-normalised %, class names on both axes) as this PNG
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 pub fn run(a: &EvalArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
@@ -96,8 +99,11 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
         println!("  {name:<16} {:6.2}%  ({}/{total})", 100.0 * r.confusion[c][c] as f64 / total.max(1) as f64, r.confusion[c][c]);
     }
     println!("confusion matrix (rows: true class, columns: predicted):");
-    for row in &r.confusion {
-        println!("  {}", row.iter().map(|v| format!("{v:>6}")).collect::<String>());
+    print!("{}", r.confusion_table(&set.classes));
+    if let Some(png) = &a.plot {
+        let title = format!("{} on {} ({split} split, {} images): accuracy {:.2}%", model.name, set.name, r.samples, 100.0 * r.accuracy);
+        wgtrain::plot::save_confusion(png, &title, &set.classes, &r.confusion, wgtrain::plot::ConfusionCells::RowPercent)?;
+        println!("wrote the confusion matrix to {}", png.display());
     }
     Ok(())
 }

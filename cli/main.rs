@@ -8,6 +8,7 @@ mod bench;
 mod devices;
 mod eval;
 mod experiment;
+mod plot;
 mod predict;
 mod summary;
 mod train;
@@ -49,6 +50,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write a PNG grid of augmented training samples (what the model is fed)
     AugmentPreview(augment_preview::PreviewArgs),
+    /// Loss and accuracy per epoch of training logs (`train --log`) as a PNG, several runs overlaid
+    Plot(plot::PlotArgs),
     /// Per-layer shapes, parameters, multiply-accumulates and memory of a model
     Summary(summary::SummaryArgs),
     /// List every GPU adapter wgpu can see (WGPU_BACKEND restricts the backends)
@@ -156,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a, gpu),
         Command::Predict(a) => predict::run(a, gpu),
         Command::AugmentPreview(a) => augment_preview::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Devices => devices::run(),
         Command::Verify(a) => verify::run(a, gpu),

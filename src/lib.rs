@@ -66,6 +66,7 @@ pub mod gpu;
 pub mod nn;
 pub mod ops;
 pub mod plot;
+pub mod runlog;
 pub mod rng;
 pub mod tensor;
 pub mod train;
