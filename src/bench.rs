@@ -256,7 +256,7 @@ impl TrainBenchSetup {
         if self.spec.name == "default" {
             "the default CNN".into()
         } else {
-            format!("{}", self.spec.name)
+            format!("model {}", self.spec.name)
         }
     }
 
@@ -415,7 +415,7 @@ fn train_settings(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
         "classes": setup.classes,
         "data": setup.data.as_ref().map_or("synthetic".to_string(), |d| d.name.clone()),
         "optimizer": setup.optimizer.preset_name(),
-        "lr": setup.optimizer.lr,
+        "lr": setup.optimizer.lr.to_string().parse::<f64>().unwrap_or(f64::NAN), // as the f32 reads, not widened
         "device": device,
         "windows": windows.max(1),
         "steps_per_window": steps.max(1),
@@ -559,7 +559,8 @@ pub fn train_plot(path: &std::path::Path, setup: &TrainBenchSetup, device: &str,
         })
         .collect();
     let windows = results.first().map_or(0, |r| r.window_ips.len());
-    let name = format!("{} (median of {windows} timed windows; bars: half their range)", opt_name(&setup.optimizer));
+    let s = if windows == 1 { "" } else { "s" };
+    let name = format!("{} (median of {windows} timed window{s}; bars: half their range)", opt_name(&setup.optimizer));
     LinePlot {
         title: format!("Training throughput of {} on {}\n{}", setup.model_name(), device, setup.input_name()),
         x_label: "batch size (images per step)".into(),

@@ -237,6 +237,9 @@ pub struct Heatmap {
     pub values: Vec<Vec<f64>>,
     /// What the values are, with their unit ("test accuracy (%)"): the colour bar's label.
     pub value_label: String,
+    /// Decimals of the numbers printed in the cells (0 is printed "0"); `None`: 3 significant
+    /// digits.
+    pub decimals: Option<usize>,
 }
 
 impl Heatmap {
@@ -287,6 +290,10 @@ pub fn save_confusion(path: &Path, title: &str, classes: &[String], confusion: &
             ConfusionCells::Counts => "images".into(),
             ConfusionCells::RowPercent => "share of the true class's images (%)".into(),
         },
+        decimals: Some(match cells {
+            ConfusionCells::Counts => 0,
+            ConfusionCells::RowPercent => 1,
+        }),
     }
     .save(path)
 }
@@ -1449,7 +1456,12 @@ fn draw_heatmap(area: &Area<'_>, p: &Heatmap) -> DrawResult {
     }))?;
     let (pw, ph) = chart.plotting_area().dim_in_pixel();
     let (cw, ch) = (pw as f64 / cols as f64, ph as f64 / rows as f64);
-    let texts: Vec<Vec<String>> = (0..rows).map(|r| (0..cols).map(|c| fmt_sig(value(r, c), 3)).collect()).collect();
+    let cell_text = |v: f64| match p.decimals {
+        Some(_) if v == 0.0 => "0".to_string(),
+        Some(d) if v.is_finite() => format!("{v:.d$}"),
+        _ => fmt_sig(v, 3),
+    };
+    let texts: Vec<Vec<String>> = (0..rows).map(|r| (0..cols).map(|c| cell_text(value(r, c))).collect()).collect();
     let longest = texts.iter().flatten().map(|t| t.chars().count()).max().unwrap_or(1).max(1) as f64;
     let px = even((ch * 0.45).min(cw * 0.9 / (longest * 0.62)).min(16.0));
     if px >= 7.0 {
@@ -1954,6 +1966,7 @@ mod tests {
                 })
                 .collect(),
             value_label: "validation accuracy (%)".into(),
+            decimals: None,
         }
     }
 

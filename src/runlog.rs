@@ -198,7 +198,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Run>> {
         if raw.trim().is_empty() {
             continue;
         }
-        let bad = |col: usize, name: &str, msg: String| Error::Invalid(format!("{}: line {line}, column {col} ({name}): {msg}", path.display()));
+        let bad =
+            |col: usize, name: &str, msg: String| Error::Invalid(format!("{}: line {line}, column {col} ({name}): {msg}", path.display()));
         let cells = fields(raw).ok_or_else(|| Error::Invalid(format!("{}: line {line}: a quoted field is not closed", path.display())))?;
         // The first line is the header; a header met again starts a new one (logs of both
         // formats appended to one file).

@@ -80,7 +80,8 @@ fn colliding_labels_get_what_tells_them_apart() {
         ]
     );
     // A resumed run that logs an epoch again replaces it.
-    let text = format!("{NEW_HEADER}\nr,m,d,adam,1,8,1,1,1,3,0.1,,,1,1\nr,m,d,adam,1,8,1,2,1,2,0.2,,,1,1\nr,m,d,adam,1,8,1,2,1,1,0.3,,,1,1\n");
+    let text =
+        format!("{NEW_HEADER}\nr,m,d,adam,1,8,1,1,1,3,0.1,,,1,1\nr,m,d,adam,1,8,1,2,1,2,0.2,,,1,1\nr,m,d,adam,1,8,1,2,1,1,0.3,,,1,1\n");
     let runs: Vec<Run> = runlog::parse(&text, Path::new("l.csv")).unwrap();
     assert_eq!(runs[0].epochs.iter().map(|e| e.train_loss).collect::<Vec<_>>(), [3.0, 1.0]);
 }
@@ -155,7 +156,8 @@ fn confusion_matrix_is_drawn_with_the_first_class_on_top() {
         assert!(!in_cells.is_empty() && in_cells.iter().all(|(x, y)| *x < 450 && *y < 300), "{cells:?}: brightest cell not top left");
     }
     // A true class without images: grey, no panic.
-    save_confusion(&d.join("empty.png"), "t", &classes, &[vec![0, 0, 0], vec![1, 2, 0], vec![0, 0, 3]], ConfusionCells::RowPercent).unwrap();
+    save_confusion(&d.join("empty.png"), "t", &classes, &[vec![0, 0, 0], vec![1, 2, 0], vec![0, 0, 3]], ConfusionCells::RowPercent)
+        .unwrap();
 }
 
 #[test]
@@ -205,7 +207,13 @@ fn summary_expands_residual_blocks_and_shows_kernels() {
     for (row, conv) in rows.iter().zip(&all) {
         let LayerSpec::Conv2d { kernel, stride, padding, dilation, groups, .. } = conv else { unreachable!() };
         let cells: Vec<&str> = row.split_whitespace().collect();
-        let expect = [format!("{}x{}", kernel[0], kernel[1]), stride[0].to_string(), padding[0].to_string(), dilation[0].to_string(), groups.to_string()];
+        let expect = [
+            format!("{}x{}", kernel[0], kernel[1]),
+            stride[0].to_string(),
+            padding[0].to_string(),
+            dilation[0].to_string(),
+            groups.to_string(),
+        ];
         assert_eq!(&cells[2..7], &expect.iter().map(String::as_str).collect::<Vec<_>>()[..], "{row}");
     }
     // Inner layers are indented under their block's row, which is followed by the sum and relu.

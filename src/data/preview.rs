@@ -33,7 +33,8 @@ pub fn caption_lines(batch: &Batch, s: usize, classes: &[String]) -> Vec<String>
     }
 }
 
-/// Writes `count` augmented samples of `data` (one batch) as a grid, 8 a row, 3x enlarged,
+/// Writes `count` augmented samples of `data` (one batch) as a grid, 8 a row, enlarged (at
+/// least 3x, to 112 pixels or more),
 /// each image stretched to its own min..max and captioned under it (one line per class, two
 /// when the augmentation mixes samples). Written atomically.
 pub fn write_grid(data: &Dataset, count: usize, aug: &Augment, seed: u64, out: &Path) -> Result<usize> {
@@ -46,7 +47,8 @@ pub fn write_grid(data: &Dataset, count: usize, aug: &Augment, seed: u64, out: &
     idx.truncate(count.min(data.len()));
     let batch = assemble(data, &idx, aug, &mut rng);
     let [c, h, w] = data.shape;
-    let (cols, scale, gap) = (8usize, 3usize, 2usize);
+    // Enlarged at least 3x, and to 112 pixels or more so that captions fit.
+    let (cols, scale, gap) = (8usize, 112usize.div_ceil(w).max(3), 2usize);
     let lines = if aug.mixup > 0.0 || aug.cutmix > 0.0 { 2 } else { 1 };
     let caption_h = lines * CAPTION_LINE as usize + 2;
     let rows = idx.len().div_ceil(cols);
