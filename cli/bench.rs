@@ -70,8 +70,11 @@ pub struct TrainBenchArgs {
     backend: ComputeBackend,
     #[arg(long, default_value = "default", help = format!("Model: a zoo name ({}) or a .toml model file", wgtrain::nn::zoo::NAMES.join(", ")))]
     model: String,
-    /// Images of a data set instead of synthetic input of the model's own shape (see `train --dataset`)
     #[arg(long, value_parser = |s: &str| s.parse::<wgtrain::data::Source>().map_err(|e| e.to_string()))]
+    #[arg(help = format!(
+        "Images of a data set ({}) instead of synthetic input of the model's own shape",
+        wgtrain::data::Source::ALL.map(|s| s.name()).join(", ")
+    ))]
     dataset: Option<wgtrain::data::Source>,
     /// Folder with the data set's files (not needed for shapes)
     #[arg(long)]
