@@ -216,6 +216,9 @@ pub struct TrainBench {
     /// gradients, optimizer state, activations, saved tensors, activation gradients): see
     /// [`crate::nn::MemoryEstimate`].
     pub planned_bytes: u64,
+    /// The device memory wgpu reports allocated at most while the windows ran, where its
+    /// backend reports it (its allocator report; not on every backend).
+    pub device_bytes: Option<u64>,
     /// The process's peak resident memory so far (after this batch size), where the system
     /// tells it (Linux); on lavapipe it includes the device's memory.
     pub peak_rss_bytes: Option<u64>,
@@ -348,8 +351,8 @@ pub fn train_report_with<B: Backend>(
         opt_name(opt)
     );
     println!(
-        "{:>6} {:>22} {:>16} {:>14} {:>14} {:>24}",
-        "batch", "first step done at", "median img/s", "planned mem", "peak RSS", "windows (img/s)"
+        "{:>6} {:>22} {:>16} {:>14} {:>14} {:>14} {:>24}",
+        "batch", "first step done at", "median img/s", "planned mem", "device mem", "peak RSS", "windows (img/s)"
     );
     let mut out = Vec::new();
     for &batch in batch_sizes {
@@ -364,6 +367,7 @@ pub fn train_report_with<B: Backend>(
         step(&mut model)?;
         be.sync()?;
         let mut window_ips = Vec::new();
+        let mut device = be.memory().allocated_bytes;
         for _ in 0..windows.max(1) {
             let t = std::time::Instant::now();
             for _ in 0..steps.max(1) {
@@ -371,20 +375,31 @@ pub fn train_report_with<B: Backend>(
             }
             be.sync()?;
             window_ips.push((steps.max(1) * batch) as f64 / t.elapsed().as_secs_f64());
+            device = device.max(be.memory().allocated_bytes);
         }
         let mut sorted = window_ips.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted[sorted.len() / 2];
         drop(model);
+        be.trim();
         let rss = peak_rss_bytes();
         println!(
-            "{batch:>6} {:>20.2} s {median:>16.1} {:>14} {:>14} {:>24}",
+            "{batch:>6} {:>20.2} s {median:>16.1} {:>14} {:>14} {:>14} {:>24}",
             first_step.as_secs_f64(),
             human_bytes(planned),
+            device.map_or("-".into(), human_bytes),
             rss.map_or("-".into(), human_bytes),
             window_ips.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" ")
         );
-        out.push(TrainBench { batch, first_step, images_per_s: median, window_ips, planned_bytes: planned, peak_rss_bytes: rss });
+        out.push(TrainBench {
+            batch,
+            first_step,
+            images_per_s: median,
+            window_ips,
+            planned_bytes: planned,
+            device_bytes: device,
+            peak_rss_bytes: rss,
+        });
     }
     Ok(out)
 }
@@ -424,16 +439,16 @@ fn train_settings(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
 
 /// The CSV of `bench train --csv`: a header, then one row per batch size with every figure and
 /// the settings (`model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,
-/// images_per_s,ms_per_step,planned_bytes,peak_rss_bytes,window_images_per_s`; input as
-/// `CxHxW`, the windows' images/s separated by `;`, an unknown RSS empty).
+/// images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s`;
+/// input as `CxHxW`, the windows' images/s separated by `;`, unknown figures empty).
 pub fn train_csv(setup: &TrainBenchSetup, device: &str, windows: usize, steps: usize, results: &[TrainBench]) -> String {
     let quote = |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
     let [c, h, w] = setup.input;
     let data = setup.data.as_ref().map_or("synthetic".to_string(), |d| d.name.clone());
-    let mut s = String::from("model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,images_per_s,ms_per_step,planned_bytes,peak_rss_bytes,window_images_per_s\n");
+    let mut s = String::from("model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s\n");
     for r in results {
         s.push_str(&format!(
-            "{},{c}x{h}x{w},{},{},{},{},{},{},{:.3},{:.2},{:.3},{},{},{}\n",
+            "{},{c}x{h}x{w},{},{},{},{},{},{},{:.3},{:.2},{:.3},{},{},{},{}\n",
             quote(&setup.spec.name),
             quote(&data),
             setup.optimizer.preset_name(),
@@ -445,6 +460,7 @@ pub fn train_csv(setup: &TrainBenchSetup, device: &str, windows: usize, steps: u
             r.images_per_s,
             1e3 * r.batch as f64 / r.images_per_s,
             r.planned_bytes,
+            r.device_bytes.map_or(String::new(), |v| v.to_string()),
             r.peak_rss_bytes.map_or(String::new(), |v| v.to_string()),
             r.window_ips.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(";")
         ));
@@ -463,6 +479,7 @@ pub fn train_json(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
                 "images_per_s": r.images_per_s,
                 "ms_per_step": 1e3 * r.batch as f64 / r.images_per_s,
                 "planned_bytes": r.planned_bytes,
+                "device_bytes": r.device_bytes,
                 "peak_rss_bytes": r.peak_rss_bytes,
                 "window_images_per_s": r.window_ips,
             })
