@@ -357,6 +357,16 @@ pub fn train_report_with<B: Backend>(
     let mut out = Vec::new();
     for &batch in batch_sizes {
         let planned = setup.spec.memory(&setup.input, batch, opt)?.peak();
+        // Refused before the batch is made on the host (which could be larger than its memory).
+        let input_bytes = (batch as u64).saturating_mul(setup.input.iter().product::<usize>() as u64 * 4);
+        let limit = be.memory().max_tensor_bytes;
+        if input_bytes > limit {
+            return Err(crate::Error::Invalid(format!(
+                "batch size {batch}: an input batch of {} is more than the device's largest buffer ({}); use a smaller batch size",
+                human_bytes(input_bytes),
+                human_bytes(limit)
+            )));
+        }
         let mut model = Model::from_spec(be, &setup.spec, &setup.input, 1)?;
         model.reset_optimizer(be, opt)?;
         let (x, labels) = setup.batch(batch);

@@ -163,6 +163,7 @@ fn bench_train_writes_csv_plot_and_json() {
         (vec!["bench", "train", "--dataset", "mnist"], "--data"),
         (vec!["bench", "train", "--data", "/tmp"], "--dataset"),
         (vec!["bench", "train", "--model", "resnet-9000"], "resnet-9000"),
+        (vec!["bench", "train", "--model", "alexnet", "--batch-sizes", "1000000000"], "batch size 1000000000"),
     ] {
         let (ok, out, err) = wgtrain(&args);
         assert!(!ok && err.contains(expect) && !err.contains("panicked"), "{args:?}:\n{out}{err}");

@@ -50,13 +50,17 @@ impl MemoryEstimate {
     /// Everything at once: parameters, gradients, optimizer state, buffers, activations, saved
     /// tensors and activation gradients.
     pub fn peak(&self) -> u64 {
-        self.parameter_bytes
-            + self.gradient_bytes
-            + self.optimizer_bytes
-            + self.buffer_bytes
-            + self.activation_bytes
-            + self.saved_bytes
-            + self.activation_gradient_bytes
+        [
+            self.parameter_bytes,
+            self.gradient_bytes,
+            self.optimizer_bytes,
+            self.buffer_bytes,
+            self.activation_bytes,
+            self.saved_bytes,
+            self.activation_gradient_bytes,
+        ]
+        .into_iter()
+        .fold(0, u64::saturating_add)
     }
 }
 
@@ -263,7 +267,8 @@ impl ModelSpec {
 
 fn memory_of(g: &Graph<Cpu>, input: &[usize], batch: usize, optimizer: &Optimizer) -> Result<MemoryEstimate> {
     let b = batch as u64;
-    let numel = |s: &[usize]| s.iter().map(|&d| d as u64).product::<u64>();
+    // Saturating: a batch size near the integer limit gives huge figures, not wrapped ones.
+    let numel = |s: &[usize]| s.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
     let params: u64 = g.params.iter().map(|p| numel(&p.shape)).sum();
     let buffers: u64 = g.buffers.iter().map(|p| numel(&p.shape)).sum();
     // acts[0] is the input, acts[k + 1] node k's output (per sample).
@@ -277,11 +282,11 @@ fn memory_of(g: &Graph<Cpu>, input: &[usize], batch: usize, optimizer: &Optimize
         }
         if let Op::Layer(l) = &n.op {
             let x: Vec<usize> = std::iter::once(batch).chain(n.in_shape.iter().copied()).collect();
-            saved += l.saved(&x).iter().map(|s| numel(s)).sum::<u64>();
+            saved = saved.saturating_add(l.saved(&x).iter().map(|s| numel(s)).fold(0u64, u64::saturating_add));
         }
     }
-    let act: u64 = acts.iter().sum::<u64>() * b;
-    let scratch: u64 = acts.iter().zip(&consumers).filter(|(_, &c)| c > 1).map(|(a, _)| 2 * a).sum::<u64>() * b;
+    let act: u64 = acts.iter().sum::<u64>().saturating_mul(b);
+    let scratch: u64 = acts.iter().zip(&consumers).filter(|(_, &c)| c > 1).map(|(a, _)| 2 * a).sum::<u64>().saturating_mul(b);
     let state_tensors = optimizer.state_tensors();
     Ok(MemoryEstimate {
         batch,
@@ -291,9 +296,9 @@ fn memory_of(g: &Graph<Cpu>, input: &[usize], batch: usize, optimizer: &Optimize
         gradient_bytes: F32 * params,
         optimizer_bytes: F32 * params * state_tensors as u64,
         buffer_bytes: F32 * buffers,
-        activation_bytes: F32 * act,
-        saved_bytes: F32 * saved,
-        activation_gradient_bytes: F32 * (act + scratch),
+        activation_bytes: act.saturating_mul(F32),
+        saved_bytes: saved.saturating_mul(F32),
+        activation_gradient_bytes: act.saturating_add(scratch).saturating_mul(F32),
     })
 }
 
