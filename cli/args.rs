@@ -20,17 +20,75 @@ pub struct DataArgs {
     /// Share of the training files held out for validation
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub val_fraction: f64,
-    /// Training images of the built-in shapes data set (its test set is a fifth of that)
-    #[arg(long, default_value_t = 10_000)]
-    pub train_size: usize,
+    /// Training images: a seeded subset with every class in proportion (default: all; shapes generates this many, default 10000)
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    /// Test images: a seeded subset with every class in proportion (default: all; shapes: a fifth of --train-size)
+    #[arg(long)]
+    pub test_size: Option<usize>,
     /// Image side for --dataset folder
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
 }
 
+impl DataArgs {
+    /// The data the flags name, with the folder made absolute (checkpoints record it).
+    pub fn spec(&self) -> wgtrain::data::DataSpec {
+        wgtrain::data::DataSpec {
+            source: self.dataset,
+            path: self.data.clone(),
+            image_size: self.image_size,
+            train_size: self.train_size,
+            test_size: self.test_size,
+            val_fraction: self.val_fraction,
+        }
+        .absolute()
+    }
+
+    /// The recorded data with the flags typed on the command line (per `typed`) put over it.
+    pub fn over(&self, recorded: &wgtrain::data::DataSpec, typed: impl Fn(&str) -> bool) -> wgtrain::data::DataSpec {
+        let mine = self.spec();
+        let mut d = recorded.clone();
+        if typed("dataset") {
+            d.source = mine.source;
+            // Another data set does not live in the recorded folder.
+            if !typed("data") && mine.source != recorded.source {
+                d.path = None;
+            }
+        }
+        if typed("data") {
+            d.path = mine.path;
+        }
+        if typed("val_fraction") {
+            d.val_fraction = mine.val_fraction;
+        }
+        if typed("train_size") {
+            d.train_size = mine.train_size;
+        }
+        if typed("test_size") {
+            d.test_size = mine.test_size;
+        }
+        if typed("image_size") {
+            d.image_size = mine.image_size;
+        }
+        d
+    }
+}
+
+/// Whether the flag `id` was typed on the command line (not a default or environment value).
+pub fn typed(m: Option<&clap::ArgMatches>, id: &str) -> bool {
+    m.is_some_and(|m| m.try_contains_id(id).unwrap_or(false) && m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+}
+
 /// Flags that only make sense together, checked before anything is loaded.
 pub fn check_data(d: &DataArgs) -> anyhow::Result<()> {
-    check_data_flags(d.dataset, d.data.as_deref(), d.val_fraction, d.image_size)
+    check_data_flags(d.dataset, d.data.as_deref(), d.val_fraction, d.image_size)?;
+    for (flag, n) in [("--train-size", d.train_size), ("--test-size", d.test_size)] {
+        if n == Some(0) {
+            anyhow::bail!("{flag} 0: expected at least 1 image");
+        }
+    }
+    Ok(())
 }
 
 /// The data flags' checks, for commands that take them in their own argument struct.
@@ -162,6 +220,13 @@ pub fn parse_batch(s: &str) -> Result<BatchSize, String> {
 }
 
 /// Opens the GPU the global flags ask for.
-pub fn gpu(device: &Option<String>, matmul_variant: &Option<String>) -> anyhow::Result<Gpu> {
-    Ok(Gpu::new(&GpuOptions { device: device.clone(), matmul_variant: matmul_variant.clone(), ..Default::default() })?)
+pub fn gpu(device: &Option<String>, matmul_variant: &Option<String>, no_cache: bool) -> anyhow::Result<Gpu> {
+    Ok(Gpu::new(&gpu_options(device, matmul_variant, no_cache))?)
+}
+
+/// The options of the global flags: kernels chosen by measurement, cached per adapter and
+/// driver unless `--no-cache`.
+pub fn gpu_options(device: &Option<String>, matmul_variant: &Option<String>, no_cache: bool) -> GpuOptions {
+    let tuning = if no_cache { wgtrain::gpu::Tuning::Fresh } else { wgtrain::gpu::Tuning::Cached };
+    GpuOptions { device: device.clone(), matmul_variant: matmul_variant.clone(), tuning, ..Default::default() }
 }

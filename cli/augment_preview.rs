@@ -26,7 +26,11 @@ pub fn run(a: &PreviewArgs) -> anyhow::Result<ExitCode> {
     a.aug.check()?;
     let aug = a.aug.augment();
     crate::args::check_data(&a.data)?;
-    let (train, _) = wgtrain::data::load(a.data.dataset, a.data.data.as_deref(), a.seed, a.data.train_size.min(2000), a.data.image_size)?;
+    let mut spec = a.data.spec();
+    if spec.source == wgtrain::data::Source::Shapes {
+        spec.train_size = Some(spec.train_size.unwrap_or(2000).min(2000));
+    }
+    let (train, _) = spec.load(a.seed)?;
     let written = wgtrain::data::preview::write_grid(&train, a.count, &aug, a.seed, &a.out)?;
     let asked = if written < a.count { format!(" (of the {} asked for: the data set holds no more)", a.count) } else { String::new() };
     println!("wrote {written} augmented samples{asked} of {} to {}", train.name, a.out.display());

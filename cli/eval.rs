@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use wgtrain::data::DataSpec;
 use wgtrain::nn::Model;
 use wgtrain::{checkpoint, data, train, Backend, Cpu, Gpu};
 
@@ -29,18 +30,48 @@ pub struct EvalArgs {
     /// Where the ops run
     #[arg(long, value_enum, default_value = "gpu")]
     backend: ComputeBackend,
+    /// Evaluate on another data set than the one the checkpoint was trained on (refused otherwise)
+    #[arg(long)]
+    other_data: bool,
+    /// Also write the evaluation as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Also draw the confusion matrix (row-normalised %, class names on both axes) as this PNG
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
 }
 
-pub fn run(a: &EvalArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
-    crate::args::check_data(&a.data)?;
+pub fn run(a: &EvalArgs, m: Option<&clap::ArgMatches>, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
     match a.backend {
-        ComputeBackend::Gpu => eval(&gpu()?, a)?,
-        ComputeBackend::Cpu => eval(&Cpu, a)?,
+        ComputeBackend::Gpu => eval(&gpu()?, a, m)?,
+        ComputeBackend::Cpu => eval(&Cpu, a, m)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data to evaluate on: the run's own (recorded in the checkpoint), with the data flags
+/// typed on the command line put over it; another data set only with `--other-data`.
+fn data_spec(a: &EvalArgs, m: Option<&clap::ArgMatches>, meta: &checkpoint::Meta) -> anyhow::Result<DataSpec> {
+    let Some(run) = &meta.run else {
+        // A checkpoint of an older version: only the flags say what the data is.
+        crate::args::check_data(&a.data)?;
+        return Ok(a.data.spec());
+    };
+    let spec = a.data.over(&run.data, |id| crate::args::typed(m, id));
+    if spec.source != run.data.source && !a.other_data {
+        anyhow::bail!(
+            "{}: trained on {}, and --dataset {} is another data set; pass --other-data to evaluate on it anyway",
+            a.checkpoint.display(),
+            run.data.describe(),
+            spec.source.name()
+        );
+    }
+    crate::args::check_data_flags(spec.source, spec.path.as_deref(), spec.val_fraction, spec.image_size)?;
+    let differences = run.data.differences(&spec);
+    if !differences.is_empty() {
+        println!("note: not the run's own data: {}", differences.join(", "));
+    }
+    Ok(spec)
 }
 
 /// The model a checkpoint holds, loaded on `be`.
@@ -52,11 +83,14 @@ pub fn model_from_checkpoint<B: Backend>(be: &B, path: &std::path::Path) -> anyh
     Ok((model, meta))
 }
 
-fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
-    let d = &a.data;
+fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyhow::Result<()> {
     let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
+    let d = data_spec(a, m, &meta)?;
+    if let Some(p) = &a.json {
+        crate::train::check_writable("--json", p)?;
+    }
     let seed = meta.progress.seed;
-    let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
+    let (train_set, test_set) = d.load(seed)?;
     // Before the split: normalising with the checkpoint's statistics needs the same channels.
     if let Some(d) = [&train_set, &test_set].into_iter().find(|d| d.shape[..] != meta.input[..]) {
         anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", a.checkpoint.display(), meta.input, d.name, d.shape);
@@ -91,7 +125,20 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs) -> anyhow::Result<()> {
     }
     let r = train::evaluate(be, &mut model, set, 256, false)?;
     let split = format!("{:?}", a.split).to_lowercase();
-    println!("{} on {} ({split} split, {} images)", a.checkpoint.display(), set.name, r.samples);
+    let run = meta.run.as_ref().map_or(String::new(), |r| format!(", run {}", r.run_id));
+    println!("{} ({}{run}) on {} ({split} split, {} images)", a.checkpoint.display(), model.name, set.name, r.samples);
+    if let Some(path) = &a.json {
+        let report = serde_json::json!({
+            "checkpoint": a.checkpoint,
+            "model": model.name,
+            "run_id": meta.run.as_ref().map(|r| r.run_id.clone()),
+            "data": d,
+            "split": split,
+            "classes": set.classes,
+            "evaluation": r,
+        });
+        wgtrain::atomic::write(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
     println!("loss {:.4}  accuracy {:.2}%", r.loss, 100.0 * r.accuracy);
     println!("per class:");
     for (c, name) in set.classes.iter().enumerate() {

@@ -10,6 +10,7 @@ mod eval;
 mod experiment;
 mod plot;
 mod predict;
+mod profile;
 mod summary;
 mod train;
 mod verify;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +34,9 @@ struct Cli {
     /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock, v4_lanes; default: chosen per device)
     #[arg(long, global = true, env = "WGTRAIN_MATMUL")]
     matmul_variant: Option<String>,
+    /// Time the kernel variants now instead of reading the per-device choice cached on first use (and do not write it)
+    #[arg(long, global = true)]
+    no_cache: bool,
     /// Log more: -v shows the device and kernel choices, -vv everything (RUST_LOG overrides)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -63,6 +67,8 @@ enum Command {
         #[command(subcommand)]
         which: Box<experiment::ExperimentCmd>,
     },
+    /// Time every kernel of a training step on the device, grouped by layer, phase and op
+    Profile(profile::ProfileArgs),
     /// Measure kernels and training (median of timed runs, pipeline creation excluded)
     Bench {
         #[command(subcommand)]
@@ -125,11 +131,14 @@ fn ensure_runtime_dir() {
 fn main() -> ExitCode {
     START.get_or_init(std::time::Instant::now);
     ensure_runtime_dir();
-    let cli = Cli::parse();
+    // The matches are kept beside the parsed flags: `train --resume` and `eval` tell a flag
+    // typed on the command line from its default.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let level = ["warn", "info", "debug"][usize::from(cli.verbose.min(2))];
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp(None).init();
     install_interrupt_handler();
-    match run(cli) {
+    match run(cli, &matches) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", message(&e));
@@ -152,11 +161,11 @@ fn message(e: &anyhow::Error) -> String {
     msg
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let gpu = || args::gpu(&cli.device, &cli.matmul_variant);
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let gpu = || args::gpu(&cli.device, &cli.matmul_variant, cli.no_cache);
     match &cli.command {
-        Command::Train(a) => train::run(a, gpu),
-        Command::Eval(a) => eval::run(a, gpu),
+        Command::Train(a) => train::run(a, matches.subcommand_matches("train"), gpu),
+        Command::Eval(a) => eval::run(a, matches.subcommand_matches("eval"), gpu),
         Command::Predict(a) => predict::run(a, gpu),
         Command::AugmentPreview(a) => augment_preview::run(a),
         Command::Plot(a) => plot::run(a),
@@ -164,6 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Devices => devices::run(),
         Command::Verify(a) => verify::run(a, gpu),
         Command::Experiment { which } => experiment::run(which, gpu),
+        Command::Profile(a) => profile::run(a, &cli.device, &cli.matmul_variant, cli.no_cache),
         Command::Bench { what } => bench::run(what, gpu, *START.get_or_init(std::time::Instant::now)),
     }
 }

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
+use clap::ArgMatches;
 use wgtrain::data;
+use wgtrain::data::loader;
 use wgtrain::nn::{zoo, CrossEntropy, LayerSpec, Model};
-use wgtrain::train::{self, BatchSize, Monitor, Schedule, TrainConfig, TrainReport, Trainer};
+use wgtrain::train::{self, BatchSize, Monitor, RunSettings, Schedule, TrainConfig, TrainReport, Trainer};
 use wgtrain::{checkpoint, Backend, Cpu, Gpu};
 
 use crate::args::{parse_batch, AugmentArgs, ComputeBackend, DataArgs, OptimizerArgs};
@@ -77,16 +79,53 @@ pub struct TrainArgs {
     /// Let --checkpoint replace a checkpoint of another run (refused otherwise)
     #[arg(long)]
     overwrite: bool,
-    /// Append one CSV line of metrics per epoch to this file
+    /// Append one CSV line of metrics per epoch to this file (each line names the run and its settings)
     #[arg(long)]
     log: Option<PathBuf>,
+    /// End the run after this many optimizer steps in all (with --epochs unset: as many epochs as that needs)
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Train at most this many steps per epoch (each epoch a different random part of the training set)
+    #[arg(long)]
+    steps_per_epoch: Option<usize>,
 }
 
-pub fn run(a: &TrainArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+/// The flags that shape a run's trajectory, and the recorded settings each one sets (dotted
+/// paths of `RunSettings` as JSON): on `--resume`, a typed flag that changes one is refused.
+const TRAJECTORY: &[(&str, &str, &[&str])] = &[
+    ("model", "--model", &["model"]),
+    ("dataset", "--dataset", &["data.source"]),
+    ("data", "--data", &["data.path"]),
+    ("val_fraction", "--val-fraction", &["data.val_fraction"]),
+    ("train_size", "--train-size", &["data.train_size"]),
+    ("test_size", "--test-size", &["data.test_size"]),
+    ("image_size", "--image-size", &["data.image_size"]),
+    ("batch_size", "--batch-size", &["config.batch"]),
+    ("optimizer", "--optimizer", &["config.optimizer.kind", "config.optimizer.nesterov"]),
+    ("lr", "--lr", &["config.optimizer.lr"]),
+    ("weight_decay", "--weight-decay", &["config.optimizer.weight_decay"]),
+    ("momentum", "--momentum", &["config.optimizer.momentum"]),
+    ("schedule", "--schedule", &["config.schedule"]),
+    ("step_size", "--step-size", &["config.schedule"]),
+    ("gamma", "--gamma", &["config.schedule"]),
+    ("warmup_epochs", "--warmup-epochs", &["config.warmup_epochs"]),
+    ("label_smoothing", "--label-smoothing", &["label_smoothing"]),
+    ("clip_norm", "--clip-norm", &["config.clip_norm"]),
+    ("crop_pad", "--crop-pad", &["config.augment.crop_pad"]),
+    ("hflip", "--hflip", &["config.augment.hflip"]),
+    ("noise", "--noise", &["config.augment.noise"]),
+    ("mixup", "--mixup", &["config.augment.mixup"]),
+    ("cutmix", "--cutmix", &["config.augment.cutmix"]),
+    ("dropout", "--dropout", &["dropout"]),
+    ("seed", "--seed", &["config.seed"]),
+    ("steps_per_epoch", "--steps-per-epoch", &["config.steps_per_epoch"]),
+];
+
+pub fn run(a: &TrainArgs, m: Option<&ArgMatches>, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
     check_flags(a)?;
     let report = match a.backend {
-        ComputeBackend::Gpu => training(&gpu()?, a)?,
-        ComputeBackend::Cpu => training(&Cpu, a)?,
+        ComputeBackend::Gpu => training(&gpu()?, a, m)?,
+        ComputeBackend::Cpu => training(&Cpu, a, m)?,
     };
     if report.interrupted {
         println!("interrupted: continue with --resume {}", a.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string()));
@@ -107,8 +146,71 @@ fn config(a: &TrainArgs, seed: u64) -> anyhow::Result<TrainConfig> {
         augment: a.aug.augment(),
         monitor: Monitor::parse(&a.monitor)?,
         seed,
+        // The progress line's running loss: one read-back at most twice a second.
+        report_seconds: 0.5,
+        steps_per_epoch: a.steps_per_epoch,
+        max_steps: a.max_steps,
         ..TrainConfig::default()
     })
+}
+
+/// The run the flags describe (a new run id).
+fn fresh_settings(a: &TrainArgs) -> anyhow::Result<RunSettings> {
+    Ok(RunSettings {
+        run_id: train::new_run_id(),
+        model: a.model.clone(),
+        data: a.data.spec(),
+        config: config(a, a.seed)?,
+        label_smoothing: a.label_smoothing,
+        dropout: a.dropout,
+    })
+}
+
+/// The settings of a resumed run: the recorded ones, with only what may change without
+/// changing what was trained so far taken from the flags (more epochs or steps under a
+/// schedule that does not depend on them; the monitor). A typed flag that would change the
+/// trajectory is an error listing every such flag.
+fn resumed_settings(a: &TrainArgs, m: Option<&ArgMatches>, path: &std::path::Path, rec: RunSettings) -> anyhow::Result<RunSettings> {
+    let fresh = fresh_settings(a)?;
+    let typed = |id: &str| crate::args::typed(m, id);
+    let mut changed = Vec::new();
+    for (id, flag, paths) in TRAJECTORY {
+        if typed(id) {
+            let inside = |k: &str| paths.iter().any(|p| k == *p || k.strip_prefix(p).is_some_and(|r| r.starts_with('.')));
+            let d = rec.differences(&fresh, |k| inside(k));
+            if !d.is_empty() {
+                changed.push(format!("{flag} ({})", d.join("; ")));
+            }
+        }
+    }
+    let mut run = rec;
+    if typed("epochs") && a.epochs != run.config.epochs {
+        if run.config.schedule == Schedule::Cosine {
+            changed.push(format!(
+                "--epochs ({} after {}: the cosine schedule spans the run's epochs, so the rates already used would differ)",
+                a.epochs, run.config.epochs
+            ));
+        } else {
+            println!(
+                "continuing to {} epochs (the run was set for {}): the same as a run started with --epochs {}, since its learning-rate schedule does not depend on the number of epochs",
+                a.epochs, run.config.epochs, a.epochs
+            );
+            run.config.epochs = a.epochs;
+        }
+    }
+    if !changed.is_empty() {
+        anyhow::bail!(
+            "--resume {}: a resumed run continues with its own settings, and these flags change them: {}. Drop them, or start a new run from its weights with --checkpoint NEW",
+            path.display(),
+            changed.join(", ")
+        );
+    }
+    if typed("max_steps") {
+        run.config.max_steps = a.max_steps;
+    }
+    run.config.monitor = fresh.config.monitor;
+    run.config.report_seconds = fresh.config.report_seconds;
+    Ok(run)
 }
 
 /// Flags that are out of range or contradict each other, refused before anything is loaded.
@@ -170,37 +272,62 @@ fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
         );
     }
     crate::args::check_data(&a.data)?;
+    for (flag, zero) in [("--max-steps", a.max_steps == Some(0)), ("--steps-per-epoch", a.steps_per_epoch == Some(0))] {
+        if zero {
+            anyhow::bail!("{flag} 0: expected at least 1 step");
+        }
+    }
+    if let Some(log) = &a.log {
+        train::CsvLog::check(log)?;
+    }
     Ok(())
 }
 
-fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
+fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow::Result<TrainReport> {
     let t0 = std::time::Instant::now();
     let resume = a.resume.as_deref().map(checkpoint::read_meta).transpose()?;
+    let mut settings = match (&a.resume, &resume) {
+        (Some(path), Some(meta)) => match meta.run.clone() {
+            Some(rec) => resumed_settings(a, m, path, rec)?,
+            None => {
+                // A checkpoint of an older version: the flags give the settings, the seed is its.
+                println!("{} records no run settings (an older checkpoint): using the flags, with its seed", path.display());
+                let mut s = fresh_settings(a)?;
+                s.config.seed = meta.progress.seed;
+                s
+            }
+        },
+        _ => fresh_settings(a)?,
+    };
     // A resumed run keeps its seed: it fixes the split, the batch order and the dropout masks.
-    let seed = resume.as_ref().map_or(a.seed, |m| m.progress.seed);
-    let cfg = config(a, seed)?;
-    cfg.validate()?;
+    let seed = settings.config.seed;
+    settings.config.validate()?;
     // Output paths are checked now, not after the first epoch (or the whole run).
     for (flag, path) in [("--checkpoint", &a.checkpoint), ("--log", &a.log), ("--json", &a.json)] {
         if let Some(p) = path {
             check_writable(flag, p)?;
         }
     }
-    let d = &a.data;
-    let (train_set, test_set) = data::load(d.dataset, d.data.as_deref(), seed, d.train_size, d.image_size)?;
-    let splits = data::split(train_set, test_set, d.val_fraction, seed)?;
+    let (train_set, test_set) = settings.data.load(seed)?;
+    let splits = data::split(train_set, test_set, settings.data.val_fraction, seed)?;
     if splits.test.is_empty() {
         anyhow::bail!(
             "the test set of {} has no images: nothing to report after training (a folder without train/ and test/ keeps a fifth of its images for testing)",
             splits.test.name
         );
     }
+    if a.resume.is_none() && a.max_steps.is_some() && !crate::args::typed(m, "epochs") {
+        // --max-steps alone: as many epochs as the steps need.
+        let per_epoch = loader::batches(splits.train.len(), settings.config.batch.resolve(splits.train.len()), true);
+        let per_epoch = settings.config.steps_per_epoch.map_or(per_epoch, |s| s.min(per_epoch)).max(1) as u64;
+        settings.config.epochs = a.max_steps.unwrap_or(1).div_ceil(per_epoch).max(1) as usize;
+    }
     let classes = splits.train.classes.len();
     let mut spec = match (&a.resume, &resume) {
         (Some(path), Some(m)) => checkpoint::spec_of(path, m)?,
-        _ => zoo::model(&a.model, classes)?,
+        _ => zoo::model(&settings.model, classes)?,
     };
-    if let Some(p) = a.dropout {
+    if let (None, Some(p)) = (&a.resume, settings.dropout) {
         for l in spec.layers.iter_mut() {
             if let LayerSpec::Dropout { p: rate } = l {
                 *rate = p;
@@ -220,23 +347,32 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
             meta.progress.step
         );
     }
+    let cfg = settings.config.clone();
+    let shape: Vec<String> = splits.train.shape.iter().map(|d| d.to_string()).collect();
+    let steps = match (cfg.max_steps, cfg.steps_per_epoch) {
+        (Some(n), _) => format!(" (at most {n} steps)"),
+        (None, Some(n)) => format!(" of at most {n} steps"),
+        (None, None) => String::new(),
+    };
     println!(
-        "training {} ({} parameters) on {} ({} train / {} validation / {} test images of {:?}) with {} on {} for {} epoch{}, batch {}",
+        "training {} ({} parameters) on {} ({} train / {} validation / {} test images of {}) with {} on {} for {} epoch{}{steps}, batch {}",
         model.name,
         wgtrain::nn::spec::group(model.num_params()),
         splits.train.name,
         splits.train.len(),
         splits.val.len(),
         splits.test.len(),
-        splits.train.shape,
+        shape.join("x"),
         cfg.optimizer.preset_name(),
         be.name(),
-        a.epochs,
-        if a.epochs == 1 { "" } else { "s" },
-        a.batch_size
+        cfg.epochs,
+        if cfg.epochs == 1 { "" } else { "s" },
+        cfg.batch
     );
+    println!("run {}", settings.run_id);
     let mut trainer = Trainer::new(cfg)
-        .loss(CrossEntropy::new(a.label_smoothing))
+        .loss(CrossEntropy::new(settings.label_smoothing))
+        .run_id(settings.run_id.clone())
         .resume(resume.map(|m| m.progress))
         .callback(train::ProgressBar::new())
         .callback(train::Printer::new());
@@ -250,12 +386,12 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
         trainer = trainer.callback(train::RestoreBest::new());
     }
     if let Some(path) = &a.checkpoint {
-        trainer = trainer.callback(train::SaveCheckpoints::new(path));
+        trainer = trainer.callback(train::SaveCheckpoints::new(path).with_run(settings.clone()));
         // Ctrl-C or SIGTERM stops after the current step and the checkpoint is written.
         trainer = trainer.callback(train::StopFlag(crate::stop_flag()));
     }
     if let Some(path) = &a.json {
-        trainer = trainer.callback(train::JsonReport::new(path));
+        trainer = trainer.callback(train::JsonReport::new(path).settings(settings.clone()));
     }
     let report = trainer.fit(be, &mut model, &splits).map_err(|e| match (&e, &a.checkpoint) {
         (wgtrain::Error::Invalid(m), Some(ck)) if m.starts_with("training diverged") => {
@@ -271,7 +407,7 @@ fn training<B: Backend>(be: &B, a: &TrainArgs) -> anyhow::Result<TrainReport> {
 
 /// Whether a file can be written at `path`: its folder exists and takes a new file (a probe
 /// created and removed there).
-fn check_writable(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
+pub fn check_writable(flag: &str, path: &std::path::Path) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

@@ -28,6 +28,9 @@ pub struct VerifyArgs {
     /// Backends to check the case files on
     #[arg(long, value_enum, default_value = "all")]
     backend: BackendChoice,
+    /// Also write every check as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for BackendChoice {
@@ -41,9 +44,20 @@ impl std::fmt::Debug for BackendChoice {
 }
 
 pub fn run(a: &VerifyArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
-    if !a.cases.is_empty() {
-        return case_files(&a.cases, a.backend, gpu);
+    if let Some(p) = &a.json {
+        crate::train::check_writable("--json", p)?;
     }
+    let mut json = Vec::new();
+    let code = if !a.cases.is_empty() { case_files(&a.cases, a.backend, gpu, &mut json)? } else { kernels(a, gpu, &mut json)? };
+    if let Some(p) = &a.json {
+        let out = serde_json::json!({"passed": code == ExitCode::SUCCESS, "checks": json});
+        wgtrain::atomic::write(p, serde_json::to_string_pretty(&out)?.as_bytes())?;
+    }
+    Ok(code)
+}
+
+/// Every kernel of the suite on the GPU against the CPU reference.
+fn kernels(a: &VerifyArgs, gpu: impl Fn() -> anyhow::Result<Gpu>, json: &mut Vec<serde_json::Value>) -> anyhow::Result<ExitCode> {
     let gpu = gpu()?;
     println!("verifying kernels on {} against the CPU reference (matmul default: {})", gpu.adapter_name(), gpu.matmul_variant().name());
     println!("{:<44} {:<22} {:>12} {:>12} {:>20}  result", "op", "shape", "max abs err", "max rel err", "tolerance (abs, rel)");
@@ -61,6 +75,16 @@ pub fn run(a: &VerifyArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Res
                     r.tolerance.rtol,
                     if r.passed() { "pass".to_string() } else { format!("FAIL {r}") }
                 );
+                json.push(serde_json::json!({
+                    "device": gpu.adapter_name(),
+                    "op": r.op,
+                    "shape": r.shape,
+                    "max_abs_err": r.cmp.max_abs,
+                    "max_rel_err": r.cmp.max_rel,
+                    "atol": r.tolerance.atol,
+                    "rtol": r.tolerance.rtol,
+                    "passed": r.passed(),
+                }));
                 if r.passed() {
                     passed += 1
                 } else {
@@ -69,6 +93,7 @@ pub fn run(a: &VerifyArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Res
             }
             Err(e) => {
                 println!("{:<44} {:<22} error: {e}", case.op(), case.shape());
+                json.push(serde_json::json!({"op": case.op(), "shape": case.shape(), "error": e.to_string(), "passed": false}));
                 failed += 1;
             }
         }
@@ -79,7 +104,12 @@ pub fn run(a: &VerifyArgs, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Res
 
 /// `wgtrain verify --case ...`: every case on every chosen backend; a case passes when all its
 /// outputs pass on all of them, errs when it cannot be run.
-fn case_files(paths: &[PathBuf], backend: BackendChoice, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+fn case_files(
+    paths: &[PathBuf],
+    backend: BackendChoice,
+    gpu: impl Fn() -> anyhow::Result<Gpu>,
+    json: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<ExitCode> {
     use wgtrain::verify::case_file;
     let files = case_file::collect(paths)?;
     let gpu = match backend {
@@ -105,6 +135,10 @@ fn case_files(paths: &[PathBuf], backend: BackendChoice, gpu: impl Fn() -> anyho
                 Ok((case, checks)) => {
                     for c in checks {
                         any_fail |= !c.passed;
+                        json.push(serde_json::json!({
+                            "case": name, "op": case.op, "backend": be, "output": c.name,
+                            "max_abs_err": c.max_abs, "allowed": c.allowed, "passed": c.passed,
+                        }));
                         println!(
                             "{name:<40} {:<18} {be:<4} {:<12} max abs err {:>10.3e}  allowed {:>10.3e}  {}",
                             case.op,
@@ -118,6 +152,7 @@ fn case_files(paths: &[PathBuf], backend: BackendChoice, gpu: impl Fn() -> anyho
                 Err(e) => {
                     any_error = true;
                     println!("{name:<40} {be:<4} error: {e}");
+                    json.push(serde_json::json!({"case": name, "backend": be, "error": e, "passed": false}));
                 }
             }
         }

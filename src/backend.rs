@@ -86,6 +86,12 @@ pub trait Backend {
     fn memory(&self) -> MemoryInfo {
         MemoryInfo { kind: MemoryKind::Host, max_tensor_bytes: isize::MAX as u64, arena_align: 1, allocated_bytes: None }
     }
+    /// Names the work recorded next (a layer such as `layers.3`, and a phase: `forward`,
+    /// `backward`, `loss`, `optimizer`) for a profile of per-kernel times. Does nothing
+    /// unless the backend profiles (a GPU opened with `GpuOptions::profile`).
+    fn profile_scope(&self, layer: &str, phase: &'static str) {
+        let _ = (layer, phase);
+    }
     /// Releases cached memory not in use (on the GPU, the buffer pool's free buffers), so that
     /// what follows holds only its own. The default does nothing.
     fn trim(&self) {}

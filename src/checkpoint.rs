@@ -53,6 +53,9 @@ pub struct Meta {
     pub normalization: Vec<(f32, f32)>,
     /// f32 values the file holds in all its tensors (a model needing more cannot be in it).
     pub stored_values: usize,
+    /// The run that wrote it: id, model, data and settings (absent in files of older versions
+    /// and of runs driven from Rust without them).
+    pub run: Option<crate::train::RunSettings>,
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -151,6 +154,18 @@ pub fn read_safetensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String
 /// Saves the model (parameters, buffers such as batch-norm statistics, optimizer state) and
 /// `progress`.
 pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optimizer, progress: &Progress) -> Result<()> {
+    save_run(be, path, model, optimizer, progress, None)
+}
+
+/// [`save`], recording the run's settings too (what `eval`, `predict` and `--resume` read).
+pub fn save_run<B: Backend>(
+    be: &B,
+    path: &Path,
+    model: &Model<B>,
+    optimizer: &Optimizer,
+    progress: &Progress,
+    run: Option<&crate::train::RunSettings>,
+) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = model.state_dict(be)?.into_iter().map(|t| (t.name, t.shape, t.data)).collect();
     for (i, info) in model.param_info().iter().enumerate() {
         tensors.push((format!("optimizer.state1.{}", info.name), info.shape.clone(), be.download(&model.state1[i])?));
@@ -168,6 +183,9 @@ pub fn save<B: Backend>(be: &B, path: &Path, model: &Model<B>, optimizer: &Optim
     meta.insert("progress".into(), js(serde_json::to_string(progress))?);
     meta.insert("classes".into(), js(serde_json::to_string(&model.classes))?);
     meta.insert("normalization".into(), js(serde_json::to_string(&model.normalization))?);
+    if let Some(run) = run {
+        meta.insert("run".into(), js(serde_json::to_string(run))?);
+    }
     write_safetensors(path, &tensors, &meta)
 }
 
@@ -198,8 +216,9 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
         .transpose()
         .map_err(|e| bad(path, format!("metadata 'normalization': {e}")))?
         .unwrap_or_default();
+    let run = optional("run")?.map(serde_json::from_value).transpose().map_err(|e| bad(path, format!("metadata 'run': {e}")))?;
     let stored_values = tensors.values().map(|(_, v)| v.len()).sum();
-    Ok(Meta { spec, input, optimizer, progress, classes, normalization, stored_values })
+    Ok(Meta { spec, input, optimizer, progress, classes, normalization, stored_values, run })
 }
 
 /// The model spec a checkpoint was saved with; an error when it has none (a model built from

@@ -67,6 +67,7 @@ pub mod gpu;
 pub mod nn;
 pub mod ops;
 pub mod plot;
+pub mod profile;
 pub mod rng;
 pub mod runlog;
 pub mod tensor;

@@ -47,7 +47,7 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
     assert!(last.starts_with("test accuracy: ") && last.ends_with('%'), "last line: {last}");
     let csv = std::fs::read_to_string(&log).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.starts_with("epoch,lr,train_loss"));
+    assert!(csv.starts_with("run,model,dataset,optimizer,base_lr,batch,seed,epoch,lr,train_loss"), "{csv}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report["test_accuracy"].as_f64().is_some());
 
@@ -61,7 +61,7 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
             image::RgbImage::from_pixel(8, 8, image::Rgb([i * 40, 0, 200])).save(folder.join(class).join(format!("{i}.png"))).unwrap();
         }
     }
-    let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--dataset", "folder", "--data", s(&folder)]);
+    let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--dataset", "folder", "--data", s(&folder), "--other-data"]);
     assert!(!ok && err.contains("m.safetensors") && err.contains("[1, 28, 28]") && err.contains("[3, 32, 32]"), "{out}\n{err}");
     let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--train-size", "400"]);
     assert!(ok, "eval failed:\n{out}\n{err}");
@@ -71,9 +71,25 @@ fn train_then_eval_and_predict_from_the_checkpoint() {
     image::GrayImage::from_fn(28, 28, |x, y| image::Luma([if (x as i32 - 14).pow(2) + (y as i32 - 14).pow(2) < 64 { 255 } else { 0 }]))
         .save(&png)
         .unwrap();
-    let (ok, out, err) = wgtrain(&["predict", "--checkpoint", s(&ck), "--top-k", "2", s(&png)]);
+    let pj = d.join("predict.json");
+    let (ok, out, err) = wgtrain(&["predict", "--checkpoint", s(&ck), "--top-k", "2", s(&png), "--json", s(&pj)]);
     assert!(ok, "predict failed:\n{out}\n{err}");
     assert!(out.contains("one.png:") && out.contains('%'), "{out}");
+    assert!(out.contains("trained on shapes, 10 classes (disk"), "predict says what the model knows: {out}");
+    let p: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&pj).unwrap()).unwrap();
+    let top = p["predictions"][0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2);
+    let (p0, p1) = (top[0]["probability"].as_f64().unwrap(), top[1]["probability"].as_f64().unwrap());
+    assert!(p0 >= p1 && p0 + p1 <= 1.0 + 1e-6 && top[0]["class"].is_string(), "{p}");
+
+    // verify --json: every check with its error, and whether all passed.
+    let vj = d.join("verify.json");
+    let (ok, out, err) = wgtrain(&["verify", "--case", "kernels-tests/cases/conv2d_1x1.json", "--backend", "cpu", "--json", s(&vj)]);
+    assert!(ok, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&vj).unwrap()).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert!(v["passed"] == true && !checks.is_empty(), "{v}");
+    assert!(checks.iter().all(|c| c["max_abs_err"].as_f64().is_some_and(|e| e <= c["allowed"].as_f64().unwrap())), "{v}");
 }
 
 #[test]
@@ -274,4 +290,74 @@ fn help_lists_every_choice_and_describes_every_flag() {
             assert!(described, "{cmd} --help: {} has no description", lines[i].trim());
         }
     }
+}
+
+/// A run records its data and settings: `eval` finds the same test subset without being told,
+/// refuses another data set unless asked, `--resume` refuses flags that change the run and
+/// takes more epochs, `--max-steps`/`--steps-per-epoch` bound the steps, and every CSV line
+/// names its run.
+#[test]
+fn runs_remember_their_data_and_settings() {
+    let d = temp("remember");
+    let (ck, log, json) = (d.join("m.safetensors"), d.join("log.csv"), d.join("r.json"));
+    let base = ["train", "--train-size", "300", "--test-size", "70", "--batch-size", "32", "--optimizer", "sgd", "--seed", "5"];
+    let mut args = base.to_vec();
+    args.extend(["--epochs", "1", "--steps-per-epoch", "3", "--checkpoint", s(&ck), "--log", s(&log), "--json", s(&json)]);
+    let (ok, out, err) = wgtrain(&args);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("270 train / 30 validation / 70 test images of 1x28x28"), "{out}");
+    let meta = wgtrain::checkpoint::read_meta(&ck).unwrap();
+    assert_eq!(meta.progress.step, 3, "--steps-per-epoch 3 for 1 epoch");
+    let run = meta.run.expect("the checkpoint records the run");
+    assert_eq!((run.data.train_size, run.data.test_size, run.config.seed), (Some(300), Some(70), 5));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["run_id"], run.run_id.as_str());
+    assert_eq!(report["settings"]["config"]["steps_per_epoch"], 3);
+
+    // eval with no data flags: the run's own 70 test images; the JSON names them.
+    let ej = d.join("eval.json");
+    let (ok, out, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--json", s(&ej)]);
+    assert!(ok && out.contains("(test split, 70 images)") && out.contains(&run.run_id), "{out}\n{err}");
+    let e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ej).unwrap()).unwrap();
+    assert_eq!(e["evaluation"]["samples"], 70);
+    assert_eq!(e["data"]["source"], "shapes");
+    // Another data set is refused unless asked for.
+    let mnist = std::env::var("WGTRAIN_SHARED_DATA").map_or_else(|_| PathBuf::from("../shared/data"), PathBuf::from).join("mnist");
+    let (ok, _, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--dataset", "mnist", "--data", s(&mnist)]);
+    assert!(!ok && err.contains("trained on shapes") && err.contains("--other-data"), "{err}");
+
+    // --resume refuses flags that change the run, naming each; more epochs continue it.
+    let (ok, _, err) = wgtrain(&["train", "--resume", s(&ck), "--checkpoint", s(&ck), "--lr", "0.5", "--batch-size", "16"]);
+    assert!(!ok && err.contains("--lr") && err.contains("--batch-size") && err.contains("recorded: 32"), "{err}");
+    let (ok, out, err) = wgtrain(&["train", "--resume", s(&ck), "--checkpoint", s(&ck), "--epochs", "2", "--log", s(&log)]);
+    assert!(ok && out.contains("continuing to 2 epochs"), "{out}\n{err}");
+    assert_eq!(wgtrain::checkpoint::read_meta(&ck).unwrap().progress.step, 6, "the recorded --steps-per-epoch 3 kept");
+
+    // A second run appended to the same log: every line names its run and settings.
+    let mut args = base.to_vec();
+    args[8] = "adam";
+    args.extend(["--epochs", "1", "--max-steps", "2", "--log", s(&log)]);
+    let (ok, out, err) = wgtrain(&args[..]);
+    assert!(ok && out.contains("at most 2 steps"), "{out}\n{err}");
+    let csv = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert_eq!((rows[0][0], rows[1][0]), (run.run_id.as_str(), run.run_id.as_str()), "a resumed run keeps its id");
+    assert_ne!(rows[2][0], run.run_id, "{csv}");
+    assert_eq!((rows[0][3], rows[2][3], rows[2][5], rows[2][6]), ("sgd", "adam", "32", "5"), "{csv}");
+    // A file that is not a wgtrain log is refused before training.
+    let other = d.join("other.csv");
+    std::fs::write(&other, "a,b\n1,2\n").unwrap();
+    let (ok, _, err) = wgtrain(&["train", "--train-size", "100", "--log", s(&other)]);
+    assert!(!ok && err.contains("other.csv") && err.contains("header"), "{err}");
+}
+
+/// `--train-size`/`--test-size` take stratified subsets of a real data set.
+#[test]
+fn subsets_of_a_real_data_set() {
+    let mnist = std::env::var("WGTRAIN_SHARED_DATA").map_or_else(|_| PathBuf::from("../shared/data"), PathBuf::from).join("mnist");
+    let (ok, out, err) =
+        wgtrain(&["train", "--dataset", "mnist", "--data", s(&mnist), "--train-size", "200", "--test-size", "50", "--max-steps", "1"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("180 train / 20 validation / 50 test images") && out.contains("for 1 epoch"), "{out}");
 }

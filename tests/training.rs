@@ -733,3 +733,171 @@ fn early_stopping_stops_after_patience() {
         assert_eq!(r.best_epoch, Some(1));
     }
 }
+
+/// `max_steps` ends a run inside an epoch, and resuming from its checkpoint finishes that epoch
+/// and the run: the same parameters as one uninterrupted run. `steps_per_epoch` caps epochs.
+#[test]
+fn a_run_cut_by_max_steps_resumes_to_the_same_end() {
+    let Some(gpu) = gpu() else { return };
+    let (train, test) = data::load(data::Source::Shapes, None, 11, 240, 28).unwrap();
+    let splits = data::split(train, test, 0.1, 11).unwrap();
+    let params = |m: &Model<Gpu>| m.params.iter().map(|p| gpu.download(p).unwrap()).collect::<Vec<_>>();
+    let fresh = || Model::from_spec(gpu, &small_spec(), &[1, 28, 28], 11).unwrap();
+    let mut straight = fresh();
+    fit_small(gpu, &mut straight, &splits, small_cfg(2), None, None, false).unwrap();
+
+    let ck = temp_dir("max-steps").join("m.safetensors");
+    let mut first = fresh();
+    let r = fit_small(gpu, &mut first, &splits, TrainConfig { max_steps: Some(5), ..small_cfg(2) }, Some(ck.clone()), None, false).unwrap();
+    assert_eq!(first.step, 5);
+    assert!(r.stopped_early.as_deref().is_some_and(|w| w.contains("step limit")), "{:?}", r.stopped_early);
+    assert!(r.test_accuracy.is_finite(), "a run ended by its step limit is still tested");
+    let meta = wgtrain::checkpoint::read_meta(&ck).unwrap();
+    assert_eq!((meta.progress.epoch, meta.progress.batch_in_epoch), (0, 5), "saved inside epoch 1");
+    let mut resumed = fresh();
+    wgtrain::checkpoint::load(gpu, &ck, &mut resumed).unwrap();
+    fit_small(gpu, &mut resumed, &splits, small_cfg(2), None, Some(meta.progress), false).unwrap();
+    assert_eq!(resumed.step, straight.step);
+    for (a, b) in params(&straight).iter().zip(params(&resumed)) {
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "parameters differ by {worst}");
+    }
+
+    let mut capped = fresh();
+    let r = fit_small(gpu, &mut capped, &splits, TrainConfig { steps_per_epoch: Some(3), ..small_cfg(2) }, None, None, false).unwrap();
+    assert_eq!((capped.step, r.epochs.len()), (6, 2));
+}
+
+/// Records what the trainer tells callbacks after each step.
+struct Steps(std::rc::Rc<std::cell::RefCell<Vec<tr::StepInfo>>>);
+
+impl<B: Backend> tr::Callback<B> for Steps {
+    fn on_step(&mut self, s: &tr::StepInfo) -> wgtrain::Result<tr::Control> {
+        self.0.borrow_mut().push(s.clone());
+        Ok(tr::Control::Continue)
+    }
+}
+
+/// The running loss and accuracy reach callbacks when the trainer reads them (by time or by
+/// step count), never otherwise, and at the last step they are the epoch's figures.
+#[test]
+fn the_running_loss_reaches_callbacks_when_read() {
+    let Some(gpu) = gpu() else { return };
+    let (train, test) = data::load(data::Source::Shapes, None, 3, 240, 28).unwrap();
+    let splits = data::split(train, test, 0.1, 3).unwrap();
+    for (report_every, report_seconds, expect) in [(0, 0.0, "none"), (0, 1e-9, "all"), (4, 0.0, "every 4th")] {
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut model = Model::from_spec(gpu, &small_spec(), &[1, 28, 28], 3).unwrap();
+        let cfg = TrainConfig { report_every, report_seconds, ..small_cfg(1) };
+        let r = Trainer::new(cfg).callback(Steps(seen.clone())).fit(gpu, &mut model, &splits).unwrap();
+        let steps = seen.borrow();
+        assert_eq!(steps.len(), 9);
+        for s in steps.iter() {
+            let want = match expect {
+                "none" => false,
+                "all" => true,
+                _ => s.step_in_epoch % 4 == 0,
+            };
+            assert_eq!(s.running.is_some(), want, "{expect}: step {}", s.step_in_epoch);
+        }
+        if let Some(last) = steps.last().and_then(|s| s.running) {
+            assert!((last.loss - r.epochs[0].train_loss).abs() < 1e-6, "{} vs {}", last.loss, r.epochs[0].train_loss);
+            assert_eq!(last.samples, 9 * 24);
+        }
+        let text = tr::ProgressBar::describe(None, &steps[4], steps[4].running);
+        assert!(text.contains("img/s") && text.contains("eta "), "{text}");
+        assert_eq!(text.contains("loss "), expect == "all", "{text}");
+    }
+}
+
+/// Profiling times every dispatch once, labels it with its layer and phase, and changes no
+/// result: a profiled step leaves the same parameters as a plain one.
+#[test]
+fn profiling_times_every_dispatch_and_changes_nothing() {
+    let Some(gpu) = gpu() else { return };
+    let profiled = Gpu::new(&GpuOptions { profile: true, ..Default::default() }).unwrap();
+    assert!(profiled.profiling() && !gpu.profiling());
+    assert!(gpu.take_profile().is_err(), "a device opened without profiling has no profile");
+    let spec = small_spec();
+    let mut rng = Rng::new(5);
+    let x = rng.vec(6 * 28 * 28, -1.0, 1.0);
+    let labels: Vec<f32> = (0..6).map(|i| (i % 10) as f32).collect();
+    let opt = Optimizer::new(OptimizerKind::Adam);
+    let mut params = Vec::new();
+    for be in [gpu, &profiled] {
+        let mut m = Model::from_spec(be, &spec, &[1, 28, 28], 5).unwrap();
+        m.reset_optimizer(be, &opt).unwrap();
+        be.sync().unwrap();
+        let before = be.dispatches();
+        m.train_step(be, &x, Targets::Labels(&labels), &opt, &CrossEntropy::default(), None).unwrap();
+        be.sync().unwrap();
+        if be.profiling() {
+            let times = be.take_profile().unwrap();
+            assert_eq!(times.len() as u64, be.dispatches() - before, "one time per dispatch");
+            assert!(times.iter().all(|t| t.seconds.is_finite() && t.seconds >= 0.0));
+            assert!(times.iter().any(|t| t.layer == "layers.0" && t.phase == "forward" && t.op == "matmul"), "{times:?}");
+            assert!(times.iter().any(|t| t.phase == "backward") && times.iter().any(|t| t.phase == "optimizer"));
+            assert!(times.iter().map(|t| t.seconds).sum::<f64>() > 0.0);
+        }
+        params.push(m.params.iter().map(|p| be.download(p).unwrap()).collect::<Vec<_>>());
+    }
+    assert_eq!(params[0], params[1], "profiling changed the result");
+
+    let p = wgtrain::profile::profile_training(gpu, &profiled, &spec, &[1, 28, 28], 6, &opt, 1).unwrap();
+    let table = wgtrain::profile::table(&p);
+    assert!(p.kernel_seconds > 0.0 && p.step_seconds > 0.0 && p.dispatches > 10, "{table}");
+    assert!((p.layers.iter().map(|l| l.share).sum::<f64>() - 1.0).abs() < 1e-9);
+    assert!(table.contains("layers.0") && table.contains("backward") && table.contains("optimizer"), "{table}");
+}
+
+/// Kernels chosen by measurement: the cache is used for this adapter and driver, measured
+/// again (and extended) for another driver, a corrupt cache is ignored with a warning and
+/// rewritten, and a forced variant wins over all of it.
+#[test]
+fn the_kernel_cache_is_used_invalidated_and_survives_corruption() {
+    use wgtrain::gpu::{autotune, MatmulVariant, Tuning};
+    let Some(gpu) = gpu() else { return };
+    let dir = temp_dir("kernel-cache");
+    let file = dir.join("kernels.json");
+    let open = |matmul_variant: Option<&str>| {
+        Gpu::new(&GpuOptions {
+            tuning: Tuning::Cached,
+            cache_file: Some(file.clone()),
+            matmul_variant: matmul_variant.map(String::from),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let key = autotune::device_key(gpu.context());
+    let classes = ["nn-small", "nn-medium", "nn-large", "tn-small", "tn-medium", "tn-large", "nt-small", "nt-medium", "nt-large"];
+    let entry: serde_json::Map<String, serde_json::Value> = classes.iter().map(|c| (c.to_string(), "v1_naive".into())).collect();
+    std::fs::write(&file, serde_json::json!({"format": 1, "devices": {key.clone(): entry.clone()}}).to_string()).unwrap();
+    let g = open(None);
+    assert!(g.matmul_choice().source.starts_with("cache "), "{}", g.matmul_choice().source);
+    assert_eq!(g.matmul_variant(), MatmulVariant::V1Naive, "the cached choice is used");
+
+    // Another driver: not this entry; measured, and added beside the old one.
+    let other = key.replace("driver ", "driver older ");
+    std::fs::write(&file, serde_json::json!({"format": 1, "devices": {other.clone(): entry}}).to_string()).unwrap();
+    let g = open(None);
+    assert!(g.matmul_choice().source.starts_with("measured"), "{}", g.matmul_choice().source);
+    assert_eq!(g.matmul_choice().by_class.len(), classes.len());
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(written["devices"][&other].is_object() && written["devices"][&key].is_object(), "{written}");
+
+    // A corrupt file: a warning, a measurement, and a valid file again.
+    std::fs::write(&file, "{\"format\": 1, \"devices\": [tru").unwrap();
+    let g = open(None);
+    assert!(
+        g.matmul_choice().warnings.iter().any(|w| w.contains("ignoring the kernel cache") && w.contains("kernels.json")),
+        "{:?}",
+        g.matmul_choice().warnings
+    );
+    assert!(g.matmul_choice().source.starts_with("measured"));
+    let again: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(again["devices"][&key].is_object());
+
+    // A forced variant wins over the cache.
+    let g = open(Some("v2_tiled"));
+    assert_eq!((g.matmul_variant(), g.matmul_choice().source.as_str()), (MatmulVariant::V2Tiled, "forced"));
+}

@@ -15,7 +15,8 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 
 /// Which augmentations the loader applies to training batches; the default is none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Augment {
     /// Pad by this many zeros, then crop back at a random offset (0: off).
     pub crop_pad: usize,

@@ -9,6 +9,9 @@ pub mod idx;
 pub mod loader;
 pub mod preview;
 pub mod shapes;
+pub mod spec;
+
+pub use spec::DataSpec;
 
 use std::path::Path;
 
@@ -192,7 +195,8 @@ pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
 }
 
 /// Where a data set comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// Built in, no download: 28x28 drawings of 10 kinds of shapes.
     Shapes,

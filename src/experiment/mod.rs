@@ -117,7 +117,7 @@ pub fn class_counts(d: &Dataset) -> Vec<usize> {
 
 /// Loads a data set and takes seeded, stratified subsets of `train_size` training and
 /// `test_size` test images (all of them where a size is `None`). The built-in shapes are
-/// generated at the size asked for (default 5000 train, a fifth of that for test).
+/// generated at the size asked for (here default 5000 train, a fifth of that for test).
 pub fn load_data(
     source: Source,
     dir: Option<&Path>,
@@ -126,25 +126,8 @@ pub fn load_data(
     test_size: Option<usize>,
     seed: u64,
 ) -> Result<(Dataset, Dataset)> {
-    for (what, n) in [("train size", train_size), ("test size", test_size)] {
-        if n == Some(0) {
-            return Err(crate::Error::Invalid(format!("{what} 0: expected at least 1 image")));
-        }
-    }
-    let (mut train, mut test) = if source == Source::Shapes {
-        // Generated at the sizes asked for (the test images from their own seed).
-        let n = train_size.unwrap_or(5000);
-        (data::shapes::generate(n, seed), data::shapes::generate(test_size.unwrap_or(n / 5).max(1), seed ^ 0x7E57))
-    } else {
-        data::load(source, dir, seed, 0, image_size)?
-    };
-    if let Some(n) = train_size {
-        train = train.subset(&stats::stratified_subset(&train.labels, n, seed));
-    }
-    if let Some(n) = test_size {
-        test = test.subset(&stats::stratified_subset(&test.labels, n, seed ^ 0x7E57));
-    }
-    Ok((train, test))
+    let train_size = if source == Source::Shapes { train_size.or(Some(5000)) } else { train_size };
+    data::spec::load_subsets(source, dir, image_size, train_size, test_size, seed)
 }
 
 /// The device and program, for `settings.json`.

@@ -20,6 +20,10 @@ impl Backend for Gpu {
         format!("gpu ({}, {:?})", self.ctx.info.name, self.ctx.info.backend)
     }
 
+    fn profile_scope(&self, layer: &str, phase: &'static str) {
+        self.set_profile_scope(layer, phase);
+    }
+
     fn zeros(&self, shape: &[usize]) -> Result<GpuTensor> {
         let t = self.alloc(shape)?;
         self.clear(&t);
@@ -118,7 +122,14 @@ impl Backend for Gpu {
     }
 
     fn matmul_unchecked(&self, a: &GpuTensor, b: &GpuTensor, c: &mut GpuTensor, d: &MatmulDims, spec: MatmulSpec) -> Result<()> {
-        self.gemm(self.matmul_variant, super::matmul::Operand::of(a), super::matmul::Operand::of(b), super::matmul::Operand::of(c), d, spec)
+        self.gemm(
+            self.tuned_variant(d, spec),
+            super::matmul::Operand::of(a),
+            super::matmul::Operand::of(b),
+            super::matmul::Operand::of(c),
+            d,
+            spec,
+        )
     }
 
     fn conv2d_unchecked(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, y: &mut GpuTensor, d: &ConvDims) -> Result<()> {

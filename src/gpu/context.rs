@@ -15,6 +15,14 @@ pub struct GpuOptions {
     pub matmul_variant: Option<String>,
     /// Use a smaller storage-binding size than the device allows (tests of the chunking path).
     pub max_binding_bytes: Option<u64>,
+    /// Time every dispatch (see `gpu::profile`): timestamp queries where the adapter has them.
+    /// Slower; for `wgtrain profile`.
+    pub profile: bool,
+    /// How kernels are chosen (see `gpu::autotune`): by device type (default), or measured and
+    /// cached per adapter and driver.
+    pub tuning: super::Tuning,
+    /// The kernel cache file (default: `autotune::cache_file()`, in the user's cache folder).
+    pub cache_file: Option<std::path::PathBuf>,
 }
 
 /// What `wgtrain devices` shows about an adapter.
@@ -159,7 +167,7 @@ impl GpuContext {
         let limits = training_limits(&adapter.limits());
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
-            required_features: wgpu::Features::empty(),
+            required_features: if opts.profile { adapter.features() & wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() },
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,

@@ -108,7 +108,7 @@ impl Gpu {
             for gi in 0..g {
                 let dims = MatmulDims { batch: nbc, m: kg, n: p, k: rows, stride_a: 0, stride_b: stride, stride_c: d.k * p };
                 self.gemm(
-                    self.matmul_variant(),
+                    self.tuned_variant(&dims, MatmulSpec::default()),
                     Operand::at(a, gi * kg * rows),
                     Operand::at(b, base + gi * rows * p),
                     Operand::at(y, n0 * d.k * p + gi * kg * p),
@@ -148,7 +148,7 @@ impl Gpu {
             for gi in 0..g {
                 let dims = MatmulDims { batch: nbc, m: patch, n: p, k: kg, stride_a: 0, stride_b: d.k * p, stride_c: stride };
                 self.gemm(
-                    self.matmul_variant(),
+                    self.tuned_variant(&dims, MatmulSpec::default()),
                     Operand::at(&wt, gi * patch * kg),
                     Operand::at(dy, n0 * d.k * p + gi * kg * p),
                     Operand::at(target, base + gi * patch * p),
@@ -184,7 +184,7 @@ impl Gpu {
             for gi in 0..g {
                 let dims = MatmulDims { batch: 1, m: kg, n: rows, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
                 self.gemm(
-                    self.matmul_variant(),
+                    self.tuned_variant(&dims, MatmulSpec::default()),
                     Operand::at(&dy_k, gi * kg * nbc * p),
                     Operand::at(&col_t, gi * nbc * p * rows),
                     Operand::at(target, gi * kg * rows),

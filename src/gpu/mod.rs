@@ -15,6 +15,7 @@
 //!   per-channel sums), `pool.rs`, `batch_norm.rs`, `loss.rs`, `reduce.rs`, `optimizer.rs`
 //!   (with clipping), `permute.rs`.
 
+pub mod autotune;
 pub mod backend;
 pub mod batch_norm;
 pub mod buffers;
@@ -30,19 +31,23 @@ pub mod matmul;
 pub mod optimizer;
 pub mod permute;
 pub mod pool;
+pub mod profile;
 pub mod recorder;
 pub mod reduce;
 
 use std::sync::{Arc, Mutex};
 
+pub use autotune::{MatmulChoice, Tuning};
 pub use buffers::{BufferPool, GpuBuffer};
 pub use context::{list_adapters, AdapterSummary, GpuContext, GpuOptions};
 pub use custom::ElementwiseKernel;
 pub use grid::{grid_2d, split_grid};
 use kernels::{Kernel, KernelParams, Pipeline, PipelineCache};
 pub use matmul::MatmulVariant;
+pub use profile::{KernelTime, ProfileMethod};
 use recorder::Recorder;
 
+use crate::ops::{MatmulDims, MatmulSpec};
 use crate::tensor::{numel, Tensor};
 use crate::{Error, Result};
 
@@ -65,6 +70,10 @@ pub struct Gpu {
     pub(crate) max_binding: u64,
     pub(crate) submissions: std::sync::atomic::AtomicU64,
     pub(crate) dispatch_count: std::sync::atomic::AtomicU64,
+    /// Whether the recorder has a profiler (checked without the lock).
+    pub(crate) profiled: std::sync::atomic::AtomicBool,
+    /// The matmul variant per shape class (forced, measured, cached or by rule).
+    pub(crate) matmul_choice: MatmulChoice,
 }
 
 impl Gpu {
@@ -80,11 +89,11 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let chosen = match opts.matmul_variant.clone().or_else(|| std::env::var("WGTRAIN_MATMUL").ok().filter(|s| !s.is_empty())) {
-            Some(name) => MatmulVariant::parse(&name)?,
-            None => MatmulVariant::default_for(&ctx),
+        let forced = match opts.matmul_variant.clone().or_else(|| std::env::var("WGTRAIN_MATMUL").ok().filter(|s| !s.is_empty())) {
+            Some(name) => Some(MatmulVariant::parse(&name)?),
+            None => None,
         };
-        log::info!("matmul variant: {} ({})", chosen.name(), chosen.describe());
+        let chosen = forced.unwrap_or_else(|| MatmulVariant::default_for(&ctx));
         let mut max_binding = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
         if let Some(cap) = opts.max_binding_bytes {
             max_binding = max_binding.min(cap);
@@ -104,7 +113,28 @@ impl Gpu {
             max_binding,
             submissions: Default::default(),
             dispatch_count: Default::default(),
+            profiled: Default::default(),
+            matmul_choice: MatmulChoice::default(),
             ctx,
+        })
+        .map(|mut gpu| {
+            gpu.matmul_choice = gpu.choose_kernels(opts.tuning, forced, opts.cache_file.as_deref());
+            let large = MatmulDims { batch: 1, m: 1024, n: 1024, k: 1024, stride_a: 0, stride_b: 0, stride_c: 0 };
+            gpu.matmul_variant = gpu.matmul_choice.variant(&large, MatmulSpec::default(), chosen);
+            log::info!(
+                "matmul variant: {} for large products ({}), chosen by {}",
+                gpu.matmul_variant.name(),
+                gpu.matmul_variant.describe(),
+                gpu.matmul_choice.source
+            );
+            gpu
+        })
+        .inspect(|gpu| {
+            if opts.profile {
+                let profiler = profile::Profiler::new(gpu);
+                gpu.lock().profiler = Some(profiler);
+                gpu.profiled.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         })
     }
 
@@ -118,9 +148,19 @@ impl Gpu {
         &self.ctx.info.name
     }
 
-    /// The matmul variant `matmul` uses on this device.
+    /// The matmul variant `matmul` uses on this device for large untransposed products.
     pub fn matmul_variant(&self) -> MatmulVariant {
         self.matmul_variant
+    }
+
+    /// The matmul variant per shape class, and how it was chosen.
+    pub fn matmul_choice(&self) -> &MatmulChoice {
+        &self.matmul_choice
+    }
+
+    /// The variant for a product of these dimensions and transposes.
+    pub(crate) fn tuned_variant(&self, d: &crate::ops::MatmulDims, spec: crate::ops::MatmulSpec) -> MatmulVariant {
+        self.matmul_choice.variant(d, spec, self.matmul_variant)
     }
 
     /// Buffers allocated from the device so far (tensors and read-back staging).

@@ -40,6 +40,8 @@ pub(crate) struct Recorder {
     pub(crate) params: Vec<u8>,
     pub(crate) dispatches: u64,
     pub(crate) bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// Per-dispatch timing, when the device was opened with profiling.
+    pub(crate) profiler: Option<super::profile::Profiler>,
 }
 
 impl Gpu {
@@ -71,6 +73,10 @@ impl Gpu {
         let bytes = bytemuck::bytes_of(params);
         debug_assert!(bytes.len() as u64 <= self.slot);
         let mut rec = self.lock();
+        if rec.profiler.is_some() {
+            // Before this dispatch's parameters take a slot: a submission here reuses the slots.
+            self.before_profiled_dispatch(&mut rec)?;
+        }
         if rec.params.len() as u64 + self.slot > self.slot * PARAM_SLOTS {
             self.flush_locked(&mut rec)?;
         }
@@ -113,10 +119,16 @@ impl Gpu {
             rec.bind_groups.insert(key.clone(), bg);
         }
         let bg = rec.bind_groups[&key].clone();
-        let pass = self.pass_locked(&mut rec);
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bg, &[offset]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        let record = |pass: &mut wgpu::ComputePass<'_>| {
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bg, &[offset]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        };
+        if rec.profiler.is_some() {
+            self.dispatch_profiled(&mut rec, op, record)?;
+        } else {
+            record(self.pass_locked(&mut rec));
+        }
         rec.dispatches += 1;
         self.dispatch_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
@@ -148,6 +160,7 @@ impl Gpu {
     /// Submits everything recorded so far (one command buffer). Does not wait.
     pub(crate) fn flush_locked(&self, rec: &mut Recorder) -> Result<Option<wgpu::SubmissionIndex>> {
         rec.pass = None;
+        let timestamps = rec.profiler.is_some() && self.resolve_timestamps_locked(rec);
         let Some(encoder) = rec.encoder.take() else {
             return Ok(None);
         };
@@ -158,6 +171,9 @@ impl Gpu {
         rec.dispatches = 0;
         let index = self.ctx.scoped("submitting recorded kernels", || self.ctx.queue.submit([encoder.finish()]))?;
         self.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if timestamps {
+            self.read_timestamps_locked(rec, Some(index.clone()))?;
+        }
         Ok(Some(index))
     }
 

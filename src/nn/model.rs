@@ -523,6 +523,7 @@ impl<B: Backend> Model<B> {
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         plan.mode = mode;
         for (k, node) in graph.nodes.iter().enumerate() {
+            be.profile_scope(&node.name, "forward");
             let (lo, hi) = plan.acts.split_at_mut(k + 1);
             let (x, y) = (&lo[node.input], &mut hi[0]);
             match &node.op {
@@ -558,6 +559,7 @@ impl<B: Backend> Model<B> {
         let plan = self.plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         let last = plan.acts.len() - 1;
         let target = LossTarget { labels: &plan.labels, probs: plan.soft.then_some(&plan.probs) };
+        be.profile_scope("", "loss");
         loss.forward_backward(be, &plan.acts[last], target, &mut plan.loss, &mut plan.dacts[last])?;
         be.correct_rows(&plan.acts[last], &plan.labels, &mut plan.flags)?;
         be.sum(&plan.flags, &mut plan.scalar)?;
@@ -610,6 +612,7 @@ impl<B: Backend> Model<B> {
         let mut reached = vec![false; graph.nodes.len() + 1];
         for k in (0..graph.nodes.len()).rev() {
             let node = &graph.nodes[k];
+            be.profile_scope(&node.name, "backward");
             let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).collect();
             for &j in &targets {
                 let (lo, hi) = plan.dacts.split_at_mut(k + 1);
@@ -666,6 +669,7 @@ impl<B: Backend> Model<B> {
     /// Optional clipping of all gradients by their global norm, then one optimizer update of
     /// every parameter (one dispatch on the GPU). Counts the step.
     pub fn update(&mut self, be: &B, opt: &Optimizer, clip: Option<f32>) -> Result<()> {
+        be.profile_scope("", "optimizer");
         if let Some(max_norm) = clip {
             be.clip_grad_norm_all(&mut self.grads, max_norm, &mut self.grad_sumsq)?;
         }

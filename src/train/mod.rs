@@ -14,6 +14,7 @@
 
 pub mod callbacks;
 pub mod eval;
+pub mod run;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +24,7 @@ pub use callbacks::{
     SaveCheckpoints, StepInfo, StopFlag,
 };
 pub use eval::{evaluate, Evaluation};
+pub use run::{new_run_id, RunSettings};
 
 use crate::backend::Backend;
 use crate::checkpoint::Progress;
@@ -33,7 +35,7 @@ use crate::ops::Optimizer;
 use crate::{Error, Result};
 
 /// Learning rate as a function of the epoch (0-based), after an optional linear warm-up.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Schedule {
     /// The base rate throughout.
     Constant,
@@ -64,7 +66,7 @@ impl Schedule {
 }
 
 /// The validation figure that "better" refers to (early stopping, restoring the best epoch).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Monitor {
     /// Lower validation loss is better.
     #[default]
@@ -96,7 +98,7 @@ impl Monitor {
 }
 
 /// The batch size: a number, or the whole training set (batch gradient descent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BatchSize {
     /// Samples per step.
     Fixed(usize),
@@ -140,7 +142,8 @@ impl std::str::FromStr for BatchSize {
 
 /// How to train. `TrainConfig::default()` is the `wgtrain train` default: 3 epochs of batches
 /// of 64 with Adam (PyTorch's defaults), no schedule, no augmentation.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     /// Passes over the training set.
     pub epochs: usize,
@@ -165,6 +168,16 @@ pub struct TrainConfig {
     /// Read the running loss every this many steps for [`StepInfo::running`] (0: never
     /// inside an epoch; each read waits for the device).
     pub report_every: usize,
+    /// Also read it when this many seconds have passed since the last read (0: off). A read
+    /// waits for the steps recorded so far, so at 0.5 s the device idles for at most one
+    /// step's recording twice a second.
+    pub report_seconds: f64,
+    /// Train at most this many steps per epoch (each epoch a different random part of the
+    /// set; `None`: every full batch).
+    pub steps_per_epoch: Option<usize>,
+    /// End the run after this many optimizer steps in all (validation, checkpoint and test
+    /// still run; a resumed run counts the steps before it).
+    pub max_steps: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -181,6 +194,9 @@ impl Default for TrainConfig {
             seed: 1,
             eval_batch: 256,
             report_every: 0,
+            report_seconds: 0.0,
+            steps_per_epoch: None,
+            max_steps: None,
         }
     }
 }
@@ -221,6 +237,15 @@ impl TrainConfig {
         if self.eval_batch == 0 {
             return Err(Error::Invalid("eval batch size is 0: expected at least 1".into()));
         }
+        if self.steps_per_epoch == Some(0) {
+            return Err(Error::Invalid("steps per epoch is 0: expected at least 1".into()));
+        }
+        if self.max_steps == Some(0) {
+            return Err(Error::Invalid("max steps is 0: expected at least 1".into()));
+        }
+        if !(self.report_seconds.is_finite() && self.report_seconds >= 0.0) {
+            return Err(Error::Invalid(format!("report interval {} s: expected a finite value >= 0", self.report_seconds)));
+        }
         Ok(())
     }
 }
@@ -249,6 +274,8 @@ pub struct EpochLog {
 /// What a run did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TrainReport {
+    /// The run's id (as in the CSV log and the checkpoint).
+    pub run_id: String,
     /// One entry per epoch trained in this run.
     pub epochs: Vec<EpochLog>,
     /// The best validation epoch (1-based), by the monitor.
@@ -274,12 +301,13 @@ pub struct Trainer<'a, B: Backend> {
     loss: Box<dyn Loss<B> + 'a>,
     callbacks: Vec<Box<dyn Callback<B> + 'a>>,
     resume: Option<Progress>,
+    run_id: Option<String>,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
     /// A trainer with softmax cross-entropy and no callbacks.
     pub fn new(config: TrainConfig) -> Self {
-        Self { config, loss: Box::new(CrossEntropy::default()), callbacks: Vec::new(), resume: None }
+        Self { config, loss: Box::new(CrossEntropy::default()), callbacks: Vec::new(), resume: None, run_id: None }
     }
 
     /// The trainer with another loss.
@@ -298,6 +326,13 @@ impl<'a, B: Backend> Trainer<'a, B> {
     /// checkpoint's parameters and optimizer state).
     pub fn resume(mut self, progress: Option<Progress>) -> Self {
         self.resume = progress;
+        self
+    }
+
+    /// The trainer naming its run `id` in logs, reports and checkpoints (a resumed run keeps
+    /// its id); by default a new one from [`run::new_run_id`].
+    pub fn run_id(mut self, id: impl Into<String>) -> Self {
+        self.run_id = Some(id.into());
         self
     }
 
@@ -360,22 +395,38 @@ impl<'a, B: Backend> Trainer<'a, B> {
             best_epoch,
             epochs_since_best: since_best,
         };
-        let steps_per_epoch = loader::batches(train.len(), batch, true);
+        let full_epoch = loader::batches(train.len(), batch, true);
+        let steps_per_epoch = cfg.steps_per_epoch.map_or(full_epoch, |s| s.min(full_epoch));
+        let run_id = self.run_id.clone().unwrap_or_else(run::new_run_id);
         let run = RunInfo {
+            run_id: run_id.clone(),
+            model: model.name.clone(),
+            dataset: splits.train.name.clone(),
+            seed: cfg.seed,
             epochs: cfg.epochs,
             first_epoch,
+            first_step: model.step,
             steps_per_epoch,
+            max_steps: cfg.max_steps,
             batch,
             train_samples: splits.train.len(),
             val_samples: splits.val.len(),
             test_samples: splits.test.len(),
             optimizer: cfg.optimizer,
         };
+        if cfg.max_steps.is_some_and(|m| model.step >= m) {
+            return Err(Error::Invalid(format!(
+                "max steps {}: the run has already taken {} steps; raise it to train further",
+                cfg.max_steps.unwrap_or(0),
+                model.step
+            )));
+        }
         for cb in &mut self.callbacks {
             cb.on_train_begin(&run)?;
         }
         let mut interrupted = false;
         let mut stopped_early = None;
+        let mut last_read = Instant::now();
         for epoch in first_epoch..cfg.epochs {
             let t0 = Instant::now();
             let mut opt = cfg.optimizer;
@@ -383,13 +434,15 @@ impl<'a, B: Backend> Trainer<'a, B> {
             model.take_metrics(be)?;
             let mut seen = 0;
             let batches = loader::start(train.clone(), batch, cfg.seed, epoch as u64, cfg.augment, true, true)?;
+            let total = steps_per_epoch;
             for cb in &mut self.callbacks {
-                cb.on_epoch_begin(epoch, batches.batches)?;
+                cb.on_epoch_begin(epoch, total)?;
             }
             // Each step's loss, kept on the device: read only if the epoch's loss is not finite.
-            let mut history = be.arena(&vec![vec![1]; batches.batches])?;
-            let total = batches.batches;
-            for (bi, b) in batches.enumerate() {
+            let mut history = be.arena(&vec![vec![1]; total])?;
+            // Where the epoch ended when --max-steps ended it inside (batches trained).
+            let mut cut_at = None;
+            for (bi, b) in batches.take(total).enumerate() {
                 // A resumed epoch regenerates the batches it already trained on (the loader's
                 // random stream must advance the same way) and skips them.
                 if epoch == first_epoch && bi < skip {
@@ -402,7 +455,14 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 model.train_step(be, &b.x, targets, &opt, self.loss.as_ref(), cfg.clip_norm)?;
                 model.record_loss(be, b.labels.len(), &mut history[bi])?;
                 seen += b.labels.len();
-                let running = if cfg.report_every > 0 && (bi + 1) % cfg.report_every == 0 { Some(model.peek_metrics(be)?) } else { None };
+                let due = (cfg.report_every > 0 && (bi + 1) % cfg.report_every == 0)
+                    || (cfg.report_seconds > 0.0 && last_read.elapsed().as_secs_f64() >= cfg.report_seconds);
+                let running = if due {
+                    last_read = Instant::now();
+                    Some(model.peek_metrics(be)?)
+                } else {
+                    None
+                };
                 let secs = t0.elapsed().as_secs_f64();
                 let info = StepInfo {
                     epoch,
@@ -426,6 +486,13 @@ impl<'a, B: Backend> Trainer<'a, B> {
                         cb.on_interrupt(&mut Interrupted { be, model, progress: &p, optimizer: &cfg.optimizer })?;
                     }
                     interrupted = true;
+                    break;
+                }
+                if cfg.max_steps.is_some_and(|m| model.step >= m) {
+                    if bi + 1 < total {
+                        cut_at = Some(bi + 1);
+                    }
+                    stopped_early = Some(format!("stopped at step {}, the step limit of the run", model.step));
                     break;
                 }
             }
@@ -464,7 +531,12 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     since_best += 1;
                 }
             }
-            let p = progress(epoch + 1, 0, model.step, best, best_epoch, since_best);
+            // An epoch cut short by --max-steps is saved as inside that epoch, so a resumed
+            // run with more steps finishes it.
+            let p = match cut_at {
+                Some(b) => progress(epoch, b, model.step, best, best_epoch, since_best),
+                None => progress(epoch + 1, 0, model.step, best, best_epoch, since_best),
+            };
             let mut end = EpochEnd {
                 be,
                 model,
@@ -493,6 +565,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
         let test =
             if interrupted || splits.test.is_empty() { None } else { Some(evaluate(be, model, &splits.test, cfg.eval_batch, false)?) };
         let report = TrainReport {
+            run_id,
             epochs: logs,
             best_epoch,
             test_loss: test.as_ref().map_or(f64::NAN, |t| t.loss),
