@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::builder::PossibleValuesParser;
 use wgtrain::data::Source;
 use wgtrain::gpu::{Gpu, GpuOptions};
+use wgtrain::ops::optimizer::fmt_value;
+use wgtrain::ops::Hyper;
 use wgtrain::train::BatchSize;
 use wgtrain::Optimizer;
 
@@ -164,30 +166,115 @@ pub enum ComputeBackend {
     Cpu,
 }
 
-/// The optimizer flags of `train`.
+/// The optimizer flags of `train` and the experiments: a preset and torch.optim's
+/// hyperparameters. Each flag's help lists the presets' real defaults, generated from
+/// `Optimizer::preset` (see `Hyper::defaults`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct OptimizerArgs {
     /// Optimizer preset: sgd (lr 0.01), momentum and nesterov (SGD, lr 0.01, momentum 0.9), adagrad, adadelta, rmsprop, adam, adamw (PyTorch's defaults)
     #[arg(long, default_value = "adam", value_parser = PossibleValuesParser::new(Optimizer::PRESETS))]
     pub optimizer: String,
-    /// Learning rate (default: the preset's)
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::Lr, "Learning rate"))]
     pub lr: Option<f32>,
-    /// Weight decay (default: the preset's: 0.01 for adamw, 0 otherwise)
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::WeightDecay, "Weight decay (L2 added to the gradient; decoupled for adamw)"))]
     pub weight_decay: Option<f32>,
-    /// SGD/RMSprop momentum (default: the preset's: 0.9 for momentum and nesterov, 0 otherwise)
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::Momentum, "Momentum factor, in [0, 1)"))]
     pub momentum: Option<f32>,
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::Dampening, "SGD dampening of the momentum, in [0, 1]"))]
+    pub dampening: Option<f32>,
+    #[arg(long, help = hyper_help(Hyper::Nesterov, "SGD with Nesterov momentum (needs momentum > 0 and dampening 0)"))]
+    pub nesterov: bool,
+    #[arg(long, value_name = "B1,B2", allow_hyphen_values = true, value_parser = parse_betas, help = hyper_help(Hyper::Betas, "Adam's decay rates of the gradient's mean and square, each in [0, 1)"))]
+    pub betas: Option<(f32, f32)>,
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::Eps, "Term added to the denominator, > 0"))]
+    pub eps: Option<f32>,
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::Rho, "Adadelta's decay of its running averages, in [0, 1]"))]
+    pub rho: Option<f32>,
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::Alpha, "RMSprop's smoothing constant, in [0, 1]"))]
+    pub alpha: Option<f32>,
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::LrDecay, "Adagrad's learning-rate decay: lr / (1 + (t - 1) * lr_decay)"))]
+    pub lr_decay: Option<f32>,
+    #[arg(long, allow_negative_numbers = true, help = hyper_help(Hyper::InitialAccumulatorValue, "Adagrad's starting sum of squared gradients"))]
+    pub initial_accumulator_value: Option<f32>,
+}
+
+/// A flag's help: what it is, then the presets that take it with their defaults.
+fn hyper_help(h: Hyper, what: &str) -> String {
+    format!("{what} [default: {}]", h.defaults())
+}
+
+/// `--betas B1,B2`.
+fn parse_betas(s: &str) -> Result<(f32, f32), String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    match parts[..] {
+        [a, b] => match (a.parse::<f32>(), b.parse::<f32>()) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => Err(format!("'{s}': expected two numbers B1,B2, e.g. 0.9,0.999")),
+        },
+        _ => Err(format!("'{s}': expected two numbers B1,B2, e.g. 0.9,0.999")),
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 impl OptimizerArgs {
-    /// The preset with the given overrides; an override is applied even when it equals 0, and
-    /// settings the optimizer cannot take (nesterov without momentum) are refused.
+    /// The flags given, with their text as typed (for messages).
+    fn given(&self) -> Vec<(Hyper, String)> {
+        let num = |h: Hyper, v: Option<f32>| v.map(|v| (h, fmt_value(v)));
+        [
+            num(Hyper::Lr, self.lr),
+            num(Hyper::WeightDecay, self.weight_decay),
+            num(Hyper::Momentum, self.momentum),
+            num(Hyper::Dampening, self.dampening),
+            self.nesterov.then(|| (Hyper::Nesterov, String::new())),
+            self.betas.map(|(a, b)| (Hyper::Betas, format!("{},{}", fmt_value(a), fmt_value(b)))),
+            num(Hyper::Eps, self.eps),
+            num(Hyper::Rho, self.rho),
+            num(Hyper::Alpha, self.alpha),
+            num(Hyper::LrDecay, self.lr_decay),
+            num(Hyper::InitialAccumulatorValue, self.initial_accumulator_value),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The preset with the given overrides; an override is applied even when it equals 0.
+    /// Refused, naming the flag: a flag the optimizer does not take, a value out of range,
+    /// and contradictory settings (as PyTorch refuses them: Nesterov momentum needs momentum
+    /// > 0 and dampening 0).
     pub fn optimizer(&self) -> anyhow::Result<Optimizer> {
-        for (flag, v) in [("--lr", self.lr), ("--weight-decay", self.weight_decay), ("--momentum", self.momentum)] {
+        let mut o = Optimizer::preset(&self.optimizer)?;
+        for (h, text) in self.given() {
+            if !h.applies_to(o.kind) {
+                let takers = h.presets();
+                let flag = format!("--{}", h.name().replace('_', "-"));
+                anyhow::bail!(
+                    "{flag}{}{text}: only {} take{} it, and --optimizer is {}",
+                    if text.is_empty() { "" } else { " " },
+                    and_list(&takers),
+                    if takers.len() == 1 { "s" } else { "" },
+                    self.optimizer
+                );
+            }
+        }
+        let nonneg = [
+            ("--lr", self.lr),
+            ("--weight-decay", self.weight_decay),
+            ("--momentum", self.momentum),
+            ("--lr-decay", self.lr_decay),
+            ("--initial-accumulator-value", self.initial_accumulator_value),
+        ];
+        for (flag, v) in nonneg {
             if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
-                anyhow::bail!("{flag} {v}: expected a finite value >= 0");
+                anyhow::bail!("{flag} {}: expected a finite value >= 0", fmt_value(v));
             }
         }
         if self.momentum.is_some_and(|m| m >= 1.0) {
@@ -196,18 +283,47 @@ impl OptimizerArgs {
                 self.momentum.unwrap_or_default()
             );
         }
+        for (flag, v) in [("--dampening", self.dampening), ("--rho", self.rho), ("--alpha", self.alpha)] {
+            if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+                anyhow::bail!("{flag} {}: expected a value in [0, 1]", fmt_value(v));
+            }
+        }
+        if let Some((b1, b2)) = self.betas.filter(|(a, b)| !((0.0..1.0).contains(a) && (0.0..1.0).contains(b))) {
+            anyhow::bail!("--betas {},{}: expected each beta in [0, 1)", fmt_value(b1), fmt_value(b2));
+        }
+        if let Some(e) = self.eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
+            anyhow::bail!("--eps {}: expected a finite value > 0", fmt_value(e));
+        }
         if self.optimizer == "nesterov" && self.momentum == Some(0.0) {
             anyhow::bail!("--momentum 0: --optimizer nesterov needs momentum > 0");
         }
-        let mut o = Optimizer::preset(&self.optimizer)?;
-        if let Some(lr) = self.lr {
-            o.lr = lr;
+        let set = |field: &mut f32, v: Option<f32>| {
+            if let Some(v) = v {
+                *field = v;
+            }
+        };
+        set(&mut o.lr, self.lr);
+        set(&mut o.weight_decay, self.weight_decay);
+        set(&mut o.momentum, self.momentum);
+        set(&mut o.dampening, self.dampening);
+        set(&mut o.eps, self.eps);
+        set(&mut o.rho, self.rho);
+        set(&mut o.alpha, self.alpha);
+        set(&mut o.lr_decay, self.lr_decay);
+        set(&mut o.initial_accumulator_value, self.initial_accumulator_value);
+        if let Some(b) = self.betas {
+            o.betas = b;
         }
-        if let Some(wd) = self.weight_decay {
-            o.weight_decay = wd;
+        o.nesterov |= self.nesterov;
+        if o.nesterov && o.momentum <= 0.0 {
+            anyhow::bail!(
+                "--nesterov needs momentum > 0, and --optimizer {} has momentum {}: add --momentum M (or use --optimizer nesterov)",
+                self.optimizer,
+                o.momentum
+            );
         }
-        if let Some(m) = self.momentum {
-            o.momentum = m;
+        if o.nesterov && o.dampening != 0.0 {
+            anyhow::bail!("--dampening {}: Nesterov momentum needs dampening 0", fmt_value(o.dampening));
         }
         o.validate()?;
         Ok(o)

@@ -29,6 +29,9 @@ pub struct TrainArgs {
     batch_size: BatchSize,
     #[command(flatten)]
     opt: OptimizerArgs,
+    /// Keep the parameters whose state-dict names match this glob fixed (repeatable): layers.0.*, layers.[0-3].*, *.bias; a layer with every parameter frozen runs in eval mode
+    #[arg(long, value_name = "PATTERN")]
+    freeze: Vec<String>,
     /// Learning-rate schedule
     #[arg(long, default_value = "constant", value_parser = PossibleValuesParser::new(Schedule::NAMES))]
     schedule: String,
@@ -105,6 +108,14 @@ const TRAJECTORY: &[(&str, &str, &[&str])] = &[
     ("lr", "--lr", &["config.optimizer.lr"]),
     ("weight_decay", "--weight-decay", &["config.optimizer.weight_decay"]),
     ("momentum", "--momentum", &["config.optimizer.momentum"]),
+    ("dampening", "--dampening", &["config.optimizer.dampening"]),
+    ("nesterov", "--nesterov", &["config.optimizer.nesterov"]),
+    ("betas", "--betas", &["config.optimizer.betas"]),
+    ("eps", "--eps", &["config.optimizer.eps"]),
+    ("rho", "--rho", &["config.optimizer.rho"]),
+    ("alpha", "--alpha", &["config.optimizer.alpha"]),
+    ("lr_decay", "--lr-decay", &["config.optimizer.lr_decay"]),
+    ("initial_accumulator_value", "--initial-accumulator-value", &["config.optimizer.initial_accumulator_value"]),
     ("schedule", "--schedule", &["config.schedule"]),
     ("step_size", "--step-size", &["config.schedule"]),
     ("gamma", "--gamma", &["config.schedule"]),
@@ -163,6 +174,7 @@ fn fresh_settings(a: &TrainArgs) -> anyhow::Result<RunSettings> {
         config: config(a, a.seed)?,
         label_smoothing: a.label_smoothing,
         dropout: a.dropout,
+        freeze: a.freeze.clone(),
     })
 }
 
@@ -207,6 +219,10 @@ fn resumed_settings(a: &TrainArgs, m: Option<&ArgMatches>, path: &std::path::Pat
     }
     if typed("max_steps") {
         run.config.max_steps = a.max_steps;
+    }
+    // The checkpoint's frozen set is checked when it is loaded (more may be frozen from here).
+    if typed("freeze") {
+        run.freeze = a.freeze.clone();
     }
     run.config.monitor = fresh.config.monitor;
     run.config.report_seconds = fresh.config.report_seconds;
@@ -337,6 +353,9 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
     let mut model = Model::from_spec(be, &spec, &splits.train.shape, seed)?;
     model.classes = splits.train.classes.clone();
     model.normalization = splits.stats.clone();
+    if !a.freeze.is_empty() {
+        model.freeze(be, &a.freeze)?;
+    }
     if let (Some(path), Some(meta)) = (&a.resume, &resume) {
         checkpoint::load(be, path, &mut model)?;
         println!(
@@ -370,6 +389,9 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
         cfg.batch
     );
     println!("run {}", settings.run_id);
+    if let Some(line) = frozen_line(&model) {
+        println!("{line}");
+    }
     let mut trainer = Trainer::new(cfg)
         .loss(CrossEntropy::new(settings.label_smoothing))
         .run_id(settings.run_id.clone())
@@ -423,4 +445,23 @@ pub fn check_writable(flag: &str, path: &std::path::Path) -> anyhow::Result<()> 
         }
         Err(e) => anyhow::bail!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()),
     }
+}
+
+/// "frozen: 2 tensors, 156 parameters (layers.0.weight, layers.0.bias); 1,234 trained", or
+/// None when nothing is frozen.
+fn frozen_line<B: Backend>(model: &Model<B>) -> Option<String> {
+    let names = model.frozen();
+    if names.is_empty() {
+        return None;
+    }
+    let group = wgtrain::nn::spec::group;
+    let values = model.num_params() - model.num_trainable();
+    let shown = if names.len() > 8 { format!("{}, and {} more", names[..8].join(", "), names.len() - 8) } else { names.join(", ") };
+    Some(format!(
+        "frozen: {} tensor{}, {} parameters ({shown}); {} trained",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        group(values),
+        group(model.num_trainable())
+    ))
 }

@@ -240,6 +240,32 @@ pub trait Backend {
         )?;
         self.batch_norm_backward_unchecked(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &d)
     }
+    /// Backward of `batch_norm_eval`, the running statistics constant (a frozen batch norm
+    /// while fine-tuning): dx = dy γ / √(running_var + ε), dγ = Σ dy (x − running_mean) /
+    /// √(running_var + ε), dβ = Σ dy per channel. Each is written (overwritten) only where
+    /// given: `dx` when something upstream needs it, `param_grads` = (dγ, dβ) when they are trained.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward_eval(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        gamma: &T<Self>,
+        running_mean: &T<Self>,
+        running_var: &T<Self>,
+        dx: Option<&mut T<Self>>,
+        param_grads: Option<(&mut T<Self>, &mut T<Self>)>,
+        eps: f32,
+    ) -> Result<()> {
+        const OP: &str = "batch_norm_backward_eval";
+        ops::expect_shape(OP, "dy", dy.shape(), x.shape())?;
+        let mut per_channel = vec![("gamma", gamma.shape()), ("running_mean", running_mean.shape()), ("running_var", running_var.shape())];
+        if let Some((g, b)) = &param_grads {
+            per_channel.extend([("dgamma", g.shape()), ("dbeta", b.shape())]);
+        }
+        let dx_shape = dx.as_ref().map_or(x.shape(), |t| t.shape());
+        let d = ops::batch_norm::check(OP, x.shape(), dx_shape, &per_channel, false)?;
+        self.batch_norm_backward_eval_unchecked(x, dy, gamma, running_mean, running_var, dx, param_grads, &d, eps)
+    }
     /// Mean softmax cross-entropy of logits [N, C] with label smoothing: loss \[1\] and the
     /// gradient of the mean loss, in one pass.
     fn cross_entropy(
@@ -474,6 +500,20 @@ pub trait Backend {
         dgamma: &mut T<Self>,
         dbeta: &mut T<Self>,
         d: &BatchNormDims,
+    ) -> Result<()>;
+    /// `batch_norm_backward_eval` with resolved sizes.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward_eval_unchecked(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        gamma: &T<Self>,
+        running_mean: &T<Self>,
+        running_var: &T<Self>,
+        dx: Option<&mut T<Self>>,
+        param_grads: Option<(&mut T<Self>, &mut T<Self>)>,
+        d: &BatchNormDims,
+        eps: f32,
     ) -> Result<()>;
     /// `cross_entropy` with resolved sizes; `soft`: `target` holds probability rows.
     #[allow(clippy::too_many_arguments)]

@@ -2,8 +2,9 @@
 //! (name -> dtype, shape, byte range; plus "__metadata__": string -> string), then the raw
 //! little-endian f32 data. Tensor names follow a PyTorch state dict (`layers.0.weight`,
 //! `layers.1.running_mean`); optimizer state is `optimizer.state1.<param>` and
-//! `optimizer.state2.<param>`. Metadata: the model spec and input shape, the optimizer, and
-//! where training stood (epoch, batch within it, step, seed, early-stopping state).
+//! `optimizer.state2.<param>` (trainable parameters only). Metadata: the model spec and input
+//! shape, the optimizer, the frozen parameters' names, and where training stood (epoch, batch
+//! within it, step, seed, early-stopping state).
 //! Written atomically: a temporary file in the same folder, synced, then renamed over.
 
 use std::collections::BTreeMap;
@@ -51,6 +52,8 @@ pub struct Meta {
     pub classes: Vec<String>,
     /// Per-channel input normalisation (mean, std).
     pub normalization: Vec<(f32, f32)>,
+    /// Names of the parameters frozen in training (see `Model::freeze`); empty if none.
+    pub frozen: Vec<String>,
     /// f32 values the file holds in all its tensors (a model needing more cannot be in it).
     pub stored_values: usize,
     /// The run that wrote it: id, model, data and settings (absent in files of older versions
@@ -167,9 +170,10 @@ pub fn save_run<B: Backend>(
     run: Option<&crate::train::RunSettings>,
 ) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = model.state_dict(be)?.into_iter().map(|t| (t.name, t.shape, t.data)).collect();
-    for (i, info) in model.param_info().iter().enumerate() {
-        tensors.push((format!("optimizer.state1.{}", info.name), info.shape.clone(), be.download(&model.state1[i])?));
-        tensors.push((format!("optimizer.state2.{}", info.name), info.shape.clone(), be.download(&model.state2[i])?));
+    for (k, i) in model.trainable().into_iter().enumerate() {
+        let info = &model.param_info()[i];
+        tensors.push((format!("optimizer.state1.{}", info.name), info.shape.clone(), be.download(&model.state1[k])?));
+        tensors.push((format!("optimizer.state2.{}", info.name), info.shape.clone(), be.download(&model.state2[k])?));
     }
     let js = |v: Result<String, serde_json::Error>| v.map_err(|e| bad(path, e.to_string()));
     let mut meta = BTreeMap::new();
@@ -186,6 +190,7 @@ pub fn save_run<B: Backend>(
     if let Some(run) = run {
         meta.insert("run".into(), js(serde_json::to_string(run))?);
     }
+    meta.insert("frozen".into(), js(serde_json::to_string(&model.frozen()))?);
     write_safetensors(path, &tensors, &meta)
 }
 
@@ -217,8 +222,13 @@ pub fn read_meta(path: &Path) -> Result<Meta> {
         .map_err(|e| bad(path, format!("metadata 'normalization': {e}")))?
         .unwrap_or_default();
     let run = optional("run")?.map(serde_json::from_value).transpose().map_err(|e| bad(path, format!("metadata 'run': {e}")))?;
+    let frozen: Vec<String> = optional("frozen")?
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad(path, format!("metadata 'frozen': {e}")))?
+        .unwrap_or_default();
     let stored_values = tensors.values().map(|(_, v)| v.len()).sum();
-    Ok(Meta { spec, input, optimizer, progress, classes, normalization, stored_values, run })
+    Ok(Meta { spec, input, optimizer, progress, classes, normalization, frozen, stored_values, run })
 }
 
 /// The model spec a checkpoint was saved with; an error when it has none (a model built from
@@ -283,8 +293,28 @@ pub fn load<B: Backend>(be: &B, path: &Path, model: &mut Model<B>) -> Result<Met
     for info in model.buffer_info().to_vec() {
         state.push(NamedTensor { name: info.name.clone(), shape: info.shape.clone(), data: take(&info.name, &info.shape)? });
     }
+    // The checkpoint's frozen parameters: a model with none frozen takes them over (a resumed
+    // fine-tuning run stays one; eval and predict do not care); a model frozen otherwise is
+    // refused, unless the checkpoint froze nothing (freezing starts from here: the frozen
+    // parameters' optimizer state is left in the file).
+    let frozen = model.frozen();
+    if frozen != meta.frozen && !meta.frozen.is_empty() {
+        if frozen.is_empty() {
+            model.freeze(be, &meta.frozen).map_err(|e| bad(path, format!("metadata 'frozen': {e}")))?;
+        } else {
+            let list = |l: &[String]| if l.is_empty() { "none".to_string() } else { l.join(", ") };
+            return Err(bad(
+                path,
+                format!(
+                    "the checkpoint was trained with frozen parameters {}, the model has {} frozen: freeze the same (or nothing, to take the checkpoint's)",
+                    list(&meta.frozen),
+                    list(&frozen)
+                ),
+            ));
+        }
+    }
     let mut opt_state = Vec::new();
-    for info in model.param_info().to_vec() {
+    for info in model.trainable().into_iter().map(|i| model.param_info()[i].clone()) {
         opt_state.push((
             take(&format!("optimizer.state1.{}", info.name), &info.shape)?,
             take(&format!("optimizer.state2.{}", info.name), &info.shape)?,

@@ -361,3 +361,115 @@ fn subsets_of_a_real_data_set() {
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("180 train / 20 validation / 50 test images") && out.contains("for 1 epoch"), "{out}");
 }
+
+/// Every optimizer flag reaches the optimizer the run trains with (read back from the
+/// checkpoint's metadata), one short run per optimizer family.
+#[test]
+fn every_optimizer_flag_reaches_the_optimizer() {
+    use wgtrain::{Optimizer, OptimizerKind};
+    let d = temp("opt-flags");
+    let ck = d.join("m.safetensors");
+    type Check = Box<dyn Fn(&Optimizer) -> bool>;
+    let runs: Vec<(Vec<&str>, Check)> = vec![
+        (
+            vec!["--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.8", "--dampening", "0.3", "--weight-decay", "0.001"],
+            Box::new(|o| {
+                (o.kind, o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov) == (OptimizerKind::Sgd, 0.02, 0.8, 0.3, 0.001, false)
+            }),
+        ),
+        (
+            vec!["--optimizer", "momentum", "--nesterov", "--momentum", "0.7"],
+            Box::new(|o| (o.kind, o.momentum, o.nesterov) == (OptimizerKind::Sgd, 0.7, true)),
+        ),
+        (
+            vec!["--optimizer", "adagrad", "--lr-decay", "0.01", "--initial-accumulator-value", "0.1", "--eps", "1e-9"],
+            Box::new(|o| (o.kind, o.lr_decay, o.initial_accumulator_value, o.eps) == (OptimizerKind::Adagrad, 0.01, 0.1, 1e-9)),
+        ),
+        (vec!["--optimizer", "adadelta", "--rho", "0.8"], Box::new(|o| (o.kind, o.rho) == (OptimizerKind::Adadelta, 0.8))),
+        (
+            vec!["--optimizer", "rmsprop", "--alpha", "0.9", "--momentum", "0.5"],
+            Box::new(|o| (o.kind, o.alpha, o.momentum) == (OptimizerKind::Rmsprop, 0.9, 0.5)),
+        ),
+        (
+            vec!["--optimizer", "adamw", "--betas", "0.8,0.99", "--eps", "1e-6"],
+            Box::new(|o| (o.kind, o.betas, o.eps) == (OptimizerKind::AdamW, (0.8, 0.99), 1e-6)),
+        ),
+    ];
+    for (flags, check) in runs {
+        let base = ["train", "--model", "examples/models/small-cnn.toml", "--epochs", "1", "--train-size", "100", "--overwrite"];
+        let (ok, out, err) = wgtrain(&[&base[..], &["--checkpoint", s(&ck)], &flags[..]].concat());
+        assert!(ok, "{flags:?}:\n{out}{err}");
+        let opt = wgtrain::checkpoint::read_meta(&ck).unwrap().optimizer.expect("the checkpoint records the optimizer");
+        assert!(check(&opt), "{flags:?} did not reach the optimizer: {opt:?}");
+    }
+}
+
+/// Each optimizer flag's help lists the default of every preset that takes it, read from
+/// `Optimizer::preset` (not a second copy in prose), and no other preset.
+#[test]
+fn optimizer_help_lists_the_presets_defaults() {
+    use wgtrain::ops::Hyper;
+    use wgtrain::Optimizer;
+    let help = wgtrain(&["train", "--help"]).1;
+    for h in Hyper::ALL {
+        let flag = format!("--{}", h.name().replace('_', "-"));
+        let start = help.lines().position(|l| l.trim_start().starts_with(&format!("{flag} ")) || l.trim() == flag);
+        let Some(start) = start else { panic!("train --help has no {flag}:\n{help}") };
+        let text: String = help.lines().skip(start + 1).take_while(|l| !l.trim_start().starts_with('-')).collect::<Vec<_>>().join(" ");
+        let defaults = text.split("[default: ").nth(1).unwrap_or_else(|| panic!("{flag}: no defaults in '{text}'"));
+        for p in Optimizer::PRESETS {
+            let o = Optimizer::preset(p).unwrap();
+            let named = defaults.contains(&format!("{p},")) || defaults.contains(&format!("{p})"));
+            assert_eq!(named, h.applies_to(o.kind), "{flag}: preset {p} listed wrongly in '{defaults}'");
+            if named {
+                // The preset's value stands before the group that names it.
+                let value = h.value(&o);
+                let group = defaults.split(')').find(|g| g.contains(&format!(" {p}")) || g.contains(&format!("({p}"))).unwrap();
+                assert!(
+                    group.trim_start_matches([',', ' ']).starts_with(&format!("{value} (")),
+                    "{flag}: {p} is {value}, help says '{group}'"
+                );
+            }
+        }
+    }
+    // The numbers themselves, as PyTorch documents them, for the ones people look up.
+    for expect in ["0.9,0.999 (adam, adamw)", "1e-10 (adagrad)", "0.9 (adadelta)", "0.99 (rmsprop)", "0.01 (sgd, momentum, nesterov"] {
+        assert!(help.contains(expect), "train --help misses '{expect}'");
+    }
+}
+
+/// `train --freeze`: what is frozen is printed (tensors and values) and stays bit-identical
+/// in the checkpoint, which records it; a resumed run keeps it and refuses another; a pattern
+/// that matches nothing is refused, listing the parameter names.
+#[test]
+fn train_freeze_keeps_parameters_and_says_so() {
+    let d = temp("freeze");
+    let (ck, first) = (d.join("m.safetensors"), d.join("first.safetensors"));
+    let base = ["train", "--model", "examples/models/small-cnn.toml", "--train-size", "100", "--seed", "4"];
+    // The untrained model of this seed, to compare with.
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--lr", "0", "--checkpoint", s(&first)]].concat());
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) =
+        wgtrain(&[&base[..], &["--epochs", "1", "--freeze", "layers.[0-1].*", "--weight-decay", "0.1", "--checkpoint", s(&ck)]].concat());
+    assert!(ok, "{out}{err}");
+    // small-cnn: a 3x3 conv of 16 channels without bias (144), then batch norm (16 + 16).
+    assert!(out.contains("frozen: 3 tensors, 176 parameters (layers.0.weight, layers.1.weight, layers.1.bias)"), "{out}");
+    let (a, _) = wgtrain::checkpoint::read_safetensors(&first).unwrap();
+    let (b, meta) = wgtrain::checkpoint::read_safetensors(&ck).unwrap();
+    for name in ["layers.0.weight", "layers.1.weight", "layers.1.bias"] {
+        assert_eq!(a[name], b[name], "{name} is frozen but changed");
+    }
+    // The frozen batch norm ran in eval mode: its running statistics are still the initial ones.
+    assert_eq!(b["layers.1.running_mean"].1, vec![0.0; 16]);
+    assert_eq!(b["layers.1.running_var"].1, vec![1.0; 16]);
+    assert_ne!(a["layers.4.weight"], b["layers.4.weight"], "the unfrozen conv did not train");
+    assert!(meta["frozen"].contains("layers.0.weight") && !b.contains_key("optimizer.state1.layers.0.weight"), "{meta:?}");
+    // Resumed without --freeze: still frozen; with another pattern: refused.
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "2", "--resume", s(&ck), "--checkpoint", s(&ck)]].concat());
+    assert!(ok && out.contains("frozen: 3 tensors"), "{out}{err}");
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "3", "--resume", s(&ck), "--freeze", "layers.4.*"]].concat());
+    assert!(!ok && err.contains("trained with frozen parameters layers.0.weight"), "{out}{err}");
+    let (ok, out, err) = wgtrain(&[&base[..], &["--epochs", "1", "--freeze", "layers.9.*"]].concat());
+    assert!(!ok && err.contains("'layers.9.*' matches no parameter") && err.contains("layers.0.weight, layers.1.weight"), "{out}{err}");
+    assert!(!format!("{out}{err}").contains("panicked"));
+}

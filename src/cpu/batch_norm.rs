@@ -1,5 +1,5 @@
 //! CPU twin of batch norm 2d (shaders/batch_norm.wgsl, bn_stats.wgsl and the per-channel
-//! reductions of channel.wgsl), PyTorch's definition. x, y, dy, dx are [N, C, P]; the rest \[C\].
+//! reductions of channel.wgsl; batch_norm_eval_backward.wgsl), PyTorch's definition. x, y, dy, dx are [N, C, P]; the rest \[C\].
 //! Statistics accumulate in f64.
 
 /// Per-channel mean and biased variance over N and P.
@@ -100,5 +100,42 @@ pub fn backward(
         let ch = (i / p) % c;
         let k = gamma[ch] as f64 * save_invstd[ch] as f64 / cnt;
         dx[i] = (k * (cnt * dy[i] as f64 - sdy[ch] - xhat(i, ch) * sdyx[ch])) as f32;
+    }
+}
+
+/// Backward of the eval forward, the running statistics constant (invstd = 1/sqrt(running_var + eps)):
+///   dx = dy * gamma * invstd;  dgamma = invstd * sum dy * (x - running_mean);  dbeta = sum dy
+/// Each output is written (overwritten) only where given.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_eval(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    running_mean: &[f32],
+    running_var: &[f32],
+    dx: Option<&mut [f32]>,
+    param_grads: Option<(&mut [f32], &mut [f32])>,
+    (_, c, p): (usize, usize, usize),
+    eps: f32,
+) {
+    let invstd = |ch: usize| 1.0 / (running_var[ch] as f64 + eps as f64).sqrt();
+    if let Some(dx) = dx {
+        for (i, out) in dx.iter_mut().enumerate() {
+            let ch = (i / p) % c;
+            *out = (dy[i] as f64 * gamma[ch] as f64 * invstd(ch)) as f32;
+        }
+    }
+    if let Some((dgamma, dbeta)) = param_grads {
+        let mut sdy = vec![0.0f64; c];
+        let mut sdyx = vec![0.0f64; c];
+        for (i, &g) in dy.iter().enumerate() {
+            let ch = (i / p) % c;
+            sdy[ch] += g as f64;
+            sdyx[ch] += g as f64 * (x[i] as f64 - running_mean[ch] as f64);
+        }
+        for ch in 0..c {
+            dbeta[ch] = sdy[ch] as f32;
+            dgamma[ch] = (sdyx[ch] * invstd(ch)) as f32;
+        }
     }
 }

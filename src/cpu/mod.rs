@@ -186,6 +186,32 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn batch_norm_backward_eval_unchecked(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        gamma: &CpuTensor,
+        running_mean: &CpuTensor,
+        running_var: &CpuTensor,
+        dx: Option<&mut CpuTensor>,
+        param_grads: Option<(&mut CpuTensor, &mut CpuTensor)>,
+        d: &BatchNormDims,
+        eps: f32,
+    ) -> Result<()> {
+        batch_norm::backward_eval(
+            &x.storage,
+            &dy.storage,
+            &gamma.storage,
+            &running_mean.storage,
+            &running_var.storage,
+            dx.map(|t| &mut t.storage[..]),
+            param_grads.map(|(g, b)| (&mut g.storage[..], &mut b.storage[..])),
+            (d.n, d.c, d.p),
+            eps,
+        );
+        Ok(())
+    }
+
     fn cross_entropy_unchecked(
         &self,
         logits: &CpuTensor,

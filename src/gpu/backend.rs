@@ -214,6 +214,22 @@ impl Backend for Gpu {
         self.batch_norm_backward_impl(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, (d.n, d.c, d.p))
     }
 
+    fn batch_norm_backward_eval_unchecked(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        dx: Option<&mut GpuTensor>,
+        param_grads: Option<(&mut GpuTensor, &mut GpuTensor)>,
+        d: &BatchNormDims,
+        eps: f32,
+    ) -> Result<()> {
+        let grads = param_grads.map(|(g, b)| (&*g, &*b));
+        self.batch_norm_backward_eval_impl(x, dy, gamma, running_mean, running_var, dx.map(|t| &*t), grads, (d.n, d.c, d.p), eps)
+    }
+
     fn cross_entropy_unchecked(
         &self,
         logits: &GpuTensor,

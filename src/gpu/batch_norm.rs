@@ -1,13 +1,15 @@
 //! Host side of batch norm 2d: per-channel reductions (shaders/channel.wgsl), the per-channel
 //! steps of shaders/bn_stats.wgsl and the element-wise passes of shaders/batch_norm.wgsl.
 //! Mean and variance are two passes (mean first, then squared deviations from it), each a
-//! parallel reduction per channel. CPU twin: src/cpu/batch_norm.rs.
+//! parallel reduction per channel. The eval-mode backward is shaders/batch_norm_eval_backward.wgsl
+//! (one element-wise pass for dx, one reduction per channel for dgamma and dbeta, no
+//! temporaries). CPU twin: src/cpu/batch_norm.rs.
 
 use super::grid::grid_2d;
 use super::kernels::{self, BnParams, Kernel};
 use super::recorder::Bind;
 use super::{Gpu, GpuTensor};
-use crate::Result;
+use crate::{Error, Result};
 
 impl Gpu {
     fn bn_params(&self, (n, c, p): (usize, usize, usize), momentum: f32, eps: f32) -> Result<(BnParams, [u32; 3])> {
@@ -124,5 +126,49 @@ impl Gpu {
         let pipeline = self.pipeline::<BnParams>(&kernels::BN_BACKWARD_APPLY, &[])?;
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
         self.dispatch("batch_norm_backward", &pipeline, &params, &binds, groups)
+    }
+
+    /// Backward of the eval forward (running statistics constant): dx where given, and
+    /// dgamma, dbeta where given; each overwritten.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch_norm_backward_eval_impl(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        dx: Option<&GpuTensor>,
+        param_grads: Option<(&GpuTensor, &GpuTensor)>,
+        dims: (usize, usize, usize),
+        eps: f32,
+    ) -> Result<()> {
+        let (params, groups) = self.bn_params(dims, 0.0, eps)?;
+        if let Some(dx) = dx {
+            let pipeline = self.pipeline::<BnParams>(&kernels::BN_EVAL_BACKWARD_DX, &[])?;
+            let binds = [Bind::whole(dy), Bind::whole(dx), Bind::whole(running_var), Bind::whole(gamma)];
+            self.dispatch("batch_norm_backward_eval", &pipeline, &params, &binds, groups)?;
+        }
+        if let Some((dgamma, dbeta)) = param_grads {
+            if dims.1 > self.max_groups() as usize {
+                return Err(Error::Limit {
+                    op: "batch_norm_backward_eval",
+                    what: "channels".into(),
+                    got: dims.1 as u64,
+                    limit: self.max_groups() as u64,
+                });
+            }
+            let pipeline = self.pipeline::<BnParams>(&kernels::BN_EVAL_BACKWARD_PARAMS, &[])?;
+            let binds = [
+                Bind::whole(x),
+                Bind::whole(dy),
+                Bind::whole(running_mean),
+                Bind::whole(running_var),
+                Bind::whole(dgamma),
+                Bind::whole(dbeta),
+            ];
+            self.dispatch("batch_norm_backward_eval", &pipeline, &params, &binds, [dims.1 as u32, 1, 1])?;
+        }
+        Ok(())
     }
 }

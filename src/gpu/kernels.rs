@@ -47,6 +47,7 @@ shaders![
     "pool",
     "bn_stats",
     "batch_norm",
+    "batch_norm_eval_backward",
     "loss"
 ];
 
@@ -277,6 +278,18 @@ pub const BN_APPLY: Kernel =
 /// dx from dy, x and the per-channel coefficients of [`BN_BACKWARD_COEF`].
 pub const BN_BACKWARD_APPLY: Kernel =
     Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
+/// Backward of batch norm's eval forward: `dx = dy * gamma[c] / sqrt(running_var[c] + eps)`.
+pub const BN_EVAL_BACKWARD_DX: Kernel = Kernel {
+    shader: "batch_norm_eval_backward",
+    entry: "bn_eval_backward_dx",
+    storage: &[(2, Read), (3, ReadWrite), (5, Read), (6, Read)],
+};
+/// Backward of batch norm's eval forward, one workgroup per channel: dgamma and dbeta.
+pub const BN_EVAL_BACKWARD_PARAMS: Kernel = Kernel {
+    shader: "batch_norm_eval_backward",
+    entry: "bn_eval_backward_params",
+    storage: &[(1, Read), (2, Read), (4, Read), (5, Read), (7, ReadWrite), (8, ReadWrite)],
+};
 /// Softmax cross-entropy against class indices: per-row losses and the gradient.
 pub const CROSS_ENTROPY_HARD: Kernel =
     Kernel { shader: "loss", entry: "cross_entropy_hard", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite)] };
@@ -339,6 +352,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &BN_BACKWARD_COEF,
     &BN_APPLY,
     &BN_BACKWARD_APPLY,
+    &BN_EVAL_BACKWARD_DX,
+    &BN_EVAL_BACKWARD_PARAMS,
     &CROSS_ENTROPY_HARD,
     &CROSS_ENTROPY_SOFT,
     &ARGMAX_ROWS,

@@ -141,24 +141,13 @@ impl BatchNorm2d {
 
 impl BatchNorm2d {
     /// The gradient of the eval forward y = γ (x − μ) / √(σ² + ε) + β, with the running μ, σ²
-    /// constant: dx = γ dy / √(σ² + ε), dγ = Σ dy x̂, dβ = Σ dy. Built from the eval forward
-    /// itself (so its ε is the one used): dx is the eval forward of dy with mean 0 and bias 0,
-    /// x̂ the eval forward of x with weight 1 and bias 0. Its temporaries are allocated per
-    /// call: eval-mode gradients are measurements, not training steps.
+    /// constant: dx = γ dy / √(σ² + ε), dγ = Σ dy x̂, dβ = Σ dy, by the backend's
+    /// `batch_norm_backward_eval` kernel (no temporaries). Used for measurements of the trained
+    /// function and for a frozen batch norm while fine-tuning.
     fn backward_eval<B: Backend>(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
         let [rm, rv] = io.buffers else { unreachable!("batch norm registers two buffers") };
-        let c = io.params[0].numel();
-        let (zeros, ones) = (be.zeros(&[c])?, be.upload(&[c], &vec![1.0; c])?);
-        if let Some(dx) = io.dx {
-            be.batch_norm_eval(io.dy, &io.params[0], &zeros, &zeros, rv, dx, self.eps)?;
-        }
-        let mut xhat = be.zeros(io.x.shape())?;
-        be.batch_norm_eval(io.x, &ones, &zeros, rm, rv, &mut xhat, self.eps)?;
-        let mut prod = be.zeros(io.x.shape())?;
-        be.mul(io.dy, &xhat, &mut prod)?;
         let (dgamma, dbeta) = io.grads.split_at_mut(1);
-        be.channel_sum(&prod, &mut dgamma[0])?;
-        be.channel_sum(io.dy, &mut dbeta[0])
+        be.batch_norm_backward_eval(io.x, io.dy, &io.params[0], rm, rv, io.dx, Some((&mut dgamma[0], &mut dbeta[0])), self.eps)
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`ModelSpec`]: a model as data (the zoo, TOML model files, checkpoints).
 
 pub mod container;
+pub mod freeze;
 pub mod layer;
 pub mod layers;
 pub mod loss;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use super::container::{Block, Sequential};
+use super::freeze::{self, Freezing};
 use super::layer::{Backward, BufferInfo, Build, Forward, Init, Layer, Mode, ParamInfo};
 use super::layers::Relu;
 use super::loss::{Loss, LossTarget};
@@ -294,13 +295,15 @@ pub struct Model<B: Backend> {
     pub params: Vec<T<B>>,
     /// Their gradients (one arena laid out alike).
     pub grads: Vec<T<B>>,
-    /// The optimizer's first state tensor per parameter.
+    /// The optimizer's first state tensor per trainable parameter (all of them unless some are
+    /// frozen: see [`Model::freeze`] and [`Model::trainable`]).
     pub state1: Vec<T<B>>,
-    /// The optimizer's second state tensor per parameter.
+    /// The optimizer's second state tensor per trainable parameter.
     pub state2: Vec<T<B>>,
     /// Persistent untrained tensors (batch norm's running statistics), in node order.
     pub buffers: Vec<T<B>>,
     plans: HashMap<usize, Plan<B::Storage>>,
+    freezing: Freezing,
     acc: Accumulators<B::Storage>,
     grad_sumsq: T<B>,
     /// Optimizer steps taken (the 1-based step of the next update is `step + 1`).
@@ -345,6 +348,7 @@ impl<B: Backend> Model<B> {
         for b in &graph.buffers {
             buffers.push(be.upload(&b.shape, &vec![b.fill; b.shape.iter().product()])?);
         }
+        let freezing = Freezing::new(&graph.nodes, vec![false; graph.params.len()]);
         let acc =
             Accumulators { loss: [be.zeros(&[1])?, be.zeros(&[1])?], correct: [be.zeros(&[1])?, be.zeros(&[1])?], current: 0, samples: 0 };
         Ok(Self {
@@ -360,6 +364,7 @@ impl<B: Backend> Model<B> {
             params,
             buffers,
             plans: HashMap::new(),
+            freezing,
             acc,
             step: 0,
             seed,
@@ -414,6 +419,75 @@ impl<B: Backend> Model<B> {
         }
         self.step = 0;
         Ok(())
+    }
+
+    /// Freezes the parameters whose state-dict names match any of the glob `patterns`
+    /// (`layers.0.*`, `layers.[0-3].*`, `*.bias`; see [`freeze::glob_match`]) and returns the
+    /// names it froze. Frozen parameters are never updated (weight decay included) and keep no
+    /// optimizer state; a layer whose every parameter is frozen runs in eval mode in training
+    /// (batch norm keeps its running statistics and uses them); no gradient is computed where
+    /// nothing trainable lies upstream. A pattern matching nothing is an error listing the
+    /// names, as is freezing everything. Cumulative: a second call freezes more. The optimizer
+    /// state of parameters that stay trainable is kept. The `grads` of frozen parameters are
+    /// not kept current (a frozen stem is not differentiated at all).
+    pub fn freeze(&mut self, be: &B, patterns: &[impl AsRef<str>]) -> Result<Vec<String>> {
+        let names: Vec<&str> = self.graph.params.iter().map(|p| p.name.as_str()).collect();
+        let hit = freeze::select(&self.name, &names, patterns)?;
+        let frozen: Vec<bool> = self.freezing.params.iter().zip(&hit).map(|(a, b)| *a || *b).collect();
+        if frozen.iter().all(|&f| f) {
+            return Err(Error::Invalid(format!("freezing every parameter of model {} leaves nothing to train", self.name)));
+        }
+        let matched = names.iter().zip(&hit).filter(|(_, h)| **h).map(|(n, _)| n.to_string()).collect();
+        let old_trainable = self.freezing.trainable();
+        let next = Freezing::new(&self.graph.nodes, frozen);
+        // Lay the arenas out anew: trainable tensors first, so they are one span.
+        let order = next.arena_order();
+        let shapes: Vec<Vec<usize>> = order.iter().map(|&i| self.graph.params[i].shape.clone()).collect();
+        let trainable = next.trainable();
+        let state_shapes: Vec<Vec<usize>> = trainable.iter().map(|&i| self.graph.params[i].shape.clone()).collect();
+        let (mut params, grads) = (be.arena(&shapes)?, be.arena(&shapes)?);
+        let (mut s1, mut s2) = (be.arena(&state_shapes)?, be.arena(&state_shapes)?);
+        for (slot, &i) in order.iter().enumerate() {
+            be.copy(&self.params[i], &mut params[slot])?;
+        }
+        for (k, i) in trainable.iter().enumerate() {
+            if let Some(old) = old_trainable.iter().position(|j| j == i) {
+                be.copy(&self.state1[old], &mut s1[k])?;
+                be.copy(&self.state2[old], &mut s2[k])?;
+            }
+        }
+        // The copies read the old arenas: let them finish before those are released.
+        be.sync()?;
+        self.params = freeze::unpermute(params, &order);
+        self.grads = freeze::unpermute(grads, &order);
+        (self.state1, self.state2) = (s1, s2);
+        self.freezing = next;
+        Ok(matched)
+    }
+
+    /// The state-dict names of the frozen parameters, in model order.
+    pub fn frozen(&self) -> Vec<String> {
+        self.graph.params.iter().zip(&self.freezing.params).filter(|(_, f)| **f).map(|(p, _)| p.name.clone()).collect()
+    }
+
+    /// Indices (into `params`) of the trainable parameters, in order: `state1[k]` and
+    /// `state2[k]` belong to `params[trainable()[k]]`.
+    pub fn trainable(&self) -> Vec<usize> {
+        self.freezing.trainable()
+    }
+
+    /// Number of trained values (the frozen ones excluded).
+    pub fn num_trainable(&self) -> usize {
+        self.trainable().iter().map(|&i| self.params[i].numel()).sum()
+    }
+
+    /// The mode node `k` runs in when the model runs in `mode`: eval for a fully frozen layer.
+    fn node_mode(&self, k: usize, mode: Mode) -> Mode {
+        if self.freezing.nodes[k] {
+            Mode::Eval
+        } else {
+            mode
+        }
     }
 
     fn plan(&mut self, be: &B, batch: usize) -> Result<()> {
@@ -519,6 +593,7 @@ impl<B: Backend> Model<B> {
     pub fn forward(&mut self, be: &B, batch: usize, mode: Mode) -> Result<()> {
         self.planned(batch)?;
         let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
+        let modes: Vec<Mode> = (0..self.graph.nodes.len()).map(|k| self.node_mode(k, mode)).collect();
         let Self { graph, plans, params, buffers, step, .. } = self;
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         plan.mode = mode;
@@ -536,7 +611,7 @@ impl<B: Backend> Model<B> {
                         params: &params[node.params.clone()],
                         buffers: &mut buffers[node.buffers.clone()],
                         saved: &mut plan.saved[k],
-                        mode,
+                        mode: modes[k],
                         seed: seeds[k],
                         step: *step,
                     },
@@ -607,13 +682,22 @@ impl<B: Backend> Model<B> {
     pub fn backward(&mut self, be: &B, batch: usize) -> Result<()> {
         self.planned(batch)?;
         let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
-        let Self { graph, plans, params, grads, buffers, step, .. } = self;
+        let mode = self.plans.get(&batch).map_or(Mode::Train, |p| p.mode);
+        let modes: Vec<Mode> = (0..self.graph.nodes.len()).map(|k| self.node_mode(k, mode)).collect();
+        let Self { graph, plans, params, grads, buffers, step, freezing, .. } = self;
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         let mut reached = vec![false; graph.nodes.len() + 1];
+        let needs = &freezing.needs_grad;
         for k in (0..graph.nodes.len()).rev() {
             let node = &graph.nodes[k];
             be.profile_scope(&node.name, "backward");
-            let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).collect();
+            let targets: Vec<usize> = std::iter::once(node.input).chain(node.input2).filter(|&j| needs[j]).collect();
+            // A frozen stem: nothing to train here, and no one upstream needs a gradient.
+            if targets.is_empty() && !freezing.trains[k] {
+                continue;
+            }
+            // Parameters to train but no gradient to pass on: run once without dx (0 gets none).
+            let targets = if targets.is_empty() { vec![0] } else { targets };
             for &j in &targets {
                 let (lo, hi) = plan.dacts.split_at_mut(k + 1);
                 let dy = &hi[0];
@@ -649,7 +733,7 @@ impl<B: Backend> Model<B> {
                             grads: &mut grads[node.params.clone()],
                             buffers: &buffers[node.buffers.clone()],
                             saved: &plan.saved[k],
-                            mode: plan.mode,
+                            mode: modes[k],
                             seed: seeds[k],
                             step: *step,
                         },
@@ -670,11 +754,28 @@ impl<B: Backend> Model<B> {
     /// every parameter (one dispatch on the GPU). Counts the step.
     pub fn update(&mut self, be: &B, opt: &Optimizer, clip: Option<f32>) -> Result<()> {
         be.profile_scope("", "optimizer");
-        if let Some(max_norm) = clip {
-            be.clip_grad_norm_all(&mut self.grads, max_norm, &mut self.grad_sumsq)?;
+        if !self.freezing.any() {
+            if let Some(max_norm) = clip {
+                be.clip_grad_norm_all(&mut self.grads, max_norm, &mut self.grad_sumsq)?;
+            }
+            self.step += 1;
+            return be.optimizer_step_all(opt, self.step, &mut self.params, &self.grads, &mut self.state1, &mut self.state2);
         }
-        self.step += 1;
-        be.optimizer_step_all(opt, self.step, &mut self.params, &self.grads, &mut self.state1, &mut self.state2)
+        // Some parameters are frozen: the trainable ones (one span of the arenas, so still one
+        // dispatch on the GPU) are moved out of the lists, updated, and put back.
+        let (mut tp, fp) = self.freezing.split(std::mem::take(&mut self.params));
+        let (mut tg, fg) = self.freezing.split(std::mem::take(&mut self.grads));
+        let mut run = || -> Result<()> {
+            if let Some(max_norm) = clip {
+                be.clip_grad_norm_all(&mut tg, max_norm, &mut self.grad_sumsq)?;
+            }
+            self.step += 1;
+            be.optimizer_step_all(opt, self.step, &mut tp, &tg, &mut self.state1, &mut self.state2)
+        };
+        let result = run();
+        self.params = self.freezing.merge(tp, fp);
+        self.grads = self.freezing.merge(tg, fg);
+        result
     }
 
     /// One training step on a batch: forward, loss, backward, optional clipping by global

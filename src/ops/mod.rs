@@ -23,7 +23,7 @@ pub use dropout::DropoutMask;
 pub use elementwise::{Activation, ChannelDims};
 pub use loss::CrossEntropyDims;
 pub use matmul::{matmul_dims, MatmulDims, MatmulSpec};
-pub use optimizer::{Optimizer, OptimizerKind, StepScalars};
+pub use optimizer::{Hyper, Optimizer, OptimizerKind, StepScalars};
 pub use pool::{pool_dims, PoolDims, PoolSpec};
 
 use crate::error::shape_err;

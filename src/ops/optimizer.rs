@@ -233,3 +233,127 @@ pub fn check(opt: &Optimizer, param: &[usize], grad: &[usize], s1: &[usize], s2:
     })?;
     Ok(n)
 }
+
+/// A hyperparameter of `torch.optim` that [`Optimizer`] holds: which rules take it, its value
+/// as written on a command line, and the presets' defaults (so help texts list the real ones,
+/// from [`Optimizer::preset`], instead of a second copy in prose).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hyper {
+    /// Learning rate.
+    Lr,
+    /// Weight decay (coupled L2, decoupled for AdamW).
+    WeightDecay,
+    /// SGD and RMSprop momentum.
+    Momentum,
+    /// SGD dampening.
+    Dampening,
+    /// SGD Nesterov momentum.
+    Nesterov,
+    /// Adam/AdamW (beta1, beta2).
+    Betas,
+    /// Term added to denominators.
+    Eps,
+    /// Adadelta's decay.
+    Rho,
+    /// RMSprop's smoothing constant.
+    Alpha,
+    /// Adagrad's learning-rate decay.
+    LrDecay,
+    /// Adagrad's starting sum of squares.
+    InitialAccumulatorValue,
+}
+
+impl Hyper {
+    /// Every hyperparameter.
+    pub const ALL: [Self; 11] = [
+        Self::Lr,
+        Self::WeightDecay,
+        Self::Momentum,
+        Self::Dampening,
+        Self::Nesterov,
+        Self::Betas,
+        Self::Eps,
+        Self::Rho,
+        Self::Alpha,
+        Self::LrDecay,
+        Self::InitialAccumulatorValue,
+    ];
+
+    /// torch.optim's name (`lr`, `betas`, `initial_accumulator_value`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lr => "lr",
+            Self::WeightDecay => "weight_decay",
+            Self::Momentum => "momentum",
+            Self::Dampening => "dampening",
+            Self::Nesterov => "nesterov",
+            Self::Betas => "betas",
+            Self::Eps => "eps",
+            Self::Rho => "rho",
+            Self::Alpha => "alpha",
+            Self::LrDecay => "lr_decay",
+            Self::InitialAccumulatorValue => "initial_accumulator_value",
+        }
+    }
+
+    /// Whether the rule `kind` takes it (as its torch.optim class does).
+    pub fn applies_to(self, kind: OptimizerKind) -> bool {
+        use OptimizerKind::*;
+        match self {
+            Self::Lr | Self::WeightDecay => true,
+            Self::Momentum => matches!(kind, Sgd | Rmsprop),
+            Self::Dampening | Self::Nesterov => kind == Sgd,
+            Self::Betas => matches!(kind, Adam | AdamW),
+            Self::Eps => kind != Sgd,
+            Self::Rho => kind == Adadelta,
+            Self::Alpha => kind == Rmsprop,
+            Self::LrDecay | Self::InitialAccumulatorValue => kind == Adagrad,
+        }
+    }
+
+    /// Its value in `o`, as a command line writes it (`0.9,0.999`, `1e-8`, `true`).
+    pub fn value(self, o: &Optimizer) -> String {
+        match self {
+            Self::Lr => fmt_value(o.lr),
+            Self::WeightDecay => fmt_value(o.weight_decay),
+            Self::Momentum => fmt_value(o.momentum),
+            Self::Dampening => fmt_value(o.dampening),
+            Self::Nesterov => o.nesterov.to_string(),
+            Self::Betas => format!("{},{}", fmt_value(o.betas.0), fmt_value(o.betas.1)),
+            Self::Eps => fmt_value(o.eps),
+            Self::Rho => fmt_value(o.rho),
+            Self::Alpha => fmt_value(o.alpha),
+            Self::LrDecay => fmt_value(o.lr_decay),
+            Self::InitialAccumulatorValue => fmt_value(o.initial_accumulator_value),
+        }
+    }
+
+    /// The presets ([`Optimizer::PRESETS`]) whose rule takes it, in their order.
+    pub fn presets(self) -> Vec<&'static str> {
+        Optimizer::PRESETS.into_iter().filter(|p| Optimizer::preset(p).is_ok_and(|o| self.applies_to(o.kind))).collect()
+    }
+
+    /// The presets' defaults, grouped by value in the presets' order:
+    /// `0.01 (sgd, momentum, nesterov, adagrad, rmsprop), 1 (adadelta), 0.001 (adam, adamw)`.
+    pub fn defaults(self) -> String {
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for p in self.presets() {
+            let Ok(o) = Optimizer::preset(p) else { continue };
+            let v = self.value(&o);
+            match groups.iter_mut().find(|(g, _)| *g == v) {
+                Some((_, names)) => names.push(p),
+                None => groups.push((v, vec![p])),
+            }
+        }
+        groups.iter().map(|(v, names)| format!("{v} ({})", names.join(", "))).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A value as a person writes it: `0.01`, `0.999`, `1e-8` (exponent form below 1e-3).
+pub fn fmt_value(v: f32) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}

@@ -26,6 +26,9 @@ pub struct RunSettings {
     /// The dropout rate every dropout layer was set to, if overridden.
     #[serde(default)]
     pub dropout: Option<f32>,
+    /// Patterns of the parameters kept fixed (`Model::freeze`).
+    #[serde(default)]
+    pub freeze: Vec<String>,
 }
 
 impl RunSettings {
@@ -131,6 +134,7 @@ mod tests {
             config: TrainConfig::default(),
             label_smoothing: 0.0,
             dropout: None,
+            freeze: Vec::new(),
         };
         let mut b = a.clone();
         b.config.optimizer.lr = 0.5;

@@ -1,7 +1,7 @@
 //! Batch norm cases and their runner: training forward (y, running statistics, saved
-//! statistics), eval forward, and backward (dx, dgamma, dbeta) (shaders/batch_norm.wgsl,
-//! shaders/bn_stats.wgsl and the per-channel reductions of shaders/channel.wgsl; CPU twin
-//! src/cpu/batch_norm.rs).
+//! statistics), eval forward, backward (dx, dgamma, dbeta) and the eval forward's backward
+//! (shaders/batch_norm.wgsl, shaders/bn_stats.wgsl, the per-channel reductions of
+//! shaders/channel.wgsl and shaders/batch_norm_eval_backward.wgsl; CPU twin src/cpu/batch_norm.rs).
 
 use super::{Report, Tolerance, VerifyTarget};
 use crate::rng::Rng;
@@ -17,6 +17,8 @@ pub enum BnPass {
     Eval,
     /// Backward from the saved statistics: dx, dgamma, dbeta.
     Backward,
+    /// Backward of the eval forward, the running statistics constant: dx, dgamma, dbeta.
+    EvalBackward,
 }
 
 /// Batch norm of x [N, C, ...] in one pass.
@@ -35,6 +37,7 @@ impl Case {
             BnPass::Train => "batch_norm train",
             BnPass::Eval => "batch_norm eval",
             BnPass::Backward => "batch_norm_backward",
+            BnPass::EvalBackward => "batch_norm_backward_eval",
         }
         .into()
     }
@@ -46,15 +49,16 @@ impl Case {
 }
 
 /// Batch 1 with odd sizes, channels not a multiple of anything, a [N, C] input
-/// (BatchNorm1d-shaped), one channel, and (large) many values per channel; all three passes.
+/// (BatchNorm1d-shaped), one channel, 300 values per channel in one image (more than a
+/// workgroup's 256, not a multiple of it), and (large) many values per channel; every pass.
 pub fn cases(large: bool) -> Vec<super::Case> {
-    let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11]];
+    let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11], vec![1, 7, 15, 20]];
     if large {
         shapes.push(vec![32, 16, 16, 16]);
     }
     let mut v = Vec::new();
     for x in shapes {
-        for pass in [BnPass::Train, BnPass::Eval, BnPass::Backward] {
+        for pass in [BnPass::Train, BnPass::Eval, BnPass::Backward, BnPass::EvalBackward] {
             v.push(super::Case::BatchNorm(Case { x: x.clone(), pass }));
         }
     }
@@ -78,7 +82,8 @@ struct Inputs {
     save_invstd: Vec<f32>,
 }
 
-/// Train: y, running mean and var, saved mean and invstd. Eval: y. Backward: dx, dgamma, dbeta.
+/// Train: y, running mean and var, saved mean and invstd. Eval: y. Backward and EvalBackward:
+/// dx, dgamma, dbeta.
 fn compute<X: VerifyTarget>(be: &X, case: &Case, i: &Inputs) -> Result<Vec<f32>> {
     let (xs, c) = (&case.x, case.x[1]);
     let x = be.upload(xs, &i.x)?;
@@ -100,6 +105,12 @@ fn compute<X: VerifyTarget>(be: &X, case: &Case, i: &Inputs) -> Result<Vec<f32>>
             let (sm, si) = (be.upload(&[c], &i.save_mean)?, be.upload(&[c], &i.save_invstd)?);
             let (mut dx, mut dg, mut db) = (be.zeros(xs)?, be.zeros(&[c])?, be.zeros(&[c])?);
             be.batch_norm_backward(&x, &be.upload(xs, &i.dy)?, &g, &sm, &si, &mut dx, &mut dg, &mut db)?;
+            Ok([be.download(&dx)?, be.download(&dg)?, be.download(&db)?].concat())
+        }
+        BnPass::EvalBackward => {
+            let (m, v) = (be.upload(&[c], &i.rm)?, be.upload(&[c], &i.rv)?);
+            let (mut dx, mut dg, mut db) = (be.zeros(xs)?, be.zeros(&[c])?, be.zeros(&[c])?);
+            be.batch_norm_backward_eval(&x, &be.upload(xs, &i.dy)?, &g, &m, &v, Some(&mut dx), Some((&mut dg, &mut db)), EPS)?;
             Ok([be.download(&dx)?, be.download(&dg)?, be.download(&db)?].concat())
         }
     }

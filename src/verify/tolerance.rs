@@ -104,6 +104,8 @@ impl Tolerance {
     /// error of about that many ulps, and so do y = x_hat * gamma + beta and the gradients
     /// (margin 8). dgamma and dbeta are sums of order sqrt(n * plane): the relative part
     /// covers them; y and dx are of order a few units: the absolute part (x4) covers them.
+    /// The eval-mode backward has the same reduction chains for dgamma and dbeta (one more
+    /// rounding, the division by sqrt) and a dx of three roundings: the same bound holds.
     pub fn batch_norm(n: usize, plane: usize) -> Self {
         let rel = 8.0 * (n * plane.div_ceil(256) + 8) as f32 * U;
         Self::new(4.0 * rel, rel)
