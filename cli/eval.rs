@@ -1,7 +1,7 @@
 //! `wgtrain eval`: a checkpoint's loss, accuracy, per-class accuracy and confusion matrix on a
 //! split of a data set.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use wgtrain::data::DataSpec;
@@ -20,8 +20,14 @@ pub enum SplitChoice {
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// The checkpoint to evaluate (from `train --checkpoint`)
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    checkpoint: Option<PathBuf>,
+    /// Evaluate a weights-only safetensors file instead (a PyTorch state dict, or `wgtrain export`)
     #[arg(long)]
-    checkpoint: PathBuf,
+    weights: Option<PathBuf>,
+    /// The architecture of --weights: a zoo name or a .toml model file (default: the file's own description)
+    #[arg(long, requires = "weights")]
+    model: Option<String>,
     #[command(flatten)]
     data: DataArgs,
     /// Which part of the data set
@@ -51,7 +57,7 @@ pub fn run(a: &EvalArgs, m: Option<&clap::ArgMatches>, gpu: impl Fn() -> anyhow:
 
 /// The data to evaluate on: the run's own (recorded in the checkpoint), with the data flags
 /// typed on the command line put over it; another data set only with `--other-data`.
-fn data_spec(a: &EvalArgs, m: Option<&clap::ArgMatches>, meta: &checkpoint::Meta) -> anyhow::Result<DataSpec> {
+fn data_spec(a: &EvalArgs, m: Option<&clap::ArgMatches>, meta: &checkpoint::Meta, file: &Path) -> anyhow::Result<DataSpec> {
     let Some(run) = &meta.run else {
         // A checkpoint of an older version: only the flags say what the data is.
         crate::args::check_data(&a.data)?;
@@ -61,7 +67,7 @@ fn data_spec(a: &EvalArgs, m: Option<&clap::ArgMatches>, meta: &checkpoint::Meta
     if spec.source != run.data.source && !a.other_data {
         anyhow::bail!(
             "{}: trained on {}, and --dataset {} is another data set; pass --other-data to evaluate on it anyway",
-            a.checkpoint.display(),
+            file.display(),
             run.data.describe(),
             spec.source.name()
         );
@@ -84,8 +90,21 @@ pub fn model_from_checkpoint<B: Backend>(be: &B, path: &std::path::Path) -> anyh
 }
 
 fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyhow::Result<()> {
-    let (mut model, meta) = model_from_checkpoint(be, &a.checkpoint)?;
-    let d = data_spec(a, m, &meta)?;
+    let (mut model, meta, d, file) = match (&a.checkpoint, &a.weights) {
+        (Some(ck), _) => {
+            let (model, meta) = model_from_checkpoint(be, ck)?;
+            let d = data_spec(a, m, &meta, ck)?;
+            (model, meta, d, ck)
+        }
+        (None, Some(w)) => {
+            // A weights file records no run: the data flags say what the data is.
+            crate::args::check_data(&a.data)?;
+            let d = a.data.spec();
+            let (model, meta) = crate::export::model_from_weights(be, w, a.model.as_deref(), &d)?;
+            (model, meta, d, w)
+        }
+        (None, None) => anyhow::bail!("eval needs --checkpoint FILE or --weights FILE"),
+    };
     if let Some(p) = &a.json {
         crate::train::check_writable("--json", p)?;
     }
@@ -93,7 +112,7 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyho
     let (train_set, test_set) = d.load(seed)?;
     // Before the split: normalising with the checkpoint's statistics needs the same channels.
     if let Some(d) = [&train_set, &test_set].into_iter().find(|d| d.shape[..] != meta.input[..]) {
-        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", a.checkpoint.display(), meta.input, d.name, d.shape);
+        anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", file.display(), meta.input, d.name, d.shape);
     }
     let splits = if meta.normalization.is_empty() {
         data::split(train_set, test_set, d.val_fraction, seed)?
@@ -111,13 +130,13 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyho
         anyhow::bail!("the {split} split of {} has no images{hint}: nothing to evaluate", set.name);
     }
     if set.classes.len() != model.classes() {
-        anyhow::bail!("{}: the model has {} classes, the data set {}", a.checkpoint.display(), model.classes(), set.classes.len());
+        anyhow::bail!("{}: the model has {} classes, the data set {}", file.display(), model.classes(), set.classes.len());
     }
     if !meta.classes.is_empty() && meta.classes != set.classes {
         let first = meta.classes.iter().zip(&set.classes).position(|(m, s)| m != s).unwrap_or(0);
         anyhow::bail!(
             "{}: trained on the classes of another data set (class {first} is '{}' in the checkpoint, '{}' in {})",
-            a.checkpoint.display(),
+            file.display(),
             meta.classes[first],
             set.classes[first],
             set.name
@@ -126,10 +145,10 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyho
     let r = train::evaluate(be, &mut model, set, 256, false)?;
     let split = format!("{:?}", a.split).to_lowercase();
     let run = meta.run.as_ref().map_or(String::new(), |r| format!(", run {}", r.run_id));
-    println!("{} ({}{run}) on {} ({split} split, {} images)", a.checkpoint.display(), model.name, set.name, r.samples);
+    println!("{} ({}{run}) on {} ({split} split, {} images)", file.display(), model.name, set.name, r.samples);
     if let Some(path) = &a.json {
         let report = serde_json::json!({
-            "checkpoint": a.checkpoint,
+            "checkpoint": file,
             "model": model.name,
             "run_id": meta.run.as_ref().map(|r| r.run_id.clone()),
             "data": d,

@@ -8,6 +8,7 @@ mod bench;
 mod devices;
 mod eval;
 mod experiment;
+mod export;
 mod plot;
 mod predict;
 mod profile;
@@ -50,6 +51,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a data set
     Eval(eval::EvalArgs),
+    /// Write a checkpoint's weights as a PyTorch state dict (safetensors, no optimizer state)
+    Export(export::ExportArgs),
     /// Top-k classes with probabilities for images, from a checkpoint
     Predict(predict::PredictArgs),
     /// Write a PNG grid of augmented training samples (what the model is fed)
@@ -166,6 +169,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Train(a) => train::run(a, matches.subcommand_matches("train"), gpu),
         Command::Eval(a) => eval::run(a, matches.subcommand_matches("eval"), gpu),
+        Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a, gpu),
         Command::AugmentPreview(a) => augment_preview::run(a),
         Command::Plot(a) => plot::run(a),

@@ -79,6 +79,12 @@ pub struct TrainArgs {
     /// Continue the run saved in this checkpoint (same data set and seed)
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Start from the weights of a safetensors file (a PyTorch state dict, `wgtrain export`, a checkpoint): fresh optimizer, epoch 0
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
+    /// With --init-from: a fresh last linear layer for the data set's class count (fine-tuning)
+    #[arg(long, requires = "init_from")]
+    reset_head: bool,
     /// Let --checkpoint replace a checkpoint of another run (refused otherwise)
     #[arg(long)]
     overwrite: bool,
@@ -175,6 +181,8 @@ fn fresh_settings(a: &TrainArgs) -> anyhow::Result<RunSettings> {
         label_smoothing: a.label_smoothing,
         dropout: a.dropout,
         freeze: a.freeze.clone(),
+        init_from: a.init_from.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        reset_head: a.reset_head,
     })
 }
 
@@ -324,8 +332,13 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
             check_writable(flag, p)?;
         }
     }
+    let init = a.init_from.as_deref().map(crate::export::read_init).transpose()?;
     let (train_set, test_set) = settings.data.load(seed)?;
-    let splits = data::split(train_set, test_set, settings.data.val_fraction, seed)?;
+    let splits = match &init {
+        Some((w, Some(stats))) => data::split_with(train_set, test_set, settings.data.val_fraction, seed, stats)
+            .map_err(|e| anyhow::anyhow!("--init-from {}: {e}", w.path.display()))?,
+        _ => data::split(train_set, test_set, settings.data.val_fraction, seed)?,
+    };
     if splits.test.is_empty() {
         anyhow::bail!(
             "the test set of {} has no images: nothing to report after training (a folder without train/ and test/ keeps a fifth of its images for testing)",
@@ -353,6 +366,9 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
     let mut model = Model::from_spec(be, &spec, &splits.train.shape, seed)?;
     model.classes = splits.train.classes.clone();
     model.normalization = splits.stats.clone();
+    if let Some((w, stats)) = &init {
+        crate::export::init_from(be, &mut model, w, a.reset_head, stats.is_some())?;
+    }
     if !a.freeze.is_empty() {
         model.freeze(be, &a.freeze)?;
     }

@@ -61,10 +61,6 @@ pub struct Meta {
     pub run: Option<crate::train::RunSettings>,
 }
 
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), source: e }
-}
-
 fn bad(path: &Path, msg: impl Into<String>) -> Error {
     Error::Invalid(format!("{}: {}", path.display(), msg.into()))
 }
@@ -98,60 +94,18 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
 /// Tensors by name: (shape, values).
 pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
-/// Reads a safetensors file: tensors by name (f32 only) and the metadata.
+/// Reads a safetensors file: tensors by name (F32, or F16/BF16/F64 converted to f32) and the
+/// metadata.
 pub fn read_safetensors(path: &Path) -> Result<(Tensors, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    if bytes.len() < 8 {
-        return Err(bad(path, "too short for a safetensors file (no header length)"));
+    // One parser for every safetensors file: the weights reader (F16/BF16/F64 become f32).
+    let w = crate::interop::read_weights(path)?;
+    if let Some(name) = w.ints.keys().next() {
+        return Err(bad(
+            path,
+            format!("tensor {name} has dtype {}, a checkpoint holds floats", w.dtypes.get(name).map_or("?", String::as_str)),
+        ));
     }
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])) as usize;
-    if n > bytes.len() - 8 {
-        return Err(bad(path, format!("header length {n} exceeds the file ({} bytes): truncated or not safetensors", bytes.len())));
-    }
-    let header: serde_json::Map<String, Value> =
-        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| bad(path, format!("header is not valid JSON: {e}")))?;
-    let data = &bytes[8 + n..];
-    let mut tensors = BTreeMap::new();
-    let mut meta = BTreeMap::new();
-    for (name, v) in header {
-        if name == "__metadata__" {
-            if let Some(m) = v.as_object() {
-                for (k, s) in m {
-                    meta.insert(k.clone(), s.as_str().unwrap_or_default().to_string());
-                }
-            }
-            continue;
-        }
-        let dtype = v.get("dtype").and_then(Value::as_str).unwrap_or("?");
-        if dtype != "F32" {
-            return Err(bad(path, format!("tensor {name} has dtype {dtype}, expected F32")));
-        }
-        let ints = |field: &str| -> Result<Vec<usize>> {
-            let list = v.get(field).and_then(Value::as_array);
-            let ints: Option<Vec<usize>> = list.and_then(|a| a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect());
-            ints.ok_or_else(|| {
-                bad(
-                    path,
-                    format!(
-                        "tensor {name}: '{field}' is {}, expected a list of non-negative integers",
-                        v.get(field).unwrap_or(&Value::Null)
-                    ),
-                )
-            })
-        };
-        let (shape, off) = (ints("shape")?, ints("data_offsets")?);
-        let [a, b] = off[..] else { return Err(bad(path, format!("tensor {name}: data_offsets {off:?}, expected [begin, end]"))) };
-        let bytes_needed = crate::tensor::checked_numel(&shape).and_then(|n| n.checked_mul(4));
-        if a > b || b > data.len() || Some(b - a) != bytes_needed {
-            return Err(bad(
-                path,
-                format!("tensor {name}: data_offsets [{a}, {b}] do not fit its shape {shape:?} and the file: truncated or corrupt"),
-            ));
-        }
-        let values = data[a..b].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        tensors.insert(name, (shape, values));
-    }
-    Ok((tensors, meta))
+    Ok((w.tensors, w.metadata))
 }
 
 /// Saves the model (parameters, buffers such as batch-norm statistics, optimizer state) and

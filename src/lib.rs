@@ -64,6 +64,7 @@ pub mod data;
 pub mod error;
 pub mod experiment;
 pub mod gpu;
+pub mod interop;
 pub mod nn;
 pub mod ops;
 pub mod plot;

@@ -351,6 +351,42 @@ fn fuzz_checkpoints() {
     });
 }
 
+/// Weights-only files (`export`, PyTorch's `save_file`): the tiny model exported as F16 and
+/// BF16 (with an I64 `num_batches_tracked`), mutated, read, loaded into the model and run.
+#[test]
+fn fuzz_weights_files() {
+    use wgtrain::interop::{self, Dtype, LoadOptions};
+    let dir = temp("weights");
+    let ck = dir.join("tiny.safetensors");
+    tiny_checkpoint(&ck);
+    let meta = checkpoint::read_meta(&ck).unwrap();
+    let spec = checkpoint::spec_of(&ck, &meta).unwrap();
+    let mut model = Model::from_spec(&Cpu, &spec, &meta.input, 7).unwrap();
+    checkpoint::load(&Cpu, &ck, &mut model).unwrap();
+    let mut seeds = Vec::new();
+    for dtype in [Dtype::F16, Dtype::Bf16] {
+        let p = dir.join("seed.safetensors");
+        interop::export_state_dict(&Cpu, &model, &p, dtype).unwrap();
+        seeds.push(std::fs::read(&p).unwrap());
+    }
+    let path = dir.join("fuzzed.safetensors");
+    fuzz("weights", 600, &seeds, SLOW, |b| {
+        std::fs::write(&path, b).unwrap();
+        let load = || -> wgtrain::Result<Vec<f32>> {
+            let w = interop::read_weights(&path)?;
+            w.normalization()?;
+            w.classes()?;
+            let mut m = Model::from_spec(&Cpu, &spec, &meta.input, 7)?;
+            interop::load_weights(&Cpu, &mut m, &w, LoadOptions::default())?;
+            m.predict(&Cpu, &vec![0.0; meta.input.iter().product::<usize>()])
+        };
+        match load() {
+            Err(e) if e.to_string().contains("overflow f32") => Ok(()),
+            r => outcome(&path, r, |p| p.iter().all(|v| v.is_finite()).then_some(()).ok_or(format!("non-finite outputs {p:?}"))),
+        }
+    });
+}
+
 #[test]
 fn fuzz_case_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels-tests/cases");

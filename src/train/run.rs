@@ -29,6 +29,12 @@ pub struct RunSettings {
     /// Patterns of the parameters kept fixed (`Model::freeze`).
     #[serde(default)]
     pub freeze: Vec<String>,
+    /// The weights file the run started from, if any (`--init-from`).
+    #[serde(default)]
+    pub init_from: Option<std::path::PathBuf>,
+    /// Whether the last linear layer was initialised afresh instead (`--reset-head`).
+    #[serde(default)]
+    pub reset_head: bool,
 }
 
 impl RunSettings {
@@ -135,6 +141,8 @@ mod tests {
             label_smoothing: 0.0,
             dropout: None,
             freeze: Vec::new(),
+            init_from: None,
+            reset_head: false,
         };
         let mut b = a.clone();
         b.config.optimizer.lr = 0.5;
