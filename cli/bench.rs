@@ -1,11 +1,14 @@
 //! `wgtrain bench`: kernel and training throughput, through the library's `bench` module
-//! (shared with `cargo bench`).
+//! (shared with `cargo bench`). `--json FILE` writes each one's figures as JSON too.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::PossibleValuesParser;
 use clap::Subcommand;
+use wgtrain::bench::{self, TrainBenchSetup};
 use wgtrain::gpu::MatmulVariant;
-use wgtrain::{Cpu, Gpu};
+use wgtrain::{Backend, Cpu, Gpu, Optimizer};
 
 use crate::args::ComputeBackend;
 
@@ -22,28 +25,21 @@ pub enum BenchWhat {
         /// Comma-separated variants, or `all`
         #[arg(long, default_value = "all")]
         variants: String,
+        /// Also write the figures as JSON to this file
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
     /// GFLOP/s of convolution forward and backward (3x3 im2col path and 1x1 direct path)
     Conv {
         /// Timed runs per case
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Also write the figures as JSON to this file
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
-    /// Training images/s of the default CNN per batch size, and the time to the first step
-    Train {
-        /// Batch sizes to measure
-        #[arg(long, default_value = "16,64,256", value_delimiter = ',')]
-        batch_sizes: Vec<usize>,
-        /// Timed windows per batch size (the median is reported)
-        #[arg(long, default_value_t = 5)]
-        windows: usize,
-        /// Steps per window
-        #[arg(long, default_value_t = 5)]
-        steps: usize,
-        /// Where the ops run
-        #[arg(long, value_enum, default_value = "gpu")]
-        backend: ComputeBackend,
-    },
+    /// Training images/s of a model per batch size, its planned memory, the peak RSS, and the time to the first step
+    Train(Box<TrainBenchArgs>),
     /// Time and memory bandwidth of one fused optimizer step, for every optimizer
     Optimizer {
         /// Parameters in the arena
@@ -52,35 +48,152 @@ pub enum BenchWhat {
         /// Timed runs per optimizer
         #[arg(long, default_value_t = 9)]
         runs: usize,
+        /// Also write the figures as JSON to this file
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+pub struct TrainBenchArgs {
+    /// Batch sizes to measure
+    #[arg(long, default_value = "16,64,256", value_delimiter = ',')]
+    batch_sizes: Vec<usize>,
+    /// Timed windows per batch size (the median is reported)
+    #[arg(long, default_value_t = 5)]
+    windows: usize,
+    /// Steps per window
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Where the ops run
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: ComputeBackend,
+    #[arg(long, default_value = "default", help = format!("Model: a zoo name ({}) or a .toml model file", wgtrain::nn::zoo::NAMES.join(", ")))]
+    model: String,
+    #[arg(long, value_parser = |s: &str| s.parse::<wgtrain::data::Source>().map_err(|e| e.to_string()))]
+    #[arg(help = format!(
+        "Images of a data set ({}) instead of synthetic input of the model's own shape",
+        wgtrain::data::Source::ALL.map(|s| s.name()).join(", ")
+    ))]
+    dataset: Option<wgtrain::data::Source>,
+    /// Folder with the data set's files (not needed for shapes)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Images of the built-in shapes data set to generate
+    #[arg(long, default_value_t = 2000)]
+    train_size: usize,
+    /// Image side for --dataset folder
+    #[arg(long, default_value_t = 32)]
+    image_size: usize,
+    /// Optimizer of every step (its preset)
+    #[arg(long, default_value = "adam", value_parser = PossibleValuesParser::new(Optimizer::PRESETS))]
+    optimizer: String,
+    /// Also write one CSV row per batch size (every figure and the settings) to this file
+    #[arg(long, value_name = "FILE.csv")]
+    csv: Option<PathBuf>,
+    /// Also draw images/s against the batch size as this PNG
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Also write the figures and settings as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Refuses an output file whose folder does not exist before minutes of measuring.
+fn check_out(flag: &str, path: &Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(p) = path {
+        if p.is_dir() {
+            anyhow::bail!("{flag} {}: is a folder, expected a file", p.display());
+        }
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if parent.is_some_and(|d| !d.is_dir()) {
+            anyhow::bail!("{flag} {}: cannot write: the folder does not exist", p.display());
+        }
+    }
+    Ok(())
 }
 
 pub fn run(what: &BenchWhat, gpu: impl Fn() -> anyhow::Result<Gpu>, started: std::time::Instant) -> anyhow::Result<ExitCode> {
     match what {
-        BenchWhat::Matmul { size, runs, variants } => {
+        BenchWhat::Matmul { size, runs, variants, json } => {
+            check_out("--json", json)?;
             let gpu = gpu()?;
             let list: Vec<MatmulVariant> = if variants == "all" {
                 MatmulVariant::ALL.to_vec()
             } else {
                 variants.split(',').map(MatmulVariant::parse).collect::<Result<_, _>>()?
             };
-            wgtrain::bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
+            let r = bench::matmul_report(&gpu, &list, *size, *size, *size, *runs)?;
+            if let Some(p) = json {
+                bench::write_json(p, &bench::matmul_json(gpu.adapter_name(), gpu.matmul_variant(), &r))?;
+            }
         }
-        BenchWhat::Train { batch_sizes, windows, steps, backend } => {
-            if batch_sizes.contains(&0) {
+        BenchWhat::Train(a) => {
+            for (flag, p) in [("--csv", &a.csv), ("--plot", &a.plot), ("--json", &a.json)] {
+                check_out(flag, p)?;
+            }
+            if a.batch_sizes.contains(&0) {
                 anyhow::bail!("--batch-sizes: batch size 0, expected at least 1");
             }
-            match backend {
-                ComputeBackend::Gpu => wgtrain::bench::train_report(&gpu()?, batch_sizes, *windows, *steps, started)?,
-                ComputeBackend::Cpu => wgtrain::bench::train_report(&Cpu, batch_sizes, *windows, *steps, started)?,
+            let setup = train_setup(a)?;
+            match a.backend {
+                ComputeBackend::Gpu => train(&gpu()?, &setup, a, started)?,
+                ComputeBackend::Cpu => train(&Cpu, &setup, a, started)?,
             };
         }
-        BenchWhat::Conv { runs } => {
-            wgtrain::bench::conv_report(&gpu()?, &wgtrain::bench::CONV_CASES, *runs)?;
+        BenchWhat::Conv { runs, json } => {
+            check_out("--json", json)?;
+            let gpu = gpu()?;
+            let r = bench::conv_report(&gpu, &bench::CONV_CASES, *runs)?;
+            if let Some(p) = json {
+                bench::write_json(p, &bench::conv_json(gpu.adapter_name(), *runs, &r))?;
+            }
         }
-        BenchWhat::Optimizer { params, runs } => {
-            wgtrain::bench::optimizer_report(&gpu()?, *params, *runs)?;
+        BenchWhat::Optimizer { params, runs, json } => {
+            check_out("--json", json)?;
+            let gpu = gpu()?;
+            let r = bench::optimizer_report(&gpu, *params, *runs)?;
+            if let Some(p) = json {
+                bench::write_json(p, &bench::optimizer_json(gpu.adapter_name(), *params, &r))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model, input, optimizer and images the flags ask for.
+fn train_setup(a: &TrainBenchArgs) -> anyhow::Result<TrainBenchSetup> {
+    let optimizer = Optimizer::preset(&a.optimizer)?;
+    let Some(source) = a.dataset else {
+        if a.data.is_some() {
+            anyhow::bail!("--data needs --dataset (which data set the folder holds)");
+        }
+        let input = wgtrain::nn::zoo::natural_input(&a.model).unwrap_or([1, 28, 28]);
+        let classes = if a.model == "alexnet" { 1000 } else { 10 };
+        return Ok(TrainBenchSetup { spec: wgtrain::nn::zoo::model(&a.model, classes)?, input, classes, optimizer, data: None });
+    };
+    crate::args::check_data_flags(source, a.data.as_deref(), 0.0, a.image_size)?;
+    let (train, test) = wgtrain::data::load(source, a.data.as_deref(), 1, a.train_size, a.image_size)?;
+    let splits = wgtrain::data::split(train, test, 0.0, 1)?;
+    let data = splits.train;
+    let classes = data.classes.len();
+    Ok(TrainBenchSetup { spec: wgtrain::nn::zoo::model(&a.model, classes)?, input: data.shape, classes, optimizer, data: Some(data) })
+}
+
+fn train<B: Backend>(be: &B, setup: &TrainBenchSetup, a: &TrainBenchArgs, started: std::time::Instant) -> anyhow::Result<()> {
+    let r = bench::train_report_with(be, setup, &a.batch_sizes, a.windows, a.steps, started)?;
+    let device = be.name();
+    if let Some(p) = &a.csv {
+        wgtrain::atomic::write(p, bench::train_csv(setup, &device, a.windows, a.steps, &r).as_bytes())?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.plot {
+        bench::train_plot(p, setup, &device, &r)?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.json {
+        bench::write_json(p, &bench::train_json(setup, &device, a.windows, a.steps, &r))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }

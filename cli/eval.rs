@@ -42,6 +42,9 @@ pub struct EvalArgs {
     /// Also write the evaluation as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also draw the confusion matrix (row-normalised %, class names on both axes) as this PNG
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 pub fn run(a: &EvalArgs, m: Option<&clap::ArgMatches>, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
@@ -162,12 +165,11 @@ fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyho
         println!("  {name:<16} {:6.2}%  ({}/{total})", 100.0 * r.confusion[c][c] as f64 / total.max(1) as f64, r.confusion[c][c]);
     }
     println!("confusion matrix (rows: true class, columns: predicted):");
-    let width = set.classes.iter().map(|c| c.chars().count()).max().unwrap_or(1).clamp(6, 12);
-    let cell = |s: &str| format!("{:>w$}", s.chars().take(width).collect::<String>(), w = width + 1);
-    println!("  {:w$}{}", "", set.classes.iter().map(|c| cell(c)).collect::<String>(), w = width);
-    for (c, row) in r.confusion.iter().enumerate() {
-        let name: String = set.classes[c].chars().take(width).collect();
-        println!("  {name:<width$}{}", row.iter().map(|v| cell(&v.to_string())).collect::<String>());
+    print!("{}", r.confusion_table(&set.classes));
+    if let Some(png) = &a.plot {
+        let title = format!("{} on {} ({split} split, {} images): accuracy {:.2}%", model.name, set.name, r.samples, 100.0 * r.accuracy);
+        wgtrain::plot::save_confusion(png, &title, &set.classes, &r.confusion, wgtrain::plot::ConfusionCells::RowPercent)?;
+        println!("wrote the confusion matrix to {}", png.display());
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod devices;
 mod eval;
 mod experiment;
 mod export;
+mod plot;
 mod predict;
 mod profile;
 mod summary;
@@ -56,6 +57,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Write a PNG grid of augmented training samples (what the model is fed)
     AugmentPreview(augment_preview::PreviewArgs),
+    /// Loss and accuracy per epoch of training logs (`train --log`) as a PNG, several runs overlaid
+    Plot(plot::PlotArgs),
     /// Per-layer shapes, parameters, multiply-accumulates and memory of a model
     Summary(summary::SummaryArgs),
     /// List every GPU adapter wgpu can see (WGPU_BACKEND restricts the backends)
@@ -169,6 +172,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a, gpu),
         Command::AugmentPreview(a) => augment_preview::run(a),
+        Command::Plot(a) => plot::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Devices => devices::run(),
         Command::Verify(a) => verify::run(a, gpu),

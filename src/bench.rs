@@ -212,11 +212,112 @@ pub struct TrainBench {
     pub images_per_s: f64,
     /// Images per second of each timed window, in run order.
     pub window_ips: Vec<f64>,
+    /// The model's training memory at this batch size, planned from its graph (parameters,
+    /// gradients, optimizer state, activations, saved tensors, activation gradients): see
+    /// [`crate::nn::MemoryEstimate`].
+    pub planned_bytes: u64,
+    /// The device memory wgpu reports allocated at most while the windows ran, where its
+    /// backend reports it (its allocator report; not on every backend).
+    pub device_bytes: Option<u64>,
+    /// The process's peak resident memory so far (after this batch size), where the system
+    /// tells it (Linux); on lavapipe it includes the device's memory.
+    pub peak_rss_bytes: Option<u64>,
 }
 
-/// `wgtrain bench train`: the default CNN on synthetic 1x28x28 input, forward + backward +
-/// Adam; per batch size, images/s as the median of `windows` timed windows of `steps` steps
-/// each, after two untimed warm-up steps.
+/// What `wgtrain bench train` trains: a model, its input, the optimizer, and the images.
+#[derive(Clone, Debug)]
+pub struct TrainBenchSetup {
+    /// The model (zoo or model file).
+    pub spec: crate::nn::ModelSpec,
+    /// Shape of one input sample [C, H, W].
+    pub input: [usize; 3],
+    /// Classes of the labels (and of the model's last layer).
+    pub classes: usize,
+    /// The optimizer of every step.
+    pub optimizer: Optimizer,
+    /// Real images and labels to cycle through (a data set's normalised training part);
+    /// `None`: synthetic inputs uniform in [-1, 1] with random labels.
+    pub data: Option<crate::data::Dataset>,
+}
+
+impl TrainBenchSetup {
+    /// The default CNN on synthetic 1x28x28 input with Adam: what `wgtrain bench train` runs
+    /// without options.
+    pub fn default_cnn() -> Self {
+        use crate::nn::{zoo, ModelSpec};
+        TrainBenchSetup {
+            spec: ModelSpec { name: "default".into(), layers: zoo::default_cnn(10) },
+            input: [1, 28, 28],
+            classes: 10,
+            optimizer: Optimizer::new(OptimizerKind::Adam),
+            data: None,
+        }
+    }
+
+    /// "the default CNN" for the zoo's default, else "model NAME".
+    pub fn model_name(&self) -> String {
+        if self.spec.name == "default" {
+            "the default CNN".into()
+        } else {
+            format!("model {}", self.spec.name)
+        }
+    }
+
+    /// "1x28x28 synthetic input" or "3x32x32 images of cifar10".
+    pub fn input_name(&self) -> String {
+        let [c, h, w] = self.input;
+        match &self.data {
+            Some(d) => format!("{c}x{h}x{w} images of {}", d.name),
+            None => format!("{c}x{h}x{w} synthetic input"),
+        }
+    }
+
+    /// The inputs and labels of a batch of `batch`: the data set's first images, cycled where
+    /// the batch is larger, or synthetic ones from a seed.
+    fn batch(&self, batch: usize) -> (Vec<f32>, Vec<f32>) {
+        let per: usize = self.input.iter().product();
+        match &self.data {
+            Some(d) if !d.is_empty() => {
+                let mut x = Vec::with_capacity(batch * per);
+                let mut labels = Vec::with_capacity(batch);
+                for i in 0..batch {
+                    let k = i % d.len();
+                    x.extend_from_slice(&d.images[k * per..(k + 1) * per]);
+                    labels.push(d.labels[k] as f32);
+                }
+                (x, labels)
+            }
+            _ => {
+                let mut rng = Rng::new(batch as u64);
+                let x = rng.vec(batch * per, -1.0, 1.0);
+                let labels = (0..batch).map(|_| rng.below(self.classes) as f32).collect();
+                (x, labels)
+            }
+        }
+    }
+}
+
+/// The process's peak resident set size in bytes (`VmHWM` of `/proc/self/status`), where the
+/// system tells it (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// 1536 -> "1.5 KiB", 3 << 20 -> "3.0 MiB".
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// `wgtrain bench train` without options: the default CNN on synthetic 1x28x28 input, forward +
+/// backward + Adam (see [`train_report_with`]).
 pub fn train_report<B: Backend>(
     be: &B,
     batch_sizes: &[usize],
@@ -224,25 +325,59 @@ pub fn train_report<B: Backend>(
     steps: usize,
     start: std::time::Instant,
 ) -> Result<Vec<TrainBench>> {
-    use crate::nn::{zoo, CrossEntropy, Model, ModelSpec, Targets};
-    println!("training throughput of the default CNN on {} (1x28x28 synthetic input, forward + backward + Adam)", be.name());
-    println!("{:>6} {:>22} {:>16} {:>24}", "batch", "first step done at", "median img/s", "windows (img/s)");
-    let opt = Optimizer::new(OptimizerKind::Adam);
+    train_report_with(be, &TrainBenchSetup::default_cnn(), batch_sizes, windows, steps, start)
+}
+
+/// `wgtrain bench train`: per batch size, a fresh model of `setup` trained on one fixed batch
+/// (forward + backward + the optimizer's update); images/s as the median of `windows` timed
+/// windows of `steps` steps each, after two untimed warm-up steps; the planned memory and the
+/// peak RSS. Prints a table whose rows start with the batch size, the time to the first step
+/// and, fourth, the median images/s (what `../shared/bench/compare.sh` reads).
+pub fn train_report_with<B: Backend>(
+    be: &B,
+    setup: &TrainBenchSetup,
+    batch_sizes: &[usize],
+    windows: usize,
+    steps: usize,
+    start: std::time::Instant,
+) -> Result<Vec<TrainBench>> {
+    use crate::nn::{CrossEntropy, Model, Targets};
+    let opt = &setup.optimizer;
+    println!(
+        "training throughput of {} on {} ({}, forward + backward + {})",
+        setup.model_name(),
+        be.name(),
+        setup.input_name(),
+        opt_name(opt)
+    );
+    println!(
+        "{:>6} {:>22} {:>16} {:>14} {:>14} {:>14} {:>24}",
+        "batch", "first step done at", "median img/s", "planned mem", "device mem", "peak RSS", "windows (img/s)"
+    );
     let mut out = Vec::new();
     for &batch in batch_sizes {
-        let spec = ModelSpec { name: "default".into(), layers: zoo::default_cnn(10) };
-        let mut model = Model::from_spec(be, &spec, &[1, 28, 28], 1)?;
-        model.reset_optimizer(be, &opt)?;
-        let mut rng = Rng::new(batch as u64);
-        let x = rng.vec(batch * 28 * 28, -1.0, 1.0);
-        let labels: Vec<f32> = (0..batch).map(|_| rng.below(10) as f32).collect();
-        let step = |model: &mut Model<B>| model.train_step(be, &x, Targets::Labels(&labels), &opt, &CrossEntropy::default(), None);
+        let planned = setup.spec.memory(&setup.input, batch, opt)?.peak();
+        // Refused before the batch is made on the host (which could be larger than its memory).
+        let input_bytes = (batch as u64).saturating_mul(setup.input.iter().product::<usize>() as u64 * 4);
+        let limit = be.memory().max_tensor_bytes;
+        if input_bytes > limit {
+            return Err(crate::Error::Invalid(format!(
+                "batch size {batch}: an input batch of {} is more than the device's largest buffer ({}); use a smaller batch size",
+                human_bytes(input_bytes),
+                human_bytes(limit)
+            )));
+        }
+        let mut model = Model::from_spec(be, &setup.spec, &setup.input, 1)?;
+        model.reset_optimizer(be, opt)?;
+        let (x, labels) = setup.batch(batch);
+        let step = |model: &mut Model<B>| model.train_step(be, &x, Targets::Labels(&labels), opt, &CrossEntropy::default(), None);
         step(&mut model)?;
         be.sync()?;
         let first_step = start.elapsed();
         step(&mut model)?;
         be.sync()?;
         let mut window_ips = Vec::new();
+        let mut device = be.memory().allocated_bytes;
         for _ in 0..windows.max(1) {
             let t = std::time::Instant::now();
             for _ in 0..steps.max(1) {
@@ -250,16 +385,217 @@ pub fn train_report<B: Backend>(
             }
             be.sync()?;
             window_ips.push((steps.max(1) * batch) as f64 / t.elapsed().as_secs_f64());
+            device = device.max(be.memory().allocated_bytes);
         }
         let mut sorted = window_ips.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted[sorted.len() / 2];
+        drop(model);
+        be.trim();
+        let rss = peak_rss_bytes();
         println!(
-            "{batch:>6} {:>20.2} s {median:>16.1} {:>24}",
+            "{batch:>6} {:>20.2} s {median:>16.1} {:>14} {:>14} {:>14} {:>24}",
             first_step.as_secs_f64(),
+            human_bytes(planned),
+            device.map_or("-".into(), human_bytes),
+            rss.map_or("-".into(), human_bytes),
             window_ips.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" ")
         );
-        out.push(TrainBench { batch, first_step, images_per_s: median, window_ips });
+        out.push(TrainBench {
+            batch,
+            first_step,
+            images_per_s: median,
+            window_ips,
+            planned_bytes: planned,
+            device_bytes: device,
+            peak_rss_bytes: rss,
+        });
     }
     Ok(out)
+}
+
+/// "Adam", "SGD with momentum 0.9": the optimizer as a title says it.
+fn opt_name(opt: &Optimizer) -> String {
+    match opt.preset_name() {
+        "adam" => "Adam".into(),
+        "adamw" => "AdamW".into(),
+        "sgd" => "SGD".into(),
+        "momentum" => format!("SGD with momentum {}", opt.momentum),
+        "nesterov" => format!("SGD with Nesterov momentum {}", opt.momentum),
+        "adagrad" => "Adagrad".into(),
+        "adadelta" => "Adadelta".into(),
+        "rmsprop" => "RMSprop".into(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files: CSV, JSON and a plot of the figures above.
+
+/// The settings of a training benchmark, for its files.
+fn train_settings(setup: &TrainBenchSetup, device: &str, windows: usize, steps: usize) -> serde_json::Value {
+    serde_json::json!({
+        "model": setup.spec.name,
+        "input": setup.input,
+        "classes": setup.classes,
+        "data": setup.data.as_ref().map_or("synthetic".to_string(), |d| d.name.clone()),
+        "optimizer": setup.optimizer.preset_name(),
+        "lr": setup.optimizer.lr.to_string().parse::<f64>().unwrap_or(f64::NAN), // as the f32 reads, not widened
+        "device": device,
+        "windows": windows.max(1),
+        "steps_per_window": steps.max(1),
+    })
+}
+
+/// The CSV of `bench train --csv`: a header, then one row per batch size with every figure and
+/// the settings (`model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,
+/// images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s`;
+/// input as `CxHxW`, the windows' images/s separated by `;`, unknown figures empty).
+pub fn train_csv(setup: &TrainBenchSetup, device: &str, windows: usize, steps: usize, results: &[TrainBench]) -> String {
+    let quote = |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
+    let [c, h, w] = setup.input;
+    let data = setup.data.as_ref().map_or("synthetic".to_string(), |d| d.name.clone());
+    let mut s = String::from("model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s\n");
+    for r in results {
+        s.push_str(&format!(
+            "{},{c}x{h}x{w},{},{},{},{},{},{},{:.3},{:.2},{:.3},{},{},{},{}\n",
+            quote(&setup.spec.name),
+            quote(&data),
+            setup.optimizer.preset_name(),
+            quote(device),
+            windows.max(1),
+            steps.max(1),
+            r.batch,
+            r.first_step.as_secs_f64(),
+            r.images_per_s,
+            1e3 * r.batch as f64 / r.images_per_s,
+            r.planned_bytes,
+            r.device_bytes.map_or(String::new(), |v| v.to_string()),
+            r.peak_rss_bytes.map_or(String::new(), |v| v.to_string()),
+            r.window_ips.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(";")
+        ));
+    }
+    s
+}
+
+/// The JSON of `bench train --json`: `{"benchmark": "train", "settings": {...}, "results": [...]}`.
+pub fn train_json(setup: &TrainBenchSetup, device: &str, windows: usize, steps: usize, results: &[TrainBench]) -> serde_json::Value {
+    let rows: Vec<_> = results
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "batch": r.batch,
+                "first_step_s": r.first_step.as_secs_f64(),
+                "images_per_s": r.images_per_s,
+                "ms_per_step": 1e3 * r.batch as f64 / r.images_per_s,
+                "planned_bytes": r.planned_bytes,
+                "device_bytes": r.device_bytes,
+                "peak_rss_bytes": r.peak_rss_bytes,
+                "window_images_per_s": r.window_ips,
+            })
+        })
+        .collect();
+    serde_json::json!({ "benchmark": "train", "settings": train_settings(setup, device, windows, steps), "results": rows })
+}
+
+fn timing_json(t: &Timing) -> serde_json::Value {
+    serde_json::json!({
+        "median_ms": t.median.as_secs_f64() * 1e3,
+        "min_ms": t.min.as_secs_f64() * 1e3,
+        "max_ms": t.max.as_secs_f64() * 1e3,
+        "runs": t.runs,
+    })
+}
+
+/// The JSON of `bench matmul --json`: every variant's timing and GFLOP/s, and which one the
+/// device uses.
+pub fn matmul_json(device: &str, chosen: MatmulVariant, results: &[MatmulBench]) -> serde_json::Value {
+    let rows: Vec<_> = results
+        .iter()
+        .map(|r| {
+            let mut v = timing_json(&r.timing);
+            v["variant"] = r.variant.name().into();
+            v["m"] = r.m.into();
+            v["n"] = r.n.into();
+            v["k"] = r.k.into();
+            v["gflops"] = r.gflops().into();
+            v["chosen"] = (r.variant == chosen).into();
+            v
+        })
+        .collect();
+    serde_json::json!({ "benchmark": "matmul", "settings": { "device": device }, "results": rows })
+}
+
+/// The JSON of `bench conv --json`: GFLOP/s of the forward and both backward passes per case.
+pub fn conv_json(device: &str, runs: usize, results: &[(ConvBenchCase, [f64; 3])]) -> serde_json::Value {
+    let rows: Vec<_> = results
+        .iter()
+        .map(|(c, g)| {
+            serde_json::json!({
+                "case": c.name,
+                "input": c.x,
+                "filters": c.k,
+                "kernel": c.kernel,
+                "stride": c.spec.stride,
+                "padding": c.spec.padding,
+                "forward_gflops": g[0],
+                "backward_data_gflops": g[1],
+                "backward_filter_gflops": g[2],
+            })
+        })
+        .collect();
+    serde_json::json!({ "benchmark": "conv", "settings": { "device": device, "runs": runs }, "results": rows })
+}
+
+/// The JSON of `bench optimizer --json`: per optimizer, the step's timing and GB/s.
+pub fn optimizer_json(device: &str, params: usize, results: &[(OptimizerKind, Timing, f64)]) -> serde_json::Value {
+    let rows: Vec<_> = results
+        .iter()
+        .map(|(k, t, gbs)| {
+            let mut v = timing_json(t);
+            v["optimizer"] = k.name().into();
+            v["gb_per_s"] = (*gbs).into();
+            v
+        })
+        .collect();
+    serde_json::json!({ "benchmark": "optimizer", "settings": { "device": device, "params": params }, "results": rows })
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))?;
+    text.push('\n');
+    crate::atomic::write(path, text.as_bytes())
+}
+
+/// The PNG of `bench train --plot`: median images/s against the batch size (log scale), with
+/// the windows' spread as error bars, titled with the model, input, optimizer and device.
+pub fn train_plot(path: &std::path::Path, setup: &TrainBenchSetup, device: &str, results: &[TrainBench]) -> Result<()> {
+    use crate::plot::{LinePlot, Scale, Series};
+    let points = results.iter().map(|r| (r.batch as f64, r.images_per_s)).collect();
+    // Half the range of the windows around the median: how steady the measurement was.
+    let spread = results
+        .iter()
+        .map(|r| {
+            let (lo, hi) = r.window_ips.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            if lo <= hi {
+                (hi - lo) / 2.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let windows = results.first().map_or(0, |r| r.window_ips.len());
+    let s = if windows == 1 { "" } else { "s" };
+    let name = format!("{} (median of {windows} timed window{s}; bars: half their range)", opt_name(&setup.optimizer));
+    LinePlot {
+        title: format!("Training throughput of {} on {}\n{}", setup.model_name(), device, setup.input_name()),
+        x_label: "batch size (images per step)".into(),
+        y_label: "training throughput (images/s)".into(),
+        x_scale: Scale::Log2,
+        series: vec![Series::new(name, points).with_err(spread)],
+        markers: true,
+        ..LinePlot::default()
+    }
+    .save(path)
 }

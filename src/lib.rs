@@ -47,7 +47,8 @@
 //!   stopping are [`train::Callback`]s; [`train::evaluate`] scores a model.
 //! - [`data`] (data sets, split, background loader with augmentation), [`checkpoint`]
 //!   (safetensors), [`verify`] (every kernel against its twin, reference case files),
-//!   [`mod@bench`] (the figures of `wgtrain bench` and `cargo bench`).
+//!   [`mod@bench`] (the figures of `wgtrain bench` and `cargo bench`), [`plot`] (PNG figures)
+//!   and [`runlog`] (training logs read back and drawn, `wgtrain plot`).
 //!
 //! Where an op lives, by name (e.g. `matmul`): `shaders/matmul_v*.wgsl` (kernels),
 //! `src/gpu/matmul.rs` (host side), `src/cpu/matmul.rs` (the twin), `src/ops/matmul.rs` (spec
@@ -69,6 +70,7 @@ pub mod ops;
 pub mod plot;
 pub mod profile;
 pub mod rng;
+pub mod runlog;
 pub mod tensor;
 pub mod train;
 pub mod verify;

@@ -163,6 +163,26 @@ pub fn save_panels(path: &Path, title: &str, panels: &[LinePlot]) -> Result<()> 
     })
 }
 
+/// [`save_panels`], with the colour of each series chosen: series `k` of every panel is drawn in
+/// palette colour `colours[k]` (series beyond the list take their own index), so that two
+/// series of one run (training solid, validation dashed) share a colour.
+pub fn save_panels_with_colours(path: &Path, title: &str, panels: &[LinePlot], colours: &[usize]) -> Result<()> {
+    let n = panels.len().max(1);
+    let width = (520 * n as u32).clamp(SIZE.0, 8000);
+    let pick = |i: usize| colour(colours.get(i).copied().unwrap_or(i));
+    render(path, (width, SIZE.1), |root| {
+        let area = draw_title(root, title, FONTS.title)?;
+        if panels.is_empty() {
+            return note_in_area(&area, "no data: no panels");
+        }
+        for (cell, plot) in area.split_evenly((1, n)).iter().zip(panels) {
+            let cell = draw_title(cell, &plot.title, PANEL_FONTS.title)?;
+            draw_line_plot_with(&cell, plot, &PANEL_FONTS, &pick)?;
+        }
+        Ok(())
+    })
+}
+
 /// One bar of a [`BarPlot`] group.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Bar {
@@ -217,6 +237,9 @@ pub struct Heatmap {
     pub values: Vec<Vec<f64>>,
     /// What the values are, with their unit ("test accuracy (%)"): the colour bar's label.
     pub value_label: String,
+    /// Decimals of the numbers printed in the cells (0 is printed "0"); `None`: 3 significant
+    /// digits.
+    pub decimals: Option<usize>,
 }
 
 impl Heatmap {
@@ -227,6 +250,52 @@ impl Heatmap {
             draw_heatmap(&area, self)
         })
     }
+}
+
+/// What the cells of a confusion-matrix figure ([`save_confusion`]) show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConfusionCells {
+    /// Images per (true, predicted) pair.
+    Counts,
+    /// Share of each true class's images, in % (rows sum to 100): readable when the classes
+    /// are of different sizes.
+    #[default]
+    RowPercent,
+}
+
+/// Writes a confusion matrix as a 1000×650 heatmap PNG: `confusion[true][predicted]` image
+/// counts, true classes down the left (the first on top), predicted classes along the bottom,
+/// both named by `classes` (numbered where missing), the value in each cell where it fits, and
+/// a colour bar. A true class without images is drawn grey in [`ConfusionCells::RowPercent`].
+pub fn save_confusion(path: &Path, title: &str, classes: &[String], confusion: &[Vec<usize>], cells: ConfusionCells) -> Result<()> {
+    let n = confusion.len().max(confusion.iter().map(Vec::len).max().unwrap_or(0));
+    let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let row = |r: usize| -> Vec<f64> {
+        let counts: Vec<f64> = (0..n).map(|c| confusion.get(r).and_then(|row| row.get(c)).copied().unwrap_or(0) as f64).collect();
+        let total: f64 = counts.iter().sum();
+        match cells {
+            ConfusionCells::Counts => counts,
+            ConfusionCells::RowPercent => counts.iter().map(|v| if total > 0.0 { 100.0 * v / total } else { f64::NAN }).collect(),
+        }
+    };
+    // The heatmap draws row 0 at the bottom; a confusion matrix reads from the top.
+    Heatmap {
+        title: title.to_string(),
+        x_label: "predicted class".into(),
+        y_label: "true class".into(),
+        x_ticks: (0..n).map(name).collect(),
+        y_ticks: (0..n).rev().map(name).collect(),
+        values: (0..n).rev().map(row).collect(),
+        value_label: match cells {
+            ConfusionCells::Counts => "images".into(),
+            ConfusionCells::RowPercent => "share of the true class's images (%)".into(),
+        },
+        decimals: Some(match cells {
+            ConfusionCells::Counts => 0,
+            ConfusionCells::RowPercent => 1,
+        }),
+    }
+    .save(path)
 }
 
 /// A function of two variables as filled colour bands with iso-lines between them, with paths
@@ -267,6 +336,52 @@ impl ContourPlot<'_> {
             let area = draw_title(root, &self.title, FONTS.title)?;
             draw_contour(&area, self)
         })
+    }
+}
+
+/// Lines of text to write centred in a box of an image (the caption under a tile).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Caption {
+    /// Left edge of the box, in pixels.
+    pub x: u32,
+    /// Top edge of the box, in pixels.
+    pub y: u32,
+    /// Width of the box: longer lines are shrunk (down to 10 pixels) and then cut with "…".
+    pub width: u32,
+    /// The lines, top to bottom, one every [`CAPTION_LINE`] pixels.
+    pub lines: Vec<String>,
+    /// Colour of the text.
+    pub rgb: [u8; 3],
+}
+
+/// Height of one line of a [`Caption`], in pixels.
+pub const CAPTION_LINE: u32 = 14;
+
+/// Writes `captions` onto `img` with the embedded font. An error (never a panic) if text cannot
+/// be drawn.
+pub fn draw_captions(img: &mut image::RgbImage, captions: &[Caption]) -> Result<()> {
+    ensure_font();
+    let (w, h) = img.dimensions();
+    let drawn = catch_unwind(AssertUnwindSafe(|| -> DrawResult {
+        let root = BitMapBackend::with_buffer(img.as_mut(), (w, h)).into_drawing_area();
+        for c in captions {
+            let max_w = c.width.saturating_sub(4) as f64;
+            for (i, line) in c.lines.iter().enumerate() {
+                let px = fit_font(&root, line, 12.0, max_w)?;
+                let text = shorten(&root, line, px, max_w)?;
+                let ink = RGBColor(c.rgb[0], c.rgb[1], c.rgb[2]);
+                let style = font(px).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                let centre = ((c.x + c.width / 2) as i32, (c.y + CAPTION_LINE * i as u32 + CAPTION_LINE / 2) as i32);
+                root.draw(&Text::new(text, centre, style))?;
+            }
+        }
+        root.present()?;
+        Ok(())
+    }));
+    match drawn {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Invalid(format!("drawing captions: {e}"))),
+        Err(_) => Err(Error::Invalid("drawing captions: the text renderer panicked".into())),
     }
 }
 
@@ -321,13 +436,10 @@ fn render(path: &Path, (width, height): (u32, u32), draw: impl FnOnce(&Area<'_>)
         }
     }
     let img = image::RgbImage::from_raw(width, height, buf).ok_or_else(|| failed("image buffer has the wrong size".into()))?;
-    img.save_with_format(path, image::ImageFormat::Png).map_err(|e| {
-        let source = match e {
-            image::ImageError::IoError(e) => e,
-            other => std::io::Error::other(other),
-        };
-        Error::Io { path: path.to_path_buf(), source }
-    })
+    // Encoded in memory, then written atomically: a reader never sees half a PNG.
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| failed(format!("encoding the PNG: {e}")))?;
+    crate::atomic::write(path, &png)
 }
 
 /// `px` rounded down to an even size (see [`FONTS`]).
@@ -1004,9 +1116,18 @@ fn y_label_area(area: &Area<'_>, ya: &Axis, fonts: &Fonts) -> DrawResult<u32> {
 }
 
 fn draw_line_plot(area: &Area<'_>, p: &LinePlot, fonts: &Fonts) -> DrawResult {
+    draw_line_plot_with(area, p, fonts, &colour)
+}
+
+/// [`draw_line_plot`] with the colour of series `i` given by `colour_of(i)`.
+fn draw_line_plot_with(area: &Area<'_>, p: &LinePlot, fonts: &Fonts, colour_of: &dyn Fn(usize) -> RGBColor) -> DrawResult {
     let all: Vec<_> = p.series.iter().map(|s| runs(s, p.x_scale, p.y_scale)).collect();
     let points = || all.iter().flatten().flatten();
-    let xa = Axis::auto(p.x_scale, points().map(|q| q.0), 8);
+    let mut xa = Axis::auto(p.x_scale, points().map(|q| q.0), 8);
+    // Whole-number x values (epochs, members) over a short range: ticks at whole numbers only.
+    if p.x_scale == Scale::Linear && points().all(|q| q.0.fract() == 0.0) && linear_ticks(xa.t.0, xa.t.1, 8).1 < 1.0 {
+        xa.ticks = Some(((xa.t.0.ceil() as i64)..=(xa.t.1.floor() as i64)).map(|k| (k as f64, k.to_string())).collect());
+    }
     let ya = Axis::auto(
         p.y_scale,
         points().flat_map(|&(_, y, e)| {
@@ -1042,7 +1163,7 @@ fn draw_line_plot(area: &Area<'_>, p: &LinePlot, fonts: &Fonts) -> DrawResult {
     }
     let mut samples = vec![];
     for (i, (s, runs)) in p.series.iter().zip(&all).enumerate() {
-        let (c, dashed) = (colour(i), s.dashed);
+        let (c, dashed) = (colour_of(i), s.dashed);
         if !s.name.is_empty() {
             let name = if runs.is_empty() { format!("{} (no data)", s.name) } else { s.name.clone() };
             legend_line(chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?, name, c, dashed);
@@ -1335,7 +1456,12 @@ fn draw_heatmap(area: &Area<'_>, p: &Heatmap) -> DrawResult {
     }))?;
     let (pw, ph) = chart.plotting_area().dim_in_pixel();
     let (cw, ch) = (pw as f64 / cols as f64, ph as f64 / rows as f64);
-    let texts: Vec<Vec<String>> = (0..rows).map(|r| (0..cols).map(|c| fmt_sig(value(r, c), 3)).collect()).collect();
+    let cell_text = |v: f64| match p.decimals {
+        Some(_) if v == 0.0 => "0".to_string(),
+        Some(d) if v.is_finite() => format!("{v:.d$}"),
+        _ => fmt_sig(v, 3),
+    };
+    let texts: Vec<Vec<String>> = (0..rows).map(|r| (0..cols).map(|c| cell_text(value(r, c))).collect()).collect();
     let longest = texts.iter().flatten().map(|t| t.chars().count()).max().unwrap_or(1).max(1) as f64;
     let px = even((ch * 0.45).min(cw * 0.9 / (longest * 0.62)).min(16.0));
     if px >= 7.0 {
@@ -1840,6 +1966,7 @@ mod tests {
                 })
                 .collect(),
             value_label: "validation accuracy (%)".into(),
+            decimals: None,
         }
     }
 

@@ -456,9 +456,21 @@ fn augment_preview_writes_a_grid() {
     let out = temp_dir("preview").join("grid.png");
     let aug = Augment { crop_pad: 2, hflip: true, noise: 0.1, mixup: 0.4, cutmix: 1.0 };
     assert_eq!(wgtrain::data::preview::write_grid(&d, 20, &aug, 1, &out).unwrap(), 20);
-    let img = image::open(&out).unwrap();
-    // 8 columns of 3x-enlarged 28-pixel images with 2-pixel gaps; 20 samples need 3 rows.
-    assert_eq!((img.width(), img.height()), (8 * (28 * 3 + 2), 3 * (28 * 3 + 2)));
+    let img = image::open(&out).unwrap().to_rgb8();
+    // 8 columns of 4x-enlarged 28-pixel images (112 pixels, room for captions) with 2-pixel
+    // gaps; 20 samples need 3 rows, each with a caption strip of two 14-pixel lines (mixing is
+    // on: two classes and their weights).
+    let (tile, row_h) = (28 * 4, 28 * 4 + 2 * 14 + 2 + 2);
+    assert_eq!((img.width(), img.height()), (8 * (tile + 2), 3 * row_h));
+    // The caption strips hold text: light pixels on the dark background, under every tile of
+    // the first row and under none of the empty places of the last one (20 = 2 * 8 + 4).
+    let light = |x0: u32, y0: u32| {
+        (0..tile).flat_map(|x| (0..2 * 14).map(move |y| (x0 + x, y0 + y))).filter(|&(x, y)| img.get_pixel(x, y).0[0] > 150).count()
+    };
+    for col in 0..8 {
+        assert!(light(col * (tile + 2), tile + 1) > 30, "tile {col} has no caption");
+    }
+    assert_eq!(light(5 * (tile + 2), 2 * row_h + tile + 1), 0, "an empty place has a caption");
     assert!(wgtrain::data::preview::write_grid(&d, 0, &aug, 1, &out).is_err());
     // Asking for more than the data set holds writes what there is, and says how many.
     assert_eq!(wgtrain::data::preview::write_grid(&d, 1_000_000_000, &aug, 1, &out).unwrap(), 40);

@@ -308,6 +308,7 @@ fn plot_grid(opts: &Options, settings: &[Vec<(Param, f64)>], means: &[(f64, f64)
             y_ticks: ys.iter().map(|v| value(*py, *v)).collect(),
             values,
             value_label: "mean validation accuracy (%)".into(),
+            decimals: None,
         }
         .save(path);
     }

@@ -16,6 +16,7 @@ pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod spec;
+pub mod summary;
 pub mod toml_model;
 pub mod zoo;
 
@@ -25,3 +26,4 @@ pub use layers::{AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool
 pub use loss::{CrossEntropy, Loss, LossTarget};
 pub use model::{Graph, Metrics, Model, NamedTensor, Node, Op, Targets};
 pub use spec::{LayerInfo, LayerSpec, ModelSpec};
+pub use summary::MemoryEstimate;

@@ -3,8 +3,6 @@
 //! turns into layer objects with [`ModelSpec::build`]; a model built from layers written in
 //! Rust needs no spec.
 
-use std::fmt::Write as _;
-
 use super::container::Sequential;
 use super::layer::Layer;
 use super::layers::{AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, Relu};
@@ -211,52 +209,6 @@ impl ModelSpec {
         }
         Ok(out)
     }
-
-    /// The table of `wgtrain summary`.
-    pub fn summary(&self, input: &[usize]) -> Result<String> {
-        let infos = self.infer(input)?;
-        let mut s = String::new();
-        let _ = writeln!(s, "model {} for input {:?}", self.name, input);
-        let _ = writeln!(
-            s,
-            "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}",
-            "#", "layer", "output", "weights", "biases", "parameters", "MACs", "act. memory"
-        );
-        let (mut w, mut b, mut m, mut a) = (0, 0, 0, 0);
-        for (i, (layer, info)) in self.layers.iter().zip(&infos).enumerate() {
-            let act = info.output.iter().product::<usize>() * 4;
-            let _ = writeln!(
-                s,
-                "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}",
-                i,
-                layer.name(),
-                format!("{:?}", info.output),
-                group(info.weights),
-                group(info.biases),
-                group(info.weights + info.biases),
-                group(info.macs),
-                bytes(act)
-            );
-            w += info.weights;
-            b += info.biases;
-            m += info.macs;
-            a += act;
-        }
-        let _ = writeln!(
-            s,
-            "{:<4} {:<16} {:<16} {:>12} {:>10} {:>12} {:>14} {:>12}",
-            "",
-            "total",
-            "",
-            group(w),
-            group(b),
-            group(w + b),
-            group(m),
-            bytes(a)
-        );
-        let _ = writeln!(s, "(per sample; activation memory counts each layer's output once, in f32)");
-        Ok(s)
-    }
 }
 
 /// 1234567 -> "1,234,567"
@@ -270,12 +222,4 @@ pub fn group(n: usize) -> String {
         out.push(ch);
     }
     out
-}
-
-fn bytes(n: usize) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }

@@ -84,3 +84,30 @@ pub fn evaluate<B: Backend>(be: &B, model: &mut Model<B>, data: &Dataset, batch:
         probabilities,
     })
 }
+
+impl Evaluation {
+    /// The confusion matrix as text, rows (true classes) and columns (predicted classes) named
+    /// by `classes` (numbered where missing; column names cut to 10 characters).
+    pub fn confusion_table(&self, classes: &[String]) -> String {
+        let k = self.confusion.len();
+        let name = |i: usize| classes.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let short = |i: usize| name(i).chars().take(10).collect::<String>();
+        let widest_count = self.confusion.iter().flatten().map(|v| v.to_string().len()).max().unwrap_or(1);
+        let col = (0..k).map(|i| short(i).chars().count()).max().unwrap_or(1).max(widest_count) + 2;
+        let label = (0..k).map(|i| name(i).chars().count()).max().unwrap_or(1).clamp(4, 24);
+        let mut s = format!("  {:<label$}", "");
+        for c in 0..k {
+            s.push_str(&format!("{:>col$}", short(c)));
+        }
+        s.push('\n');
+        for (r, row) in self.confusion.iter().enumerate() {
+            let n: String = name(r).chars().take(label).collect();
+            s.push_str(&format!("  {n:<label$}"));
+            for v in row {
+                s.push_str(&format!("{v:>col$}"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
