@@ -108,8 +108,9 @@ fn chart(p: &StepProfile) -> BarPlot {
     }
 }
 
-/// `--input C,H,W`, or the zoo model's natural input (1,28,28 for others).
-fn parse_input(model: &str, input: Option<&str>) -> anyhow::Result<Vec<usize>> {
+/// `--input C,H,W`, or the zoo model's natural input (1,28,28 for others); for `profile` and
+/// `summary`.
+pub fn parse_input(model: &str, input: Option<&str>) -> anyhow::Result<Vec<usize>> {
     let text = match input {
         Some(s) => s.to_string(),
         None => wgtrain::nn::zoo::natural_input(model).unwrap_or([1, 28, 28]).map(|d| d.to_string()).join(","),

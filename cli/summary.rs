@@ -23,18 +23,7 @@ pub struct SummaryArgs {
 }
 
 pub fn run(a: &SummaryArgs) -> anyhow::Result<ExitCode> {
-    let input = match &a.input {
-        Some(s) => s.clone(),
-        None => wgtrain::nn::zoo::natural_input(&a.model).unwrap_or([1, 28, 28]).map(|d| d.to_string()).join(","),
-    };
-    let dims: Vec<usize> = input
-        .split(',')
-        .map(|v| v.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--input {input}: expected C,H,W (three positive integers)"))?;
-    if dims.len() != 3 || dims.contains(&0) {
-        anyhow::bail!("--input {input}: expected C,H,W (three positive integers)");
-    }
+    let dims = crate::profile::parse_input(&a.model, a.input.as_deref())?;
     if a.classes == Some(0) {
         anyhow::bail!("--classes 0: expected at least 1");
     }
