@@ -869,7 +869,7 @@ fn the_kernel_cache_is_used_invalidated_and_survives_corruption() {
         .unwrap()
     };
     let key = autotune::device_key(gpu.context());
-    let classes = ["nn-small", "nn-medium", "nn-large", "tn-small", "tn-medium", "tn-large", "nt-small", "nt-medium", "nt-large"];
+    let classes = ["nn-small", "nn-large", "tn-small", "tn-large", "nt-small", "nt-large"];
     let entry: serde_json::Map<String, serde_json::Value> = classes.iter().map(|c| (c.to_string(), "v1_naive".into())).collect();
     std::fs::write(&file, serde_json::json!({"format": 1, "devices": {key.clone(): entry.clone()}}).to_string()).unwrap();
     let g = open(None);

@@ -1,5 +1,5 @@
 //! Kernels chosen by measurement. On first use of an adapter, each matmul shape class (the
-//! operands' transposes times three sizes) is timed with every candidate variant on a
+//! operands' transposes times two sizes) is timed with every candidate variant on a
 //! representative product, and the fastest is kept; the choice is cached per adapter, driver
 //! and wgtrain version in a small JSON file in the user's cache folder, so later processes
 //! read it instead of measuring. A forced variant (`--matmul-variant`, `WGTRAIN_MATMUL`) still
@@ -25,12 +25,14 @@ pub enum Tuning {
     Fresh,
 }
 
-/// Sizes of products, by multiply-adds.
-const SIZES: [(&str, [usize; 3]); 3] = [("small", [48, 48, 48]), ("medium", [128, 128, 128]), ("large", [256, 256, 256])];
+/// Representative products (m, n, k) of the two size classes: the same N, so v4 runs with the
+/// same number of lanes (one pipeline per layout) in both.
+const SIZES: [(&str, [usize; 3]); 2] = [("small", [16, 256, 32]), ("large", [256, 256, 256])];
 /// Operand layouts: (name, transpose a, transpose b).
 const LAYOUTS: [(&str, bool, bool); 3] = [("nn", false, false), ("tn", true, false), ("nt", false, true)];
 
-/// The class of a product: `nn-large`, `tn-small`, ... (both transposed counts as `tn`).
+/// The class of a product: `nn-large`, `tn-small`, ... (below 2^20 multiply-adds is small;
+/// both transposed counts as `tn`).
 pub fn shape_class(d: &MatmulDims, spec: MatmulSpec) -> String {
     let layout = match (spec.trans_a, spec.trans_b) {
         (false, false) => "nn",
@@ -38,13 +40,7 @@ pub fn shape_class(d: &MatmulDims, spec: MatmulSpec) -> String {
         _ => "tn",
     };
     let macs = d.batch.saturating_mul(d.m).saturating_mul(d.n).saturating_mul(d.k);
-    let size = if macs < 1 << 18 {
-        "small"
-    } else if macs < 1 << 23 {
-        "medium"
-    } else {
-        "large"
-    };
+    let size = if macs < 1 << 20 { "small" } else { "large" };
     format!("{layout}-{size}")
 }
 
@@ -71,19 +67,30 @@ impl MatmulChoice {
     }
 }
 
-/// What identifies an adapter and its driver in the cache: a driver update measures again.
+/// What identifies an adapter, its driver and the kernels in the cache: a driver update, or
+/// a change to any matmul shader, measures again.
 pub fn device_key(ctx: &GpuContext) -> String {
     let i = &ctx.info;
     format!(
-        "{} | {:?} | vendor {:#x} device {:#x} | driver {} {} | wgtrain {}",
+        "{} | {:?} | vendor {:#x} device {:#x} | driver {} {} | wgtrain {} kernels {:016x}",
         i.name,
         i.backend,
         i.vendor,
         i.device,
         i.driver,
         i.driver_info,
-        env!("CARGO_PKG_VERSION")
+        env!("CARGO_PKG_VERSION"),
+        kernels_fingerprint()
     )
+}
+
+/// FNV-1a of the matmul shaders' text (the candidates the cache chose among).
+fn kernels_fingerprint() -> u64 {
+    super::kernels::SHADERS
+        .iter()
+        .filter(|s| s.name.starts_with("matmul_"))
+        .flat_map(|s| s.name.bytes().chain(s.source.bytes()))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The cache file: `$WGTRAIN_CACHE_DIR`, else `$XDG_CACHE_HOME/wgtrain`, else `~/.cache/wgtrain`.
@@ -191,9 +198,14 @@ impl Gpu {
                 let b = self.upload(&b_shape, &rng.vec(k * n, -1.0, 1.0))?;
                 let mut c = self.zeros(&[m, n])?;
                 let spec = MatmulSpec { trans_a: ta, trans_b: tb, ..MatmulSpec::default() };
-                // v1 is the baseline, never the fastest; the representative shapes are all
-                // multiples of 4, so v4 runs in its own form for every layout.
-                let candidates = [MatmulVariant::V2Tiled, MatmulVariant::V3RegBlock, MatmulVariant::V4Lanes];
+                // v1 is the baseline, never the fastest; v2's barriers make it several times
+                // slower than v3 on CPU adapters (BENCHMARKS.md), so it is timed on GPUs only.
+                // The representative shapes are multiples of 4: v4 runs in its own form.
+                let candidates: &[MatmulVariant] = if self.ctx.is_cpu_adapter() {
+                    &[MatmulVariant::V3RegBlock, MatmulVariant::V4Lanes]
+                } else {
+                    &[MatmulVariant::V2Tiled, MatmulVariant::V3RegBlock, MatmulVariant::V4Lanes]
+                };
                 let mut best = (f64::INFINITY, MatmulVariant::V3RegBlock);
                 let run = |v: MatmulVariant, c: &mut super::GpuTensor| -> Result<f64> {
                     let t = Instant::now();
@@ -201,7 +213,7 @@ impl Gpu {
                     self.sync()?;
                     Ok(t.elapsed().as_secs_f64())
                 };
-                for v in candidates {
+                for &v in candidates {
                     // The first run may compile a pipeline (v4's depends on N): not a
                     // measurement. A timed run far behind the best is not repeated.
                     run(v, &mut c)?;

@@ -32,7 +32,6 @@ shaders![
     "matmul_v2_tiled",
     "matmul_v3_regblock",
     "matmul_v4_lanes",
-    "matmul_v4_lanes",
     "elementwise",
     "relu",
     "reduce",
