@@ -3,6 +3,9 @@
 //   bn_apply:          y  = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]
 //   bn_backward_apply: dx = k1[c] * (dy - k2[c] - (x - mean[c]) * k3[c]),  k = bn_backward_coef
 //                      (= gamma*invstd/cnt * (cnt*dy - sum dy - x_hat * sum dy*x_hat))
+// The *_planes entries do the same on a 3-D grid (x: position in the plane, y: channel,
+// z: image), so no invocation divides to find its channel (integer division is slow on CPU
+// adapters); the host uses them when a plane holds at least 32 values.
 // Host side: src/gpu/batch_norm.rs. CPU twin: src/cpu/batch_norm.rs.
 
 struct BnParams {
@@ -42,5 +45,25 @@ fn bn_backward_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let c = (i / p.p) % p.c;
+    out[i] = scale[c] * (dy[i] - scale[p.c + c] - (x[i] - mean[c]) * scale[2u * p.c + c]);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_apply_planes(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.p) {
+        return;
+    }
+    let c = gid.y;
+    let i = (gid.z * p.c + c) * p.p + gid.x;
+    out[i] = fma((x[i] - mean[c]) * scale[c], gamma[c], beta[c]);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_backward_apply_planes(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.p) {
+        return;
+    }
+    let c = gid.y;
+    let i = (gid.z * p.c + c) * p.p + gid.x;
     out[i] = scale[c] * (dy[i] - scale[p.c + c] - (x[i] - mean[c]) * scale[2u * p.c + c]);
 }

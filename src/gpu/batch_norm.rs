@@ -84,9 +84,25 @@ impl Gpu {
         params: &BnParams,
         groups: [u32; 3],
     ) -> Result<()> {
-        let pipeline = self.pipeline::<BnParams>(&kernels::BN_APPLY, &[])?;
         let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(mean), Bind::whole(invstd), Bind::whole(gamma), Bind::whole(beta)];
-        self.dispatch("batch_norm", &pipeline, params, &binds, groups)
+        match self.plane_grid(params) {
+            Some(planes) => {
+                let pipeline = self.pipeline::<BnParams>(&kernels::BN_APPLY_PLANES, &[])?;
+                self.dispatch("batch_norm", &pipeline, params, &binds, planes)
+            }
+            None => {
+                let pipeline = self.pipeline::<BnParams>(&kernels::BN_APPLY, &[])?;
+                self.dispatch("batch_norm", &pipeline, params, &binds, groups)
+            }
+        }
+    }
+
+    /// The (position, channel, image) grid of the `*_planes` entries, where planes hold at
+    /// least 32 values (narrower ones would leave most of a 64-wide workgroup idle) and the
+    /// channel and image counts fit one grid dimension each.
+    fn plane_grid(&self, params: &BnParams) -> Option<[u32; 3]> {
+        let max = self.max_groups();
+        (params.p >= 32 && params.c <= max && params.n <= max).then(|| [params.p.div_ceil(64), params.c, params.n])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -123,8 +139,12 @@ impl Gpu {
                 Bind::whole(save_invstd),
             ],
         )?;
-        let pipeline = self.pipeline::<BnParams>(&kernels::BN_BACKWARD_APPLY, &[])?;
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
+        let (kernel, groups) = match self.plane_grid(&params) {
+            Some(planes) => (&kernels::BN_BACKWARD_APPLY_PLANES, planes),
+            None => (&kernels::BN_BACKWARD_APPLY, groups),
+        };
+        let pipeline = self.pipeline::<BnParams>(kernel, &[])?;
         self.dispatch("batch_norm_backward", &pipeline, &params, &binds, groups)
     }
 

@@ -233,6 +233,8 @@ pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", stora
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
 /// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
 pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", storage: IN1_OUT };
+/// [`PERMUTE3`] on a grid of (i2, i1, i0): no division per element.
+pub const PERMUTE3_GRID: Kernel = Kernel { shader: "permute", entry: "permute3_grid", storage: IN1_OUT };
 /// `y = act(y + bias[c])` in place over [N, C, P].
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
 /// dz = dy * act'(z), read off the activated output y.
@@ -277,6 +279,18 @@ pub const BN_APPLY: Kernel =
 /// dx from dy, x and the per-channel coefficients of [`BN_BACKWARD_COEF`].
 pub const BN_BACKWARD_APPLY: Kernel =
     Kernel { shader: "batch_norm", entry: "bn_backward_apply", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)] };
+/// [`BN_APPLY`] on a grid of (position, channel, image): no division per element.
+pub const BN_APPLY_PLANES: Kernel = Kernel {
+    shader: "batch_norm",
+    entry: "bn_apply_planes",
+    storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)],
+};
+/// [`BN_BACKWARD_APPLY`] on a grid of (position, channel, image).
+pub const BN_BACKWARD_APPLY_PLANES: Kernel = Kernel {
+    shader: "batch_norm",
+    entry: "bn_backward_apply_planes",
+    storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (5, Read)],
+};
 /// Backward of batch norm's eval forward: `dx = dy * gamma[c] / sqrt(running_var[c] + eps)`.
 pub const BN_EVAL_BACKWARD_DX: Kernel = Kernel {
     shader: "batch_norm_eval_backward",
@@ -334,6 +348,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &IM2COL_T,
     &COL2IM,
     &PERMUTE3,
+    &PERMUTE3_GRID,
     &BIAS_ACT,
     &ACT_BACKWARD,
     &CHANNEL_SUM,
@@ -351,6 +366,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &BN_BACKWARD_COEF,
     &BN_APPLY,
     &BN_BACKWARD_APPLY,
+    &BN_APPLY_PLANES,
+    &BN_BACKWARD_APPLY_PLANES,
     &BN_EVAL_BACKWARD_DX,
     &BN_EVAL_BACKWARD_PARAMS,
     &CROSS_ENTROPY_HARD,

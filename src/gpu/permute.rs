@@ -26,8 +26,14 @@ impl Gpu {
         if total == 0 {
             return Ok(());
         }
-        let pipeline = self.pipeline::<PermuteParams>(&kernels::PERMUTE3, &[])?;
-        let (groups, row_stride) = grid_2d("permute", total as u64, self.max_groups())?;
+        // Rows of 32 or more: a 3-D grid, no division per element; else the flat index.
+        let max = self.max_groups() as usize;
+        let grid = d[2] >= 32 && d[1] <= max && d[0] <= max;
+        let pipeline = self.pipeline::<PermuteParams>(if grid { &kernels::PERMUTE3_GRID } else { &kernels::PERMUTE3 }, &[])?;
+        let (mut groups, row_stride) = grid_2d("permute", total as u64, self.max_groups())?;
+        if grid {
+            groups = [d[2].div_ceil(64) as u32, d[1] as u32, d[0] as u32];
+        }
         let u = |v: usize| v as u32;
         let params = PermuteParams {
             d0: u(d[0]),

@@ -77,12 +77,22 @@ pub fn cases(large: bool) -> Vec<super::Case> {
     v.into_iter().map(super::Case::Channel).collect()
 }
 
-/// Permutes of every kind the convolution uses, from a single element up.
+/// Permutes of every kind the convolution uses, from a single element up; rows shorter than 32
+/// (the flat-index kernel) and longer (the 3-D grid, with rows past a 64-wide workgroup).
 fn permute_cases() -> Vec<Case> {
-    [([1, 1, 1], [0, 2, 1]), ([3, 5, 7], [0, 2, 1]), ([4, 6, 13], [1, 0, 2]), ([2, 3, 4], [2, 1, 0])]
-        .into_iter()
-        .map(|(d, order)| Case::Permute { d, order })
-        .collect()
+    [
+        ([1, 1, 1], [0, 2, 1]),
+        ([3, 5, 7], [0, 2, 1]),
+        ([4, 6, 13], [1, 0, 2]),
+        ([2, 3, 4], [2, 1, 0]),
+        ([3, 5, 37], [1, 0, 2]),
+        ([2, 33, 40], [0, 2, 1]),
+        ([5, 2, 97], [2, 0, 1]),
+        ([1, 3, 131], [2, 1, 0]),
+    ]
+    .into_iter()
+    .map(|(d, order)| Case::Permute { d, order })
+    .collect()
 }
 
 /// The case on one backend; `a` is y or x, `b` is the bias or dy.
