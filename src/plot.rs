@@ -148,19 +148,7 @@ impl LinePlot {
 /// with its own title, axes and legend (e.g. loss and accuracy of the same runs). The figure is
 /// 650 pixels high and 1000 wide, or 520 per panel when there are more than two.
 pub fn save_panels(path: &Path, title: &str, panels: &[LinePlot]) -> Result<()> {
-    let n = panels.len().max(1);
-    let width = (520 * n as u32).clamp(SIZE.0, 8000);
-    render(path, (width, SIZE.1), |root| {
-        let area = draw_title(root, title, FONTS.title)?;
-        if panels.is_empty() {
-            return note_in_area(&area, "no data: no panels");
-        }
-        for (cell, plot) in area.split_evenly((1, n)).iter().zip(panels) {
-            let cell = draw_title(cell, &plot.title, PANEL_FONTS.title)?;
-            draw_line_plot(&cell, plot, &PANEL_FONTS)?;
-        }
-        Ok(())
-    })
+    save_panels_with_colours(path, title, panels, &[])
 }
 
 /// [`save_panels`], with the colour of each series chosen: series `k` of every panel is drawn in
