@@ -90,26 +90,31 @@ pub fn model_from_checkpoint<B: Backend>(be: &B, path: &std::path::Path) -> anyh
 }
 
 fn eval<B: Backend>(be: &B, a: &EvalArgs, m: Option<&clap::ArgMatches>) -> anyhow::Result<()> {
-    let (mut model, meta, d, file) = match (&a.checkpoint, &a.weights) {
-        (Some(ck), _) => {
-            let (model, meta) = model_from_checkpoint(be, ck)?;
-            let d = data_spec(a, m, &meta, ck)?;
-            (model, meta, d, ck)
-        }
-        (None, Some(w)) => {
-            // A weights file records no run: the data flags say what the data is.
-            crate::args::check_data(&a.data)?;
-            let d = a.data.spec();
-            let (model, meta) = crate::export::model_from_weights(be, w, a.model.as_deref(), &d)?;
-            (model, meta, d, w)
-        }
-        (None, None) => anyhow::bail!("eval needs --checkpoint FILE or --weights FILE"),
-    };
     if let Some(p) = &a.json {
         crate::train::check_writable("--json", p)?;
     }
+    let (mut model, meta, d, file, loaded) = match (&a.checkpoint, &a.weights) {
+        (Some(ck), _) => {
+            let (model, meta) = model_from_checkpoint(be, ck)?;
+            let d = data_spec(a, m, &meta, ck)?;
+            (model, meta, d, ck, None)
+        }
+        (None, Some(w)) => {
+            // A weights file records no run: the data flags say what the data is, and the data
+            // (loaded once, with train's default seed) gives the model its input and classes.
+            crate::args::check_data(&a.data)?;
+            let d = a.data.spec();
+            let sets = d.load(crate::export::WEIGHTS_SEED)?;
+            let (model, meta) = crate::export::model_from_weights(be, w, a.model.as_deref(), &sets.0)?;
+            (model, meta, d, w, Some(sets))
+        }
+        (None, None) => anyhow::bail!("eval needs --checkpoint FILE or --weights FILE"),
+    };
     let seed = meta.progress.seed;
-    let (train_set, test_set) = d.load(seed)?;
+    let (train_set, test_set) = match loaded {
+        Some(sets) => sets,
+        None => d.load(seed)?,
+    };
     // Before the split: normalising with the checkpoint's statistics needs the same channels.
     if let Some(d) = [&train_set, &test_set].into_iter().find(|d| d.shape[..] != meta.input[..]) {
         anyhow::bail!("{}: the model takes inputs {:?}, {} has {:?}", file.display(), meta.input, d.name, d.shape);

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
-use wgtrain::data::DataSpec;
 use wgtrain::interop::{self, Dtype, LoadOptions, Weights};
 use wgtrain::nn::{zoo, Model, ModelSpec};
 use wgtrain::{checkpoint, Backend, Cpu};
@@ -97,6 +96,10 @@ pub fn init_from<B: Backend>(be: &B, model: &mut Model<B>, w: &Weights, reset_he
     Ok(())
 }
 
+/// The seed `eval --weights` loads and splits the data with: train's default, so a default
+/// run's split is found again.
+pub const WEIGHTS_SEED: u64 = 1;
+
 /// `eval --weights`: the model `name` (a zoo name or .toml file; default: the description in
 /// the file's metadata) for the data set's input shape and class count, with the file's
 /// weights. Its normalisation is the file's, or none (eval then uses the training set's).
@@ -104,15 +107,12 @@ pub fn model_from_weights<B: Backend>(
     be: &B,
     path: &Path,
     name: Option<&str>,
-    d: &DataSpec,
+    train_set: &wgtrain::data::Dataset,
 ) -> anyhow::Result<(Model<B>, checkpoint::Meta)> {
     let (w, stats) = read_init(path)?;
-    // Train's default seed: the split eval uses, as for a checkpoint of a default run.
-    let seed = 1;
+    let seed = WEIGHTS_SEED;
     // The data set fixes the input shape and class count (a PyTorch file does not say them).
-    let (train_set, _) = d.load(seed)?;
     let (input, classes) = (train_set.shape.to_vec(), train_set.classes.len());
-    drop(train_set);
     let spec: ModelSpec = match (name, w.metadata.get("model")) {
         (Some(n), _) => zoo::model(n, classes)?,
         (None, Some(js)) => serde_json::from_str(js).map_err(|e| anyhow::anyhow!("{}: metadata 'model': {e}", path.display()))?,
