@@ -17,6 +17,11 @@ fn temp(name: &str) -> PathBuf {
     d
 }
 
+/// The project's data beside the checkout (../shared/data), or WGTRAIN_SHARED_DATA.
+fn shared_data() -> PathBuf {
+    std::env::var_os("WGTRAIN_SHARED_DATA").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -322,7 +327,7 @@ fn runs_remember_their_data_and_settings() {
     assert_eq!(e["evaluation"]["samples"], 70);
     assert_eq!(e["data"]["source"], "shapes");
     // Another data set is refused unless asked for.
-    let mnist = std::env::var("WGTRAIN_SHARED_DATA").map_or_else(|_| PathBuf::from("../shared/data"), PathBuf::from).join("mnist");
+    let mnist = shared_data().join("mnist");
     let (ok, _, err) = wgtrain(&["eval", "--checkpoint", s(&ck), "--dataset", "mnist", "--data", s(&mnist)]);
     assert!(!ok && err.contains("trained on shapes") && err.contains("--other-data"), "{err}");
 
@@ -355,7 +360,7 @@ fn runs_remember_their_data_and_settings() {
 /// `--train-size`/`--test-size` take stratified subsets of a real data set.
 #[test]
 fn subsets_of_a_real_data_set() {
-    let mnist = std::env::var("WGTRAIN_SHARED_DATA").map_or_else(|_| PathBuf::from("../shared/data"), PathBuf::from).join("mnist");
+    let mnist = shared_data().join("mnist");
     let (ok, out, err) =
         wgtrain(&["train", "--dataset", "mnist", "--data", s(&mnist), "--train-size", "200", "--test-size", "50", "--max-steps", "1"]);
     assert!(ok, "{out}\n{err}");

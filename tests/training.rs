@@ -370,6 +370,15 @@ fn fit_small(
     t.fit(gpu, model, splits)
 }
 
+/// Every parameter of `got` within 1e-6 of `want`'s (a resumed run replays the same kernels).
+fn assert_same_params(gpu: &Gpu, want: &Model<Gpu>, got: &Model<Gpu>, label: &str) {
+    for (a, b) in want.params.iter().zip(&got.params) {
+        let (a, b) = (gpu.download(a).unwrap(), gpu.download(b).unwrap());
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "{label}: parameters differ by {worst}");
+    }
+}
+
 /// Stopping after one epoch — or after the first step — and resuming from the checkpoint ends
 /// with the same parameters as one uninterrupted run.
 #[test]
@@ -377,12 +386,10 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let Some(gpu) = gpu() else { return };
     let (train, test) = data::load(data::Source::Shapes, None, 11, 240, 28).unwrap();
     let splits = data::split(train, test, 0.1, 11).unwrap();
-    let params = |m: &Model<Gpu>| m.params.iter().map(|p| gpu.download(p).unwrap()).collect::<Vec<_>>();
     let fresh = || Model::from_spec(gpu, &small_spec(), &[1, 28, 28], 11).unwrap();
 
     let mut straight = fresh();
     fit_small(gpu, &mut straight, &splits, small_cfg(3), None, None, false).unwrap();
-    let want = params(&straight);
 
     let dir = temp_dir("resume");
     for (stop_after_step, label) in [(false, "after epoch 1"), (true, "inside epoch 1")] {
@@ -395,10 +402,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
         let mut resumed = fresh();
         wgtrain::checkpoint::load(gpu, &ck, &mut resumed).unwrap();
         fit_small(gpu, &mut resumed, &splits, small_cfg(3), Some(ck.clone()), Some(meta.progress), false).unwrap();
-        for (a, b) in want.iter().zip(params(&resumed)) {
-            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-            assert!(worst <= 1e-6, "resumed {label}: parameters differ by {worst}");
-        }
+        assert_same_params(gpu, &straight, &resumed, &format!("resumed {label}"));
     }
 }
 
@@ -741,7 +745,6 @@ fn a_run_cut_by_max_steps_resumes_to_the_same_end() {
     let Some(gpu) = gpu() else { return };
     let (train, test) = data::load(data::Source::Shapes, None, 11, 240, 28).unwrap();
     let splits = data::split(train, test, 0.1, 11).unwrap();
-    let params = |m: &Model<Gpu>| m.params.iter().map(|p| gpu.download(p).unwrap()).collect::<Vec<_>>();
     let fresh = || Model::from_spec(gpu, &small_spec(), &[1, 28, 28], 11).unwrap();
     let mut straight = fresh();
     fit_small(gpu, &mut straight, &splits, small_cfg(2), None, None, false).unwrap();
@@ -758,10 +761,7 @@ fn a_run_cut_by_max_steps_resumes_to_the_same_end() {
     wgtrain::checkpoint::load(gpu, &ck, &mut resumed).unwrap();
     fit_small(gpu, &mut resumed, &splits, small_cfg(2), None, Some(meta.progress), false).unwrap();
     assert_eq!(resumed.step, straight.step);
-    for (a, b) in params(&straight).iter().zip(params(&resumed)) {
-        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(worst <= 1e-6, "parameters differ by {worst}");
-    }
+    assert_same_params(gpu, &straight, &resumed, "resumed after the step limit");
 
     let mut capped = fresh();
     let r = fit_small(gpu, &mut capped, &splits, TrainConfig { steps_per_epoch: Some(3), ..small_cfg(2) }, None, None, false).unwrap();
