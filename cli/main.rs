@@ -167,7 +167,11 @@ fn message(e: &anyhow::Error) -> String {
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let gpu = || args::gpu(&cli.device, &cli.matmul_variant, cli.no_cache);
     match &cli.command {
-        Command::Train(a) => train::run(a, matches.subcommand_matches("train"), gpu),
+        Command::Train(a) => {
+            // Replicas open their own adapters; a device given here wins over the global one.
+            let gpu_on = |device: Option<String>| args::gpu(&device.or_else(|| cli.device.clone()), &cli.matmul_variant, cli.no_cache);
+            train::run(a, matches.subcommand_matches("train"), &gpu_on)
+        }
         Command::Eval(a) => eval::run(a, matches.subcommand_matches("eval"), gpu),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a, gpu),

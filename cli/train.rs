@@ -8,6 +8,7 @@ use clap::builder::PossibleValuesParser;
 use clap::ArgMatches;
 use wgtrain::data;
 use wgtrain::data::loader;
+use wgtrain::distributed::Replicas;
 use wgtrain::nn::{zoo, CrossEntropy, LayerSpec, Model};
 use wgtrain::train::{self, BatchSize, Monitor, RunSettings, Schedule, TrainConfig, TrainReport, Trainer};
 use wgtrain::{checkpoint, Backend, Cpu, Gpu};
@@ -97,6 +98,15 @@ pub struct TrainArgs {
     /// Train at most this many steps per epoch (each epoch a different random part of the training set)
     #[arg(long)]
     steps_per_epoch: Option<usize>,
+    /// Data parallel in this process: one replica per listed adapter (`all`, or indices from `wgtrain devices`; repeat one, e.g. 0,0, for two replicas on one adapter); each takes its share of every batch
+    #[arg(long, value_name = "all|0,1,...")]
+    devices: Option<String>,
+    /// Data parallel across processes started by mpirun (needs a build with `--features mpi`): one replica per rank, its adapter chosen by its local rank
+    #[arg(long, value_parser = PossibleValuesParser::new(["mpi"]))]
+    distributed: Option<String>,
+    /// With replicas: batch norm normalises with the statistics of the whole batch over every replica (PyTorch's SyncBatchNorm) instead of each replica's own
+    #[arg(long)]
+    sync_bn: bool,
 }
 
 /// The flags that shape a run's trajectory, and the recorded settings each one sets (dotted
@@ -136,13 +146,35 @@ const TRAJECTORY: &[(&str, &str, &[&str])] = &[
     ("dropout", "--dropout", &["dropout"]),
     ("seed", "--seed", &["config.seed"]),
     ("steps_per_epoch", "--steps-per-epoch", &["config.steps_per_epoch"]),
+    ("sync_bn", "--sync-bn", &["sync_bn"]),
 ];
 
-pub fn run(a: &TrainArgs, m: Option<&ArgMatches>, gpu: impl Fn() -> anyhow::Result<Gpu>) -> anyhow::Result<ExitCode> {
+/// Opens the GPU adapter named (an index or part of a name), or the default one for `None`.
+pub type OpenGpu<'a> = &'a (dyn Fn(Option<String>) -> anyhow::Result<Gpu> + Sync);
+
+pub fn run(a: &TrainArgs, m: Option<&ArgMatches>, gpu: OpenGpu<'_>) -> anyhow::Result<ExitCode> {
     check_flags(a)?;
-    let report = match a.backend {
-        ComputeBackend::Gpu => training(&gpu()?, a, m)?,
-        ComputeBackend::Cpu => training(&Cpu, a, m)?,
+    let report = if a.distributed.is_some() {
+        match distributed_mpi(a, m, gpu)? {
+            Some(report) => report,
+            None => return Ok(ExitCode::SUCCESS), // not rank 0: rank 0 reports
+        }
+    } else if let Some(devices) = &a.devices {
+        let devices = parse_devices(devices, a.backend)?;
+        let reports = wgtrain::distributed::LocalGroup::run(devices.len(), |r| {
+            let rank = r.rank();
+            let result = match a.backend {
+                ComputeBackend::Gpu => gpu(devices[rank].clone()).and_then(|be| training(&be, a, m, Some(r))),
+                ComputeBackend::Cpu => training(&Cpu, a, m, Some(r)),
+            };
+            result.map_err(|e| wgtrain::Error::Invalid(format!("{e:#}")))
+        })?;
+        reports.into_iter().next().expect("one report per replica")
+    } else {
+        match a.backend {
+            ComputeBackend::Gpu => training(&gpu(None)?, a, m, None)?,
+            ComputeBackend::Cpu => training(&Cpu, a, m, None)?,
+        }
     };
     if report.interrupted {
         println!("interrupted: continue with --resume {}", a.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string()));
@@ -183,6 +215,8 @@ fn fresh_settings(a: &TrainArgs) -> anyhow::Result<RunSettings> {
         freeze: a.freeze.clone(),
         init_from: a.init_from.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         reset_head: a.reset_head,
+        replicas: 1,
+        sync_bn: a.sync_bn,
     })
 }
 
@@ -307,15 +341,23 @@ fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow::Result<TrainReport> {
+/// One run of `train`, or one replica's part of a data-parallel run (`replicas`; replica 0
+/// alone prints, logs and writes).
+fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>, replicas: Option<Replicas>) -> anyhow::Result<TrainReport> {
     let t0 = std::time::Instant::now();
+    let lead = replicas.as_ref().is_none_or(|r| r.rank() == 0);
+    let n_replicas = replicas.as_ref().map_or(1, |r| r.size());
+    // Only replica 0 speaks.
+    macro_rules! say {
+        ($($t:tt)*) => { if lead { println!($($t)*); } };
+    }
     let resume = a.resume.as_deref().map(checkpoint::read_meta).transpose()?;
     let mut settings = match (&a.resume, &resume) {
         (Some(path), Some(meta)) => match meta.run.clone() {
             Some(rec) => resumed_settings(a, m, path, rec)?,
             None => {
                 // A checkpoint of an older version: the flags give the settings, the seed is its.
-                println!("{} records no run settings (an older checkpoint): using the flags, with its seed", path.display());
+                say!("{} records no run settings (an older checkpoint): using the flags, with its seed", path.display());
                 let mut s = fresh_settings(a)?;
                 s.config.seed = meta.progress.seed;
                 s
@@ -328,9 +370,13 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
     settings.config.validate()?;
     // Output paths are checked now, not after the first epoch (or the whole run).
     for (flag, path) in [("--checkpoint", &a.checkpoint), ("--log", &a.log), ("--json", &a.json)] {
-        if let Some(p) = path {
+        if let (Some(p), true) = (path, lead) {
             check_writable(flag, p)?;
         }
+    }
+    settings.replicas = n_replicas;
+    if a.resume.is_none() || crate::args::typed(m, "sync_bn") {
+        settings.sync_bn = a.sync_bn;
     }
     let init = a.init_from.as_deref().map(crate::export::read_init).transpose()?;
     let (train_set, test_set) = settings.data.load(seed)?;
@@ -372,9 +418,10 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
     if !a.freeze.is_empty() {
         model.freeze(be, &a.freeze)?;
     }
+    model.sync_batch_norm(settings.sync_bn);
     if let (Some(path), Some(meta)) = (&a.resume, &resume) {
         checkpoint::load(be, path, &mut model)?;
-        println!(
+        say!(
             "resuming {} after epoch {} (batch {} of the next), step {}",
             path.display(),
             meta.progress.epoch,
@@ -389,7 +436,7 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
         (None, Some(n)) => format!(" of at most {n} steps"),
         (None, None) => String::new(),
     };
-    println!(
+    say!(
         "training {} ({} parameters) on {} ({} train / {} validation / {} test images of {}) with {} on {} for {} epoch{}{steps}, batch {}",
         model.name,
         wgtrain::nn::spec::group(model.num_params()),
@@ -404,16 +451,57 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
         if cfg.epochs == 1 { "" } else { "s" },
         cfg.batch
     );
-    println!("run {}", settings.run_id);
+    say!("run {}", settings.run_id);
     if let Some(line) = frozen_line(&model) {
-        println!("{line}");
+        say!("{line}");
+    }
+    if let Some(r) = &replicas {
+        say!(
+            "data parallel: {} replicas ({}), each {} of every batch of {}; batch norm {}",
+            r.size(),
+            match (&a.devices, &a.distributed) {
+                (Some(d), _) => format!("--devices {d}"),
+                _ => "MPI ranks".to_string(),
+            },
+            batch_shares(cfg.batch.resolve(splits.train.len()), r.size()),
+            cfg.batch,
+            if settings.sync_bn { "synchronised over the replicas" } else { "per replica" }
+        );
     }
     let mut trainer = Trainer::new(cfg)
         .loss(CrossEntropy::new(settings.label_smoothing))
         .run_id(settings.run_id.clone())
-        .resume(resume.map(|m| m.progress))
-        .callback(train::ProgressBar::new())
-        .callback(train::Printer::new());
+        .resume(resume.map(|m| m.progress));
+    if let Some(r) = &replicas {
+        trainer = trainer.replicas(r.clone());
+    }
+    let report = if lead { fit_lead(trainer, be, a, &settings, &mut model, &splits)? } else { trainer.fit(be, &mut model, &splits)? };
+    if !report.interrupted {
+        say!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
+    }
+    Ok(report)
+}
+
+/// "32 rows" or "32 or 33 rows": each replica's share of a batch.
+fn batch_shares(batch: usize, replicas: usize) -> String {
+    let (lo, hi) = (batch / replicas.max(1), batch.div_ceil(replicas.max(1)));
+    if lo == hi {
+        format!("{lo} rows")
+    } else {
+        format!("{lo} or {hi} rows")
+    }
+}
+
+/// The trainer of the run (or of replica 0) with every observer the flags ask for.
+fn fit_lead<B: Backend>(
+    trainer: Trainer<'_, B>,
+    be: &B,
+    a: &TrainArgs,
+    settings: &RunSettings,
+    model: &mut Model<B>,
+    splits: &data::Splits,
+) -> anyhow::Result<TrainReport> {
+    let mut trainer = trainer.callback(train::ProgressBar::new()).callback(train::Printer::new());
     if let Some(path) = &a.log {
         trainer = trainer.callback(train::CsvLog::new(path));
     }
@@ -431,16 +519,74 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>) -> anyhow
     if let Some(path) = &a.json {
         trainer = trainer.callback(train::JsonReport::new(path).settings(settings.clone()));
     }
-    let report = trainer.fit(be, &mut model, &splits).map_err(|e| match (&e, &a.checkpoint) {
+    trainer.fit(be, model, splits).map_err(|e| match (&e, &a.checkpoint) {
         (wgtrain::Error::Invalid(m), Some(ck)) if m.starts_with("training diverged") => {
             anyhow::anyhow!("{m}; the last good checkpoint is {}", ck.display())
         }
         _ => e.into(),
-    })?;
-    if !report.interrupted {
-        println!("test loss {:.4} ({} images), {:.1} s in all", report.test_loss, splits.test.len(), t0.elapsed().as_secs_f64());
+    })
+}
+
+/// The adapters of `--devices`: `all` (every adapter with compute shaders) or a comma-separated
+/// list of indices from `wgtrain devices` (or parts of names); with the CPU backend, only the
+/// count matters.
+fn parse_devices(list: &str, backend: ComputeBackend) -> anyhow::Result<Vec<Option<String>>> {
+    let devices: Vec<Option<String>> = if list.trim() == "all" {
+        if backend == ComputeBackend::Cpu {
+            anyhow::bail!("--devices all: the CPU backend has no adapters; give a list such as 0,0 for two CPU replicas");
+        }
+        let all: Vec<_> = wgtrain::gpu::list_adapters().into_iter().filter(|a| a.compute).map(|a| Some(a.index.to_string())).collect();
+        if all.is_empty() {
+            anyhow::bail!("--devices all: no adapter with compute shaders (see `wgtrain devices`)");
+        }
+        all
+    } else {
+        list.split(',').map(|d| d.trim()).map(|d| (!d.is_empty()).then(|| d.to_string())).collect()
+    };
+    if devices.iter().any(Option::is_none) {
+        anyhow::bail!("--devices '{list}': expected `all` or a comma-separated list of adapters such as 0,1 (see `wgtrain devices`)");
     }
-    Ok(report)
+    Ok(devices)
+}
+
+/// `--distributed mpi`: this process is one rank of an MPI job; its adapter is `--device`, or
+/// the one its local rank picks among those with compute shaders. Returns rank 0's report (and
+/// `None` on the other ranks). A rank that fails ends the whole job (`MPI_Abort`) after
+/// printing its error, so no rank waits for it.
+#[cfg(feature = "mpi")]
+fn distributed_mpi(a: &TrainArgs, m: Option<&ArgMatches>, gpu: OpenGpu<'_>) -> anyhow::Result<Option<TrainReport>> {
+    use wgtrain::distributed::{mpi::MpiCollective, Collective, Replicas};
+    if a.devices.is_some() {
+        anyhow::bail!("--devices and --distributed mpi: choose one (under MPI each rank takes one adapter)");
+    }
+    let world = std::sync::Arc::new(MpiCollective::init()?);
+    let (rank, size) = (world.rank(), world.size());
+    let local = wgtrain::distributed::local_rank_from_env().unwrap_or(rank);
+    let result = (|| -> anyhow::Result<TrainReport> {
+        match a.backend {
+            ComputeBackend::Cpu => training(&Cpu, a, m, Some(world.clone() as Replicas)),
+            ComputeBackend::Gpu => {
+                let adapters: Vec<_> = wgtrain::gpu::list_adapters().into_iter().filter(|a| a.compute).collect();
+                // `None` keeps the global --device (or WGTRAIN_DEVICE) when one is given.
+                let pick = (std::env::var_os("WGTRAIN_DEVICE").is_none() && !adapters.is_empty())
+                    .then(|| adapters[local % adapters.len()].index.to_string());
+                let be = gpu(pick)?;
+                training(&be, a, m, Some(world.clone() as Replicas))
+            }
+        }
+    })();
+    match result {
+        Ok(report) => Ok((rank == 0).then_some(report)),
+        Err(e) if size > 1 => world.abort_job(&format!("{e:#}")),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn distributed_mpi(_: &TrainArgs, _: Option<&ArgMatches>, _: OpenGpu<'_>) -> anyhow::Result<Option<TrainReport>> {
+    anyhow::bail!(
+        "--distributed mpi: this wgtrain was built without MPI; build it with `cargo build --release --features mpi` (needs an MPI such as Debian's libopenmpi-dev openmpi-bin, and libclang-dev)"
+    )
 }
 
 /// Whether a file can be written at `path`: its folder exists and takes a new file (a probe

@@ -126,7 +126,17 @@ fn run_layer<B: Backend>(be: &B, layer: &dyn Layer<B>, x: &[f32], dy: &[f32]) ->
     let none: &mut [T<B>] = &mut [];
     layer.forward(
         be,
-        Forward { x: &xt, y: &mut y, params: &[], buffers: none, saved: &mut [], mode: wgtrain::nn::Mode::Train, seed: 0, step: 0 },
+        Forward {
+            x: &xt,
+            y: &mut y,
+            params: &[],
+            buffers: none,
+            saved: &mut [],
+            mode: wgtrain::nn::Mode::Train,
+            seed: 0,
+            step: 0,
+            replicas: None,
+        },
     )?;
     layer.backward(
         be,
@@ -142,6 +152,7 @@ fn run_layer<B: Backend>(be: &B, layer: &dyn Layer<B>, x: &[f32], dy: &[f32]) ->
             mode: Mode::Train,
             seed: 0,
             step: 0,
+            replicas: None,
         },
     )?;
     Ok([be.download(&y)?, be.download(&dx)?].concat())

@@ -59,6 +59,7 @@ fn main() -> wgtrain::Result<()> {
                 mode: Mode::Train,
                 seed: 1,
                 step: 1,
+                replicas: None,
             };
             layer.forward(&gpu, io)
         })?;
@@ -77,6 +78,7 @@ fn main() -> wgtrain::Result<()> {
                 mode: Mode::Train,
                 seed: 1,
                 step: 1,
+                replicas: None,
             };
             layer.backward(&gpu, io)
         })?;

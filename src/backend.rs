@@ -95,6 +95,28 @@ pub trait Backend {
     /// Releases cached memory not in use (on the GPU, the buffer pool's free buffers), so that
     /// what follows holds only its own. The default does nothing.
     fn trim(&self) {}
+    /// The values of several tensors, one after the other (a model's gradient arena, for a
+    /// data-parallel all-reduce). The default downloads each in turn.
+    fn download_all(&self, ts: &[Tensor<Self::Storage>]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ts.iter().map(Tensor::numel).sum());
+        for t in ts {
+            out.extend(self.download(t)?);
+        }
+        Ok(out)
+    }
+    /// Overwrites several tensors from consecutive values, the inverse of
+    /// [`Backend::download_all`] (`data` holds exactly their elements).
+    fn write_all(&self, ts: &mut [Tensor<Self::Storage>], data: &[f32]) -> Result<()> {
+        let total: usize = ts.iter().map(Tensor::numel).sum();
+        ops::same_numel("write_all", &[("tensors", &[total]), ("data", &[data.len()])])?;
+        let mut at = 0;
+        for t in ts {
+            let n = t.numel();
+            self.write_unchecked(t, &data[at..at + n])?;
+            at += n;
+        }
+        Ok(())
+    }
     /// Zeroed tensors of these shapes sharing one allocation, in order. On the GPU they are
     /// views of one buffer at offsets aligned for binding, so whole-model operations
     /// (`optimizer_step_all`, `clip_grad_norm_all`) run as one dispatch over all of it.
@@ -239,6 +261,134 @@ pub trait Backend {
             true,
         )?;
         self.batch_norm_backward_unchecked(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, &d)
+    }
+    /// Batch norm's batch statistics alone: the per-channel mean and biased variance of x
+    /// [N, C, ...]. With [`Backend::batch_norm_train_from_stats`] it is `batch_norm_train` in
+    /// two halves, so that replicas can combine their statistics in between (synchronised
+    /// batch norm).
+    fn batch_norm_stats(&self, x: &T<Self>, mean: &mut T<Self>, var: &mut T<Self>) -> Result<()> {
+        let d = ops::batch_norm::check("batch_norm_stats", x.shape(), x.shape(), &[("mean", mean.shape()), ("var", var.shape())], true)?;
+        self.batch_norm_stats_unchecked(x, mean, var, &d)
+    }
+    /// The training forward from given statistics (`mean`, biased `var`) of `count` values per
+    /// channel (`count` > 1; the running variance takes the unbiased `var * count / (count - 1)`):
+    /// saves the mean and 1/√(var + ε) for the backward like `batch_norm_train`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train_from_stats(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        mean: &T<Self>,
+        var: &T<Self>,
+        count: f32,
+        running_mean: &mut T<Self>,
+        running_var: &mut T<Self>,
+        y: &mut T<Self>,
+        save_mean: &mut T<Self>,
+        save_invstd: &mut T<Self>,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        let d = ops::batch_norm::check(
+            "batch_norm_train_from_stats",
+            x.shape(),
+            y.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("beta", beta.shape()),
+                ("mean", mean.shape()),
+                ("var", var.shape()),
+                ("running_mean", running_mean.shape()),
+                ("running_var", running_var.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+            ],
+            true,
+        )?;
+        if !(count.is_finite() && count > 1.0) {
+            return Err(crate::Error::Invalid(format!(
+                "batch_norm_train_from_stats: count {count}: expected more than 1 value per channel"
+            )));
+        }
+        self.batch_norm_train_from_stats_unchecked(
+            x,
+            gamma,
+            beta,
+            mean,
+            var,
+            count,
+            running_mean,
+            running_var,
+            y,
+            save_mean,
+            save_invstd,
+            &d,
+            momentum,
+            eps,
+        )
+    }
+    /// The per-channel sums batch norm's backward needs: `sdy` = Σ dy, `sdyx` = Σ dy (x − mean).
+    fn batch_norm_backward_sums(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        save_mean: &T<Self>,
+        sdy: &mut T<Self>,
+        sdyx: &mut T<Self>,
+    ) -> Result<()> {
+        ops::expect_shape("batch_norm_backward_sums", "dy", dy.shape(), x.shape())?;
+        let d = ops::batch_norm::check(
+            "batch_norm_backward_sums",
+            x.shape(),
+            x.shape(),
+            &[("save_mean", save_mean.shape()), ("sdy", sdy.shape()), ("sdyx", sdyx.shape())],
+            true,
+        )?;
+        self.batch_norm_backward_sums_unchecked(x, dy, save_mean, sdy, sdyx, &d)
+    }
+    /// Batch norm's backward from per-channel sums: dγ = `local.1` / σ and dβ = `local.0` (this
+    /// batch's own sums, from `batch_norm_backward_sums`), and dx from `global` sums over
+    /// `count` values per channel, dx = γ/σ (dy − Σdy/count − (x − mean) Σdy(x − mean)/(σ² count))
+    /// with 1/σ = `save_invstd`. With `global` = `local` and `count` the batch's, it is
+    /// `batch_norm_backward`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward_from_sums(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        gamma: &T<Self>,
+        save_mean: &T<Self>,
+        save_invstd: &T<Self>,
+        local: (&T<Self>, &T<Self>),
+        global: (&T<Self>, &T<Self>),
+        count: f32,
+        dx: &mut T<Self>,
+        dgamma: &mut T<Self>,
+        dbeta: &mut T<Self>,
+    ) -> Result<()> {
+        ops::expect_shape("batch_norm_backward_from_sums", "dy", dy.shape(), x.shape())?;
+        let d = ops::batch_norm::check(
+            "batch_norm_backward_from_sums",
+            x.shape(),
+            dx.shape(),
+            &[
+                ("gamma", gamma.shape()),
+                ("save_mean", save_mean.shape()),
+                ("save_invstd", save_invstd.shape()),
+                ("local sdy", local.0.shape()),
+                ("local sdyx", local.1.shape()),
+                ("global sdy", global.0.shape()),
+                ("global sdyx", global.1.shape()),
+                ("dgamma", dgamma.shape()),
+                ("dbeta", dbeta.shape()),
+            ],
+            true,
+        )?;
+        if !(count.is_finite() && count > 0.0) {
+            return Err(crate::Error::Invalid(format!("batch_norm_backward_from_sums: count {count}: expected a positive count")));
+        }
+        self.batch_norm_backward_from_sums_unchecked(x, dy, gamma, save_mean, save_invstd, local, global, count, dx, dgamma, dbeta, &d)
     }
     /// Backward of `batch_norm_eval`, the running statistics constant (a frozen batch norm
     /// while fine-tuning): dx = dy γ / √(running_var + ε), dγ = Σ dy (x − running_mean) /
@@ -514,6 +664,54 @@ pub trait Backend {
         param_grads: Option<(&mut T<Self>, &mut T<Self>)>,
         d: &BatchNormDims,
         eps: f32,
+    ) -> Result<()>;
+    /// See [`Backend::batch_norm_stats`].
+    fn batch_norm_stats_unchecked(&self, x: &T<Self>, mean: &mut T<Self>, var: &mut T<Self>, d: &BatchNormDims) -> Result<()>;
+    /// See [`Backend::batch_norm_train_from_stats`].
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train_from_stats_unchecked(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        mean: &T<Self>,
+        var: &T<Self>,
+        count: f32,
+        running_mean: &mut T<Self>,
+        running_var: &mut T<Self>,
+        y: &mut T<Self>,
+        save_mean: &mut T<Self>,
+        save_invstd: &mut T<Self>,
+        d: &BatchNormDims,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()>;
+    /// See [`Backend::batch_norm_backward_sums`].
+    fn batch_norm_backward_sums_unchecked(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        save_mean: &T<Self>,
+        sdy: &mut T<Self>,
+        sdyx: &mut T<Self>,
+        d: &BatchNormDims,
+    ) -> Result<()>;
+    /// See [`Backend::batch_norm_backward_from_sums`].
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_backward_from_sums_unchecked(
+        &self,
+        x: &T<Self>,
+        dy: &T<Self>,
+        gamma: &T<Self>,
+        save_mean: &T<Self>,
+        save_invstd: &T<Self>,
+        local: (&T<Self>, &T<Self>),
+        global: (&T<Self>, &T<Self>),
+        count: f32,
+        dx: &mut T<Self>,
+        dgamma: &mut T<Self>,
+        dbeta: &mut T<Self>,
+        d: &BatchNormDims,
     ) -> Result<()>;
     /// `cross_entropy` with resolved sizes; `soft`: `target` holds probability rows.
     #[allow(clippy::too_many_arguments)]

@@ -61,6 +61,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod experiment;
 pub mod gpu;

@@ -32,7 +32,58 @@ pub fn forward_train(
     eps: f32,
 ) {
     let (mean, var) = moments(x, n, c, p);
-    let cnt = (n * p) as f64;
+    normalize(x, gamma, beta, &mean, &var, (n * p) as f64, running_mean, running_var, y, save_mean, save_invstd, (c, p), momentum, eps);
+}
+
+/// The batch statistics alone: per-channel mean and biased variance (the first half of
+/// `forward_train`, for synchronised batch norm).
+pub fn stats(x: &[f32], mean: &mut [f32], var: &mut [f32], (n, c, p): (usize, usize, usize)) {
+    let (m, v) = moments(x, n, c, p);
+    for ch in 0..c {
+        mean[ch] = m[ch] as f32;
+        var[ch] = v[ch] as f32;
+    }
+}
+
+/// The second half of `forward_train`, from given statistics of `count` values per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_from_stats(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    count: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    y: &mut [f32],
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+    (_, c, p): (usize, usize, usize),
+    momentum: f32,
+    eps: f32,
+) {
+    let (mean, var): (Vec<f64>, Vec<f64>) = (mean.iter().map(|&v| v as f64).collect(), var.iter().map(|&v| v as f64).collect());
+    normalize(x, gamma, beta, &mean, &var, count as f64, running_mean, running_var, y, save_mean, save_invstd, (c, p), momentum, eps);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn normalize(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f64],
+    var: &[f64],
+    cnt: f64,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+    y: &mut [f32],
+    save_mean: &mut [f32],
+    save_invstd: &mut [f32],
+    (c, p): (usize, usize),
+    momentum: f32,
+    eps: f32,
+) {
     for ch in 0..c {
         let invstd = 1.0 / (var[ch] + eps as f64).sqrt();
         save_mean[ch] = mean[ch] as f32;
@@ -83,23 +134,80 @@ pub fn backward(
     dbeta: &mut [f32],
     (n, c, p): (usize, usize, usize),
 ) {
-    let cnt = (n * p) as f64;
-    let xhat = |i: usize, ch: usize| (x[i] as f64 - save_mean[ch] as f64) * save_invstd[ch] as f64;
+    let (sdy, sdyx) = sums(x, dy, save_mean, c, p);
+    backward_with(x, dy, gamma, save_mean, save_invstd, (&sdy, &sdyx), (&sdy, &sdyx), (n * p) as f64, dx, dgamma, dbeta, (c, p));
+}
+
+/// Per channel: sum dy and sum dy * (x - mean), in f64.
+fn sums(x: &[f32], dy: &[f32], mean: &[f32], c: usize, p: usize) -> (Vec<f64>, Vec<f64>) {
     let mut sdy = vec![0.0f64; c];
     let mut sdyx = vec![0.0f64; c];
     for (i, &g) in dy.iter().enumerate().take(x.len()) {
         let ch = (i / p) % c;
         sdy[ch] += g as f64;
-        sdyx[ch] += g as f64 * xhat(i, ch);
+        sdyx[ch] += g as f64 * (x[i] as f64 - mean[ch] as f64);
     }
+    (sdy, sdyx)
+}
+
+/// The per-channel sums of the backward (the first half of `backward`, for synchronised
+/// batch norm): sdy = sum dy, sdyx = sum dy * (x - mean).
+pub fn backward_sums(x: &[f32], dy: &[f32], save_mean: &[f32], sdy: &mut [f32], sdyx: &mut [f32], (_, c, p): (usize, usize, usize)) {
+    let (a, b) = sums(x, dy, save_mean, c, p);
     for ch in 0..c {
-        dbeta[ch] = sdy[ch] as f32;
-        dgamma[ch] = sdyx[ch] as f32;
+        sdy[ch] = a[ch] as f32;
+        sdyx[ch] = b[ch] as f32;
+    }
+}
+
+/// The second half of `backward`: dgamma, dbeta from the `local` sums, dx from the `global`
+/// sums over `count` values per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_from_sums(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_invstd: &[f32],
+    local: (&[f32], &[f32]),
+    global: (&[f32], &[f32]),
+    count: f32,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    (_, c, p): (usize, usize, usize),
+) {
+    let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let (l0, l1, g0, g1) = (wide(local.0), wide(local.1), wide(global.0), wide(global.1));
+    backward_with(x, dy, gamma, save_mean, save_invstd, (&l0, &l1), (&g0, &g1), count as f64, dx, dgamma, dbeta, (c, p));
+}
+
+/// dbeta = local sdy, dgamma = local sdyx * invstd; dx from the global sums over `cnt` values.
+#[allow(clippy::too_many_arguments)]
+fn backward_with(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    save_mean: &[f32],
+    save_invstd: &[f32],
+    local: (&[f64], &[f64]),
+    global: (&[f64], &[f64]),
+    cnt: f64,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    (c, p): (usize, usize),
+) {
+    let xhat = |i: usize, ch: usize| (x[i] as f64 - save_mean[ch] as f64) * save_invstd[ch] as f64;
+    for ch in 0..c {
+        dbeta[ch] = local.0[ch] as f32;
+        dgamma[ch] = (local.1[ch] * save_invstd[ch] as f64) as f32;
     }
     for i in 0..x.len() {
         let ch = (i / p) % c;
         let k = gamma[ch] as f64 * save_invstd[ch] as f64 / cnt;
-        dx[i] = (k * (cnt * dy[i] as f64 - sdy[ch] - xhat(i, ch) * sdyx[ch])) as f32;
+        let sdyxhat = global.1[ch] * save_invstd[ch] as f64;
+        dx[i] = (k * (cnt * dy[i] as f64 - global.0[ch] - xhat(i, ch) * sdyxhat)) as f32;
     }
 }
 

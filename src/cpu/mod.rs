@@ -212,6 +212,92 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn batch_norm_stats_unchecked(&self, x: &CpuTensor, mean: &mut CpuTensor, var: &mut CpuTensor, d: &BatchNormDims) -> Result<()> {
+        batch_norm::stats(&x.storage, &mut mean.storage, &mut var.storage, (d.n, d.c, d.p));
+        Ok(())
+    }
+
+    fn batch_norm_train_from_stats_unchecked(
+        &self,
+        x: &CpuTensor,
+        gamma: &CpuTensor,
+        beta: &CpuTensor,
+        mean: &CpuTensor,
+        var: &CpuTensor,
+        count: f32,
+        running_mean: &mut CpuTensor,
+        running_var: &mut CpuTensor,
+        y: &mut CpuTensor,
+        save_mean: &mut CpuTensor,
+        save_invstd: &mut CpuTensor,
+        d: &BatchNormDims,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        batch_norm::forward_from_stats(
+            &x.storage,
+            &gamma.storage,
+            &beta.storage,
+            &mean.storage,
+            &var.storage,
+            count,
+            &mut running_mean.storage,
+            &mut running_var.storage,
+            &mut y.storage,
+            &mut save_mean.storage,
+            &mut save_invstd.storage,
+            (d.n, d.c, d.p),
+            momentum,
+            eps,
+        );
+        Ok(())
+    }
+
+    fn batch_norm_backward_sums_unchecked(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        save_mean: &CpuTensor,
+        sdy: &mut CpuTensor,
+        sdyx: &mut CpuTensor,
+        d: &BatchNormDims,
+    ) -> Result<()> {
+        batch_norm::backward_sums(&x.storage, &dy.storage, &save_mean.storage, &mut sdy.storage, &mut sdyx.storage, (d.n, d.c, d.p));
+        Ok(())
+    }
+
+    fn batch_norm_backward_from_sums_unchecked(
+        &self,
+        x: &CpuTensor,
+        dy: &CpuTensor,
+        gamma: &CpuTensor,
+        save_mean: &CpuTensor,
+        save_invstd: &CpuTensor,
+        local: (&CpuTensor, &CpuTensor),
+        global: (&CpuTensor, &CpuTensor),
+        count: f32,
+        dx: &mut CpuTensor,
+        dgamma: &mut CpuTensor,
+        dbeta: &mut CpuTensor,
+        d: &BatchNormDims,
+    ) -> Result<()> {
+        batch_norm::backward_from_sums(
+            &x.storage,
+            &dy.storage,
+            &gamma.storage,
+            &save_mean.storage,
+            &save_invstd.storage,
+            (&local.0.storage, &local.1.storage),
+            (&global.0.storage, &global.1.storage),
+            count,
+            &mut dx.storage,
+            &mut dgamma.storage,
+            &mut dbeta.storage,
+            (d.n, d.c, d.p),
+        );
+        Ok(())
+    }
+
     fn cross_entropy_unchecked(
         &self,
         logits: &CpuTensor,

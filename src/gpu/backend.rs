@@ -214,6 +214,77 @@ impl Backend for Gpu {
         self.batch_norm_backward_impl(x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, (d.n, d.c, d.p))
     }
 
+    fn batch_norm_stats_unchecked(&self, x: &GpuTensor, mean: &mut GpuTensor, var: &mut GpuTensor, d: &BatchNormDims) -> Result<()> {
+        self.batch_norm_stats_impl(x, mean, var, (d.n, d.c, d.p))
+    }
+
+    fn batch_norm_train_from_stats_unchecked(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        count: f32,
+        running_mean: &mut GpuTensor,
+        running_var: &mut GpuTensor,
+        y: &mut GpuTensor,
+        save_mean: &mut GpuTensor,
+        save_invstd: &mut GpuTensor,
+        d: &BatchNormDims,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        let dims = (d.n, d.c, d.p);
+        self.batch_norm_train_from_stats_impl(
+            x,
+            gamma,
+            beta,
+            mean,
+            var,
+            count,
+            running_mean,
+            running_var,
+            y,
+            save_mean,
+            save_invstd,
+            dims,
+            momentum,
+            eps,
+        )
+    }
+
+    fn batch_norm_backward_sums_unchecked(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        save_mean: &GpuTensor,
+        sdy: &mut GpuTensor,
+        sdyx: &mut GpuTensor,
+        d: &BatchNormDims,
+    ) -> Result<()> {
+        self.batch_norm_backward_sums_impl(x, dy, save_mean, sdy, sdyx, (d.n, d.c, d.p))
+    }
+
+    fn batch_norm_backward_from_sums_unchecked(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: &GpuTensor,
+        save_mean: &GpuTensor,
+        save_invstd: &GpuTensor,
+        local: (&GpuTensor, &GpuTensor),
+        global: (&GpuTensor, &GpuTensor),
+        count: f32,
+        dx: &mut GpuTensor,
+        dgamma: &mut GpuTensor,
+        dbeta: &mut GpuTensor,
+        d: &BatchNormDims,
+    ) -> Result<()> {
+        let dims = (d.n, d.c, d.p);
+        self.batch_norm_backward_from_sums_impl(x, dy, gamma, save_mean, save_invstd, local, Some(global), count, dx, dgamma, dbeta, dims)
+    }
+
     fn batch_norm_backward_eval_unchecked(
         &self,
         x: &GpuTensor,

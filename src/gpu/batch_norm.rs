@@ -41,15 +41,88 @@ impl Gpu {
         momentum: f32,
         eps: f32,
     ) -> Result<()> {
-        let (params, groups) = self.bn_params(dims, momentum, eps)?;
-        let inv_cnt = 1.0 / params.cnt;
-        self.channel_reduce(&kernels::CHANNEL_SUM, x, None, None, dims, inv_cnt, save_mean)?;
         let var = self.alloc(&[dims.1])?;
-        self.channel_reduce(&kernels::CHANNEL_SUM_SQ_DEV, x, None, Some(save_mean), dims, inv_cnt, &var)?;
+        self.batch_norm_stats_impl(x, save_mean, &var, dims)?;
+        self.bn_normalize(
+            x,
+            gamma,
+            beta,
+            &var,
+            (dims.0 * dims.2) as f32,
+            running_mean,
+            running_var,
+            y,
+            save_mean,
+            save_invstd,
+            dims,
+            momentum,
+            eps,
+        )
+    }
+
+    /// Per-channel mean and biased variance (two reductions of channel.wgsl).
+    pub(crate) fn batch_norm_stats_impl(
+        &self,
+        x: &GpuTensor,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        dims: (usize, usize, usize),
+    ) -> Result<()> {
+        let inv_cnt = 1.0 / (dims.0 * dims.2) as f32;
+        self.channel_reduce(&kernels::CHANNEL_SUM, x, None, None, dims, inv_cnt, mean)?;
+        self.channel_reduce(&kernels::CHANNEL_SUM_SQ_DEV, x, None, Some(mean), dims, inv_cnt, var)
+    }
+
+    /// The training forward from given statistics: `mean` copied to `save_mean`, then as
+    /// [`Self::bn_normalize`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch_norm_train_from_stats_impl(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        count: f32,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        y: &GpuTensor,
+        save_mean: &mut GpuTensor,
+        save_invstd: &GpuTensor,
+        dims: (usize, usize, usize),
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        // save_mean = 1 * mean (exact)
+        self.elementwise("batch_norm", &kernels::SCALE, dims.1, &[mean], save_mean, 1.0)?;
+        self.bn_normalize(x, gamma, beta, var, count, running_mean, running_var, y, save_mean, save_invstd, dims, momentum, eps)
+    }
+
+    /// From the mean (already in `save_mean`) and biased variance of `count` values per
+    /// channel: 1/sqrt(var + eps) into `save_invstd`, the running statistics, and y.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_normalize(
+        &self,
+        x: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        var: &GpuTensor,
+        count: f32,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+        y: &GpuTensor,
+        save_mean: &GpuTensor,
+        save_invstd: &GpuTensor,
+        dims: (usize, usize, usize),
+        momentum: f32,
+        eps: f32,
+    ) -> Result<()> {
+        let (mut params, groups) = self.bn_params(dims, momentum, eps)?;
+        params.cnt = count;
         self.bn_per_channel(
             &kernels::BN_FINALIZE,
             &params,
-            &[Bind::whole(save_mean), Bind::whole(&var), Bind::whole(save_invstd), Bind::whole(running_mean), Bind::whole(running_var)],
+            &[Bind::whole(save_mean), Bind::whole(var), Bind::whole(save_invstd), Bind::whole(running_mean), Bind::whole(running_var)],
         )?;
         self.bn_apply(x, save_mean, save_invstd, gamma, beta, y, &params, groups)
     }
@@ -118,27 +191,71 @@ impl Gpu {
         dbeta: &GpuTensor,
         dims: (usize, usize, usize),
     ) -> Result<()> {
-        let (params, groups) = self.bn_params(dims, 0.0, 0.0)?;
-        // sdy = sum dy; sdyx = sum dy * (x - mean). Into scratch, not dbeta: the per-channel
-        // step must not read a view of the gradient arena it writes dgamma into.
-        let sdy = self.alloc(&[dims.1])?;
-        self.channel_reduce(&kernels::CHANNEL_SUM, dy, None, None, dims, 1.0, &sdy)?;
-        let sdyx = self.alloc(&[dims.1])?;
-        self.channel_reduce(&kernels::CHANNEL_SUM_PROD_DEV, x, Some(dy), Some(save_mean), dims, 1.0, &sdyx)?;
+        // Into scratch, not dbeta: the per-channel step must not read a view of the gradient
+        // arena it writes dgamma into.
+        let (sdy, sdyx) = (self.alloc(&[dims.1])?, self.alloc(&[dims.1])?);
+        self.batch_norm_backward_sums_impl(x, dy, save_mean, &sdy, &sdyx, dims)?;
+        let count = (dims.0 * dims.2) as f32;
+        self.batch_norm_backward_from_sums_impl(x, dy, gamma, save_mean, save_invstd, (&sdy, &sdyx), None, count, dx, dgamma, dbeta, dims)
+    }
+
+    /// sdy = sum dy; sdyx = sum dy * (x - mean), per channel.
+    pub(crate) fn batch_norm_backward_sums_impl(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        save_mean: &GpuTensor,
+        sdy: &GpuTensor,
+        sdyx: &GpuTensor,
+        dims: (usize, usize, usize),
+    ) -> Result<()> {
+        self.channel_reduce(&kernels::CHANNEL_SUM, dy, None, None, dims, 1.0, sdy)?;
+        self.channel_reduce(&kernels::CHANNEL_SUM_PROD_DEV, x, Some(dy), Some(save_mean), dims, 1.0, sdyx)
+    }
+
+    /// dgamma, dbeta from the `local` sums; dx from the `global` sums over `count` values per
+    /// channel (`None`: the local ones), by bn_backward_coef (run twice when the sums differ)
+    /// and bn_backward_apply.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch_norm_backward_from_sums_impl(
+        &self,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        gamma: &GpuTensor,
+        save_mean: &GpuTensor,
+        save_invstd: &GpuTensor,
+        local: (&GpuTensor, &GpuTensor),
+        global: Option<(&GpuTensor, &GpuTensor)>,
+        count: f32,
+        dx: &GpuTensor,
+        dgamma: &GpuTensor,
+        dbeta: &GpuTensor,
+        dims: (usize, usize, usize),
+    ) -> Result<()> {
+        let (mut params, groups) = self.bn_params(dims, 0.0, 0.0)?;
+        params.cnt = count;
         let coef = self.alloc(&[3 * dims.1])?;
-        self.bn_per_channel(
-            &kernels::BN_BACKWARD_COEF,
-            &params,
-            &[
-                Bind::whole(&sdy),
-                Bind::whole(&sdyx),
-                Bind::whole(&coef),
-                Bind::whole(dgamma),
-                Bind::whole(dbeta),
-                Bind::whole(gamma),
-                Bind::whole(save_invstd),
-            ],
-        )?;
+        let coefficients = |(sdy, sdyx): (&GpuTensor, &GpuTensor), dgamma: &GpuTensor, dbeta: &GpuTensor| {
+            self.bn_per_channel(
+                &kernels::BN_BACKWARD_COEF,
+                &params,
+                &[
+                    Bind::whole(sdy),
+                    Bind::whole(sdyx),
+                    Bind::whole(&coef),
+                    Bind::whole(dgamma),
+                    Bind::whole(dbeta),
+                    Bind::whole(gamma),
+                    Bind::whole(save_invstd),
+                ],
+            )
+        };
+        coefficients(local, dgamma, dbeta)?;
+        if let Some(global) = global {
+            // The parameter gradients of this pass go to scratch: they are the local ones.
+            let (g, b) = (self.alloc(&[dims.1])?, self.alloc(&[dims.1])?);
+            coefficients(global, &g, &b)?;
+        }
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
         let (kernel, groups) = match self.plane_grid(&params) {
             Some(planes) => (&kernels::BN_BACKWARD_APPLY_PLANES, planes),

@@ -11,6 +11,7 @@
 //! LeakyReLU with its own WGSL kernel and CPU twin.
 
 use crate::backend::{Backend, T};
+use crate::distributed::Replicas;
 use crate::Result;
 
 /// How a parameter starts (drawn from the model's seeded generator, in registration order).
@@ -130,6 +131,10 @@ pub struct Forward<'a, B: Backend> {
     pub seed: u64,
     /// Optimizer steps taken so far (random masks differ per step).
     pub step: u64,
+    /// The replicas of a data-parallel run when the layer should compute its batch statistics
+    /// over all of them ([`crate::nn::Model::sync_batch_norm`]); `None` otherwise, and for
+    /// every layer that has no batch statistics.
+    pub replicas: Option<&'a Replicas>,
 }
 
 /// What a layer's backward reads and writes. Shapes include the batch dimension.
@@ -159,6 +164,8 @@ pub struct Backward<'a, B: Backend> {
     pub seed: u64,
     /// As in the forward.
     pub step: u64,
+    /// As in the forward.
+    pub replicas: Option<&'a Replicas>,
 }
 
 /// One layer of a model. Implemented by every built-in layer (`nn::layers`) and by a user's own.

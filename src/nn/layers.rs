@@ -4,6 +4,7 @@
 
 use super::layer::{Backward, Build, Forward, Init, Layer, Mode};
 use crate::backend::{Backend, T};
+use crate::distributed::Replicas;
 use crate::ops::{self, Conv2dSpec, DropoutMask, PoolSpec};
 use crate::tensor::ShapeFmt;
 use crate::{Error, Result};
@@ -151,6 +152,82 @@ impl BatchNorm2d {
     }
 }
 
+impl BatchNorm2d {
+    /// The training forward with the mean and variance of the whole global batch (PyTorch's
+    /// `SyncBatchNorm`): every replica's count, mean and biased variance per channel are
+    /// gathered and combined exactly (Chan et al.: the pooled mean, and the pooled variance as
+    /// the mean of each part's variance plus its mean's squared distance from the pooled mean).
+    fn forward_synced<B: Backend>(&self, be: &B, io: Forward<'_, B>, replicas: &Replicas) -> Result<()> {
+        let (p, [rm, rv], [sm, si]) = (io.params, io.buffers, io.saved) else {
+            unreachable!("batch norm registers two buffers and saves two tensors")
+        };
+        let c = io.x.shape()[1];
+        let count = (io.x.numel() / c.max(1)) as f32;
+        let (mut mean, mut var) = (be.zeros(&[c])?, be.zeros(&[c])?);
+        be.batch_norm_stats(io.x, &mut mean, &mut var)?;
+        let mine = [vec![count], be.download(&mean)?, be.download(&var)?].concat();
+        let parts = crate::distributed::all_gather(replicas, &mine)?;
+        let total: f64 = parts.iter().map(|q| q[0] as f64).sum();
+        let (mut mu, mut sigma2) = (vec![0.0f64; c], vec![0.0f64; c]);
+        for q in &parts {
+            for ch in 0..c {
+                mu[ch] += q[0] as f64 * q[1 + ch] as f64 / total;
+            }
+        }
+        for q in &parts {
+            for ch in 0..c {
+                let d = q[1 + ch] as f64 - mu[ch];
+                sigma2[ch] += q[0] as f64 * (q[1 + c + ch] as f64 + d * d) / total;
+            }
+        }
+        be.write(&mut mean, &mu.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
+        be.write(&mut var, &sigma2.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
+        be.batch_norm_train_from_stats(io.x, &p[0], &p[1], &mean, &var, total as f32, rm, rv, io.y, sm, si, self.momentum, self.eps)
+    }
+
+    /// The backward of [`BatchNorm2d::forward_synced`]. Each replica's dy is the gradient of
+    /// its own mean loss, so replica r's sums are weighted by its share w_r = n_r / n of the
+    /// global batch: S = sum_r w_r (sum dy, sum dy (x - mean)) is the global batch's. dx takes
+    /// S / w_r (dx stays in the replica's own scale, like every other gradient it computes),
+    /// and dγ, dβ the replica's own sums (the trainer weights and sums them with the rest).
+    fn backward_synced<B: Backend>(&self, be: &B, io: Backward<'_, B>, replicas: &Replicas) -> Result<()> {
+        let [sm, si] = io.saved else { unreachable!("batch norm saves two tensors") };
+        let c = io.x.shape()[1];
+        let count = (io.x.numel() / c.max(1)) as f32;
+        let (mut sdy, mut sdyx) = (be.zeros(&[c])?, be.zeros(&[c])?);
+        be.batch_norm_backward_sums(io.x, io.dy, sm, &mut sdy, &mut sdyx)?;
+        let mine = [vec![count], be.download(&sdy)?, be.download(&sdyx)?].concat();
+        let parts = crate::distributed::all_gather(replicas, &mine)?;
+        let total: f64 = parts.iter().map(|q| q[0] as f64).sum();
+        let own = count as f64 / total;
+        let mut global = vec![0.0f64; 2 * c];
+        for q in &parts {
+            let w = q[0] as f64 / total;
+            for (g, v) in global.iter_mut().zip(&q[1..]) {
+                *g += w * *v as f64 / own;
+            }
+        }
+        let g0 = be.upload(&[c], &global[..c].iter().map(|&v| v as f32).collect::<Vec<_>>())?;
+        let g1 = be.upload(&[c], &global[c..].iter().map(|&v| v as f32).collect::<Vec<_>>())?;
+        let (dgamma, dbeta) = io.grads.split_at_mut(1);
+        let mut temp = None;
+        let dx = dx_or_temp(be, io.dx, io.x, &mut temp)?;
+        be.batch_norm_backward_from_sums(
+            io.x,
+            io.dy,
+            &io.params[0],
+            sm,
+            si,
+            (&sdy, &sdyx),
+            (&g0, &g1),
+            total as f32,
+            dx,
+            &mut dgamma[0],
+            &mut dbeta[0],
+        )
+    }
+}
+
 impl<B: Backend> Layer<B> for BatchNorm2d {
     fn kind(&self) -> &str {
         "batch_norm2d"
@@ -167,6 +244,9 @@ impl<B: Backend> Layer<B> for BatchNorm2d {
         vec![vec![x[1]], vec![x[1]]] // mean and 1/sqrt(var + eps) of the batch
     }
     fn forward(&self, be: &B, io: Forward<'_, B>) -> Result<()> {
+        if let (Mode::Train, Some(replicas)) = (io.mode, io.replicas) {
+            return self.forward_synced(be, io, replicas);
+        }
         let (p, [rm, rv]) = (io.params, io.buffers) else { unreachable!("batch norm registers two buffers") };
         match io.mode {
             Mode::Train => {
@@ -179,6 +259,9 @@ impl<B: Backend> Layer<B> for BatchNorm2d {
     fn backward(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
         if io.mode == Mode::Eval {
             return self.backward_eval(be, io);
+        }
+        if let Some(replicas) = io.replicas {
+            return self.backward_synced(be, io, replicas);
         }
         let [sm, si] = io.saved else { unreachable!("batch norm saves two tensors") };
         let (dgamma, dbeta) = io.grads.split_at_mut(1);

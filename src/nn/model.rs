@@ -24,6 +24,7 @@ use super::layers::Relu;
 use super::loss::{Loss, LossTarget};
 use super::spec::ModelSpec;
 use crate::backend::{Backend, T};
+use crate::distributed::Replicas;
 use crate::ops::Optimizer;
 use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
@@ -314,6 +315,10 @@ pub struct Model<B: Backend> {
     pub classes: Vec<String>,
     /// Per-channel input normalisation (mean, std) of that data.
     pub normalization: Vec<(f32, f32)>,
+    /// The replicas of a data-parallel run: this replica's rank varies the dropout masks, and
+    /// with [`Model::sync_batch_norm`] batch norm takes its statistics over every replica.
+    replicas: Option<Replicas>,
+    sync_bn: bool,
 }
 
 impl<B: Backend> Model<B> {
@@ -370,6 +375,8 @@ impl<B: Backend> Model<B> {
             seed,
             classes: Vec::new(),
             normalization: Vec::new(),
+            replicas: None,
+            sync_bn: false,
         })
     }
 
@@ -549,9 +556,40 @@ impl<B: Backend> Model<B> {
         Ok(())
     }
 
-    /// The seed of node `k`'s random masks.
+    /// The seed of node `k`'s random masks (different on every replica of a data-parallel run:
+    /// each replica draws the masks of its own samples).
     fn node_seed(&self, k: usize) -> u64 {
-        self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        let rank = self.replicas.as_ref().map_or(0, |r| r.rank() as u64);
+        self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rank.wrapping_mul(0xD6E8_FEB8_6659_FD93)
+    }
+
+    /// Makes this model one replica of a data-parallel run (`None`: a model of its own again).
+    /// The trainer sets it from [`crate::train::Trainer::replicas`].
+    pub fn set_replicas(&mut self, replicas: Option<Replicas>) {
+        self.replicas = replicas;
+    }
+
+    /// The replicas set by [`Model::set_replicas`].
+    pub fn replicas(&self) -> Option<&Replicas> {
+        self.replicas.as_ref()
+    }
+
+    /// Batch norm in training mode normalises with the mean and variance of the whole global
+    /// batch, summed over the replicas (PyTorch's `SyncBatchNorm`), instead of each replica's
+    /// own: two exchanges of per-channel sums per batch-norm layer and step, forward and
+    /// backward. Does nothing without replicas.
+    pub fn sync_batch_norm(&mut self, on: bool) {
+        self.sync_bn = on;
+    }
+
+    /// Whether batch norm statistics are synchronised (see [`Model::sync_batch_norm`]).
+    pub fn syncs_batch_norm(&self) -> bool {
+        self.sync_bn
+    }
+
+    /// The replicas batch norm synchronises over, when it does.
+    fn bn_replicas(&self) -> Option<Replicas> {
+        self.replicas.clone().filter(|r| self.sync_bn && r.size() > 1)
     }
 
     fn planned(&self, batch: usize) -> Result<&Plan<B::Storage>> {
@@ -594,6 +632,7 @@ impl<B: Backend> Model<B> {
         self.planned(batch)?;
         let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
         let modes: Vec<Mode> = (0..self.graph.nodes.len()).map(|k| self.node_mode(k, mode)).collect();
+        let replicas = self.bn_replicas();
         let Self { graph, plans, params, buffers, step, .. } = self;
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         plan.mode = mode;
@@ -614,6 +653,7 @@ impl<B: Backend> Model<B> {
                         mode: modes[k],
                         seed: seeds[k],
                         step: *step,
+                        replicas: replicas.as_ref(),
                     },
                 )?,
             }
@@ -684,6 +724,7 @@ impl<B: Backend> Model<B> {
         let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
         let mode = self.plans.get(&batch).map_or(Mode::Train, |p| p.mode);
         let modes: Vec<Mode> = (0..self.graph.nodes.len()).map(|k| self.node_mode(k, mode)).collect();
+        let replicas = self.bn_replicas();
         let Self { graph, plans, params, grads, buffers, step, freezing, .. } = self;
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         let mut reached = vec![false; graph.nodes.len() + 1];
@@ -736,6 +777,7 @@ impl<B: Backend> Model<B> {
                             mode: modes[k],
                             seed: seeds[k],
                             step: *step,
+                            replicas: replicas.as_ref(),
                         },
                     )?,
                 }
@@ -789,11 +831,18 @@ impl<B: Backend> Model<B> {
         loss: &dyn Loss<B>,
         clip: Option<f32>,
     ) -> Result<()> {
+        self.gradients(be, x, targets, loss)?;
+        self.update(be, opt, clip)
+    }
+
+    /// The first half of a training step: uploads the batch, runs forward, loss and backward,
+    /// leaving the gradients of the batch's mean loss in [`Model::grads`] (a data-parallel
+    /// trainer sums them over the replicas before [`Model::update`]).
+    pub fn gradients(&mut self, be: &B, x: &[f32], targets: Targets<'_>, loss: &dyn Loss<B>) -> Result<()> {
         let batch = self.load_batch(be, x, targets)?;
         self.forward(be, batch, Mode::Train)?;
         self.loss(be, batch, loss)?;
-        self.backward(be, batch)?;
-        self.update(be, opt, clip)
+        self.backward(be, batch)
     }
 
     /// Copies the last step's batch loss into `slot` (a device tensor of one element), so a

@@ -30,6 +30,7 @@ use crate::backend::Backend;
 use crate::checkpoint::Progress;
 use crate::data::loader::{self, Augment};
 use crate::data::Splits;
+use crate::distributed::{self, Replicas};
 use crate::nn::{CrossEntropy, Loss, Metrics, Model, Targets};
 use crate::ops::Optimizer;
 use crate::{Error, Result};
@@ -292,6 +293,11 @@ pub struct TrainReport {
     pub interrupted: bool,
     /// Why a callback ended training after an epoch (early stopping), if one did.
     pub stopped_early: Option<String>,
+    /// Replicas that trained together (1: no data parallelism).
+    pub replicas: usize,
+    /// Seconds this replica spent summing gradients with the others (reading them back,
+    /// the exchange, writing them again); 0 with one replica.
+    pub allreduce_seconds: f64,
 }
 
 /// Runs the training loop and tells its callbacks what happens.
@@ -302,12 +308,13 @@ pub struct Trainer<'a, B: Backend> {
     callbacks: Vec<Box<dyn Callback<B> + 'a>>,
     resume: Option<Progress>,
     run_id: Option<String>,
+    replicas: Option<Replicas>,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
     /// A trainer with softmax cross-entropy and no callbacks.
     pub fn new(config: TrainConfig) -> Self {
-        Self { config, loss: Box::new(CrossEntropy::default()), callbacks: Vec::new(), resume: None, run_id: None }
+        Self { config, loss: Box::new(CrossEntropy::default()), callbacks: Vec::new(), resume: None, run_id: None, replicas: None }
     }
 
     /// The trainer with another loss.
@@ -336,9 +343,29 @@ impl<'a, B: Backend> Trainer<'a, B> {
         self
     }
 
+    /// The trainer as one replica of a data-parallel run (see [`crate::distributed`]): every
+    /// replica runs `fit` with the same settings and data, on its own device, and the
+    /// replicas meet once per step to sum their gradients. Replica 0 starts the others from
+    /// its parameters, buffers and optimizer state, and alone validates, tests and calls
+    /// `on_epoch_end`, `on_fit_end` and `on_train_end`; a stop asked by its callbacks stops
+    /// them all. Give the other replicas no callbacks that write (they would write the same).
+    pub fn replicas(mut self, replicas: Replicas) -> Self {
+        self.replicas = Some(replicas);
+        self
+    }
+
     /// Trains `model` on `splits.train`, validating on `splits.val` after each epoch, then
     /// tests on `splits.test`.
     pub fn fit(&mut self, be: &B, model: &mut Model<B>, splits: &Splits) -> Result<TrainReport> {
+        let replicas = self.replicas.clone().filter(|r| r.size() > 1);
+        model.set_replicas(replicas.clone());
+        let report = self.fit_inner(be, model, splits, replicas.as_ref());
+        model.set_replicas(None);
+        report
+    }
+
+    fn fit_inner(&mut self, be: &B, model: &mut Model<B>, splits: &Splits, replicas: Option<&Replicas>) -> Result<TrainReport> {
+        let lead = replicas.is_none_or(|r| r.rank() == 0);
         let cfg = self.config.clone();
         cfg.validate()?;
         // Everything the run will need is checked before the first step, not after it.
@@ -380,6 +407,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
         if resume.is_none() {
             model.reset_optimizer(be, &cfg.optimizer)?;
         }
+        if let Some(r) = replicas {
+            distributed::check_batch(batch, r.size())?;
+            broadcast_state(be, model, r)?;
+        }
+        let mut allreduce_seconds = 0.0;
         let first_epoch = resume.as_ref().map_or(0, |p| p.epoch);
         let skip = resume.as_ref().map_or(0, |p| p.batch_in_epoch);
         let mut logs = Vec::new();
@@ -442,24 +474,48 @@ impl<'a, B: Backend> Trainer<'a, B> {
             let mut history = be.arena(&vec![vec![1]; total])?;
             // Where the epoch ended when --max-steps ended it inside (batches trained).
             let mut cut_at = None;
+            // The epoch's metrics so far over every replica (data parallel: read each step).
+            let mut global = None;
             for (bi, b) in batches.take(total).enumerate() {
                 // A resumed epoch regenerates the batches it already trained on (the loader's
                 // random stream must advance the same way) and skips them.
                 if epoch == first_epoch && bi < skip {
                     continue;
                 }
-                let targets = match &b.probs {
-                    Some(p) => Targets::Probs { probs: p, labels: &b.labels },
-                    None => Targets::Labels(&b.labels),
+                let rows = match replicas {
+                    Some(r) => distributed::shard(b.labels.len(), r.rank(), r.size()),
+                    None => 0..b.labels.len(),
                 };
-                model.train_step(be, &b.x, targets, &opt, self.loss.as_ref(), cfg.clip_norm)?;
-                model.record_loss(be, b.labels.len(), &mut history[bi])?;
+                let per = b.x.len() / b.labels.len().max(1);
+                let (x, labels) = (&b.x[rows.start * per..rows.end * per], &b.labels[rows.clone()]);
+                let probs = b.probs.as_ref().map(|p| {
+                    let k = p.len() / b.labels.len().max(1);
+                    &p[rows.start * k..rows.end * k]
+                });
+                let targets = match probs {
+                    Some(probs) => Targets::Probs { probs, labels },
+                    None => Targets::Labels(labels),
+                };
+                match replicas {
+                    Some(r) => {
+                        model.gradients(be, x, targets, self.loss.as_ref())?;
+                        let t = Instant::now();
+                        global = Some(sum_gradients(be, model, r, rows.len() as f32 / b.labels.len() as f32)?);
+                        allreduce_seconds += t.elapsed().as_secs_f64();
+                        model.update(be, &opt, cfg.clip_norm)?;
+                    }
+                    None => model.train_step(be, x, targets, &opt, self.loss.as_ref(), cfg.clip_norm)?,
+                }
+                model.record_loss(be, rows.len(), &mut history[bi])?;
                 seen += b.labels.len();
                 let due = (cfg.report_every > 0 && (bi + 1) % cfg.report_every == 0)
                     || (cfg.report_seconds > 0.0 && last_read.elapsed().as_secs_f64() >= cfg.report_seconds);
                 let running = if due {
                     last_read = Instant::now();
-                    Some(model.peek_metrics(be)?)
+                    Some(match global {
+                        Some(m) => m,
+                        None => model.peek_metrics(be)?,
+                    })
                 } else {
                     None
                 };
@@ -479,6 +535,10 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     if let Control::Stop(_) = cb.on_step(&info)? {
                         stop = true;
                     }
+                }
+                if let Some(r) = replicas {
+                    // Replica 0's callbacks decide for every replica.
+                    stop = lead_decides(r, stop)?;
                 }
                 if stop {
                     let p = progress(epoch, bi + 1, model.step, best, best_epoch, since_best);
@@ -500,11 +560,12 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 break;
             }
             let tr = model.take_metrics(be)?; // waits for the epoch's work
+            let tr = global.unwrap_or(tr);
             if !tr.loss.is_finite() {
                 return Err(diverged(be, &history, model.step, epoch, if epoch == first_epoch { skip } else { 0 }, tr));
             }
             let train_secs = t0.elapsed().as_secs_f64();
-            let va = if splits.val.is_empty() { None } else { Some(evaluate(be, model, &splits.val, cfg.eval_batch, false)?) };
+            let va = if splits.val.is_empty() || !lead { None } else { Some(evaluate(be, model, &splits.val, cfg.eval_batch, false)?) };
             let log = EpochLog {
                 epoch: epoch + 1,
                 lr: opt.lr,
@@ -554,6 +615,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
                     stopped_early.get_or_insert(why);
                 }
             }
+            if let Some(r) = replicas {
+                if lead_decides(r, stopped_early.is_some())? {
+                    stopped_early.get_or_insert_with(|| "replica 0 stopped the run".into());
+                }
+            }
             logs.push(log);
             if stopped_early.is_some() {
                 break;
@@ -562,8 +628,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
         for cb in &mut self.callbacks {
             cb.on_fit_end(be, model)?;
         }
-        let test =
-            if interrupted || splits.test.is_empty() { None } else { Some(evaluate(be, model, &splits.test, cfg.eval_batch, false)?) };
+        let test = if interrupted || splits.test.is_empty() || !lead {
+            None
+        } else {
+            Some(evaluate(be, model, &splits.test, cfg.eval_batch, false)?)
+        };
         let report = TrainReport {
             run_id,
             epochs: logs,
@@ -574,12 +643,57 @@ impl<'a, B: Backend> Trainer<'a, B> {
             seconds: start.elapsed().as_secs_f64(),
             interrupted,
             stopped_early,
+            replicas: replicas.map_or(1, |r| r.size()),
+            allreduce_seconds,
         };
         for cb in &mut self.callbacks {
             cb.on_train_end(&report)?;
         }
         Ok(report)
     }
+}
+
+/// Replica 0's parameters, buffers, optimizer state and step count, given to every replica
+/// (DDP's start: the replicas begin equal whatever each one loaded or drew).
+fn broadcast_state<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas) -> Result<()> {
+    for ts in [&mut model.params, &mut model.buffers, &mut model.state1, &mut model.state2] {
+        let mut v = be.download_all(ts)?;
+        r.broadcast(&mut v, 0)?;
+        if r.rank() != 0 {
+            be.write_all(ts, &v)?;
+        }
+    }
+    // The step in two exact halves of 24 bits (an f32 holds integers up to 2^24 exactly).
+    let mut step = [(model.step & 0xFF_FFFF) as f32, (model.step >> 24) as f32];
+    r.broadcast(&mut step, 0)?;
+    model.step = step[0] as u64 | ((step[1] as u64) << 24);
+    Ok(())
+}
+
+/// Sums the replicas' gradients, each weighted by its `share` of the global batch (so the sum
+/// is the gradient of the global batch's mean loss, also when shards differ in size), and the
+/// epoch's running loss and accuracy counts with them in the same exchange. Returns the
+/// metrics over every replica so far this epoch.
+fn sum_gradients<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas, share: f32) -> Result<Metrics> {
+    let mut buf = be.download_all(&model.grads)?;
+    for g in &mut buf {
+        *g *= share;
+    }
+    let m = model.peek_metrics(be)?;
+    let n = buf.len();
+    buf.extend([(m.loss * m.samples as f64) as f32, (m.accuracy * m.samples as f64).round() as f32, m.samples as f32]);
+    r.all_reduce_sum(&mut buf)?;
+    be.write_all(&mut model.grads, &buf[..n])?;
+    let samples = buf[n + 2].round() as usize;
+    let s = samples.max(1) as f64;
+    Ok(Metrics { loss: buf[n] as f64 / s, accuracy: buf[n + 1] as f64 / s, samples })
+}
+
+/// Replica 0's yes or no, told to every replica.
+fn lead_decides(r: &Replicas, yes: bool) -> Result<bool> {
+    let mut flag = [if yes { 1.0 } else { 0.0 }];
+    r.broadcast(&mut flag, 0)?;
+    Ok(flag[0] != 0.0)
 }
 
 /// The error of a run whose epoch loss is not finite, naming the first bad step (the step

@@ -35,6 +35,12 @@ pub struct RunSettings {
     /// Whether the last linear layer was initialised afresh instead (`--reset-head`).
     #[serde(default)]
     pub reset_head: bool,
+    /// Data-parallel replicas that trained it (0 or 1: one), for the record.
+    #[serde(default)]
+    pub replicas: usize,
+    /// Whether batch norm took its statistics over every replica (`--sync-bn`).
+    #[serde(default)]
+    pub sync_bn: bool,
 }
 
 impl RunSettings {
@@ -143,6 +149,8 @@ mod tests {
             freeze: Vec::new(),
             init_from: None,
             reset_head: false,
+            replicas: 1,
+            sync_bn: false,
         };
         let mut b = a.clone();
         b.config.optimizer.lr = 0.5;

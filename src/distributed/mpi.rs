@@ -1,0 +1,98 @@
+//! Replicas in processes, across machines, through MPI (the `mpi` crate over Open MPI or
+//! MPICH; cargo feature `mpi`). Start with `mpirun -np N wgtrain train ... --distributed mpi`.
+//!
+//! A sum is a reduction to rank 0 followed by a broadcast of the result, so every rank holds
+//! the same bits (an all-reduce may associate the additions differently on different ranks,
+//! and replicas whose parameters drift apart by rounding would silently train different
+//! models).
+
+use std::thread::ThreadId;
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+use super::Collective;
+use crate::{Error, Result};
+
+/// MPI's world communicator as a [`Collective`]. Made once per process by [`MpiCollective::init`];
+/// MPI is finalised when it is dropped.
+pub struct MpiCollective {
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    /// MPI is initialised with `MPI_THREAD_FUNNELED`: only this thread may call it.
+    thread: ThreadId,
+    // Dropped last: finalises MPI.
+    _universe: Universe,
+}
+
+// SAFETY: MPI is initialised "funneled" and every call checks that it runs on the thread that
+// initialised it (`MpiCollective::on_thread`), failing otherwise; the handle itself is only an
+// integer communicator id.
+unsafe impl Send for MpiCollective {}
+// SAFETY: as above: calls from any other thread are refused before they reach MPI.
+unsafe impl Sync for MpiCollective {}
+
+impl MpiCollective {
+    /// Initialises MPI (once per process) and joins its world communicator.
+    pub fn init() -> Result<Self> {
+        let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+            .ok_or_else(|| Error::Invalid("MPI was already initialised in this process".into()))?;
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(Self { world, rank, size, thread: std::thread::current().id(), _universe: universe })
+    }
+
+    /// Whether this process was started by an MPI launcher (`mpirun`, `srun`), from the
+    /// variables they set.
+    pub fn launched() -> bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"].iter().any(|v| std::env::var_os(v).is_some())
+    }
+
+    fn on_thread(&self, what: &str) -> Result<()> {
+        if std::thread::current().id() != self.thread {
+            return Err(Error::Invalid(format!("MPI {what} from another thread than the one that initialised MPI")));
+        }
+        Ok(())
+    }
+
+    /// Ends every process of the job (`MPI_Abort`), after printing `message` as this rank's.
+    pub fn abort_job(&self, message: &str) -> ! {
+        eprintln!("error: rank {} of {}: {message}", self.rank, self.size);
+        self.world.abort(1)
+    }
+}
+
+impl Collective for MpiCollective {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn size(&self) -> usize {
+        self.size
+    }
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        self.on_thread("all-reduce")?;
+        let root = self.world.process_at_rank(0);
+        if self.rank == 0 {
+            let send = buf.to_vec();
+            root.reduce_into_root(&send[..], buf, SystemOperation::sum());
+        } else {
+            root.reduce_into(&buf[..], SystemOperation::sum());
+        }
+        root.broadcast_into(buf);
+        Ok(())
+    }
+    fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
+        self.on_thread("broadcast")?;
+        if root >= self.size {
+            return Err(Error::Invalid(format!("broadcast from rank {root}: expected a rank below {}", self.size)));
+        }
+        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        Ok(())
+    }
+    fn abort(&self, message: &str) {
+        self.abort_job(message)
+    }
+}
