@@ -52,6 +52,8 @@ pub enum BenchWhat {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
     },
+    /// Data-parallel step time, throughput and efficiency on N GPUs, modelled (ring all-reduce of the gradients)
+    Scaling(Box<ScalingBenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -157,6 +159,7 @@ pub fn run(what: &BenchWhat, gpu: impl Fn() -> anyhow::Result<Gpu>, started: std
                 bench::write_json(p, &bench::optimizer_json(gpu.adapter_name(), *params, &r))?;
             }
         }
+        BenchWhat::Scaling(a) => scaling(a, gpu, started)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -193,6 +196,96 @@ fn train<B: Backend>(be: &B, setup: &TrainBenchSetup, a: &TrainBenchArgs, starte
     }
     if let Some(p) = &a.json {
         bench::write_json(p, &bench::train_json(setup, &device, a.windows, a.steps, &r))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ScalingBenchArgs {
+    #[arg(long, default_value = "default", help = format!("Model: a zoo name ({}) or a .toml model file", wgtrain::nn::zoo::NAMES.join(", ")))]
+    model: String,
+    /// Samples per GPU per step (weak scaling: N GPUs train on N times this)
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// GPU counts to model
+    #[arg(long, default_value = "1,2,4,8,16,32,64", value_delimiter = ',')]
+    gpus: Vec<usize>,
+    /// Compute time of one step on one GPU, in ms (e.g. measured on another machine); without it, a step is measured on this device
+    #[arg(long, value_name = "MS")]
+    compute_ms: Option<f64>,
+    /// Parameters to exchange instead of the model's own count
+    #[arg(long, value_name = "P")]
+    params: Option<usize>,
+    /// Assumed interconnects, comma-separated (nvlink, pcie4, ib100, 10gbe), or `all`
+    #[arg(long, default_value = "all")]
+    interconnect: String,
+    /// Optimizer of the measured step (its preset)
+    #[arg(long, default_value = "adam", value_parser = PossibleValuesParser::new(Optimizer::PRESETS))]
+    optimizer: String,
+    /// Timed windows of the measured step (the median is used)
+    #[arg(long, default_value_t = 3)]
+    windows: usize,
+    /// Steps per timed window
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Also write the settings, the assumed links and every point as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also draw the efficiency against the number of GPUs, one line per interconnect, as this PNG
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+}
+
+/// `bench scaling`: the model's parameters counted from its graph (nothing allocated), the
+/// step's compute time given or measured like `bench train` at the per-GPU batch, then the
+/// analytic model of `wgtrain::scaling` per interconnect.
+fn scaling(a: &ScalingBenchArgs, gpu: impl Fn() -> anyhow::Result<Gpu>, started: std::time::Instant) -> anyhow::Result<()> {
+    use wgtrain::scaling::{self, Interconnect, ScalingSetup};
+    for (flag, p) in [("--plot", &a.plot), ("--json", &a.json)] {
+        check_out(flag, p)?;
+    }
+    if a.batch_size == 0 {
+        anyhow::bail!("--batch-size 0: expected at least 1 sample per GPU");
+    }
+    if a.gpus.is_empty() || a.gpus.contains(&0) {
+        anyhow::bail!("--gpus {}: expected GPU counts of at least 1", a.gpus.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","));
+    }
+    if let Some(ms) = a.compute_ms.filter(|ms| !(ms.is_finite() && *ms > 0.0)) {
+        anyhow::bail!("--compute-ms {ms}: expected a positive number of milliseconds");
+    }
+    let links = Interconnect::parse_list(&a.interconnect).map_err(|e| anyhow::anyhow!("--interconnect: {e}"))?;
+    let input = wgtrain::nn::zoo::natural_input(&a.model).unwrap_or([1, 28, 28]);
+    let classes = if a.model == "alexnet" { 1000 } else { 10 };
+    let spec = wgtrain::nn::zoo::model(&a.model, classes)?;
+    let counted: usize = spec.infer(&input)?.iter().map(|l| l.weights + l.biases).sum();
+    let params = a.params.unwrap_or(counted);
+    let (compute_s, compute_source) = match a.compute_ms {
+        Some(ms) => (ms / 1e3, "given with --compute-ms".to_string()),
+        None => {
+            let gpu = gpu()?;
+            let setup = TrainBenchSetup { spec: spec.clone(), input, classes, optimizer: Optimizer::preset(&a.optimizer)?, data: None };
+            let r = bench::train_report_with(&gpu, &setup, &[a.batch_size], a.windows, a.steps, started)?;
+            let ips = r.first().map_or(0.0, |r| r.images_per_s);
+            (a.batch_size as f64 / ips, format!("measured on {}", gpu.adapter_name()))
+        }
+    };
+    let model = match a.params {
+        Some(p) if p != counted => format!("{} [parameter count given]", spec.name),
+        _ => spec.name.clone(),
+    };
+    let setup = ScalingSetup { model, input, params, batch: a.batch_size, compute_s, compute_source };
+    let mut rows = Vec::new();
+    for l in &links {
+        rows.extend(scaling::model(params, a.batch_size, compute_s, &a.gpus, l)?);
+    }
+    scaling::print_table(&setup, &links, &rows);
+    if let Some(p) = &a.plot {
+        scaling::plot(p, &setup, &links, &rows)?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.json {
+        bench::write_json(p, &scaling::json(&setup, &links, &rows))?;
         println!("wrote {}", p.display());
     }
     Ok(())

@@ -48,7 +48,8 @@
 //! - [`data`] (data sets, split, background loader with augmentation), [`checkpoint`]
 //!   (safetensors), [`verify`] (every kernel against its twin, reference case files),
 //!   [`mod@bench`] (the figures of `wgtrain bench` and `cargo bench`), [`plot`] (PNG figures)
-//!   and [`runlog`] (training logs read back and drawn, `wgtrain plot`).
+//!   and [`runlog`] (training logs read back and drawn, `wgtrain plot`); [`scaling`] (data-parallel
+//!   step time on N GPUs, modelled: `wgtrain bench scaling`).
 //!
 //! Where an op lives, by name (e.g. `matmul`): `shaders/matmul_v*.wgsl` (kernels),
 //! `src/gpu/matmul.rs` (host side), `src/cpu/matmul.rs` (the twin), `src/ops/matmul.rs` (spec
@@ -72,6 +73,7 @@ pub mod plot;
 pub mod profile;
 pub mod rng;
 pub mod runlog;
+pub mod scaling;
 pub mod tensor;
 pub mod train;
 pub mod verify;
