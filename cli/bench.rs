@@ -11,6 +11,8 @@ use wgtrain::gpu::MatmulVariant;
 use wgtrain::{Backend, Cpu, Gpu, Optimizer};
 
 use crate::args::ComputeBackend;
+use crate::parallel::{OpenGpu, ParallelArgs};
+use wgtrain::distributed::Replicas;
 
 #[derive(Subcommand)]
 pub enum BenchWhat {
@@ -99,6 +101,8 @@ pub struct TrainBenchArgs {
     /// Also write the figures and settings as JSON to this file
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    parallel: ParallelArgs,
 }
 
 /// Refuses an output file whose folder does not exist before minutes of measuring.
@@ -115,7 +119,8 @@ fn check_out(flag: &str, path: &Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(what: &BenchWhat, gpu: impl Fn() -> anyhow::Result<Gpu>, started: std::time::Instant) -> anyhow::Result<ExitCode> {
+pub fn run(what: &BenchWhat, gpu_on: OpenGpu<'_>, started: std::time::Instant) -> anyhow::Result<ExitCode> {
+    let gpu = || gpu_on(None);
     match what {
         BenchWhat::Matmul { size, runs, variants, json } => {
             check_out("--json", json)?;
@@ -138,10 +143,11 @@ pub fn run(what: &BenchWhat, gpu: impl Fn() -> anyhow::Result<Gpu>, started: std
                 anyhow::bail!("--batch-sizes: batch size 0, expected at least 1");
             }
             let setup = train_setup(a)?;
-            match a.backend {
-                ComputeBackend::Gpu => train(&gpu()?, &setup, a, started)?,
-                ComputeBackend::Cpu => train(&Cpu, &setup, a, started)?,
+            let run = |g: Option<&Gpu>, replicas: Option<Replicas>| match g {
+                Some(g) => train(g, &setup, a, started, replicas),
+                None => train(&Cpu, &setup, a, started, replicas),
             };
+            crate::parallel::replicated(&a.parallel, a.backend, gpu_on, run)?;
         }
         BenchWhat::Conv { runs, json } => {
             check_out("--json", json)?;
@@ -183,8 +189,17 @@ fn train_setup(a: &TrainBenchArgs) -> anyhow::Result<TrainBenchSetup> {
     Ok(TrainBenchSetup { spec: wgtrain::nn::zoo::model(&a.model, classes)?, input: data.shape, classes, optimizer, data: Some(data) })
 }
 
-fn train<B: Backend>(be: &B, setup: &TrainBenchSetup, a: &TrainBenchArgs, started: std::time::Instant) -> anyhow::Result<()> {
-    let r = bench::train_report_with(be, setup, &a.batch_sizes, a.windows, a.steps, started)?;
+fn train<B: Backend>(
+    be: &B,
+    setup: &TrainBenchSetup,
+    a: &TrainBenchArgs,
+    started: std::time::Instant,
+    replicas: Option<Replicas>,
+) -> anyhow::Result<()> {
+    let r = bench::train_report_parallel(be, setup, &a.batch_sizes, a.windows, a.steps, started, replicas.as_ref())?;
+    if replicas.is_some_and(|r| r.rank() != 0) {
+        return Ok(()); // replica 0 writes the files
+    }
     let device = be.name();
     if let Some(p) = &a.csv {
         wgtrain::atomic::write(p, bench::train_csv(setup, &device, a.windows, a.steps, &r).as_bytes())?;

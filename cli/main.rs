@@ -9,6 +9,7 @@ mod devices;
 mod eval;
 mod experiment;
 mod export;
+mod parallel;
 mod plot;
 mod predict;
 mod profile;
@@ -166,12 +167,10 @@ fn message(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let gpu = || args::gpu(&cli.device, &cli.matmul_variant, cli.no_cache);
+    // Data-parallel replicas open their own adapters: one named here wins over the global --device.
+    let gpu_on = |device: Option<String>| args::gpu(&device.or_else(|| cli.device.clone()), &cli.matmul_variant, cli.no_cache);
     match &cli.command {
-        Command::Train(a) => {
-            // Replicas open their own adapters; a device given here wins over the global one.
-            let gpu_on = |device: Option<String>| args::gpu(&device.or_else(|| cli.device.clone()), &cli.matmul_variant, cli.no_cache);
-            train::run(a, matches.subcommand_matches("train"), &gpu_on)
-        }
+        Command::Train(a) => train::run(a, matches.subcommand_matches("train"), &gpu_on),
         Command::Eval(a) => eval::run(a, matches.subcommand_matches("eval"), gpu),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a, gpu),
@@ -182,6 +181,6 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, gpu),
         Command::Experiment { which } => experiment::run(which, gpu),
         Command::Profile(a) => profile::run(a, &cli.device, &cli.matmul_variant, cli.no_cache),
-        Command::Bench { what } => bench::run(what, gpu, *START.get_or_init(std::time::Instant::now)),
+        Command::Bench { what } => bench::run(what, &gpu_on, *START.get_or_init(std::time::Instant::now)),
     }
 }

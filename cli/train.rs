@@ -14,6 +14,7 @@ use wgtrain::train::{self, BatchSize, Monitor, RunSettings, Schedule, TrainConfi
 use wgtrain::{checkpoint, Backend, Cpu, Gpu};
 
 use crate::args::{parse_batch, AugmentArgs, ComputeBackend, DataArgs, OptimizerArgs};
+use crate::parallel::{OpenGpu, ParallelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -98,12 +99,8 @@ pub struct TrainArgs {
     /// Train at most this many steps per epoch (each epoch a different random part of the training set)
     #[arg(long)]
     steps_per_epoch: Option<usize>,
-    /// Data parallel in this process: one replica per listed adapter (`all`, or indices from `wgtrain devices`; repeat one, e.g. 0,0, for two replicas on one adapter); each takes its share of every batch
-    #[arg(long, value_name = "all|0,1,...")]
-    devices: Option<String>,
-    /// Data parallel across processes started by mpirun (needs a build with `--features mpi`): one replica per rank, its adapter chosen by its local rank
-    #[arg(long, value_parser = PossibleValuesParser::new(["mpi"]))]
-    distributed: Option<String>,
+    #[command(flatten)]
+    parallel: ParallelArgs,
     /// With replicas: batch norm normalises with the statistics of the whole batch over every replica (PyTorch's SyncBatchNorm) instead of each replica's own
     #[arg(long)]
     sync_bn: bool,
@@ -149,32 +146,14 @@ const TRAJECTORY: &[(&str, &str, &[&str])] = &[
     ("sync_bn", "--sync-bn", &["sync_bn"]),
 ];
 
-/// Opens the GPU adapter named (an index or part of a name), or the default one for `None`.
-pub type OpenGpu<'a> = &'a (dyn Fn(Option<String>) -> anyhow::Result<Gpu> + Sync);
-
 pub fn run(a: &TrainArgs, m: Option<&ArgMatches>, gpu: OpenGpu<'_>) -> anyhow::Result<ExitCode> {
     check_flags(a)?;
-    let report = if a.distributed.is_some() {
-        match distributed_mpi(a, m, gpu)? {
-            Some(report) => report,
-            None => return Ok(ExitCode::SUCCESS), // not rank 0: rank 0 reports
-        }
-    } else if let Some(devices) = &a.devices {
-        let devices = parse_devices(devices, a.backend)?;
-        let reports = wgtrain::distributed::LocalGroup::run(devices.len(), |r| {
-            let rank = r.rank();
-            let result = match a.backend {
-                ComputeBackend::Gpu => gpu(devices[rank].clone()).and_then(|be| training(&be, a, m, Some(r))),
-                ComputeBackend::Cpu => training(&Cpu, a, m, Some(r)),
-            };
-            result.map_err(|e| wgtrain::Error::Invalid(format!("{e:#}")))
-        })?;
-        reports.into_iter().next().expect("one report per replica")
-    } else {
-        match a.backend {
-            ComputeBackend::Gpu => training(&gpu(None)?, a, m, None)?,
-            ComputeBackend::Cpu => training(&Cpu, a, m, None)?,
-        }
+    let run = |gpu: Option<&Gpu>, replicas: Option<Replicas>| match gpu {
+        Some(gpu) => training(gpu, a, m, replicas),
+        None => training(&Cpu, a, m, replicas),
+    };
+    let Some(report) = crate::parallel::replicated(&a.parallel, a.backend, gpu, run)? else {
+        return Ok(ExitCode::SUCCESS); // another MPI rank than 0: rank 0 reports
     };
     if report.interrupted {
         println!("interrupted: continue with --resume {}", a.checkpoint.as_ref().map_or("FILE".into(), |p| p.display().to_string()));
@@ -459,10 +438,7 @@ fn training<B: Backend>(be: &B, a: &TrainArgs, m: Option<&ArgMatches>, replicas:
         say!(
             "data parallel: {} replicas ({}), each {} of every batch of {}; batch norm {}",
             r.size(),
-            match (&a.devices, &a.distributed) {
-                (Some(d), _) => format!("--devices {d}"),
-                _ => "MPI ranks".to_string(),
-            },
+            a.parallel.describe(),
             batch_shares(cfg.batch.resolve(splits.train.len()), r.size()),
             cfg.batch,
             if settings.sync_bn { "synchronised over the replicas" } else { "per replica" }
@@ -525,68 +501,6 @@ fn fit_lead<B: Backend>(
         }
         _ => e.into(),
     })
-}
-
-/// The adapters of `--devices`: `all` (every adapter with compute shaders) or a comma-separated
-/// list of indices from `wgtrain devices` (or parts of names); with the CPU backend, only the
-/// count matters.
-fn parse_devices(list: &str, backend: ComputeBackend) -> anyhow::Result<Vec<Option<String>>> {
-    let devices: Vec<Option<String>> = if list.trim() == "all" {
-        if backend == ComputeBackend::Cpu {
-            anyhow::bail!("--devices all: the CPU backend has no adapters; give a list such as 0,0 for two CPU replicas");
-        }
-        let all: Vec<_> = wgtrain::gpu::list_adapters().into_iter().filter(|a| a.compute).map(|a| Some(a.index.to_string())).collect();
-        if all.is_empty() {
-            anyhow::bail!("--devices all: no adapter with compute shaders (see `wgtrain devices`)");
-        }
-        all
-    } else {
-        list.split(',').map(|d| d.trim()).map(|d| (!d.is_empty()).then(|| d.to_string())).collect()
-    };
-    if devices.iter().any(Option::is_none) {
-        anyhow::bail!("--devices '{list}': expected `all` or a comma-separated list of adapters such as 0,1 (see `wgtrain devices`)");
-    }
-    Ok(devices)
-}
-
-/// `--distributed mpi`: this process is one rank of an MPI job; its adapter is `--device`, or
-/// the one its local rank picks among those with compute shaders. Returns rank 0's report (and
-/// `None` on the other ranks). A rank that fails ends the whole job (`MPI_Abort`) after
-/// printing its error, so no rank waits for it.
-#[cfg(feature = "mpi")]
-fn distributed_mpi(a: &TrainArgs, m: Option<&ArgMatches>, gpu: OpenGpu<'_>) -> anyhow::Result<Option<TrainReport>> {
-    use wgtrain::distributed::{mpi::MpiCollective, Collective, Replicas};
-    if a.devices.is_some() {
-        anyhow::bail!("--devices and --distributed mpi: choose one (under MPI each rank takes one adapter)");
-    }
-    let world = std::sync::Arc::new(MpiCollective::init()?);
-    let (rank, size) = (world.rank(), world.size());
-    let local = wgtrain::distributed::local_rank_from_env().unwrap_or(rank);
-    let result = (|| -> anyhow::Result<TrainReport> {
-        match a.backend {
-            ComputeBackend::Cpu => training(&Cpu, a, m, Some(world.clone() as Replicas)),
-            ComputeBackend::Gpu => {
-                let adapters: Vec<_> = wgtrain::gpu::list_adapters().into_iter().filter(|a| a.compute).collect();
-                // `None` keeps the global --device (or WGTRAIN_DEVICE) when one is given.
-                let pick = (std::env::var_os("WGTRAIN_DEVICE").is_none() && !adapters.is_empty())
-                    .then(|| adapters[local % adapters.len()].index.to_string());
-                let be = gpu(pick)?;
-                training(&be, a, m, Some(world.clone() as Replicas))
-            }
-        }
-    })();
-    match result {
-        Ok(report) => Ok((rank == 0).then_some(report)),
-        Err(e) if size > 1 => world.abort_job(&format!("{e:#}")),
-        Err(e) => Err(e),
-    }
-}
-
-#[cfg(not(feature = "mpi"))]
-fn distributed_mpi(_: &TrainArgs, _: Option<&ArgMatches>, _: OpenGpu<'_>) -> anyhow::Result<Option<TrainReport>> {
-    anyhow::bail!(
-        "--distributed mpi: this wgtrain was built without MPI; build it with `cargo build --release --features mpi` (needs an MPI such as Debian's libopenmpi-dev openmpi-bin, and libclang-dev)"
-    )
 }
 
 /// Whether a file can be written at `path`: its folder exists and takes a new file (a probe

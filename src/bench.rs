@@ -222,6 +222,23 @@ pub struct TrainBench {
     /// The process's peak resident memory so far (after this batch size), where the system
     /// tells it (Linux); on lavapipe it includes the device's memory.
     pub peak_rss_bytes: Option<u64>,
+    /// Data-parallel replicas that trained together (1: one device); `batch` and
+    /// `images_per_s` are then the global batch and the images of all replicas per second.
+    pub replicas: usize,
+    /// Milliseconds per step spent summing gradients with the other replicas (median over the
+    /// windows; 0 for one device).
+    pub allreduce_ms: f64,
+    /// Replica 0 alone at its share of the batch, measured before the replicas ran together:
+    /// images/s, for the scaling efficiency `images_per_s / (replicas · single)`.
+    pub single_images_per_s: Option<f64>,
+}
+
+impl TrainBench {
+    /// Images per second of all replicas over `replicas` times one device's (1: perfect
+    /// scaling); `None` for one device.
+    pub fn efficiency(&self) -> Option<f64> {
+        self.single_images_per_s.filter(|_| self.replicas > 1).map(|one| self.images_per_s / (self.replicas as f64 * one))
+    }
 }
 
 /// What `wgtrain bench train` trains: a model, its input, the optimizer, and the images.
@@ -341,22 +358,50 @@ pub fn train_report_with<B: Backend>(
     steps: usize,
     start: std::time::Instant,
 ) -> Result<Vec<TrainBench>> {
+    train_report_parallel(be, setup, batch_sizes, windows, steps, start, None)
+}
+
+/// [`train_report_with`] as one replica of a data-parallel run (`bench train --devices` or
+/// under MPI): `batch_sizes` are per replica (weak scaling: N replicas train a global batch of
+/// N times as many), each replica trains its shard of one fixed global batch and the
+/// gradients are summed every step. Replica 0 first measures itself alone at the per-replica
+/// batch (the others wait), for the scaling efficiency; it alone prints. Every replica
+/// returns the same figures' structure, replica 0's are the report.
+pub fn train_report_parallel<B: Backend>(
+    be: &B,
+    setup: &TrainBenchSetup,
+    batch_sizes: &[usize],
+    windows: usize,
+    steps: usize,
+    start: std::time::Instant,
+    replicas: Option<&crate::distributed::Replicas>,
+) -> Result<Vec<TrainBench>> {
     use crate::nn::{CrossEntropy, Model, Targets};
+    let replicas = replicas.filter(|r| r.size() > 1);
+    let (rank, size) = replicas.map_or((0, 1), |r| (r.rank(), r.size()));
+    let lead = rank == 0;
+    macro_rules! say {
+        ($($t:tt)*) => { if lead { println!($($t)*); } };
+    }
     let opt = &setup.optimizer;
-    println!(
-        "training throughput of {} on {} ({}, forward + backward + {})",
-        setup.model_name(),
-        be.name(),
-        setup.input_name(),
-        opt_name(opt)
-    );
-    println!(
+    if size > 1 {
+        say!("{size} data-parallel replicas; batch sizes below are per replica, images/s of all of them together");
+    }
+    say!("training throughput of {} on {} ({}, forward + backward + {})", setup.model_name(), be.name(), setup.input_name(), opt_name(opt));
+    say!(
         "{:>6} {:>22} {:>16} {:>14} {:>14} {:>14} {:>24}",
-        "batch", "first step done at", "median img/s", "planned mem", "device mem", "peak RSS", "windows (img/s)"
+        "batch",
+        "first step done at",
+        "median img/s",
+        "planned mem",
+        "device mem",
+        "peak RSS",
+        "windows (img/s)"
     );
     let mut out = Vec::new();
-    for &batch in batch_sizes {
-        let planned = setup.spec.memory(&setup.input, batch, opt)?.peak();
+    for &per_replica in batch_sizes {
+        let batch = per_replica * size;
+        let planned = setup.spec.memory(&setup.input, per_replica, opt)?.peak();
         // Refused before the batch is made on the host (which could be larger than its memory).
         let input_bytes = (batch as u64).saturating_mul(setup.input.iter().product::<usize>() as u64 * 4);
         let limit = be.memory().max_tensor_bytes;
@@ -367,33 +412,73 @@ pub fn train_report_with<B: Backend>(
                 human_bytes(limit)
             )));
         }
+        // Every replica makes the same model and the same global batch, and trains its rows.
         let mut model = Model::from_spec(be, &setup.spec, &setup.input, 1)?;
         model.reset_optimizer(be, opt)?;
         let (x, labels) = setup.batch(batch);
-        let step = |model: &mut Model<B>| model.train_step(be, &x, Targets::Labels(&labels), opt, &CrossEntropy::default(), None);
-        step(&mut model)?;
+        let rows = crate::distributed::shard(batch, rank, size);
+        let per = x.len() / batch.max(1);
+        let (x, labels) = (&x[rows.start * per..rows.end * per], &labels[rows.clone()]);
+        let share = rows.len() as f32 / batch as f32;
+        let loss = CrossEntropy::default();
+        let comm = std::cell::Cell::new(0.0f64);
+        let step = |model: &mut Model<B>, alone: bool| -> Result<()> {
+            match replicas.filter(|_| !alone) {
+                Some(r) => {
+                    model.gradients(be, x, Targets::Labels(labels), &loss)?;
+                    comm.set(comm.get() + crate::train::all_reduce_gradients(be, model, r, share)?.1);
+                    model.update(be, opt, None)
+                }
+                None => model.train_step(be, x, Targets::Labels(labels), opt, &loss, None),
+            }
+        };
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        step(&mut model, false)?;
         be.sync()?;
         let first_step = start.elapsed();
-        step(&mut model)?;
+        step(&mut model, false)?;
         be.sync()?;
+        // Replica 0 alone at its share, the others waiting.
+        let mut single = None;
+        if let Some(r) = replicas {
+            if lead {
+                let mut ips = Vec::new();
+                for _ in 0..windows.max(1) {
+                    let t = std::time::Instant::now();
+                    for _ in 0..steps.max(1) {
+                        step(&mut model, true)?;
+                    }
+                    be.sync()?;
+                    ips.push((steps.max(1) * rows.len()) as f64 / t.elapsed().as_secs_f64());
+                }
+                single = Some(median(ips));
+            }
+            let mut done = [0.0f32];
+            r.broadcast(&mut done, 0)?;
+        }
         let mut window_ips = Vec::new();
+        let mut window_comm = Vec::new();
         let mut device = be.memory().allocated_bytes;
         for _ in 0..windows.max(1) {
+            comm.set(0.0);
             let t = std::time::Instant::now();
             for _ in 0..steps.max(1) {
-                step(&mut model)?;
+                step(&mut model, false)?;
             }
             be.sync()?;
             window_ips.push((steps.max(1) * batch) as f64 / t.elapsed().as_secs_f64());
+            window_comm.push(1e3 * comm.get() / steps.max(1) as f64);
             device = device.max(be.memory().allocated_bytes);
         }
-        let mut sorted = window_ips.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = sorted[sorted.len() / 2];
+        let allreduce_ms = median(window_comm);
+        let median = median(window_ips.clone());
         drop(model);
         be.trim();
         let rss = peak_rss_bytes();
-        println!(
+        say!(
             "{batch:>6} {:>20.2} s {median:>16.1} {:>14} {:>14} {:>14} {:>24}",
             first_step.as_secs_f64(),
             human_bytes(planned),
@@ -409,7 +494,32 @@ pub fn train_report_with<B: Backend>(
             planned_bytes: planned,
             device_bytes: device,
             peak_rss_bytes: rss,
+            replicas: size,
+            allreduce_ms,
+            single_images_per_s: single,
         });
+    }
+    if size > 1 {
+        say!(
+            "{:>6} {:>16} {:>20} {:>18} {:>20} {:>12}",
+            "batch",
+            "img/s in all",
+            "img/s per replica",
+            "all-reduce ms/step",
+            "one device img/s",
+            "efficiency"
+        );
+        for r in &out {
+            say!(
+                "{:>6} {:>16.1} {:>20.1} {:>18.2} {:>20} {:>12}",
+                r.batch,
+                r.images_per_s,
+                r.images_per_s / size as f64,
+                r.allreduce_ms,
+                r.single_images_per_s.map_or("-".into(), |v| format!("{v:.1}")),
+                r.efficiency().map_or("-".into(), |e| format!("{:.0}%", 100.0 * e))
+            );
+        }
     }
     Ok(out)
 }
@@ -449,16 +559,17 @@ fn train_settings(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
 
 /// The CSV of `bench train --csv`: a header, then one row per batch size with every figure and
 /// the settings (`model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,
-/// images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s`;
-/// input as `CxHxW`, the windows' images/s separated by `;`, unknown figures empty).
+/// images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s,
+/// replicas,allreduce_ms_per_step,one_device_images_per_s`; input as `CxHxW`, the windows'
+/// images/s separated by `;`, unknown figures empty).
 pub fn train_csv(setup: &TrainBenchSetup, device: &str, windows: usize, steps: usize, results: &[TrainBench]) -> String {
     let quote = |s: &str| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
     let [c, h, w] = setup.input;
     let data = setup.data.as_ref().map_or("synthetic".to_string(), |d| d.name.clone());
-    let mut s = String::from("model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s\n");
+    let mut s = String::from("model,input,data,optimizer,device,windows,steps_per_window,batch,first_step_s,images_per_s,ms_per_step,planned_bytes,device_bytes,peak_rss_bytes,window_images_per_s,replicas,allreduce_ms_per_step,one_device_images_per_s\n");
     for r in results {
         s.push_str(&format!(
-            "{},{c}x{h}x{w},{},{},{},{},{},{},{:.3},{:.2},{:.3},{},{},{},{}\n",
+            "{},{c}x{h}x{w},{},{},{},{},{},{},{:.3},{:.2},{:.3},{},{},{},{},{},{:.3},{}\n",
             quote(&setup.spec.name),
             quote(&data),
             setup.optimizer.preset_name(),
@@ -472,7 +583,10 @@ pub fn train_csv(setup: &TrainBenchSetup, device: &str, windows: usize, steps: u
             r.planned_bytes,
             r.device_bytes.map_or(String::new(), |v| v.to_string()),
             r.peak_rss_bytes.map_or(String::new(), |v| v.to_string()),
-            r.window_ips.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(";")
+            r.window_ips.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(";"),
+            r.replicas,
+            r.allreduce_ms,
+            r.single_images_per_s.map_or(String::new(), |v| format!("{v:.2}"))
         ));
     }
     s
@@ -492,6 +606,11 @@ pub fn train_json(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
                 "device_bytes": r.device_bytes,
                 "peak_rss_bytes": r.peak_rss_bytes,
                 "window_images_per_s": r.window_ips,
+                "replicas": r.replicas,
+                "allreduce_ms_per_step": r.allreduce_ms,
+                "one_device_images_per_s": r.single_images_per_s,
+                "images_per_s_per_replica": r.images_per_s / r.replicas.max(1) as f64,
+                "scaling_efficiency": r.efficiency(),
             })
         })
         .collect();

@@ -274,3 +274,25 @@ fn a_failing_replica_ends_the_run_with_its_error() {
     assert!(!ok, "{err}");
     assert!(err.contains("replica 1") && err.contains("99"), "{err}");
 }
+
+#[test]
+fn bench_train_reports_the_replicas_and_their_exchange() {
+    let d = temp("dp-bench");
+    let json = d.join("b.json");
+    let (ok, out, err) =
+        wgtrain(&["bench", "train", "--batch-sizes", "8", "--windows", "1", "--steps", "2", "--devices", "0,0", "--json", s(&json)]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 data-parallel replicas") && out.contains("all-reduce ms/step") && out.contains("efficiency"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let row = &v["results"][0];
+    assert_eq!((row["batch"].as_u64(), row["replicas"].as_u64()), (Some(16), Some(2)), "{row}");
+    let (all, per, one) = (
+        row["images_per_s"].as_f64().unwrap(),
+        row["images_per_s_per_replica"].as_f64().unwrap(),
+        row["one_device_images_per_s"].as_f64().unwrap(),
+    );
+    assert!((all - 2.0 * per).abs() < 1e-9 * all && one > 0.0, "{row}");
+    let eff = row["scaling_efficiency"].as_f64().unwrap();
+    assert!((eff - all / (2.0 * one)).abs() < 1e-9, "{row}");
+    assert!(row["allreduce_ms_per_step"].as_f64().unwrap() > 0.0, "{row}");
+}

@@ -50,7 +50,8 @@ fn max_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
 }
 
 /// Dropout off: its masks differ per replica by construction (each draws its own samples').
-const BASE: [&str; 13] = ["train", "--train-size", "256", "--test-size", "60", "--optimizer", "momentum", "--lr", "0.05", "--seed", "4", "--dropout", "0"];
+const BASE: [&str; 13] =
+    ["train", "--train-size", "256", "--test-size", "60", "--optimizer", "momentum", "--lr", "0.05", "--seed", "4", "--dropout", "0"];
 
 #[test]
 fn two_ranks_train_like_one_process_with_the_whole_batch() {

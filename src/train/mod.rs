@@ -499,9 +499,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 match replicas {
                     Some(r) => {
                         model.gradients(be, x, targets, self.loss.as_ref())?;
-                        let t = Instant::now();
-                        global = Some(sum_gradients(be, model, r, rows.len() as f32 / b.labels.len() as f32)?);
-                        allreduce_seconds += t.elapsed().as_secs_f64();
+                        let (m, secs) = all_reduce_gradients(be, model, r, rows.len() as f32 / b.labels.len() as f32)?;
+                        global = Some(m);
+                        allreduce_seconds += secs;
                         model.update(be, &opt, cfg.clip_norm)?;
                     }
                     None => model.train_step(be, x, targets, &opt, self.loss.as_ref(), cfg.clip_norm)?,
@@ -670,11 +670,16 @@ fn broadcast_state<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas) -> Re
     Ok(())
 }
 
-/// Sums the replicas' gradients, each weighted by its `share` of the global batch (so the sum
-/// is the gradient of the global batch's mean loss, also when shards differ in size), and the
-/// epoch's running loss and accuracy counts with them in the same exchange. Returns the
-/// metrics over every replica so far this epoch.
-fn sum_gradients<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas, share: f32) -> Result<Metrics> {
+/// The exchange of a data-parallel step, between [`Model::gradients`] and [`Model::update`]:
+/// sums the replicas' gradients, each weighted by its `share` of the global batch (rows it
+/// trained on / rows of the batch; so the sum is the gradient of the global batch's mean loss,
+/// also when shards differ in size), and the running loss and accuracy counts with them in the
+/// same exchange. Returns the metrics over every replica since they were last taken, and the
+/// seconds the exchange took: reading the gradients back, the sum, writing them again (the
+/// device's backward pass is waited for before the clock starts).
+pub fn all_reduce_gradients<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas, share: f32) -> Result<(Metrics, f64)> {
+    be.sync()?;
+    let t = Instant::now();
     let mut buf = be.download_all(&model.grads)?;
     for g in &mut buf {
         *g *= share;
@@ -686,7 +691,7 @@ fn sum_gradients<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas, share: 
     be.write_all(&mut model.grads, &buf[..n])?;
     let samples = buf[n + 2].round() as usize;
     let s = samples.max(1) as f64;
-    Ok(Metrics { loss: buf[n] as f64 / s, accuracy: buf[n + 1] as f64 / s, samples })
+    Ok((Metrics { loss: buf[n] as f64 / s, accuracy: buf[n + 1] as f64 / s, samples }, t.elapsed().as_secs_f64()))
 }
 
 /// Replica 0's yes or no, told to every replica.
