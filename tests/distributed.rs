@@ -45,6 +45,9 @@ struct Run {
     bn: bool,
     sync_bn: bool,
     gpu: bool,
+    /// Clipping by global norm and mixup/cutmix on (they act on the summed gradient and on
+    /// the global batch).
+    clip_and_mix: bool,
 }
 
 /// Trains as `run` says; returns every replica's state dict (parameters, then buffers).
@@ -73,6 +76,12 @@ fn replica<B: Backend>(be: &B, r: Replicas, run: Run, splits: &Splits) -> wgtrai
         optimizer,
         max_steps: Some(run.steps),
         seed: 5,
+        clip_norm: run.clip_and_mix.then_some(0.05),
+        augment: wgtrain::data::loader::Augment {
+            mixup: if run.clip_and_mix { 0.4 } else { 0.0 },
+            cutmix: if run.clip_and_mix { 1.0 } else { 0.0 },
+            ..Default::default()
+        },
         ..TrainConfig::default()
     };
     let report = Trainer::new(config).replicas(r.clone()).fit(be, &mut model, splits)?;
@@ -108,14 +117,19 @@ fn assert_replicas_agree(states: &[Vec<NamedTensor>], keep: impl Fn(&str) -> boo
 
 fn equivalence(gpu: bool) {
     let splits = splits();
-    for (replicas, batch) in [(2, 16), (2, 7), (3, 16)] {
-        let run = Run { replicas, batch, steps: 4, bn: false, sync_bn: false, gpu };
+    // On the CPU also with clipping (to a global norm of 0.05) and mixed batches (mixup or cutmix).
+    let mixed = if gpu { &[false][..] } else { &[false, true][..] };
+    for (replicas, batch, clip_and_mix) in [(2, 16), (2, 7), (3, 16)].into_iter().flat_map(|(r, b)| mixed.iter().map(move |&m| (r, b, m))) {
+        let run = Run { replicas, batch, steps: 4, bn: false, sync_bn: false, gpu, clip_and_mix };
         let many = train(run, &splits);
         let one = train(Run { replicas: 1, ..run }, &splits);
         assert_replicas_agree(&many, is_param);
         let d = max_diff(&many[0], &one[0], |_| true);
-        assert!(d <= TOL, "{replicas} replicas of a batch of {batch} against one device: parameters differ by {d:e} (tolerance {TOL:e})");
-        eprintln!("gpu {gpu}: {replicas} replicas, batch {batch}: max |Δ| {d:e}");
+        assert!(
+            d <= TOL,
+            "{replicas} replicas of a batch of {batch} (clipping and mixing {clip_and_mix}) against one device: parameters differ by {d:e} (tolerance {TOL:e})"
+        );
+        eprintln!("gpu {gpu}: {replicas} replicas, batch {batch}, clipping and mixing {clip_and_mix}: max |Δ| {d:e}");
     }
 }
 
@@ -134,7 +148,7 @@ fn replicas_train_like_one_device_with_the_whole_batch_gpu() {
 
 fn sync_bn(gpu: bool) {
     let splits = splits();
-    let run = Run { replicas: 2, batch: 16, steps: 4, bn: true, sync_bn: true, gpu };
+    let run = Run { replicas: 2, batch: 16, steps: 4, bn: true, sync_bn: true, gpu, clip_and_mix: false };
     let synced = train(run, &splits);
     let one = train(Run { replicas: 1, ..run }, &splits);
     // With synchronised statistics the running statistics agree too.
