@@ -51,14 +51,28 @@ impl Backend for Gpu {
     }
 
     fn download(&self, t: &GpuTensor) -> Result<Vec<f32>> {
-        let bytes = t.numel() as u64 * 4;
+        self.download_all(std::slice::from_ref(t))
+    }
+
+    /// Every tensor copied into one staging buffer in one submission, and one wait (a model's
+    /// gradient arena read back per data-parallel step).
+    fn download_all(&self, ts: &[GpuTensor]) -> Result<Vec<f32>> {
+        let bytes: u64 = ts.iter().map(|t| t.numel() as u64 * 4).sum();
         if bytes == 0 {
             return Ok(Vec::new());
         }
         let staging = self.staging.get(bytes);
         let index = {
             let mut rec = self.lock();
-            self.encoder_locked(&mut rec).copy_buffer_to_buffer(t.storage.buffer(), t.storage.offset(), staging.buffer(), 0, bytes);
+            let encoder = self.encoder_locked(&mut rec);
+            let mut at = 0;
+            for t in ts {
+                let n = t.numel() as u64 * 4;
+                if n > 0 {
+                    encoder.copy_buffer_to_buffer(t.storage.buffer(), t.storage.offset(), staging.buffer(), at, n);
+                }
+                at += n;
+            }
             self.flush_locked(&mut rec)?
         };
         let (tx, rx) = mpsc::channel();
