@@ -310,3 +310,40 @@ fn bench_train_reports_the_replicas_and_their_exchange() {
     assert!((eff - all / (2.0 * one)).abs() < 1e-9, "{row}");
     assert!(row["allreduce_ms_per_step"].as_f64().unwrap() > 0.0, "{row}");
 }
+
+/// Replica 0's callbacks decide for every replica: a stop it asks inside an epoch stops all
+/// of them after the same step (an interruption), and a stop after an epoch (early stopping)
+/// ends every replica's run there.
+#[test]
+fn replica_0_stops_every_replica() {
+    use wgtrain::train::{Callback, Control, EpochEnd, StepInfo};
+    struct StopAtStep(u64);
+    impl<B: Backend> Callback<B> for StopAtStep {
+        fn on_step(&mut self, step: &StepInfo) -> wgtrain::Result<Control> {
+            Ok(if step.step >= self.0 { Control::Stop("test".into()) } else { Control::Continue })
+        }
+    }
+    struct StopAfterEpoch;
+    impl<B: Backend> Callback<B> for StopAfterEpoch {
+        fn on_epoch_end(&mut self, _: &mut EpochEnd<'_, B>) -> wgtrain::Result<Control> {
+            Ok(Control::Stop("enough".into()))
+        }
+    }
+    let splits = splits();
+    for inside in [true, false] {
+        let out = LocalGroup::run(2, |r| {
+            let mut model = Model::new(&Cpu, net(false, splits.train.classes.len()), &[1, 28, 28], 7, "t")?;
+            let config = TrainConfig { epochs: 3, batch: BatchSize::Fixed(32), ..TrainConfig::default() };
+            let mut trainer = Trainer::new(config).replicas(r.clone());
+            if r.rank() == 0 {
+                trainer = if inside { trainer.callback(StopAtStep(3)) } else { trainer.callback(StopAfterEpoch) };
+            }
+            let report = trainer.fit(&Cpu, &mut model, &splits)?;
+            Ok((report.interrupted, report.stopped_early.is_some(), model.step))
+        })
+        .unwrap();
+        let per_epoch = (splits.train.len() / 32) as u64;
+        let want = if inside { (true, false, 3) } else { (false, true, per_epoch) };
+        assert_eq!(out, vec![want; 2], "stop inside an epoch: {inside}");
+    }
+}
