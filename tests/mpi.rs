@@ -112,5 +112,6 @@ fn a_failing_rank_ends_the_job_with_its_error() {
     let (ok, out, err) = mpirun(&[&good, &bad]);
     assert!(!ok, "the job should fail:\n{out}\n{err}");
     assert!(t.elapsed().as_secs() < 200, "the job hung for {:?}", t.elapsed());
-    assert!(err.contains("rank 1 of 2") && err.contains("/nonexistent/mnist"), "{err}");
+    // Printed by rank 0 ("failed:"), which took rank 1's report and ended the job.
+    assert!(err.contains("error: rank 1 of 2 failed: ") && err.contains("/nonexistent/mnist"), "{err}");
 }

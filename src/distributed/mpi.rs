@@ -5,11 +5,17 @@
 //! the same bits (an all-reduce may associate the additions differently on different ranks,
 //! and replicas whose parameters drift apart by rounding would silently train different
 //! models).
+//!
+//! A rank that fails sends its error to rank 0, which prints it as the job's error and ends
+//! the job (`MPI_Abort`): rank 0 listens for such reports while it waits in any collective.
 
 use std::thread::ThreadId;
+use std::time::Duration;
 
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
+use mpi::point_to_point::MatchedReceiveVec;
+use mpi::request::{self, Request, Scope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
@@ -58,12 +64,44 @@ impl MpiCollective {
         Ok(())
     }
 
-    /// Ends every process of the job (`MPI_Abort`), after printing `message` as this rank's.
+    /// Ends every process of the job (`MPI_Abort`) with `message` as this rank's error. Another
+    /// rank than 0 sends it to rank 0, which prints it and ends the job as soon as it waits in a
+    /// collective; should rank 0 not do so within 10 s, this rank prints it and ends the job.
     pub fn abort_job(&self, message: &str) -> ! {
+        if self.rank != 0 && self.size > 1 {
+            let text: String = message.chars().take(2000).collect();
+            request::scope(|scope| {
+                let _report = self.world.process_at_rank(0).immediate_send_with_tag(scope, text.as_bytes(), FAILURE_TAG);
+                std::thread::sleep(Duration::from_secs(10));
+                eprintln!("error: rank {} of {}: {message}", self.rank, self.size);
+                self.world.abort(1)
+            })
+        }
         eprintln!("error: rank {} of {}: {message}", self.rank, self.size);
         self.world.abort(1)
     }
+
+    /// Waits for a non-blocking collective; rank 0 meanwhile takes the failure reports of the
+    /// other ranks (see [`MpiCollective::abort_job`]).
+    fn wait<'a, D: ?Sized, S: Scope<'a>>(&self, mut req: Request<'a, D, S>) {
+        loop {
+            match req.test() {
+                Ok(_) => return,
+                Err(r) => req = r,
+            }
+            if self.rank == 0 {
+                if let Some(report) = self.world.any_process().immediate_matched_probe_with_tag(FAILURE_TAG) {
+                    let (bytes, status) = report.matched_receive_vec::<u8>();
+                    eprintln!("error: rank {} of {} failed: {}", status.source_rank(), self.size, String::from_utf8_lossy(&bytes));
+                    self.world.abort(1);
+                }
+            }
+        }
+    }
 }
+
+/// The tag of a failure report sent to rank 0.
+const FAILURE_TAG: i32 = 0x7767;
 
 impl Collective for MpiCollective {
     fn rank(&self) -> usize {
@@ -75,13 +113,15 @@ impl Collective for MpiCollective {
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         self.on_thread("all-reduce")?;
         let root = self.world.process_at_rank(0);
-        if self.rank == 0 {
-            let send = buf.to_vec();
-            root.reduce_into_root(&send[..], buf, SystemOperation::sum());
-        } else {
-            root.reduce_into(&buf[..], SystemOperation::sum());
-        }
-        root.broadcast_into(buf);
+        let send = buf.to_vec();
+        request::scope(|scope| {
+            if self.rank == 0 {
+                self.wait(root.immediate_reduce_into_root(scope, &send[..], &mut *buf, SystemOperation::sum()));
+            } else {
+                self.wait(root.immediate_reduce_into(scope, &send[..], SystemOperation::sum()));
+            }
+        });
+        request::scope(|scope| self.wait(root.immediate_broadcast_into(scope, &mut *buf)));
         Ok(())
     }
     fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
@@ -89,7 +129,8 @@ impl Collective for MpiCollective {
         if root >= self.size {
             return Err(Error::Invalid(format!("broadcast from rank {root}: expected a rank below {}", self.size)));
         }
-        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        let root = self.world.process_at_rank(root as i32);
+        request::scope(|scope| self.wait(root.immediate_broadcast_into(scope, buf)));
         Ok(())
     }
     fn abort(&self, message: &str) {
