@@ -8,7 +8,7 @@ use clap::builder::PossibleValuesParser;
 use clap::Subcommand;
 use wgtrain::bench::{self, TrainBenchSetup};
 use wgtrain::gpu::MatmulVariant;
-use wgtrain::{Backend, Cpu, Gpu, Optimizer};
+use wgtrain::{Backend, Cpu, Gpu, GpuOptions, Optimizer};
 
 use crate::args::ComputeBackend;
 use crate::parallel::{OpenGpu, ParallelArgs};
@@ -103,6 +103,9 @@ pub struct TrainBenchArgs {
     json: Option<PathBuf>,
     #[command(flatten)]
     parallel: ParallelArgs,
+    /// Also time every kernel of one step per batch size (a second device opened with profiling; `wgtrain profile` for the whole table) and report the time per op
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Refuses an output file whose folder does not exist before minutes of measuring.
@@ -119,7 +122,7 @@ fn check_out(flag: &str, path: &Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(what: &BenchWhat, gpu_on: OpenGpu<'_>, started: std::time::Instant) -> anyhow::Result<ExitCode> {
+pub fn run(what: &BenchWhat, gpu_on: OpenGpu<'_>, gpu_options: &GpuOptions, started: std::time::Instant) -> anyhow::Result<ExitCode> {
     let gpu = || gpu_on(None);
     match what {
         BenchWhat::Matmul { size, runs, variants, json } => {
@@ -143,9 +146,12 @@ pub fn run(what: &BenchWhat, gpu_on: OpenGpu<'_>, started: std::time::Instant) -
                 anyhow::bail!("--batch-sizes: batch size 0, expected at least 1");
             }
             let setup = train_setup(a)?;
+            if a.profile && (a.backend == ComputeBackend::Cpu || a.parallel.devices.is_some() || a.parallel.distributed.is_some()) {
+                anyhow::bail!("--profile: only on one GPU (not with --backend cpu, --devices or --distributed)");
+            }
             let run = |g: Option<&Gpu>, replicas: Option<Replicas>| match g {
-                Some(g) => train(g, &setup, a, started, replicas),
-                None => train(&Cpu, &setup, a, started, replicas),
+                Some(g) => train(g, &setup, a, started, replicas, gpu_options),
+                None => train(&Cpu, &setup, a, started, replicas, gpu_options),
             };
             crate::parallel::replicated(&a.parallel, a.backend, gpu_on, run)?;
         }
@@ -195,10 +201,22 @@ fn train<B: Backend>(
     a: &TrainBenchArgs,
     started: std::time::Instant,
     replicas: Option<Replicas>,
+    profiled_options: &GpuOptions,
 ) -> anyhow::Result<()> {
-    let r = bench::train_report_parallel(be, setup, &a.batch_sizes, a.windows, a.steps, started, replicas.as_ref())?;
+    let mut r = bench::train_report_parallel(be, setup, &a.batch_sizes, a.windows, a.steps, started, replicas.as_ref())?;
     if replicas.is_some_and(|r| r.rank() != 0) {
         return Ok(()); // replica 0 writes the files
+    }
+    if a.profile {
+        // The same adapter again, opened with profiling, beside the one that was timed.
+        let plain = Gpu::new(&GpuOptions { profile: false, ..profiled_options.clone() })?;
+        let profiled = Gpu::new(&GpuOptions { profile: true, ..profiled_options.clone() })?;
+        println!("where a step's time goes (kernels timed one by one, mean of 2 steps):");
+        for row in &mut r {
+            let p = wgtrain::profile::profile_training(&plain, &profiled, &setup.spec, &setup.input, row.batch, &setup.optimizer, 2)?;
+            print!("{}", wgtrain::profile::op_summary(&p));
+            row.profile = Some(p);
+        }
     }
     let device = be.name();
     if let Some(p) = &a.csv {

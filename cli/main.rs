@@ -181,6 +181,9 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, gpu),
         Command::Experiment { which } => experiment::run(which, gpu),
         Command::Profile(a) => profile::run(a, &cli.device, &cli.matmul_variant, cli.no_cache),
-        Command::Bench { what } => bench::run(what, &gpu_on, *START.get_or_init(std::time::Instant::now)),
+        Command::Bench { what } => {
+            let options = args::gpu_options(&cli.device, &cli.matmul_variant, cli.no_cache);
+            bench::run(what, &gpu_on, &options, *START.get_or_init(std::time::Instant::now))
+        }
     }
 }

@@ -231,6 +231,9 @@ pub struct TrainBench {
     /// Replica 0 alone at its share of the batch, measured before the replicas ran together:
     /// images/s, for the scaling efficiency `images_per_s / (replicas · single)`.
     pub single_images_per_s: Option<f64>,
+    /// Where one step's time goes, kernel by kernel (`bench train --profile`; see
+    /// [`crate::profile::profile_training`]), when it was asked for.
+    pub profile: Option<crate::profile::StepProfile>,
 }
 
 impl TrainBench {
@@ -497,6 +500,7 @@ pub fn train_report_parallel<B: Backend>(
             replicas: size,
             allreduce_ms,
             single_images_per_s: single,
+            profile: None,
         });
     }
     if size > 1 {
@@ -611,6 +615,14 @@ pub fn train_json(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
                 "one_device_images_per_s": r.single_images_per_s,
                 "images_per_s_per_replica": r.images_per_s / r.replicas.max(1) as f64,
                 "scaling_efficiency": r.efficiency(),
+                "profile": r.profile.as_ref().map(|p| serde_json::json!({
+                    "kernel_ms": p.kernel_seconds * 1e3,
+                    "step_ms": p.step_seconds * 1e3,
+                    "coverage": p.coverage(),
+                    "dispatches": p.dispatches,
+                    "by_op": crate::profile::by_op(p),
+                    "layers": p.layers,
+                })),
             })
         })
         .collect();

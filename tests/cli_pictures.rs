@@ -170,6 +170,29 @@ fn bench_train_writes_csv_plot_and_json() {
     }
 }
 
+/// `bench train --profile`: the kernels of one step per batch size, by op, in the table and
+/// the JSON; their sum is the step's kernel time.
+#[test]
+fn bench_train_profile_explains_the_step() {
+    let d = temp("bench-profile");
+    let json = d.join("p.json");
+    let (ok, out, err) =
+        wgtrain(&["bench", "train", "--batch-sizes", "4", "--windows", "1", "--steps", "1", "--profile", "--json", s(&json)]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("batch 4: kernels") && out.contains("by op:") && out.contains("matmul"), "{out}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let p = &j["results"][0]["profile"];
+    let ops = p["by_op"].as_array().unwrap();
+    let sum: f64 = ops.iter().map(|o| o["seconds"].as_f64().unwrap() * 1e3).sum();
+    let kernel_ms = p["kernel_ms"].as_f64().unwrap();
+    assert!((sum - kernel_ms).abs() <= 1e-6 * kernel_ms.max(1.0), "ops add up to {sum} ms, kernels {kernel_ms} ms");
+    assert!(ops.iter().any(|o| o["op"] == "matmul") && p["dispatches"].as_u64().unwrap() > 10, "{p}");
+    // Sorted, largest first.
+    assert!(ops.windows(2).all(|w| w[0]["seconds"].as_f64() >= w[1]["seconds"].as_f64()), "{p}");
+    let (ok, _, err) = wgtrain(&["bench", "train", "--backend", "cpu", "--profile"]);
+    assert!(!ok && err.contains("--profile: only on one GPU"), "{err}");
+}
+
 #[test]
 fn bench_json_for_kernels() {
     let d = temp("bench-json");
