@@ -30,6 +30,14 @@ impl Gpu {
         if c > self.max_groups() as usize {
             return Err(Error::Limit { op: "channel reduction", what: "channels".into(), got: c as u64, limit: self.max_groups() as u64 });
         }
+        // Planes of a multiple of 4 values: the vec4 form (a plane then starts on a vec4, and
+        // every view starts on a binding-aligned offset).
+        let kernel = match (p % 4 == 0 && p > 0, kernel.entry) {
+            (true, "channel_sum") => &kernels::CHANNEL_SUM_VEC4,
+            (true, "channel_sum_sq_dev") => &kernels::CHANNEL_SUM_SQ_DEV_VEC4,
+            (true, "channel_sum_prod_dev") => &kernels::CHANNEL_SUM_PROD_DEV_VEC4,
+            _ => kernel,
+        };
         let pipeline = self.pipeline::<ChannelParams>(kernel, &[])?;
         let mut binds = vec![Bind::whole(a)];
         if let Some(b) = b {

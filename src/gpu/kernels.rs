@@ -247,6 +247,14 @@ pub const CHANNEL_SUM_SQ_DEV: Kernel =
 /// `out[c] = scale * sum b * (a - m[c])` (batch norm's backward).
 pub const CHANNEL_SUM_PROD_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
+/// [`CHANNEL_SUM`] reading vec4s (planes of a multiple of 4 values).
+pub const CHANNEL_SUM_VEC4: Kernel = Kernel { shader: "channel", entry: "channel_sum_vec4", storage: &[(5, Read), (3, ReadWrite)] };
+/// [`CHANNEL_SUM_SQ_DEV`] reading vec4s.
+pub const CHANNEL_SUM_SQ_DEV_VEC4: Kernel =
+    Kernel { shader: "channel", entry: "channel_sum_sq_dev_vec4", storage: &[(5, Read), (3, ReadWrite), (4, Read)] };
+/// [`CHANNEL_SUM_PROD_DEV`] reading vec4s.
+pub const CHANNEL_SUM_PROD_DEV_VEC4: Kernel =
+    Kernel { shader: "channel", entry: "channel_sum_prod_dev_vec4", storage: &[(5, Read), (6, Read), (3, ReadWrite), (4, Read)] };
 /// Max pooling: y, and idx = position of the first maximum in its plane (as f32).
 pub const MAX_POOL_FORWARD: Kernel =
     Kernel { shader: "pool", entry: "max_pool_forward", storage: &[(1, Read), (3, ReadWrite), (4, ReadWrite)] };
@@ -354,6 +362,9 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &CHANNEL_SUM,
     &CHANNEL_SUM_SQ_DEV,
     &CHANNEL_SUM_PROD_DEV,
+    &CHANNEL_SUM_VEC4,
+    &CHANNEL_SUM_SQ_DEV_VEC4,
+    &CHANNEL_SUM_PROD_DEV_VEC4,
     &MAX_POOL_FORWARD,
     &MAX_POOL_BACKWARD,
     &MAX_POOL_BACKWARD_TILED,
