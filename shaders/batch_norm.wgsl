@@ -67,3 +67,32 @@ fn bn_backward_apply_planes(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = (gid.z * p.c + c) * p.p + gid.x;
     out[i] = scale[c] * (dy[i] - scale[p.c + c] - (x[i] - mean[c]) * scale[2u * p.c + c]);
 }
+
+// The *_planes entries reading and writing vec4s, for planes of a multiple of 4 values (the
+// host checks it): a quarter of the storage instructions (each a loop over SIMD lanes on
+// lavapipe). gid.x is a vec4 of the plane.
+@group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_apply_planes_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p4 = p.p / 4u;
+    if (gid.x >= p4) {
+        return;
+    }
+    let c = gid.y;
+    let i = (gid.z * p.c + c) * p4 + gid.x;
+    out4[i] = fma((x4[i] - vec4<f32>(mean[c])) * scale[c], vec4<f32>(gamma[c]), vec4<f32>(beta[c]));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_backward_apply_planes_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let p4 = p.p / 4u;
+    if (gid.x >= p4) {
+        return;
+    }
+    let c = gid.y;
+    let i = (gid.z * p.c + c) * p4 + gid.x;
+    out4[i] = scale[c] * (dy4[i] - vec4<f32>(scale[p.c + c]) - (x4[i] - vec4<f32>(mean[c])) * scale[2u * p.c + c]);
+}

@@ -160,7 +160,8 @@ impl Gpu {
         let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(mean), Bind::whole(invstd), Bind::whole(gamma), Bind::whole(beta)];
         match self.plane_grid(params) {
             Some(planes) => {
-                let pipeline = self.pipeline::<BnParams>(&kernels::BN_APPLY_PLANES, &[])?;
+                let kernel = if params.p % 4 == 0 { &kernels::BN_APPLY_PLANES_VEC4 } else { &kernels::BN_APPLY_PLANES };
+                let pipeline = self.pipeline::<BnParams>(kernel, &[])?;
                 self.dispatch("batch_norm", &pipeline, params, &binds, planes)
             }
             None => {
@@ -175,7 +176,9 @@ impl Gpu {
     /// channel and image counts fit one grid dimension each.
     fn plane_grid(&self, params: &BnParams) -> Option<[u32; 3]> {
         let max = self.max_groups();
-        (params.p >= 32 && params.c <= max && params.n <= max).then(|| [params.p.div_ceil(64), params.c, params.n])
+        // Planes of a multiple of 4 values run as vec4s: a quarter of the invocations along x.
+        let along = if params.p % 4 == 0 { params.p / 4 } else { params.p };
+        (params.p >= 32 && params.c <= max && params.n <= max).then(|| [along.div_ceil(64), params.c, params.n])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -258,6 +261,7 @@ impl Gpu {
         }
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
         let (kernel, groups) = match self.plane_grid(&params) {
+            Some(planes) if params.p % 4 == 0 => (&kernels::BN_BACKWARD_APPLY_PLANES_VEC4, planes),
             Some(planes) => (&kernels::BN_BACKWARD_APPLY_PLANES, planes),
             None => (&kernels::BN_BACKWARD_APPLY, groups),
         };

@@ -293,6 +293,15 @@ pub const BN_APPLY_PLANES: Kernel = Kernel {
     entry: "bn_apply_planes",
     storage: &[(1, Read), (3, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)],
 };
+/// [`BN_APPLY_PLANES`] on vec4s (planes of a multiple of 4 values).
+pub const BN_APPLY_PLANES_VEC4: Kernel = Kernel {
+    shader: "batch_norm",
+    entry: "bn_apply_planes_vec4",
+    storage: &[(8, Read), (10, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)],
+};
+/// [`BN_BACKWARD_APPLY_PLANES`] on vec4s (planes of a multiple of 4 values).
+pub const BN_BACKWARD_APPLY_PLANES_VEC4: Kernel =
+    Kernel { shader: "batch_norm", entry: "bn_backward_apply_planes_vec4", storage: &[(8, Read), (9, Read), (10, ReadWrite), (4, Read), (5, Read)] };
 /// [`BN_BACKWARD_APPLY`] on a grid of (position, channel, image).
 pub const BN_BACKWARD_APPLY_PLANES: Kernel = Kernel {
     shader: "batch_norm",
@@ -379,6 +388,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &BN_BACKWARD_APPLY,
     &BN_APPLY_PLANES,
     &BN_BACKWARD_APPLY_PLANES,
+    &BN_APPLY_PLANES_VEC4,
+    &BN_BACKWARD_APPLY_PLANES_VEC4,
     &BN_EVAL_BACKWARD_DX,
     &BN_EVAL_BACKWARD_PARAMS,
     &CROSS_ENTROPY_HARD,

@@ -52,7 +52,8 @@ impl Case {
 /// (BatchNorm1d-shaped), one channel, 300 values per channel in one image (more than a
 /// workgroup's 256, not a multiple of it), and (large) many values per channel; every pass.
 pub fn cases(large: bool) -> Vec<super::Case> {
-    let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11], vec![1, 7, 15, 20]];
+    // Planes of 35 and 99 values take the 3-D grid, 300 and 68 (17 vec4s) its vec4 form.
+    let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11], vec![1, 7, 15, 20], vec![3, 5, 4, 17]];
     if large {
         shapes.push(vec![32, 16, 16, 16]);
     }
