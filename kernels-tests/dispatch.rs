@@ -89,6 +89,15 @@ fn tensors_larger_than_a_binding_are_chunked() {
     let got = small.download(&gc).unwrap();
     let bad = (0..n).find(|&i| got[i] != a[i] * b[i]);
     assert_eq!(bad, None, "first wrong element of {n}");
+    // The vec4 form of relu (a multiple of 4 values), chunked alike: exact.
+    let n4 = (1 << 20) + 12_344;
+    let (x, dy) = (small.upload(&[n4], &a[..n4]).unwrap(), small.upload(&[n4], &b[..n4]).unwrap());
+    let (mut y, mut dx) = (small.zeros(&[n4]).unwrap(), small.zeros(&[n4]).unwrap());
+    small.relu(&x, &mut y).unwrap();
+    small.relu_backward(&x, &dy, &mut dx).unwrap();
+    let (y, dx) = (small.download(&y).unwrap(), small.download(&dx).unwrap());
+    let bad = (0..n4).find(|&i| y[i] != a[i].max(0.0) || dx[i] != if a[i] > 0.0 { b[i] } else { 0.0 });
+    assert_eq!(bad, None, "relu: first wrong element of {n4}");
 
     // An op that cannot be chunked refuses with a clear error instead of a validation failure.
     let big = small.zeros(&[600, 600]).unwrap(); // 1.4 MiB

@@ -7,7 +7,7 @@
 //!   sub-range of the buffers (offsets aligned as the device requires).
 
 use super::grid::grid_2d;
-use super::kernels::{DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
+use super::kernels::{self, DropoutParams, ElementwiseParams, Kernel, KernelParams, Pipeline};
 use super::recorder::Bind;
 use super::{Gpu, GpuBuffer, GpuTensor};
 use crate::ops::DropoutMask;
@@ -35,10 +35,17 @@ impl Gpu {
         out: &mut GpuTensor,
         alpha: f32,
     ) -> Result<()> {
+        // Tensors of a multiple of 4 values take the kernel's vec4 form where it has one (every
+        // tensor starts on a binding-aligned offset, so on a vec4).
+        let (kernel, n, width) = match (n % 4 == 0, kernel.entry) {
+            (true, "relu_forward") => (&kernels::RELU_FORWARD_VEC4, n / 4, 16),
+            (true, "relu_backward") => (&kernels::RELU_BACKWARD_VEC4, n / 4, 16),
+            _ => (kernel, n, 4),
+        };
         let pipeline = self.pipeline::<ElementwiseParams>(kernel, &[])?;
         let mut bufs: Vec<(&GpuBuffer, bool)> = inputs.iter().map(|t| (t.storage(), true)).collect();
         bufs.push((out.storage(), true));
-        self.flat_dispatch(op, &pipeline, n, &bufs, |c| ElementwiseParams { n: c.len, row_stride: c.row_stride, alpha, _pad: 0 })
+        self.flat_dispatch_of(op, &pipeline, n, width, &bufs, |c| ElementwiseParams { n: c.len, row_stride: c.row_stride, alpha, _pad: 0 })
     }
 
     /// out = x * scale where the mask keeps the element, else 0 (forward on x, backward on dy).
@@ -68,29 +75,41 @@ impl Gpu {
         bufs: &[(&GpuBuffer, bool)],
         params: impl Fn(FlatChunk) -> P,
     ) -> Result<()> {
+        self.flat_dispatch_of(op, pipeline, n, 4, bufs, params)
+    }
+
+    /// [`Gpu::flat_dispatch`] over `n` elements of `width` bytes each (4: f32, 16: vec4).
+    pub(crate) fn flat_dispatch_of<P: KernelParams>(
+        &self,
+        op: &'static str,
+        pipeline: &Pipeline,
+        n: usize,
+        width: u64,
+        bufs: &[(&GpuBuffer, bool)],
+        params: impl Fn(FlatChunk) -> P,
+    ) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
         // Largest chunk (in elements) whose binding fits and whose offset stays aligned.
         let align = self.context().limits.min_storage_buffer_offset_alignment as u64;
-        let chunk = ((self.max_binding_bytes() / align) * align / 4).min((u32::MAX as u64 / 2) & !(align / 4 - 1));
+        let per_align = (align / width).max(1);
+        let chunk = ((self.max_binding_bytes() / align) * align / width).min((u32::MAX as u64 / 2) & !(per_align - 1));
         let n = n as u64;
         let mut start = 0u64;
         while start < n {
             let len = chunk.min(n - start);
             let (groups, row_stride) = grid_2d(op, len, self.max_groups())?;
-            let binds: Vec<Bind<'_>> = bufs
-                .iter()
-                .map(
-                    |&(buf, per_element)| {
+            let binds: Vec<Bind<'_>> =
+                bufs.iter()
+                    .map(|&(buf, per_element)| {
                         if per_element {
-                            Bind { buf, offset: buf.offset() + start * 4, size: len * 4 }
+                            Bind { buf, offset: buf.offset() + start * width, size: len * width }
                         } else {
                             Bind::buffer(buf)
                         }
-                    },
-                )
-                .collect();
+                    })
+                    .collect();
             self.dispatch(op, pipeline, &params(FlatChunk { start: start as u32, len: len as u32, row_stride }), &binds, groups)?;
             start += len;
         }

@@ -223,6 +223,11 @@ pub const SCALE: Kernel = Kernel { shader: "elementwise", entry: "scale", storag
 pub const RELU_FORWARD: Kernel = Kernel { shader: "relu", entry: "relu_forward", storage: IN1_OUT };
 /// `dx = dy * [x > 0]`.
 pub const RELU_BACKWARD: Kernel = Kernel { shader: "relu", entry: "relu_backward", storage: IN2_OUT };
+/// [`RELU_FORWARD`] on vec4s (tensors of a multiple of 4 values).
+pub const RELU_FORWARD_VEC4: Kernel = Kernel { shader: "relu", entry: "relu_forward_vec4", storage: &[(4, Read), (6, ReadWrite)] };
+/// [`RELU_BACKWARD`] on vec4s.
+pub const RELU_BACKWARD_VEC4: Kernel =
+    Kernel { shader: "relu", entry: "relu_backward_vec4", storage: &[(4, Read), (5, Read), (6, ReadWrite)] };
 /// Sum of a flat tensor, one pass: partial sums per workgroup (or the final sum of the partials).
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
 /// Image patches to columns, col [N, groups * R, OH*OW]: the forward convolution's GEMM operand.
@@ -300,8 +305,11 @@ pub const BN_APPLY_PLANES_VEC4: Kernel = Kernel {
     storage: &[(8, Read), (10, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)],
 };
 /// [`BN_BACKWARD_APPLY_PLANES`] on vec4s (planes of a multiple of 4 values).
-pub const BN_BACKWARD_APPLY_PLANES_VEC4: Kernel =
-    Kernel { shader: "batch_norm", entry: "bn_backward_apply_planes_vec4", storage: &[(8, Read), (9, Read), (10, ReadWrite), (4, Read), (5, Read)] };
+pub const BN_BACKWARD_APPLY_PLANES_VEC4: Kernel = Kernel {
+    shader: "batch_norm",
+    entry: "bn_backward_apply_planes_vec4",
+    storage: &[(8, Read), (9, Read), (10, ReadWrite), (4, Read), (5, Read)],
+};
 /// [`BN_BACKWARD_APPLY`] on a grid of (position, channel, image).
 pub const BN_BACKWARD_APPLY_PLANES: Kernel = Kernel {
     shader: "batch_norm",
@@ -360,6 +368,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &SCALE,
     &RELU_FORWARD,
     &RELU_BACKWARD,
+    &RELU_FORWARD_VEC4,
+    &RELU_BACKWARD_VEC4,
     &DROPOUT,
     &IM2COL,
     &IM2COL_T,

@@ -62,7 +62,8 @@ impl Case {
 /// The shapes every element-wise and reduction kernel meets: 1, primes, a multiple and a
 /// non-multiple of the 256-wide workgroup, 4-d tensors, and a large one.
 pub fn shapes(large: bool) -> Vec<Vec<usize>> {
-    let mut shapes = vec![vec![1], vec![7], vec![256], vec![257], vec![3, 5, 7, 11], vec![2, 3, 97, 101]];
+    // 256 and 4 x 25 (25 vec4s) take relu's vec4 form.
+    let mut shapes = vec![vec![1], vec![7], vec![256], vec![257], vec![4, 25], vec![3, 5, 7, 11], vec![2, 3, 97, 101]];
     if large {
         shapes.push(vec![1_000_003]);
     }
