@@ -107,3 +107,88 @@ fn im2col_t(@builtin(global_invocation_id) gid: vec3<u32>) {
         out++;
     }
 }
+
+// The same two unfoldings writing vec4s (a quarter of the store instructions, each a loop over
+// SIMD lanes on lavapipe): im2col_vec4 where a row's OH*OW values are a multiple of 4,
+// im2col_t_vec4 always (patch_pad is). The taps are still read one by one, found by counters.
+@group(0) @binding(4) var<storage, read_write> col4: array<vec4<f32>>;
+
+@compute @workgroup_size(64, 1, 1)
+fn im2col_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y * p.row_stride + gid.x; // over n * groups * patch_pad
+    let rows = p.groups * p.patch_pad;
+    if (row >= p.n * rows) {
+        return;
+    }
+    let kk = p.kh * p.kw;
+    let cg = p.c / p.groups;
+    let n = row / rows;
+    let r = row % rows;
+    let rr = r % p.patch_pad;
+    let quads = p.oh * p.ow / 4u;
+    var out = row * quads;
+    if (rr >= cg * kk) {
+        for (var q = 0u; q < quads; q++) {
+            col4[out + q] = vec4<f32>(0.0);
+        }
+        return;
+    }
+    let ch = (r / p.patch_pad) * cg + rr / kk;
+    let t = rr % kk;
+    let i = t / p.kw;
+    let j = t % p.kw;
+    var oy = 0u;
+    var ox = 0u;
+    for (var q = 0u; q < quads; q++) {
+        var v = vec4<f32>(0.0);
+        for (var l = 0u; l < 4u; l++) {
+            v[l] = tap(n, ch, oy, ox, i, j);
+            ox++;
+            if (ox == p.ow) {
+                ox = 0u;
+                oy++;
+            }
+        }
+        col4[out] = v;
+        out++;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn im2col_t_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let cell = gid.y * p.row_stride + gid.x; // over groups * n * OH*OW
+    let positions = p.oh * p.ow;
+    if (cell >= p.groups * p.n * positions) {
+        return;
+    }
+    let cg = p.c / p.groups;
+    let q = cell % positions;
+    let n = (cell / positions) % p.n;
+    let g = cell / (positions * p.n);
+    let oy = q / p.ow;
+    let ox = q % p.ow;
+    let real = cg * p.kh * p.kw;
+    var out = cell * (p.patch_pad / 4u);
+    var c = 0u;
+    var i = 0u;
+    var j = 0u;
+    for (var t = 0u; t < p.patch_pad; t += 4u) {
+        var v = vec4<f32>(0.0);
+        for (var l = 0u; l < 4u; l++) {
+            if (t + l < real) {
+                v[l] = tap(n, g * cg + c, oy, ox, i, j);
+                j++;
+                if (j == p.kw) {
+                    j = 0u;
+                    i++;
+                    if (i == p.kh) {
+                        i = 0u;
+                        c++;
+                    }
+                }
+            }
+        }
+        col4[out] = v;
+        out++;
+    }
+}

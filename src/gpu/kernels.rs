@@ -234,6 +234,10 @@ pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OU
 pub const IM2COL: Kernel = Kernel { shader: "im2col", entry: "im2col", storage: IN1_OUT };
 /// The same columns transposed per group, colT [groups, N, OH*OW, R]: the backward-filter GEMM operand.
 pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", storage: IN1_OUT };
+/// [`IM2COL`] writing vec4s (rows of a multiple of 4 positions).
+pub const IM2COL_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_vec4", storage: &[(1, Read), (4, ReadWrite)] };
+/// [`IM2COL_T`] writing vec4s (patch_pad is a multiple of 4).
+pub const IM2COL_T_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_t_vec4", storage: &[(1, Read), (4, ReadWrite)] };
 /// Column gradients folded back onto dx (the adjoint of im2col), as a gather.
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
 /// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
@@ -373,6 +377,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &DROPOUT,
     &IM2COL,
     &IM2COL_T,
+    &IM2COL_VEC4,
+    &IM2COL_T_VEC4,
     &COL2IM,
     &PERMUTE3,
     &PERMUTE3_GRID,
