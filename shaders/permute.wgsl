@@ -4,7 +4,8 @@
 // channel axes of [N, K, P] -> [K, N, P]), and padding or cropping rows (different row
 // strides on the two sides). permute3 runs over the flat index (three divisions each);
 // permute3_grid over a 3-D grid (x: i2, y: i1, z: i0) with none, used where rows are at least
-// 32 long. Host side: src/gpu/permute.rs. CPU twin: src/cpu/permute.rs.
+// 32 long, and permute3_grid_vec4 (at the end) where rows stay whole and line up with vec4s.
+// Host side: src/gpu/permute.rs. CPU twin: src/cpu/permute.rs.
 
 struct PermuteParams {
     d0: u32,
@@ -43,4 +44,17 @@ fn permute3_grid(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     dst[gid.z * p.s0 + gid.y * p.s1 + gid.x * p.s2] = src[p.in_off + gid.z * p.t0 + gid.y * p.t1 + gid.x * p.t2];
+}
+
+// permute3_grid on vec4s, where rows are contiguous on both sides (s2 = t2 = 1) and every
+// length, stride and offset is a multiple of 4: the host passes them in vec4s.
+@group(0) @binding(4) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> dst4: array<vec4<f32>>;
+
+@compute @workgroup_size(64, 1, 1)
+fn permute3_grid_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x >= p.d2) {
+        return;
+    }
+    dst4[gid.z * p.s0 + gid.y * p.s1 + gid.x] = src4[p.in_off + gid.z * p.t0 + gid.y * p.t1 + gid.x];
 }

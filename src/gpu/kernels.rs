@@ -244,6 +244,8 @@ pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: 
 pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", storage: IN1_OUT };
 /// [`PERMUTE3`] on a grid of (i2, i1, i0): no division per element.
 pub const PERMUTE3_GRID: Kernel = Kernel { shader: "permute", entry: "permute3_grid", storage: IN1_OUT };
+/// [`PERMUTE3_GRID`] on vec4s (rows contiguous on both sides, sizes in vec4s).
+pub const PERMUTE3_GRID_VEC4: Kernel = Kernel { shader: "permute", entry: "permute3_grid_vec4", storage: &[(4, Read), (5, ReadWrite)] };
 /// `y = act(y + bias[c])` in place over [N, C, P].
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
 /// dz = dy * act'(z), read off the activated output y.
@@ -382,6 +384,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &COL2IM,
     &PERMUTE3,
     &PERMUTE3_GRID,
+    &PERMUTE3_GRID_VEC4,
     &BIAS_ACT,
     &ACT_BACKWARD,
     &CHANNEL_SUM,

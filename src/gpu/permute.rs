@@ -29,24 +29,33 @@ impl Gpu {
         // Rows of 32 or more: a 3-D grid, no division per element; else the flat index.
         let max = self.max_groups() as usize;
         let grid = d[2] >= 32 && d[1] <= max && d[0] <= max;
-        let pipeline = self.pipeline::<PermuteParams>(if grid { &kernels::PERMUTE3_GRID } else { &kernels::PERMUTE3 }, &[])?;
+        // Rows contiguous on both sides, every length, stride and offset a multiple of 4: the
+        // grid on vec4s (sizes passed in vec4s).
+        let vec4 = grid && s[2] == 1 && t[2] == 1 && [d[2], s[0], s[1], t[0], t[1], in_off].iter().all(|v| v % 4 == 0);
+        let q = if vec4 { 4 } else { 1 };
+        let kernel = match (vec4, grid) {
+            (true, _) => &kernels::PERMUTE3_GRID_VEC4,
+            (false, true) => &kernels::PERMUTE3_GRID,
+            (false, false) => &kernels::PERMUTE3,
+        };
+        let pipeline = self.pipeline::<PermuteParams>(kernel, &[])?;
         let (mut groups, row_stride) = grid_2d("permute", total as u64, self.max_groups())?;
         if grid {
-            groups = [d[2].div_ceil(64) as u32, d[1] as u32, d[0] as u32];
+            groups = [(d[2] / q).div_ceil(64) as u32, d[1] as u32, d[0] as u32];
         }
         let u = |v: usize| v as u32;
         let params = PermuteParams {
             d0: u(d[0]),
             d1: u(d[1]),
-            d2: u(d[2]),
-            s0: u(s[0]),
-            s1: u(s[1]),
+            d2: u(d[2] / q),
+            s0: u(s[0] / q),
+            s1: u(s[1] / q),
             s2: u(s[2]),
             total: u(total),
             row_stride,
-            in_off: u(in_off),
-            t0: u(t[0]),
-            t1: u(t[1]),
+            in_off: u(in_off / q),
+            t0: u(t[0] / q),
+            t1: u(t[1] / q),
             t2: u(t[2]),
         };
         self.dispatch("permute", &pipeline, &params, &[Bind::buffer(src), Bind::buffer(dst)], groups)

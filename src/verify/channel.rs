@@ -91,6 +91,9 @@ fn permute_cases() -> Vec<Case> {
         ([2, 33, 40], [0, 2, 1]),
         ([5, 2, 97], [2, 0, 1]),
         ([1, 3, 131], [2, 1, 0]),
+        // Rows of 36 and 68 values kept whole: the grid on vec4s (9 and 17 of them).
+        ([3, 5, 36], [1, 0, 2]),
+        ([2, 7, 68], [1, 0, 2]),
     ]
     .into_iter()
     .map(|(d, order)| Case::Permute { d, order })
