@@ -160,7 +160,7 @@ impl Gpu {
         let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(mean), Bind::whole(invstd), Bind::whole(gamma), Bind::whole(beta)];
         match self.plane_grid(params) {
             Some(planes) => {
-                let kernel = if params.p % 4 == 0 { &kernels::BN_APPLY_PLANES_VEC4 } else { &kernels::BN_APPLY_PLANES };
+                let kernel = if params.p.is_multiple_of(4) { &kernels::BN_APPLY_PLANES_VEC4 } else { &kernels::BN_APPLY_PLANES };
                 let pipeline = self.pipeline::<BnParams>(kernel, &[])?;
                 self.dispatch("batch_norm", &pipeline, params, &binds, planes)
             }
@@ -177,7 +177,7 @@ impl Gpu {
     fn plane_grid(&self, params: &BnParams) -> Option<[u32; 3]> {
         let max = self.max_groups();
         // Planes of a multiple of 4 values run as vec4s: a quarter of the invocations along x.
-        let along = if params.p % 4 == 0 { params.p / 4 } else { params.p };
+        let along = if params.p.is_multiple_of(4) { params.p / 4 } else { params.p };
         (params.p >= 32 && params.c <= max && params.n <= max).then(|| [along.div_ceil(64), params.c, params.n])
     }
 

@@ -38,8 +38,8 @@ impl Gpu {
         let invocations = if kernel.entry == "im2col" { nb * d.groups() * d.patch_pad() } else { d.groups() * nb * d.p() };
         // The vec4 forms where the rows they write are whole vec4s.
         let kernel = match kernel.entry {
-            "im2col" if d.p() % 4 == 0 => &kernels::IM2COL_VEC4,
-            "im2col_t" if d.patch_pad() % 4 == 0 => &kernels::IM2COL_T_VEC4,
+            "im2col" if d.p().is_multiple_of(4) => &kernels::IM2COL_VEC4,
+            "im2col_t" if d.patch_pad().is_multiple_of(4) => &kernels::IM2COL_T_VEC4,
             _ => kernel,
         };
         let total = nb * d.groups() * d.patch_pad() * d.p();

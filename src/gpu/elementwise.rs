@@ -37,7 +37,7 @@ impl Gpu {
     ) -> Result<()> {
         // Tensors of a multiple of 4 values take the kernel's vec4 form where it has one (every
         // tensor starts on a binding-aligned offset, so on a vec4).
-        let (kernel, n, width) = match (n % 4 == 0, kernel.entry) {
+        let (kernel, n, width) = match (n.is_multiple_of(4), kernel.entry) {
             (true, "relu_forward") => (&kernels::RELU_FORWARD_VEC4, n / 4, 16),
             (true, "relu_backward") => (&kernels::RELU_BACKWARD_VEC4, n / 4, 16),
             _ => (kernel, n, 4),
