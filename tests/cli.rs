@@ -2,29 +2,11 @@
 //! from the checkpoint; summary; and bad options, which must fail with a clear message and no
 //! panic. Uses the GPU (lavapipe is enough), like the other tests.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn wgtrain(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain")).args(args).env("RUST_LOG", "warn").output().expect("run wgtrain");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgtrain-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The project's data beside the checkout (../shared/data), or WGTRAIN_SHARED_DATA.
-fn shared_data() -> PathBuf {
-    std::env::var_os("WGTRAIN_SHARED_DATA").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"), PathBuf::from)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{s, shared_data, temp, wgtrain};
 
 #[test]
 fn train_then_eval_and_predict_from_the_checkpoint() {

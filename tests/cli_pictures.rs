@@ -3,24 +3,11 @@
 //! read back; bad input must fail with a clear message and no panic. Uses the GPU (lavapipe
 //! is enough) for eval and bench.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn wgtrain(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain")).args(args).env("RUST_LOG", "warn").output().expect("run wgtrain");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use common::{s, temp, wgtrain};
 
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgtrain-cli-pictures-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::path::Path;
 
 fn png_size(p: &Path) -> (u32, u32) {
     image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).to_rgb8().dimensions()

@@ -5,25 +5,14 @@
 //! eval-mode kernel); bad patterns are clear errors; checkpoints keep the frozen set. GPU
 //! parts follow the no-silent-skip rule of the other tests (CI set: a missing adapter fails).
 
-use std::sync::OnceLock;
+mod common;
+
+use common::shared_gpu as gpu;
 
 use wgtrain::checkpoint::{self, Progress};
 use wgtrain::nn::{zoo, CrossEntropy, Model, ModelSpec, NamedTensor, Targets};
 use wgtrain::rng::Rng;
 use wgtrain::{Backend, Cpu, Gpu, GpuOptions, Optimizer, OptimizerKind};
-
-fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
-        Ok(g) => Some(g),
-        Err(e) if std::env::var_os("CI").is_none() && std::env::var("WGTRAIN_ALLOW_NO_GPU").as_deref() == Ok("1") => {
-            eprintln!("\n!!!!!!!! SKIPPED: no GPU adapter ({e}) !!!!!!!!\n");
-            None
-        }
-        Err(e) => panic!("no GPU adapter: {e} (install mesa-vulkan-drivers, or WGTRAIN_ALLOW_NO_GPU=1 outside CI)"),
-    })
-    .as_ref()
-}
 
 /// The default CNN: layers.0 conv (no bias), layers.1 batch norm, ..., layers.4 conv,
 /// layers.5 batch norm, layers.8 conv, layers.11 and layers.14 linear.

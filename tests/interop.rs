@@ -8,6 +8,10 @@
 //! GPU (lavapipe is enough), which fails when no adapter exists; the library tests use the CPU
 //! backend.
 
+mod common;
+
+use common::{s, temp, wgtrain};
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,22 +21,6 @@ use wgtrain::interop::{self, Dtype, ExportData, ExportTensor, LoadOptions};
 use wgtrain::nn::{zoo, Model};
 use wgtrain::rng::Rng;
 use wgtrain::{checkpoint, Cpu};
-
-fn wgtrain(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wgtrain")).args(args).env("RUST_LOG", "warn").output().expect("run wgtrain");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgtrain-interop-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A model of the zoo on the CPU backend, with batch norm's weights and running statistics
 /// randomised (so that eval-mode batch norm is not the identity).

@@ -2,16 +2,13 @@
 //! in one file, malformed files refused with file, line and column), and the figures drawn from
 //! them and from confusion matrices. CPU only: no device needed.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::temp;
+
+use std::path::Path;
 
 use wgtrain::runlog::{self, Run};
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgtrain-plots-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 const NEW_HEADER: &str =
     "run,model,dataset,optimizer,base_lr,batch,seed,epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,images_per_s,seconds";

@@ -1,7 +1,11 @@
 //! Training: models, data, the loop, and their errors. GPU parts follow the same no-silent-skip
 //! rule as kernels-tests (CI set: a missing adapter fails).
 
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use common::{shared_gpu as gpu, temp as temp_dir};
+
+use std::sync::Arc;
 
 use wgtrain::data::loader::{self, Augment};
 use wgtrain::data::{self, Dataset};
@@ -9,19 +13,6 @@ use wgtrain::nn::{zoo, CrossEntropy, LayerSpec, Model, ModelSpec, Targets};
 use wgtrain::rng::Rng;
 use wgtrain::train::{self as tr, BatchSize, Monitor, Schedule, TrainConfig, TrainReport, Trainer};
 use wgtrain::{Backend, Cpu, Gpu, GpuOptions, Optimizer, OptimizerKind};
-
-fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
-        Ok(g) => Some(g),
-        Err(e) if std::env::var_os("CI").is_none() && std::env::var("WGTRAIN_ALLOW_NO_GPU").as_deref() == Ok("1") => {
-            eprintln!("\n!!!!!!!! SKIPPED: no GPU adapter ({e}) !!!!!!!!\n");
-            None
-        }
-        Err(e) => panic!("no GPU adapter: {e} (install mesa-vulkan-drivers, or WGTRAIN_ALLOW_NO_GPU=1 outside CI)"),
-    })
-    .as_ref()
-}
 
 fn default_cnn() -> ModelSpec {
     ModelSpec { name: "default".into(), layers: zoo::default_cnn(10) }
@@ -144,13 +135,6 @@ fn loader_is_deterministic_per_seed_and_epoch() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
     }
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("wgtrain-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn idx_images(n: u32, magic: u32) -> Vec<u8> {

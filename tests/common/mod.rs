@@ -44,6 +44,12 @@ pub fn open_gpu() -> Option<Gpu> {
     }
 }
 
+/// One device on the default adapter shared by every test of the binary (see [`open_gpu`]).
+pub fn shared_gpu() -> Option<&'static Gpu> {
+    static GPU: std::sync::OnceLock<Option<Gpu>> = std::sync::OnceLock::new();
+    GPU.get_or_init(open_gpu).as_ref()
+}
+
 /// The parameters and buffers of a checkpoint or weights file, by name.
 pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Vec<f32>)> {
     wgtrain::interop::read_weights(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).tensors
