@@ -97,8 +97,8 @@ pub trait Backend {
     fn trim(&self) {}
     /// The values of several tensors, one after the other (a model's gradient arena, for a
     /// data-parallel all-reduce). The default downloads each in turn.
-    fn download_all(&self, ts: &[Tensor<Self::Storage>]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(ts.iter().map(Tensor::numel).sum());
+    fn download_all(&self, ts: &[&Tensor<Self::Storage>]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(ts.iter().map(|t| t.numel()).sum());
         for t in ts {
             out.extend(self.download(t)?);
         }

@@ -70,14 +70,6 @@ pub fn check_batch(batch: usize, size: usize) -> Result<()> {
     Ok(())
 }
 
-/// Sums `buf` over the replicas, or leaves it as it is without them.
-pub fn all_reduce(replicas: Option<&Replicas>, buf: &mut [f32]) -> Result<()> {
-    match replicas {
-        Some(r) if r.size() > 1 => r.all_reduce_sum(buf),
-        _ => Ok(()),
-    }
-}
-
 /// Every replica's `mine` (all of the same length), in rank order: a sum of buffers that are
 /// zero outside each replica's own slot (exact: adding zeros changes no value).
 pub fn all_gather(replicas: &Replicas, mine: &[f32]) -> Result<Vec<Vec<f32>>> {

@@ -51,12 +51,6 @@ impl MpiCollective {
         Ok(Self { world, rank, size, thread: std::thread::current().id(), _universe: universe })
     }
 
-    /// Whether this process was started by an MPI launcher (`mpirun`, `srun`), from the
-    /// variables they set.
-    pub fn launched() -> bool {
-        ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"].iter().any(|v| std::env::var_os(v).is_some())
-    }
-
     fn on_thread(&self, what: &str) -> Result<()> {
         if std::thread::current().id() != self.thread {
             return Err(Error::Invalid(format!("MPI {what} from another thread than the one that initialised MPI")));

@@ -51,12 +51,12 @@ impl Backend for Gpu {
     }
 
     fn download(&self, t: &GpuTensor) -> Result<Vec<f32>> {
-        self.download_all(std::slice::from_ref(t))
+        self.download_all(&[t])
     }
 
     /// Every tensor copied into one staging buffer in one submission, and one wait (a model's
     /// gradient arena read back per data-parallel step).
-    fn download_all(&self, ts: &[GpuTensor]) -> Result<Vec<f32>> {
+    fn download_all(&self, ts: &[&GpuTensor]) -> Result<Vec<f32>> {
         let bytes: u64 = ts.iter().map(|t| t.numel() as u64 * 4).sum();
         if bytes == 0 {
             return Ok(Vec::new());

@@ -32,12 +32,7 @@ impl Gpu {
         }
         // Planes of a multiple of 4 values: the vec4 form (a plane then starts on a vec4, and
         // every view starts on a binding-aligned offset).
-        let kernel = match (p % 4 == 0 && p > 0, kernel.entry) {
-            (true, "channel_sum") => &kernels::CHANNEL_SUM_VEC4,
-            (true, "channel_sum_sq_dev") => &kernels::CHANNEL_SUM_SQ_DEV_VEC4,
-            (true, "channel_sum_prod_dev") => &kernels::CHANNEL_SUM_PROD_DEV_VEC4,
-            _ => kernel,
-        };
+        let kernel = kernels::vec4_form(kernel).filter(|_| p > 0 && p.is_multiple_of(4)).unwrap_or(kernel);
         let pipeline = self.pipeline::<ChannelParams>(kernel, &[])?;
         let mut binds = vec![Bind::whole(a)];
         if let Some(b) = b {

@@ -35,13 +35,11 @@ impl Gpu {
     /// to `d.patch_pad()` rows. The kernels take one row (im2col) or one cell (im2col_t) per
     /// invocation.
     fn unfold(&self, kernel: &Kernel, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize) -> Result<()> {
-        let invocations = if kernel.entry == "im2col" { nb * d.groups() * d.patch_pad() } else { d.groups() * nb * d.p() };
-        // The vec4 forms where the rows they write are whole vec4s.
-        let kernel = match kernel.entry {
-            "im2col" if d.p().is_multiple_of(4) => &kernels::IM2COL_VEC4,
-            "im2col_t" if d.patch_pad().is_multiple_of(4) => &kernels::IM2COL_T_VEC4,
-            _ => kernel,
-        };
+        // im2col: one row of OH*OW positions per invocation; im2col_t: one cell of patch_pad
+        // values. The vec4 forms where those rows are whole vec4s.
+        let (invocations, row) =
+            if kernel.entry == "im2col" { (nb * d.groups() * d.patch_pad(), d.p()) } else { (d.groups() * nb * d.p(), d.patch_pad()) };
+        let kernel = kernels::vec4_form(kernel).filter(|_| row.is_multiple_of(4)).unwrap_or(kernel);
         let total = nb * d.groups() * d.patch_pad() * d.p();
         self.conv_dispatch_wg("im2col", kernel, d, nb, total, invocations, 64, n0 * d.c * d.h * d.w, x, col)
     }

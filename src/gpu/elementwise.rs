@@ -37,10 +37,9 @@ impl Gpu {
     ) -> Result<()> {
         // Tensors of a multiple of 4 values take the kernel's vec4 form where it has one (every
         // tensor starts on a binding-aligned offset, so on a vec4).
-        let (kernel, n, width) = match (n.is_multiple_of(4), kernel.entry) {
-            (true, "relu_forward") => (&kernels::RELU_FORWARD_VEC4, n / 4, 16),
-            (true, "relu_backward") => (&kernels::RELU_BACKWARD_VEC4, n / 4, 16),
-            _ => (kernel, n, 4),
+        let (kernel, n, width) = match kernels::vec4_form(kernel).filter(|_| n.is_multiple_of(4)) {
+            Some(vec4) => (vec4, n / 4, 16),
+            None => (kernel, n, 4),
         };
         let pipeline = self.pipeline::<ElementwiseParams>(kernel, &[])?;
         let mut bufs: Vec<(&GpuBuffer, bool)> = inputs.iter().map(|t| (t.storage(), true)).collect();

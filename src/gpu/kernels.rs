@@ -258,6 +258,21 @@ pub const CHANNEL_SUM_SQ_DEV: Kernel =
 /// `out[c] = scale * sum b * (a - m[c])` (batch norm's backward).
 pub const CHANNEL_SUM_PROD_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
+/// The vec4 form of `kernel`, where it has one: the same op reading and writing vec4s, a
+/// quarter of the storage instructions (each a loop over SIMD lanes on CPU adapters such as
+/// lavapipe). Its caller checks that the rows it runs over hold a multiple of 4 values.
+pub fn vec4_form(kernel: &Kernel) -> Option<&'static Kernel> {
+    const FORMS: [(&Kernel, &Kernel); 7] = [
+        (&CHANNEL_SUM, &CHANNEL_SUM_VEC4),
+        (&CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_SQ_DEV_VEC4),
+        (&CHANNEL_SUM_PROD_DEV, &CHANNEL_SUM_PROD_DEV_VEC4),
+        (&RELU_FORWARD, &RELU_FORWARD_VEC4),
+        (&RELU_BACKWARD, &RELU_BACKWARD_VEC4),
+        (&IM2COL, &IM2COL_VEC4),
+        (&IM2COL_T, &IM2COL_T_VEC4),
+    ];
+    FORMS.into_iter().find(|(k, _)| k.shader == kernel.shader && k.entry == kernel.entry).map(|(_, v)| v)
+}
 /// [`CHANNEL_SUM`] reading vec4s (planes of a multiple of 4 values).
 pub const CHANNEL_SUM_VEC4: Kernel = Kernel { shader: "channel", entry: "channel_sum_vec4", storage: &[(5, Read), (3, ReadWrite)] };
 /// [`CHANNEL_SUM_SQ_DEV`] reading vec4s.

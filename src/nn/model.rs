@@ -883,11 +883,9 @@ impl<B: Backend> Model<B> {
         Ok(x.len() / per)
     }
 
-    /// Mean loss and accuracy per sample since the last call (two read-backs), then resets them.
+    /// Mean loss and accuracy per sample since the last call (one read-back), then resets them.
     pub fn take_metrics(&mut self, be: &B) -> Result<Metrics> {
-        let cur = self.acc.current;
-        let loss = be.download(&self.acc.loss[cur])?[0] as f64;
-        let correct = be.download(&self.acc.correct[cur])?[0] as f64;
+        let (loss, correct) = self.read_running_sums(be)?;
         let samples = self.acc.samples;
         for t in self.acc.loss.iter_mut().chain(self.acc.correct.iter_mut()) {
             be.write(t, &[0.0])?;
@@ -900,11 +898,24 @@ impl<B: Backend> Model<B> {
     /// Mean loss and accuracy per sample so far, without resetting them (one read-back, which
     /// waits for the work recorded so far).
     pub fn peek_metrics(&self, be: &B) -> Result<Metrics> {
-        let cur = self.acc.current;
-        let loss = be.download(&self.acc.loss[cur])?[0] as f64;
-        let correct = be.download(&self.acc.correct[cur])?[0] as f64;
+        let (loss, correct) = self.read_running_sums(be)?;
         let n = self.acc.samples.max(1) as f64;
         Ok(Metrics { loss: loss / n, accuracy: correct / n, samples: self.acc.samples })
+    }
+
+    /// The device tensors of the summed loss and the count of correct predictions since the
+    /// metrics were last taken, and the samples they cover (for a read-back that takes them
+    /// together with other tensors, as a data-parallel step does).
+    pub fn running_sums(&self) -> (&T<B>, &T<B>, usize) {
+        let cur = self.acc.current;
+        (&self.acc.loss[cur], &self.acc.correct[cur], self.acc.samples)
+    }
+
+    /// The summed loss and correct count, in one read-back.
+    fn read_running_sums(&self, be: &B) -> Result<(f64, f64)> {
+        let (loss, correct, _) = self.running_sums();
+        let v = be.download_all(&[loss, correct])?;
+        Ok((v[0] as f64, v[1] as f64))
     }
 
     /// The last global gradient norm (read back; only meaningful when clipping).

@@ -26,7 +26,7 @@ pub use callbacks::{
 pub use eval::{evaluate, Evaluation};
 pub use run::{new_run_id, RunSettings};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, T};
 use crate::checkpoint::Progress;
 use crate::data::loader::{self, Augment};
 use crate::data::Splits;
@@ -657,7 +657,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
 /// (DDP's start: the replicas begin equal whatever each one loaded or drew).
 fn broadcast_state<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas) -> Result<()> {
     for ts in [&mut model.params, &mut model.buffers, &mut model.state1, &mut model.state2] {
-        let mut v = be.download_all(ts)?;
+        let mut v = be.download_all(&ts.iter().collect::<Vec<_>>())?;
         r.broadcast(&mut v, 0)?;
         if r.rank() != 0 {
             be.write_all(ts, &v)?;
@@ -680,13 +680,15 @@ fn broadcast_state<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas) -> Re
 pub fn all_reduce_gradients<B: Backend>(be: &B, model: &mut Model<B>, r: &Replicas, share: f32) -> Result<(Metrics, f64)> {
     be.sync()?;
     let t = Instant::now();
-    let mut buf = be.download_all(&model.grads)?;
-    for g in &mut buf {
+    // The gradients and the running sums in one read-back.
+    let (loss_sum, correct, samples) = model.running_sums();
+    let tensors: Vec<&T<B>> = model.grads.iter().chain([loss_sum, correct]).collect();
+    let mut buf = be.download_all(&tensors)?;
+    let n = buf.len() - 2;
+    for g in &mut buf[..n] {
         *g *= share;
     }
-    let m = model.peek_metrics(be)?;
-    let n = buf.len();
-    buf.extend([(m.loss * m.samples as f64) as f32, (m.accuracy * m.samples as f64).round() as f32, m.samples as f32]);
+    buf.push(samples as f32);
     r.all_reduce_sum(&mut buf)?;
     be.write_all(&mut model.grads, &buf[..n])?;
     let samples = buf[n + 2].round() as usize;
