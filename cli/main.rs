@@ -33,7 +33,7 @@ struct Cli {
     /// Adapter to use: an index from `wgtrain devices` or part of its name (default: the best one)
     #[arg(long, global = true, env = "WGTRAIN_DEVICE")]
     device: Option<String>,
-    /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock, v4_lanes; default: chosen per device)
+    /// Matmul kernel variant (v1_naive, v2_tiled, v3_regblock, v4_lanes, v5_subgroup; default: chosen per device)
     #[arg(long, global = true, env = "WGTRAIN_MATMUL")]
     matmul_variant: Option<String>,
     /// Time the kernel variants now instead of reading the per-device choice cached on first use (and do not write it)

@@ -1,7 +1,7 @@
 //! Every shader parses and validates with naga, and agrees with its host side: parameter
 //! structs field by field, entry points, binding numbers and access. No GPU needed.
 
-use naga::valid::{Capabilities, GlobalUse, ValidationFlags, Validator};
+use naga::valid::{Capabilities, GlobalUse, SubgroupOperationSet, ValidationFlags, Validator};
 use wgtrain::gpu::kernels::{all_params, Access, ALL_KERNELS, SHADERS};
 
 use crate::common::Test;
@@ -18,7 +18,11 @@ pub fn tests() -> Vec<Test> {
 fn parse(name: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not parse:\n{}", e.emit_to_string(source)));
-    let info = Validator::new(ValidationFlags::all(), Capabilities::default())
+    // Subgroup operations are allowed in compute shaders: the host uses a shader that needs
+    // them (matmul_v5_subgroup) only where the device has them.
+    let info = Validator::new(ValidationFlags::all(), Capabilities::default() | Capabilities::SUBGROUP)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(SubgroupOperationSet::BASIC | SubgroupOperationSet::BALLOT)
         .validate(&module)
         .unwrap_or_else(|e| panic!("shaders/{name}.wgsl does not validate:\n{}", e.emit_to_string(source)));
     (module, info)

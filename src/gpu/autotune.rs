@@ -198,22 +198,28 @@ impl Gpu {
                 let b = self.upload(&b_shape, &rng.vec(k * n, -1.0, 1.0))?;
                 let mut c = self.zeros(&[m, n])?;
                 let spec = MatmulSpec { trans_a: ta, trans_b: tb, ..MatmulSpec::default() };
-                // v1 is the baseline, never the fastest; v2's barriers make it several times
-                // slower than v3 on CPU adapters (BENCHMARKS.md), so it is timed on GPUs only.
-                // The representative shapes are multiples of 4: v4 runs in its own form.
-                let candidates: &[MatmulVariant] = if self.ctx.is_cpu_adapter() {
-                    &[MatmulVariant::V3RegBlock, MatmulVariant::V4Lanes]
+                // v1 is the baseline, never the fastest. On CPU adapters v2's barriers make it
+                // several times slower than v3, and v3 3.5x slower than v4 (BENCHMARKS.md), so
+                // they are timed on GPUs only: every candidate compiled costs a cold start time.
+                // The representative shapes are multiples of 4, so v4 and v5 run in their own
+                // forms; v5 only where it exists (no transposed operand, subgroups of 8).
+                let candidates: Vec<MatmulVariant> = if self.ctx.is_cpu_adapter() {
+                    vec![MatmulVariant::V4Lanes, MatmulVariant::V5Subgroup]
                 } else {
-                    &[MatmulVariant::V2Tiled, MatmulVariant::V3RegBlock, MatmulVariant::V4Lanes]
+                    vec![MatmulVariant::V2Tiled, MatmulVariant::V3RegBlock, MatmulVariant::V4Lanes, MatmulVariant::V5Subgroup]
                 };
-                let mut best = (f64::INFINITY, MatmulVariant::V3RegBlock);
+                let dims = MatmulDims { batch: 1, m, n, k, stride_a: 0, stride_b: 0, stride_c: 0 };
+                let candidates = candidates
+                    .into_iter()
+                    .filter(|&v| v != MatmulVariant::V5Subgroup || (self.ctx.has_subgroups_of_8() && v.applicable(&dims, spec) == v));
+                let mut best = (f64::INFINITY, MatmulVariant::V4Lanes);
                 let run = |v: MatmulVariant, c: &mut super::GpuTensor| -> Result<f64> {
                     let t = Instant::now();
                     self.matmul_with(v, &a, &b, c, spec)?;
                     self.sync()?;
                     Ok(t.elapsed().as_secs_f64())
                 };
-                for &v in candidates {
+                for v in candidates {
                     // The first run may compile a pipeline (v4's depends on N): not a
                     // measurement. A timed run far behind the best is not repeated.
                     run(v, &mut c)?;

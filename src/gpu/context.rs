@@ -142,6 +142,16 @@ fn training_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     l
 }
 
+/// The optional features wgtrain uses where the adapter has them: subgroups (matmul v5) and,
+/// when profiling, timestamp queries.
+fn wanted_features(opts: &GpuOptions) -> wgpu::Features {
+    let mut f = wgpu::Features::SUBGROUP;
+    if opts.profile {
+        f |= wgpu::Features::TIMESTAMP_QUERY;
+    }
+    f
+}
+
 /// An open device and what we know about it.
 pub struct GpuContext {
     /// The open device: buffers, pipelines, error scopes.
@@ -167,7 +177,7 @@ impl GpuContext {
         let limits = training_limits(&adapter.limits());
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgtrain"),
-            required_features: if opts.profile { adapter.features() & wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() },
+            required_features: adapter.features() & wanted_features(opts),
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -220,5 +230,11 @@ impl GpuContext {
     /// Whether the adapter is a software implementation running on the CPU (e.g. lavapipe).
     pub fn is_cpu_adapter(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether kernels may use subgroup operations on subgroups of at least 8 invocations
+    /// (shaders/matmul_v5_subgroup.wgsl shares 8 rows of A across them).
+    pub fn has_subgroups_of_8(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= 8
     }
 }

@@ -32,6 +32,7 @@ shaders![
     "matmul_v2_tiled",
     "matmul_v3_regblock",
     "matmul_v4_lanes",
+    "matmul_v5_subgroup",
     "elementwise",
     "relu",
     "reduce",
@@ -213,6 +214,8 @@ pub const MATMUL_V2: Kernel = Kernel { shader: "matmul_v2_tiled", entry: "main",
 pub const MATMUL_V3: Kernel = Kernel { shader: "matmul_v3_regblock", entry: "main", storage: IN2_OUT };
 /// Matmul laid out for SIMD-lane invocations (llvmpipe), vec4 loads, LANES chosen by the host.
 pub const MATMUL_V4: Kernel = Kernel { shader: "matmul_v4_lanes", entry: "main", storage: IN2_OUT };
+/// v4's layout with A's rows shared through subgroup broadcasts (needs subgroups of 8 or more).
+pub const MATMUL_V5: Kernel = Kernel { shader: "matmul_v5_subgroup", entry: "main", storage: IN2_OUT };
 /// c = a + b, element-wise.
 pub const ADD: Kernel = Kernel { shader: "elementwise", entry: "add", storage: IN2_OUT };
 /// c = a * b, element-wise.
@@ -384,6 +387,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &MATMUL_V2,
     &MATMUL_V3,
     &MATMUL_V4,
+    &MATMUL_V5,
     &ADD,
     &MUL,
     &SCALE,

@@ -19,11 +19,14 @@ pub enum MatmulVariant {
     V3RegBlock,
     /// v4: 8 rows x 8 columns per lane from vec4 loads of A and B, fewest loads per FMA (llvmpipe).
     V4Lanes,
+    /// v5: 16 rows x 4 columns per lane, A's rows loaded once per subgroup and shared by
+    /// subgroup broadcasts (llvmpipe; needs subgroups of 8 or more, else v4).
+    V5Subgroup,
 }
 
 impl MatmulVariant {
     /// Every variant, by number.
-    pub const ALL: [Self; 4] = [Self::V1Naive, Self::V2Tiled, Self::V3RegBlock, Self::V4Lanes];
+    pub const ALL: [Self; 5] = [Self::V1Naive, Self::V2Tiled, Self::V3RegBlock, Self::V4Lanes, Self::V5Subgroup];
 
     /// The shader's name without `matmul_` (`v2_tiled`), as benchmarks and logs show it.
     pub fn name(self) -> &'static str {
@@ -32,6 +35,7 @@ impl MatmulVariant {
             Self::V2Tiled => "v2_tiled",
             Self::V3RegBlock => "v3_regblock",
             Self::V4Lanes => "v4_lanes",
+            Self::V5Subgroup => "v5_subgroup",
         }
     }
 
@@ -43,6 +47,9 @@ impl MatmulVariant {
             Self::V3RegBlock => "4x4 register blocks, no workgroup memory or barriers",
             Self::V4Lanes => {
                 "8x8 per lane from vec4 loads of A and B (needs N and K (M with A transposed) multiples of 4, not both transposed; else v3)"
+            }
+            Self::V5Subgroup => {
+                "16x4 per lane, A's rows shared by subgroup broadcasts (needs subgroups of 8+, N and K multiples of 4, no transpose; else v4)"
             }
         }
     }
@@ -64,13 +71,13 @@ impl MatmulVariant {
     }
 
     /// The variant that is fastest on this class of device: on CPU adapters (lavapipe) barriers
-    /// are very expensive and every load is a loop over lanes, so v4 (fewest loads per FMA, no
-    /// barriers) wins; on GPUs, the tiled one.
+    /// are very expensive and every load is a loop over lanes, so v5 (fewest loads per FMA, no
+    /// barriers), or v4 without subgroups, wins; on GPUs, the tiled one.
     pub fn default_for(ctx: &GpuContext) -> Self {
-        if ctx.is_cpu_adapter() {
-            Self::V4Lanes
-        } else {
-            Self::V2Tiled
+        match (ctx.is_cpu_adapter(), ctx.has_subgroups_of_8()) {
+            (true, true) => Self::V5Subgroup,
+            (true, false) => Self::V4Lanes,
+            _ => Self::V2Tiled,
         }
     }
 
@@ -80,11 +87,14 @@ impl MatmulVariant {
             Self::V2Tiled => &kernels::MATMUL_V2,
             Self::V3RegBlock => &kernels::MATMUL_V3,
             Self::V4Lanes => &kernels::MATMUL_V4,
+            Self::V5Subgroup => &kernels::MATMUL_V5,
         }
     }
 
-    /// The variant that will actually run: v4 needs N, the batch strides, the operand offsets
-    /// and K (M when A is transposed) to be multiples of 4, and not both operands transposed.
+    /// The variant that will actually run for this shape: v4 needs N, the batch strides, the
+    /// operand offsets and K (M when A is transposed) to be multiples of 4, and not both
+    /// operands transposed (else v3); v5 the same with no transposed operand (else v4). On an
+    /// adapter without subgroups of 8, v5 runs as v4 as well ([`Gpu::gemm`]).
     pub fn applicable(self, d: &MatmulDims, spec: MatmulSpec) -> Self {
         self.applicable_at(d, spec, [0; 3])
     }
@@ -98,7 +108,8 @@ impl MatmulVariant {
         };
         let aligned = [d.n, along, d.stride_a, d.stride_b, d.stride_c].iter().chain(&offsets).all(|v| v % 4 == 0);
         match self {
-            Self::V4Lanes if !aligned || (spec.trans_a && spec.trans_b) => Self::V3RegBlock,
+            Self::V5Subgroup if spec.trans_a || spec.trans_b => Self::V4Lanes.applicable_at(d, spec, offsets),
+            Self::V4Lanes | Self::V5Subgroup if !aligned || (spec.trans_a && spec.trans_b) => Self::V3RegBlock,
             v => v,
         }
     }
@@ -110,6 +121,7 @@ impl MatmulVariant {
             Self::V2Tiled => (64, 64),
             Self::V3RegBlock => (32, 32),
             Self::V4Lanes => (8, 8 * 64),
+            Self::V5Subgroup => (16, 4 * 64),
         }
     }
 }
@@ -118,10 +130,10 @@ fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Limit { op, what: what.into(), got: v as u64, limit: u32::MAX as u64 })
 }
 
-/// Lanes per v4 workgroup for a C of `n` columns: each lane covers 8 columns; the fewest
-/// padded columns win, then the widest workgroup.
-fn v4_lanes_for(n: usize) -> usize {
-    [64usize, 32, 16, 8].into_iter().min_by_key(|&l| n.div_ceil(8 * l) * 8 * l).unwrap_or(64)
+/// Lanes per v4 or v5 workgroup for a C of `n` columns when each lane covers `cols` of them:
+/// the fewest padded columns win, then the widest workgroup.
+fn lanes_for(n: usize, cols: usize) -> usize {
+    [64usize, 32, 16, 8].into_iter().min_by_key(|&l| n.div_ceil(cols * l) * cols * l).unwrap_or(64)
 }
 
 /// A matrix operand inside a buffer: its first element.
@@ -166,19 +178,24 @@ impl Gpu {
         for (what, buf) in [("elements of a", a.buf), ("elements of b", b.buf), ("elements of c", c.buf)] {
             u32_of("matmul", what, buf.bytes() as usize / 4)?;
         }
+        let variant = match variant {
+            MatmulVariant::V5Subgroup if !self.ctx.has_subgroups_of_8() => MatmulVariant::V4Lanes,
+            v => v,
+        };
         let variant = variant.applicable_at(d, spec, [a.offset, b.offset, c.offset]);
-        let lanes = v4_lanes_for(d.n);
-        let constants = match variant {
+        let trans = [("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)];
+        let (constants, (tm, tn)) = match variant {
             MatmulVariant::V4Lanes => {
-                vec![("LANES", lanes as f64), ("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)]
+                let lanes = lanes_for(d.n, 8);
+                ([&[("LANES", lanes as f64)][..], &trans].concat(), (8, 8 * lanes))
             }
-            _ => vec![("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)],
+            MatmulVariant::V5Subgroup => {
+                let lanes = lanes_for(d.n, 4);
+                (vec![("LANES", lanes as f64)], (16, 4 * lanes))
+            }
+            v => (trans.to_vec(), v.tile()),
         };
         let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), &constants)?;
-        let (tm, tn) = match variant {
-            MatmulVariant::V4Lanes => (8, 8 * lanes),
-            v => v.tile(),
-        };
         let groups = [
             u32_of("matmul", "column tiles", d.n.div_ceil(tn))?,
             u32_of("matmul", "row tiles", d.m.div_ceil(tm))?,
