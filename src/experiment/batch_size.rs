@@ -431,7 +431,8 @@ impl Planner {
     /// multiple of 4) and padded weights; the backward's transposed weights and column
     /// gradients (not for a first layer, whose input gets no gradient); the filter gradient's
     /// transposed columns and regrouped dy, both alive at once. Images are chunked so each
-    /// column buffer stays within 64 MiB. Freed buffers stay in the pool, one per size class
+    /// column buffer stays within 64 MiB (2 MiB on CPU adapters: there the figure is an upper
+    /// bound). Freed buffers stay in the pool, one per size class
     /// (as many as one op holds at once), so the figure is the sum over every class any of
     /// the runs uses. CPU: the backward of a convolution holds an f64 copy of its input
     /// gradient (twice its size), freed after the op: the largest.

@@ -15,9 +15,16 @@ use crate::{Error, Result};
 
 /// Largest column buffer (bytes) a convolution uses, whatever the batch.
 pub const COL_BUDGET: u64 = 64 << 20;
+/// The same on CPU adapters (lavapipe), where a pass over memory that is not in the CPU's
+/// caches runs at a few GB/s: a column buffer of 2 MiB is still in cache when the next kernel
+/// reads it (layers.4 of the default CNN at batch 64: its backward products 51-56 ms with the
+/// 14 MiB buffer of one chunk, 32-35 ms in chunks of 2 MiB; BENCHMARKS.md).
+pub const CPU_COL_BUDGET: u64 = 2 << 20;
 
 impl Gpu {
-    /// Images per chunk so that `per_image` f32 of scratch per image fit the budget.
+    /// Images per chunk so that `per_image` f32 of scratch per image fit the budget: at most
+    /// [`COL_BUDGET`] (and the binding limit), and on CPU adapters [`CPU_COL_BUDGET`] where
+    /// one image fits it.
     fn images_per_chunk(&self, op: &'static str, d: &ConvDims, per_image: usize) -> Result<usize> {
         let budget = COL_BUDGET.min(self.max_binding_bytes()) / 4;
         if per_image as u64 > budget {
@@ -28,6 +35,7 @@ impl Gpu {
                 limit: budget * 4,
             });
         }
+        let budget = if self.ctx.is_cpu_adapter() { budget.min(CPU_COL_BUDGET / 4) } else { budget };
         Ok(((budget / per_image.max(1) as u64) as usize).clamp(1, d.n.max(1)))
     }
 
