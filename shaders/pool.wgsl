@@ -7,6 +7,11 @@
 //   max_pool_backward_tiled: the same for windows that tile the input (stride = kernel, no
 //                       padding): one invocation per window writes its kh*kw gradients
 //                       (4x fewer loads than the gather; dx is cleared first for the edges)
+//   max_pool_2x2_vec4, max_pool_2x2_backward_vec4: the two above for 2x2 windows with stride
+//                       2 and no padding on planes whose width is a multiple of 4, one
+//                       invocation per two neighbouring windows, reading and writing whole
+//                       vec2s and vec4s (each storage access is a loop over SIMD lanes on
+//                       lavapipe)
 //   avg_pool_forward:   y = sum over the window / divisor, where the divisor counts the
 //                       window clipped to the padded input (count_include_pad) or to the input
 //   avg_pool_backward:  dx[h, w] = sum over windows containing (h, w) of dy / divisor
@@ -127,6 +132,86 @@ fn max_pool_backward_tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
             dst[plane * p.h * p.w + pos] = select(0.0, g, pos == at);
         }
     }
+}
+
+// The first maximum of a 2x2 window, visited as the loops of max_pool_forward do: a at
+// position `at`, b at + 1, then c at + w, d at + w + 1 (a NaN replaces the best so far).
+fn first_max4(a: f32, b: f32, c: f32, d: f32, at: f32, w: f32) -> vec2<f32> {
+    var best = vec2<f32>(a, at);
+    if (b > best.x || b != b) {
+        best = vec2<f32>(b, at + 1.0);
+    }
+    if (c > best.x || c != c) {
+        best = vec2<f32>(c, at + w);
+    }
+    if (d > best.x || d != d) {
+        best = vec2<f32>(d, at + w + 1.0);
+    }
+    return best;
+}
+
+@group(0) @binding(5) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> dst2: array<vec2<f32>>;
+@group(0) @binding(7) var<storage, read_write> idx2: array<vec2<f32>>;
+
+// One invocation per pair of outputs (ox = 2 * ox2, 2 * ox2 + 1) of row oy: the four inputs of
+// both windows in each of the two input rows are one vec4. total = outputs / 2.
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_2x2_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let pairs = p.ow / 2u;
+    let ox2 = i % pairs;
+    let oy = (i / pairs) % p.oh;
+    let plane = i / (pairs * p.oh);
+    let w4 = p.w / 4u;
+    let top_at = (plane * p.h + 2u * oy) * w4 + ox2;
+    let top = src4[top_at];
+    let bottom = src4[top_at + w4];
+    let at = f32(2u * oy * p.w + 4u * ox2);
+    let w = f32(p.w);
+    let left = first_max4(top.x, top.y, bottom.x, bottom.y, at, w);
+    let right = first_max4(top.z, top.w, bottom.z, bottom.w, at + 2.0, w);
+    dst2[i] = vec2<f32>(left.x, right.x);
+    idx2[i] = vec2<f32>(left.y, right.y);
+}
+
+@group(0) @binding(8) var<storage, read> src2: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read> aux2: array<vec2<f32>>;
+@group(0) @binding(10) var<storage, read_write> dst4: array<vec4<f32>>;
+
+// src = dy, aux = idx, dst = dx, as in max_pool_backward_tiled; one invocation per pair of
+// windows writes their two rows of 4 gradients. total = outputs / 2.
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_2x2_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let pairs = p.ow / 2u;
+    let ox2 = i % pairs;
+    let oy = (i / pairs) % p.oh;
+    let plane = i / (pairs * p.oh);
+    let w4 = p.w / 4u;
+    let g = src2[i];
+    let at = aux2[i];
+    let top = f32(2u * oy * p.w + 4u * ox2);
+    let bottom = top + f32(p.w);
+    let top_at = (plane * p.h + 2u * oy) * w4 + ox2;
+    dst4[top_at] = vec4<f32>(
+        select(0.0, g.x, at.x == top),
+        select(0.0, g.x, at.x == top + 1.0),
+        select(0.0, g.y, at.y == top + 2.0),
+        select(0.0, g.y, at.y == top + 3.0),
+    );
+    dst4[top_at + w4] = vec4<f32>(
+        select(0.0, g.x, at.x == bottom),
+        select(0.0, g.x, at.x == bottom + 1.0),
+        select(0.0, g.y, at.y == bottom + 2.0),
+        select(0.0, g.y, at.y == bottom + 3.0),
+    );
 }
 
 fn avg_divisor(oy: u32, ox: u32) -> f32 {

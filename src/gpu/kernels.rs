@@ -291,6 +291,13 @@ pub const MAX_POOL_FORWARD: Kernel =
 pub const MAX_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_backward", storage: IN2_OUT };
 /// The same for windows that tile the input (stride = kernel, no padding): one invocation per window.
 pub const MAX_POOL_BACKWARD_TILED: Kernel = Kernel { shader: "pool", entry: "max_pool_backward_tiled", storage: IN2_OUT };
+/// [`MAX_POOL_FORWARD`] for 2x2 windows, stride 2, no padding and widths of a multiple of 4:
+/// two windows per invocation from vec4 rows.
+pub const MAX_POOL_2X2_VEC4: Kernel =
+    Kernel { shader: "pool", entry: "max_pool_2x2_vec4", storage: &[(5, Read), (6, ReadWrite), (7, ReadWrite)] };
+/// [`MAX_POOL_BACKWARD_TILED`] for the windows of [`MAX_POOL_2X2_VEC4`].
+pub const MAX_POOL_2X2_BACKWARD_VEC4: Kernel =
+    Kernel { shader: "pool", entry: "max_pool_2x2_backward_vec4", storage: &[(8, Read), (9, Read), (10, ReadWrite)] };
 /// Average pooling: y = window sum / divisor.
 pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_forward", storage: IN1_OUT };
 /// Average pooling's backward: dx = sum of dy / divisor over the windows containing each element.
@@ -415,6 +422,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &MAX_POOL_FORWARD,
     &MAX_POOL_BACKWARD,
     &MAX_POOL_BACKWARD_TILED,
+    &MAX_POOL_2X2_VEC4,
+    &MAX_POOL_2X2_BACKWARD_VEC4,
     &AVG_POOL_FORWARD,
     &AVG_POOL_BACKWARD,
     &GLOBAL_AVG_FORWARD,

@@ -34,14 +34,24 @@ impl Gpu {
     }
 
     pub(crate) fn max_pool_impl(&self, x: &GpuTensor, y: &GpuTensor, idx: &GpuTensor, d: &PoolDims) -> Result<()> {
-        self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_FORWARD, d, y.numel(), &[Bind::whole(x), Bind::whole(y), Bind::whole(idx)])
+        let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(idx)];
+        if is_2x2_vec4(d) {
+            return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC4, d, y.numel() / 2, &binds);
+        }
+        self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_FORWARD, d, y.numel(), &binds)
     }
 
     pub(crate) fn max_pool_backward_impl(&self, dy: &GpuTensor, idx: &GpuTensor, dx: &GpuTensor, d: &PoolDims) -> Result<()> {
         let binds = [Bind::whole(dy), Bind::whole(idx), Bind::whole(dx)];
         if d.sh == d.kh && d.sw == d.kw && d.ph == 0 && d.pw == 0 {
-            // Windows tile the input: scatter per window; inputs no window covers stay zero.
-            self.clear(dx);
+            // Windows tile the input: scatter per window; inputs no window covers (the last
+            // rows or columns when the size is not a multiple of the window) stay zero.
+            if !(d.h.is_multiple_of(d.kh) && d.w.is_multiple_of(d.kw)) {
+                self.clear(dx);
+            }
+            if is_2x2_vec4(d) {
+                return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC4, d, dy.numel() / 2, &binds);
+            }
             return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD_TILED, d, dy.numel(), &binds);
         }
         self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD, d, dx.numel(), &binds)
@@ -80,4 +90,10 @@ impl Gpu {
         };
         self.pool_dispatch(op, kernel, &d, total, &[Bind::whole(src), Bind::whole(dst)])
     }
+}
+
+/// Whether the pooling has 2x2 windows with stride 2, no padding and rows of a multiple of 4
+/// values: the vec4 kernels' case (two windows per invocation; a row starts on a vec4).
+fn is_2x2_vec4(d: &PoolDims) -> bool {
+    (d.kh, d.kw, d.sh, d.sw, d.ph, d.pw) == (2, 2, 2, 2, 0, 0) && d.w.is_multiple_of(4)
 }

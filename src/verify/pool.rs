@@ -64,7 +64,7 @@ impl Case {
     }
 }
 
-/// Pooling: 2x2/2, 3x3/2 pad 1 on odd sizes, overlapping windows, rectangular, batch 1,
+/// Pooling: 2x2/2 (vec4 and scalar kernels), 3x3/2 pad 1 on odd sizes, overlapping windows, rectangular, batch 1,
 /// count_include_pad both ways; global average pooling; forward and backward of each.
 pub fn cases(large: bool) -> Vec<super::Case> {
     let spec =
@@ -73,6 +73,10 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         ([2, 3, 8, 8], spec([2, 2], [2, 2], [0, 0], true)),
         // Tiling windows that leave an edge uncovered (7 and 9 are odd).
         ([2, 3, 7, 9], spec([2, 2], [2, 2], [0, 0], true)),
+        // The vec4 kernels' case (2x2/2, widths of a multiple of 4): the smallest, and an odd
+        // height whose last row no window covers.
+        ([1, 1, 2, 4], spec([2, 2], [2, 2], [0, 0], true)),
+        ([3, 5, 7, 12], spec([2, 2], [2, 2], [0, 0], true)),
         ([1, 5, 7, 9], spec([3, 3], [2, 2], [1, 1], true)),
         ([2, 2, 11, 7], spec([3, 3], [2, 2], [1, 1], false)),
         ([3, 4, 9, 9], spec([3, 3], [1, 1], [1, 1], false)),
