@@ -36,7 +36,10 @@ impl Gpu {
             });
         }
         let budget = if self.ctx.is_cpu_adapter() { budget.min(CPU_COL_BUDGET / 4) } else { budget };
-        Ok(((budget / per_image.max(1) as u64) as usize).clamp(1, d.n.max(1)))
+        // The fewest chunks that fit, evened out: 64 images at 9 a chunk run as 8 chunks of
+        // 8, not 7 of 9 and one of 1.
+        let most = ((budget / per_image.max(1) as u64) as usize).clamp(1, d.n.max(1));
+        Ok(d.n.max(1).div_ceil(d.n.max(1).div_ceil(most)))
     }
 
     /// im2col (or im2col_t) of images [n0, n0 + nb) of x into `col`, each group's patch padded
