@@ -150,6 +150,16 @@ fn first_max4(a: f32, b: f32, c: f32, d: f32, at: f32, w: f32) -> vec2<f32> {
     return best;
 }
 
+// Pair i of a 2x2/2 pooling (outputs 2 * ox2 and 2 * ox2 + 1 of row oy in its plane): the
+// vec4 index of its top input row, and that row's first position within the plane.
+fn pair_origin(i: u32) -> vec2<u32> {
+    let pairs = p.ow / 2u;
+    let ox2 = i % pairs;
+    let oy = (i / pairs) % p.oh;
+    let plane = i / (pairs * p.oh);
+    return vec2<u32>((plane * p.h + 2u * oy) * (p.w / 4u) + ox2, 2u * oy * p.w + 4u * ox2);
+}
+
 @group(0) @binding(5) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> dst2: array<vec2<f32>>;
 @group(0) @binding(7) var<storage, read_write> idx2: array<vec2<f32>>;
@@ -162,15 +172,10 @@ fn max_pool_2x2_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.total) {
         return;
     }
-    let pairs = p.ow / 2u;
-    let ox2 = i % pairs;
-    let oy = (i / pairs) % p.oh;
-    let plane = i / (pairs * p.oh);
-    let w4 = p.w / 4u;
-    let top_at = (plane * p.h + 2u * oy) * w4 + ox2;
-    let top = src4[top_at];
-    let bottom = src4[top_at + w4];
-    let at = f32(2u * oy * p.w + 4u * ox2);
+    let o = pair_origin(i);
+    let top = src4[o.x];
+    let bottom = src4[o.x + p.w / 4u];
+    let at = f32(o.y);
     let w = f32(p.w);
     let left = first_max4(top.x, top.y, bottom.x, bottom.y, at, w);
     let right = first_max4(top.z, top.w, bottom.z, bottom.w, at + 2.0, w);
@@ -190,23 +195,18 @@ fn max_pool_2x2_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (i >= p.total) {
         return;
     }
-    let pairs = p.ow / 2u;
-    let ox2 = i % pairs;
-    let oy = (i / pairs) % p.oh;
-    let plane = i / (pairs * p.oh);
-    let w4 = p.w / 4u;
+    let o = pair_origin(i);
     let g = src2[i];
     let at = aux2[i];
-    let top = f32(2u * oy * p.w + 4u * ox2);
+    let top = f32(o.y);
     let bottom = top + f32(p.w);
-    let top_at = (plane * p.h + 2u * oy) * w4 + ox2;
-    dst4[top_at] = vec4<f32>(
+    dst4[o.x] = vec4<f32>(
         select(0.0, g.x, at.x == top),
         select(0.0, g.x, at.x == top + 1.0),
         select(0.0, g.y, at.y == top + 2.0),
         select(0.0, g.y, at.y == top + 3.0),
     );
-    dst4[top_at + w4] = vec4<f32>(
+    dst4[o.x + p.w / 4u] = vec4<f32>(
         select(0.0, g.x, at.x == bottom),
         select(0.0, g.x, at.x == bottom + 1.0),
         select(0.0, g.y, at.y == bottom + 2.0),

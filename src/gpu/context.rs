@@ -162,6 +162,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was opened with, which every dispatch and binding must respect.
     pub limits: wgpu::Limits,
+    /// Subgroup operations enabled, on subgroups of at least 8 invocations.
+    subgroups_of_8: bool,
     /// First error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -199,7 +201,8 @@ impl GpuContext {
             s.get_or_insert_with(|| format!("{reason:?}: {msg}"));
         });
         log::info!("device: {} ({:?}, {:?})", info.name, info.backend, info.device_type);
-        Ok(Self { device, queue, info, limits, uncaptured, lost })
+        let subgroups_of_8 = device.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
+        Ok(Self { device, queue, info, limits, subgroups_of_8, uncaptured, lost })
     }
 
     /// Fails with the first error wgpu reported asynchronously, or device loss.
@@ -235,6 +238,6 @@ impl GpuContext {
     /// Whether kernels may use subgroup operations on subgroups of at least 8 invocations
     /// (shaders/matmul_v5_subgroup.wgsl shares 8 rows of A across them).
     pub fn has_subgroups_of_8(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP) && self.info.subgroup_min_size >= 8
+        self.subgroups_of_8
     }
 }
