@@ -2,7 +2,8 @@
 // workgroup per channel; invocation l sums positions l, l+256, ... of the channel's plane in
 // every image (N * P/256 values, no division per element), then the workgroup combines its
 // 256 sums by a tree. Used by bias gradients, batch norm
-// statistics and batch norm's backward. The *_vec4 entries (below) do the same reading vec4s.
+// statistics and batch norm's backward. The *_vec4 entries (below) do the same reading vec4s;
+// channel_sum_columns sums planes of one value.
 //   channel_sum:         out[c] = scale * sum a
 //   channel_sum_sq_dev:  out[c] = scale * sum (a - m[c])^2
 //   channel_sum_prod_dev: out[c] = scale * sum b * (a - m[c])
@@ -74,6 +75,22 @@ fn channel_sum_prod_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(w
         }
     }
     finish(lid.x, wid.x, acc);
+}
+
+// channel_sum over planes of one value ([N, C], a linear layer's bias gradient): one
+// invocation per channel adds up its column in order, where a workgroup per channel would
+// leave 255 of its 256 invocations idle.
+@compute @workgroup_size(64, 1, 1)
+fn channel_sum_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ch = gid.x;
+    if (ch >= p.c) {
+        return;
+    }
+    var acc = 0.0;
+    for (var n = 0u; n < p.n; n++) {
+        acc += a[n * p.c + ch];
+    }
+    out[ch] = p.scale * acc;
 }
 
 // The same three reductions reading vec4s, for planes whose size is a multiple of 4 (the host

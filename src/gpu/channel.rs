@@ -30,6 +30,18 @@ impl Gpu {
         if c > self.max_groups() as usize {
             return Err(Error::Limit { op: "channel reduction", what: "channels".into(), got: c as u64, limit: self.max_groups() as u64 });
         }
+        if p == 1 && (kernel.shader, kernel.entry) == (kernels::CHANNEL_SUM.shader, kernels::CHANNEL_SUM.entry) {
+            // Column sums: one invocation per channel.
+            let pipeline = self.pipeline::<ChannelParams>(&kernels::CHANNEL_SUM_COLUMNS, &[])?;
+            let params = ChannelParams { n: n as u32, c: c as u32, p: 1, scale };
+            return self.dispatch(
+                "channel reduction",
+                &pipeline,
+                &params,
+                &[Bind::whole(a), Bind::whole(out)],
+                [c.div_ceil(64) as u32, 1, 1],
+            );
+        }
         // Planes of a multiple of 4 values: the vec4 form (a plane then starts on a vec4, and
         // every view starts on a binding-aligned offset).
         let kernel = kernels::vec4_form(kernel).filter(|_| p > 0 && p.is_multiple_of(4)).unwrap_or(kernel);

@@ -255,6 +255,8 @@ pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", sto
 pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backward", storage: IN2_OUT };
 /// `out[c] = scale * sum` of channel c of [N, C, P].
 pub const CHANNEL_SUM: Kernel = Kernel { shader: "channel", entry: "channel_sum", storage: IN1_OUT };
+/// [`CHANNEL_SUM`] over planes of one value: one invocation per channel.
+pub const CHANNEL_SUM_COLUMNS: Kernel = Kernel { shader: "channel", entry: "channel_sum_columns", storage: IN1_OUT };
 /// `out[c] = scale * sum (a - m[c])^2` (batch norm's variance).
 pub const CHANNEL_SUM_SQ_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
@@ -417,6 +419,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &CHANNEL_SUM_SQ_DEV,
     &CHANNEL_SUM_PROD_DEV,
     &CHANNEL_SUM_VEC4,
+    &CHANNEL_SUM_COLUMNS,
     &CHANNEL_SUM_SQ_DEV_VEC4,
     &CHANNEL_SUM_PROD_DEV_VEC4,
     &MAX_POOL_FORWARD,

@@ -59,13 +59,13 @@ impl Case {
     }
 }
 
-/// One channel and one value, [N, C] and [N, C, H, W] with odd sizes and channels that are
+/// One channel and one value, [N, C] (also over more than one workgroup of columns) and [N, C, H, W] with odd sizes and channels that are
 /// not a multiple of anything; planes of a multiple of 4 values (the reductions' vec4 form:
 /// one vec4, and 17, a prime number of them); both activations; (large) many values per
 /// channel.
 pub fn cases(large: bool) -> Vec<super::Case> {
     let mut v = Vec::new();
-    for shape in [vec![1, 1], vec![3, 7], vec![2, 5, 3, 3], vec![4, 33, 7, 9], vec![3, 5, 2, 2], vec![2, 7, 4, 17]] {
+    for shape in [vec![1, 1], vec![3, 7], vec![37, 130], vec![2, 5, 3, 3], vec![4, 33, 7, 9], vec![3, 5, 2, 2], vec![2, 7, 4, 17]] {
         for act in [Activation::Identity, Activation::Relu] {
             v.push(Case::BiasAct { shape: shape.clone(), act });
             v.push(Case::ActBackward { shape: shape.clone(), act });
