@@ -3,10 +3,11 @@
 // every image (N * P/256 values, no division per element), then the workgroup combines its
 // 256 sums by a tree. Used by bias gradients, batch norm
 // statistics and batch norm's backward. The *_vec4 entries (below) do the same reading vec4s;
-// channel_sum_columns sums planes of one value.
+// channel_sum_columns sums planes of one value; channel_sum_prod_dev_and_sum (and its vec4
+// form) makes batch norm's two backward sums in one pass.
 //   channel_sum:         out[c] = scale * sum a
 //   channel_sum_sq_dev:  out[c] = scale * sum (a - m[c])^2
-//   channel_sum_prod_dev: out[c] = scale * sum b * (a - m[c])
+//   channel_sum_prod_dev_and_sum: out[c] = scale * sum b * (a - m[c]), out2[c] = scale * sum b
 // Host side: src/gpu/channel.rs. CPU twin: src/cpu/channel.rs.
 
 struct ChannelParams {
@@ -64,17 +65,35 @@ fn channel_sum_sq_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wor
     finish(lid.x, wid.x, acc);
 }
 
+// Batch norm's two backward sums in one pass over a = x and b = dy: out[c] = scale * sum
+// dy * (x - mean[c]) and out2[c] = scale * sum dy, each in channel_sum's order.
+@group(0) @binding(7) var<storage, read_write> out2: array<f32>;
+
+var<workgroup> scratch2: array<vec2<f32>, 256>;
+
 @compute @workgroup_size(256, 1, 1)
-fn channel_sum_prod_dev(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn channel_sum_prod_dev_and_sum(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let mean = m[wid.x];
-    var acc = 0.0;
+    var acc = vec2<f32>(0.0);
     for (var n = 0u; n < p.n; n++) {
         let base = (n * p.c + wid.x) * p.p;
         for (var q = lid.x; q < p.p; q += 256u) {
-            acc = fma(b[base + q], a[base + q] - mean, acc);
+            let g = b[base + q];
+            acc = vec2<f32>(fma(g, a[base + q] - mean, acc.x), acc.y + g);
         }
     }
-    finish(lid.x, wid.x, acc);
+    scratch2[lid.x] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid.x < s) {
+            scratch2[lid.x] += scratch2[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        out[wid.x] = p.scale * scratch2[0].x;
+        out2[wid.x] = p.scale * scratch2[0].y;
+    }
 }
 
 // channel_sum over planes of one value ([N, C], a linear layer's bias gradient): one
@@ -144,16 +163,32 @@ fn channel_sum_sq_dev_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builti
     finish64(lid.x, wid.x, acc);
 }
 
+var<workgroup> scratch64_2: array<vec2<f32>, 64>;
+
 @compute @workgroup_size(64, 1, 1)
-fn channel_sum_prod_dev_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn channel_sum_prod_dev_and_sum_vec4(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let p4 = p.p / 4u;
     let mean = vec4<f32>(m[wid.x]);
-    var acc = vec4<f32>(0.0);
+    var prod = vec4<f32>(0.0);
+    var sum = vec4<f32>(0.0);
     for (var n = 0u; n < p.n; n++) {
         let base = (n * p.c + wid.x) * p4;
         for (var q = lid.x; q < p4; q += 64u) {
-            acc = fma(b4[base + q], a4[base + q] - mean, acc);
+            let g = b4[base + q];
+            prod = fma(g, a4[base + q] - mean, prod);
+            sum += g;
         }
     }
-    finish64(lid.x, wid.x, acc);
+    scratch64_2[lid.x] = vec2<f32>((prod.x + prod.y) + (prod.z + prod.w), (sum.x + sum.y) + (sum.z + sum.w));
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (lid.x < s) {
+            scratch64_2[lid.x] += scratch64_2[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u) {
+        out[wid.x] = p.scale * scratch64_2[0].x;
+        out2[wid.x] = p.scale * scratch64_2[0].y;
+    }
 }

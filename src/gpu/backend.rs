@@ -345,7 +345,7 @@ impl Backend for Gpu {
     }
 
     fn channel_sum_unchecked(&self, a: &GpuTensor, out: &mut GpuTensor, d: &ChannelDims) -> Result<()> {
-        self.channel_reduce(&kernels::CHANNEL_SUM, a, None, None, (d.n, d.c, d.p), 1.0, out)
+        self.channel_reduce(&kernels::CHANNEL_SUM, a, None, None, (d.n, d.c, d.p), 1.0, &[out])
     }
 
     fn add_unchecked(&self, a: &GpuTensor, b: &GpuTensor, out: &mut GpuTensor, n: usize) -> Result<()> {

@@ -69,8 +69,8 @@ impl Gpu {
         dims: (usize, usize, usize),
     ) -> Result<()> {
         let inv_cnt = 1.0 / (dims.0 * dims.2) as f32;
-        self.channel_reduce(&kernels::CHANNEL_SUM, x, None, None, dims, inv_cnt, mean)?;
-        self.channel_reduce(&kernels::CHANNEL_SUM_SQ_DEV, x, None, Some(mean), dims, inv_cnt, var)
+        self.channel_reduce(&kernels::CHANNEL_SUM, x, None, None, dims, inv_cnt, &[mean])?;
+        self.channel_reduce(&kernels::CHANNEL_SUM_SQ_DEV, x, None, Some(mean), dims, inv_cnt, &[var])
     }
 
     /// The training forward from given statistics: `mean` copied to `save_mean`, then as
@@ -212,8 +212,7 @@ impl Gpu {
         sdyx: &GpuTensor,
         dims: (usize, usize, usize),
     ) -> Result<()> {
-        self.channel_reduce(&kernels::CHANNEL_SUM, dy, None, None, dims, 1.0, sdy)?;
-        self.channel_reduce(&kernels::CHANNEL_SUM_PROD_DEV, x, Some(dy), Some(save_mean), dims, 1.0, sdyx)
+        self.channel_reduce(&kernels::CHANNEL_SUM_PROD_DEV_AND_SUM, x, Some(dy), Some(save_mean), dims, 1.0, &[sdyx, sdy])
     }
 
     /// dgamma, dbeta from the `local` sums; dx from the `global` sums over `count` values per

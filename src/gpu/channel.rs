@@ -16,7 +16,8 @@ fn act_code(a: Activation) -> u32 {
 }
 
 impl Gpu {
-    /// One workgroup per channel of `a` seen as [n, c, p]: out[c] = scale * reduction.
+    /// One workgroup per channel of `a` seen as [n, c, p]: out[c] = scale * reduction, for
+    /// each of the kernel's outputs in `outs` (one, or two for the fused backward sums).
     pub(crate) fn channel_reduce(
         &self,
         kernel: &Kernel,
@@ -25,7 +26,7 @@ impl Gpu {
         m: Option<&GpuTensor>,
         (n, c, p): (usize, usize, usize),
         scale: f32,
-        out: &GpuTensor,
+        outs: &[&GpuTensor],
     ) -> Result<()> {
         if c > self.max_groups() as usize {
             return Err(Error::Limit { op: "channel reduction", what: "channels".into(), got: c as u64, limit: self.max_groups() as u64 });
@@ -38,7 +39,7 @@ impl Gpu {
                 "channel reduction",
                 &pipeline,
                 &params,
-                &[Bind::whole(a), Bind::whole(out)],
+                &[Bind::whole(a), Bind::whole(outs[0])],
                 [c.div_ceil(64) as u32, 1, 1],
             );
         }
@@ -50,10 +51,11 @@ impl Gpu {
         if let Some(b) = b {
             binds.push(Bind::whole(b));
         }
-        binds.push(Bind::whole(out));
+        binds.push(Bind::whole(outs[0]));
         if let Some(m) = m {
             binds.push(Bind::whole(m));
         }
+        binds.extend(outs[1..].iter().map(|o| Bind::whole(o)));
         let params = ChannelParams { n: n as u32, c: c as u32, p: p as u32, scale };
         self.dispatch("channel reduction", &pipeline, &params, &binds, [c as u32, 1, 1])
     }

@@ -260,9 +260,6 @@ pub const CHANNEL_SUM_COLUMNS: Kernel = Kernel { shader: "channel", entry: "chan
 /// `out[c] = scale * sum (a - m[c])^2` (batch norm's variance).
 pub const CHANNEL_SUM_SQ_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
-/// `out[c] = scale * sum b * (a - m[c])` (batch norm's backward).
-pub const CHANNEL_SUM_PROD_DEV: Kernel =
-    Kernel { shader: "channel", entry: "channel_sum_prod_dev", storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read)] };
 /// The vec4 form of `kernel`, where it has one: the same op reading and writing vec4s, a
 /// quarter of the storage instructions (each a loop over SIMD lanes on CPU adapters such as
 /// lavapipe). Its caller checks that the rows it runs over hold a multiple of 4 values.
@@ -270,7 +267,7 @@ pub fn vec4_form(kernel: &Kernel) -> Option<&'static Kernel> {
     const FORMS: [(&Kernel, &Kernel); 7] = [
         (&CHANNEL_SUM, &CHANNEL_SUM_VEC4),
         (&CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_SQ_DEV_VEC4),
-        (&CHANNEL_SUM_PROD_DEV, &CHANNEL_SUM_PROD_DEV_VEC4),
+        (&CHANNEL_SUM_PROD_DEV_AND_SUM, &CHANNEL_SUM_PROD_DEV_AND_SUM_VEC4),
         (&RELU_FORWARD, &RELU_FORWARD_VEC4),
         (&RELU_BACKWARD, &RELU_BACKWARD_VEC4),
         (&IM2COL, &IM2COL_VEC4),
@@ -283,9 +280,18 @@ pub const CHANNEL_SUM_VEC4: Kernel = Kernel { shader: "channel", entry: "channel
 /// [`CHANNEL_SUM_SQ_DEV`] reading vec4s.
 pub const CHANNEL_SUM_SQ_DEV_VEC4: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_sq_dev_vec4", storage: &[(5, Read), (3, ReadWrite), (4, Read)] };
-/// [`CHANNEL_SUM_PROD_DEV`] reading vec4s.
-pub const CHANNEL_SUM_PROD_DEV_VEC4: Kernel =
-    Kernel { shader: "channel", entry: "channel_sum_prod_dev_vec4", storage: &[(5, Read), (6, Read), (3, ReadWrite), (4, Read)] };
+/// Batch norm's backward sums in one pass: out = sum b * (a - m) per channel, out2 = sum b.
+pub const CHANNEL_SUM_PROD_DEV_AND_SUM: Kernel = Kernel {
+    shader: "channel",
+    entry: "channel_sum_prod_dev_and_sum",
+    storage: &[(1, Read), (2, Read), (3, ReadWrite), (4, Read), (7, ReadWrite)],
+};
+/// [`CHANNEL_SUM_PROD_DEV_AND_SUM`] reading vec4s.
+pub const CHANNEL_SUM_PROD_DEV_AND_SUM_VEC4: Kernel = Kernel {
+    shader: "channel",
+    entry: "channel_sum_prod_dev_and_sum_vec4",
+    storage: &[(5, Read), (6, Read), (3, ReadWrite), (4, Read), (7, ReadWrite)],
+};
 /// Max pooling: y, and idx = position of the first maximum in its plane (as f32).
 pub const MAX_POOL_FORWARD: Kernel =
     Kernel { shader: "pool", entry: "max_pool_forward", storage: &[(1, Read), (3, ReadWrite), (4, ReadWrite)] };
@@ -417,11 +423,11 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &ACT_BACKWARD,
     &CHANNEL_SUM,
     &CHANNEL_SUM_SQ_DEV,
-    &CHANNEL_SUM_PROD_DEV,
+    &CHANNEL_SUM_PROD_DEV_AND_SUM,
+    &CHANNEL_SUM_PROD_DEV_AND_SUM_VEC4,
     &CHANNEL_SUM_VEC4,
     &CHANNEL_SUM_COLUMNS,
     &CHANNEL_SUM_SQ_DEV_VEC4,
-    &CHANNEL_SUM_PROD_DEV_VEC4,
     &MAX_POOL_FORWARD,
     &MAX_POOL_BACKWARD,
     &MAX_POOL_BACKWARD_TILED,
