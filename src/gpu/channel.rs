@@ -31,9 +31,8 @@ impl Gpu {
         if c > self.max_groups() as usize {
             return Err(Error::Limit { op: "channel reduction", what: "channels".into(), got: c as u64, limit: self.max_groups() as u64 });
         }
-        if p == 1 && (kernel.shader, kernel.entry) == (kernels::CHANNEL_SUM.shader, kernels::CHANNEL_SUM.entry) {
-            // Column sums: one invocation per channel.
-            let pipeline = self.pipeline::<ChannelParams>(&kernels::CHANNEL_SUM_COLUMNS, &[])?;
+        if let Some(columns) = kernels::columns_form(kernel).filter(|_| p == 1) {
+            let pipeline = self.pipeline::<ChannelParams>(columns, &[])?;
             let params = ChannelParams { n: n as u32, c: c as u32, p: 1, scale };
             return self.dispatch(
                 "channel reduction",

@@ -257,6 +257,11 @@ pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backwa
 pub const CHANNEL_SUM: Kernel = Kernel { shader: "channel", entry: "channel_sum", storage: IN1_OUT };
 /// [`CHANNEL_SUM`] over planes of one value: one invocation per channel.
 pub const CHANNEL_SUM_COLUMNS: Kernel = Kernel { shader: "channel", entry: "channel_sum_columns", storage: IN1_OUT };
+/// The form of a per-channel reduction for planes of one value ([N, C]), where it has one: one
+/// invocation per channel instead of a workgroup with one busy invocation.
+pub fn columns_form(kernel: &Kernel) -> Option<&'static Kernel> {
+    (kernel.shader == CHANNEL_SUM.shader && kernel.entry == CHANNEL_SUM.entry).then_some(&CHANNEL_SUM_COLUMNS)
+}
 /// `out[c] = scale * sum (a - m[c])^2` (batch norm's variance).
 pub const CHANNEL_SUM_SQ_DEV: Kernel =
     Kernel { shader: "channel", entry: "channel_sum_sq_dev", storage: &[(1, Read), (3, ReadWrite), (4, Read)] };
