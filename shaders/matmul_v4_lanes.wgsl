@@ -4,7 +4,8 @@
 // its address, so what matters is how many *load instructions* feed each FMA. Here:
 //   - a workgroup is one row of LANES invocations and owns 8 rows of C;
 //   - each lane owns 8 columns of C (two vec4 blocks, LANES vec4s apart), so a workgroup
-//     covers 8 * LANES columns; the host picks LANES (8..64) to waste fewest lanes on narrow C;
+//     covers 8 * LANES columns; the host sets LANES per device (8 on CPU adapters, one SIMD
+//     group of llvmpipe's, so a workgroup is one subgroup; 64 elsewhere);
 //   - per 4 steps of k a lane issues 8 vec4 loads of B and 8 vec4 loads of A (4 values of k
 //     at once) for 256 multiply-adds: 16 loads where v3 needs 128.
 // Requires K, N, the offsets and the batch strides to be multiples of 4; the host falls back

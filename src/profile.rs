@@ -71,7 +71,8 @@ impl StepProfile {
 
 /// Profiles training steps of `spec` on `input` at `batch` with `opt`: the wall time of a step
 /// on `plain` (median of `steps` after two warm-up steps), and every kernel's time on
-/// `profiled` (the same adapter opened with profiling) averaged over `steps` steps.
+/// `profiled` (the same adapter opened with profiling) averaged over `steps` steps, the two
+/// kinds of step alternating.
 pub fn profile_training(
     plain: &Gpu,
     profiled: &Gpu,
@@ -86,34 +87,34 @@ pub fn profile_training(
     let x = rng.vec(batch * input.iter().product::<usize>(), -1.0, 1.0);
     let loss = CrossEntropy::default();
 
-    // Wall time without profiling.
+    // The same model on both devices. Unprofiled and profiled steps alternate after the
+    // warm-up (which compiles the pipelines and allocates), so that a machine whose speed drifts
+    // slows both alike and the kernels' sum can be held against the step it claims to explain.
     let mut model = Model::from_spec(plain, spec, input, 1)?;
     model.reset_optimizer(plain, opt)?;
     let labels: Vec<f32> = (0..batch).map(|_| rng.below(model.classes()) as f32).collect();
+    let mut traced = Model::from_spec(profiled, spec, input, 1)?;
+    traced.reset_optimizer(profiled, opt)?;
+    for _ in 0..2 {
+        model.train_step(plain, &x, Targets::Labels(&labels), opt, &loss, None)?;
+    }
+    traced.train_step(profiled, &x, Targets::Labels(&labels), opt, &loss, None)?;
+    profiled.take_profile()?;
     let mut walls = Vec::new();
-    for i in 0..steps + 2 {
+    let mut times = Vec::new();
+    for _ in 0..steps {
         plain.sync()?;
         let t = std::time::Instant::now();
         model.train_step(plain, &x, Targets::Labels(&labels), opt, &loss, None)?;
         plain.sync()?;
-        if i >= 2 {
-            walls.push(t.elapsed().as_secs_f64());
-        }
+        walls.push(t.elapsed().as_secs_f64());
+        traced.train_step(profiled, &x, Targets::Labels(&labels), opt, &loss, None)?;
+        times.extend(profiled.take_profile()?);
     }
     walls.sort_by(f64::total_cmp);
     let step_seconds = walls[walls.len() / 2];
-
-    // Every kernel, profiled.
-    let mut model = Model::from_spec(profiled, spec, input, 1)?;
-    model.reset_optimizer(profiled, opt)?;
-    model.train_step(profiled, &x, Targets::Labels(&labels), opt, &loss, None)?;
-    profiled.take_profile()?;
-    for _ in 0..steps {
-        model.train_step(profiled, &x, Targets::Labels(&labels), opt, &loss, None)?;
-    }
-    let times = profiled.take_profile()?;
     let kinds: std::collections::HashMap<String, (String, usize)> =
-        model.nodes().iter().map(|n| (n.name.clone(), (n.kind().to_string(), n.macs()))).collect();
+        traced.nodes().iter().map(|n| (n.name.clone(), (n.kind().to_string(), n.macs()))).collect();
     let mut layers = group(&times, steps, &kinds, batch);
     let kernel_seconds: f64 = layers.iter().map(|l| l.seconds).sum();
     for l in &mut layers {

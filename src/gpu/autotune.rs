@@ -25,8 +25,8 @@ pub enum Tuning {
     Fresh,
 }
 
-/// Representative products (m, n, k) of the two size classes: the same N, so v4 runs with the
-/// same number of lanes (one pipeline per layout) in both.
+/// Representative products (m, n, k) of the two size classes. The pipelines timed are the ones
+/// the products of a step use (one per variant and layout, whatever the product's width).
 const SIZES: [(&str, [usize; 3]); 2] = [("small", [16, 256, 32]), ("large", [256, 256, 256])];
 /// Operand layouts: (name, transpose a, transpose b).
 const LAYOUTS: [(&str, bool, bool); 3] = [("nn", false, false), ("tn", true, false), ("nt", false, true)];

@@ -555,6 +555,7 @@ impl PipelineCache {
                 count: None,
             });
         }
+        let started = std::time::Instant::now();
         let pipeline = ctx.scoped(&format!("compiling {key}"), || {
             let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
             let pl = ctx.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -572,6 +573,7 @@ impl PipelineCache {
             });
             (pipeline, layout)
         })?;
+        log::debug!("created pipeline {key} in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         let p = Arc::new(Pipeline {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             pipeline: pipeline.0,
@@ -588,12 +590,14 @@ impl PipelineCache {
             return Ok(m.clone());
         }
         let source = shader_source(name).ok_or_else(|| crate::Error::Invalid(format!("no shader named {name}")))?;
+        let started = std::time::Instant::now();
         let module = ctx.scoped(&format!("compiling shaders/{name}.wgsl"), || {
             ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),
                 source: wgpu::ShaderSource::Wgsl(Cow::Borrowed(source)),
             })
         })?;
+        log::debug!("parsed shaders/{name}.wgsl in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         self.modules.lock().unwrap_or_else(|p| p.into_inner()).insert(name, module.clone());
         Ok(module)
     }

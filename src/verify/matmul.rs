@@ -87,7 +87,7 @@ pub fn cases(variant: MatmulVariant, large: bool) -> Vec<super::Case> {
         // v5's blocks of 16 rows: exact, and 2 blocks and 15 rows over a batch, accumulating.
         mm(None, 16, 8, 4, false, false, 1.0, 0.0),
         mm(Some(2), 47, 196, 36, false, false, 0.5, 1.0),
-        // Widths that make v4 pick 64, 32 and 16 lanes a workgroup (v5: 64, 32 and 8).
+        // Widths of several whole workgroups of columns at 64 lanes, and at 8 (CPU adapters).
         mm(None, 5, 512, 8, false, false, 1.0, 0.0),
         mm(None, 9, 256, 16, false, false, 1.0, 0.0),
         mm(None, 3, 128, 4, false, false, 1.0, 0.0),
