@@ -24,7 +24,7 @@ struct ConvParams {
     row_stride: u32,
     x_off: u32,
     patch_pad: u32, // unused here (dcol rows are not padded)
-    _pad1: u32,
+    flip: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

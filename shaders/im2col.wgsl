@@ -29,7 +29,7 @@ struct ConvParams {
     row_stride: u32,
     x_off: u32,
     patch_pad: u32, // rows of a group's patch, rounded up (extra rows are zeros)
-    _pad1: u32,
+    flip: u32, // im2col_s1_vec4: read the taps mirrored (backward data)
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -190,5 +190,87 @@ fn im2col_t_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         col4[out] = v;
         out++;
+    }
+}
+
+// im2col_s1_vec4: im2col for stride 1 and dilation 1 where the source rows (W) and the column
+// rows (OH*OW, with OW) are whole vec4s, and every horizontal tap offset j - pw lies in
+// [-4, 4]. One invocation per (image, source channel, output row, quad of 4 output columns)
+// writes all KH*KW taps of its quad: per kernel row i it loads the three aligned vec4s of
+// source row oy + i - ph around the quad (the quad's own and its two neighbours, zeros
+// outside the image) and cuts each tap's 4 values out of them. That is one vec4 load per
+// vec4 written, where im2col_vec4 gathers four values one by one. The invocation of a group's
+// last channel also writes the group's padding rows (zeros).
+//
+// With p.flip = 1 the taps are read mirrored (tap (i, j) from (KH-1-i, KW-1-j)): unfolding dy
+// with pads KH-1-ph and KW-1-pw this way gives the columns of the backward-data convolution,
+// dx = W' @ cols with W'[c, (k, i, j)] = W[k, c, i, j] (src/gpu/conv2d.rs). Here c, h and w
+// are the source's (dy's) sizes, oh and ow the columns' positions (dx's H and W).
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+
+// The 4 values starting s places after the start of m, out of the 12 of (l, m, r).
+fn window(l: vec4<f32>, m: vec4<f32>, r: vec4<f32>, s: i32) -> vec4<f32> {
+    switch s {
+        case -4: { return l; }
+        case -3: { return vec4<f32>(l.y, l.z, l.w, m.x); }
+        case -2: { return vec4<f32>(l.z, l.w, m.x, m.y); }
+        case -1: { return vec4<f32>(l.w, m.x, m.y, m.z); }
+        case 0: { return m; }
+        case 1: { return vec4<f32>(m.y, m.z, m.w, r.x); }
+        case 2: { return vec4<f32>(m.z, m.w, r.x, r.y); }
+        case 3: { return vec4<f32>(m.w, r.x, r.y, r.z); }
+        default: { return r; }
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn im2col_s1_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let cell = gid.y * p.row_stride + gid.x; // over n * c * oh * (ow / 4)
+    let quads = p.ow / 4u;
+    if (cell >= p.n * p.c * p.oh * quads) {
+        return;
+    }
+    let q = cell % quads;
+    let rest = cell / quads;
+    let oy = rest % p.oh;
+    let nc = rest / p.oh; // n * c + ch
+    let ch = nc % p.c;
+    let n = nc / p.c;
+    let cg = p.c / p.groups;
+    let g = ch / cg;
+    let cl = ch % cg;
+    let kk = p.kh * p.kw;
+    let src_quads = p.w / 4u;
+    let positions4 = p.oh * quads; // vec4s per column row
+    // The first tap row of this channel in image n's columns, at this quad.
+    let row0 = (n * p.groups + g) * p.patch_pad + cl * kk;
+    let at = oy * quads + q;
+    for (var i = 0u; i < p.kh; i++) {
+        let fi = select(i, p.kh - 1u - i, p.flip != 0u);
+        let iy = i32(oy + fi) - i32(p.ph);
+        var l = vec4<f32>(0.0);
+        var m = vec4<f32>(0.0);
+        var r = vec4<f32>(0.0);
+        if (iy >= 0 && iy < i32(p.h)) {
+            let base = p.x_off / 4u + (nc * p.h + u32(iy)) * src_quads;
+            if (q >= 1u && q - 1u < src_quads) {
+                l = x4[base + q - 1u];
+            }
+            if (q < src_quads) {
+                m = x4[base + q];
+            }
+            if (q + 1u < src_quads) {
+                r = x4[base + q + 1u];
+            }
+        }
+        for (var j = 0u; j < p.kw; j++) {
+            let fj = select(j, p.kw - 1u - j, p.flip != 0u);
+            col4[(row0 + i * p.kw + j) * positions4 + at] = window(l, m, r, i32(fj) - i32(p.pw));
+        }
+    }
+    if (cl + 1u == cg) {
+        for (var pad = cg * kk; pad < p.patch_pad; pad++) {
+            col4[((n * p.groups + g) * p.patch_pad + pad) * positions4 + at] = vec4<f32>(0.0);
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Host side of the convolution: im2col (shaders/im2col.wgsl) + the matmul + col2im
-//! (shaders/col2im.wgsl), one GEMM per group batched over the images of a chunk; a 1x1
+//! (shaders/col2im.wgsl), one GEMM per group batched over the images of a chunk. With stride
+//! and dilation 1 on rows of whole vec4s, im2col_s1_vec4 unfolds a quad of positions at a
+//! time, and dx is a convolution of dy (its unfolding mirrored) instead of a col2im; a 1x1
 //! convolution with stride 1 and no padding skips im2col and multiplies the NCHW input
 //! directly. The column buffer is bounded: images are processed in chunks whose columns fit
 //! `COL_BUDGET` (and the device's binding limit).
@@ -44,59 +46,37 @@ impl Gpu {
 
     /// im2col (or im2col_t) of images [n0, n0 + nb) of x into `col`, each group's patch padded
     /// to `d.patch_pad()` rows. The kernels take one row (im2col) or one cell (im2col_t) per
-    /// invocation.
+    /// invocation; im2col_s1_vec4, where it applies, one quad of an output row.
     fn unfold(&self, kernel: &Kernel, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize) -> Result<()> {
+        let total = nb * d.groups() * d.patch_pad() * d.p();
+        let mut params = conv_params(d, nb, total, n0 * d.c * d.h * d.w);
+        if kernel.entry == "im2col" && unfolds_by_quads(d.spec.stride, d.spec.dilation, d.w, d.ow, d.kw, d.spec.padding[1]) {
+            let invocations = nb * d.c * d.oh * d.ow / 4;
+            return self.conv_dispatch("im2col", &kernels::IM2COL_S1_VEC4, &mut params, invocations, x, col);
+        }
         // im2col: one row of OH*OW positions per invocation; im2col_t: one cell of patch_pad
         // values. The vec4 forms where those rows are whole vec4s.
         let (invocations, row) =
             if kernel.entry == "im2col" { (nb * d.groups() * d.patch_pad(), d.p()) } else { (d.groups() * nb * d.p(), d.patch_pad()) };
         let kernel = kernels::vec4_form(kernel).filter(|_| row.is_multiple_of(4)).unwrap_or(kernel);
-        let total = nb * d.groups() * d.patch_pad() * d.p();
-        self.conv_dispatch_wg("im2col", kernel, d, nb, total, invocations, 64, n0 * d.c * d.h * d.w, x, col)
+        self.conv_dispatch("im2col", kernel, &mut params, invocations, x, col)
     }
 
-    /// `invocations` in workgroups of `wg` (the kernel's workgroup size), laid out in 2D.
-    #[allow(clippy::too_many_arguments)]
-    fn conv_dispatch_wg(
+    /// `invocations` of a kernel of shaders/im2col.wgsl or col2im.wgsl (workgroups of 64) on a
+    /// 2D grid, reading `src` and writing `dst`.
+    fn conv_dispatch(
         &self,
         op: &'static str,
         kernel: &Kernel,
-        d: &ConvDims,
-        nb: usize,
-        total: usize,
+        params: &mut ConvParams,
         invocations: usize,
-        wg: u32,
-        x_off: usize,
         src: &GpuTensor,
         dst: &GpuTensor,
     ) -> Result<()> {
         let pipeline = self.pipeline::<ConvParams>(kernel, &[])?;
-        let (groups, row_stride) = super::grid::grid_2d_wg(op, invocations as u64, wg, self.max_groups())?;
-        let u = |v: usize| v as u32;
-        let s = d.spec;
-        let params = ConvParams {
-            n: u(nb),
-            c: u(d.c),
-            h: u(d.h),
-            w: u(d.w),
-            kh: u(d.kh),
-            kw: u(d.kw),
-            oh: u(d.oh),
-            ow: u(d.ow),
-            sh: u(s.stride[0]),
-            sw: u(s.stride[1]),
-            ph: u(s.padding[0]),
-            pw: u(s.padding[1]),
-            dh: u(s.dilation[0]),
-            dw: u(s.dilation[1]),
-            groups: u(s.groups),
-            total: u(total),
-            row_stride,
-            x_off: u(x_off),
-            patch_pad: u(d.patch_pad()),
-            ..Default::default()
-        };
-        self.dispatch(op, &pipeline, &params, &[Bind::whole(src), Bind::whole(dst)], groups)
+        let (groups, row_stride) = super::grid::grid_2d_wg(op, invocations as u64, 64, self.max_groups())?;
+        params.row_stride = row_stride;
+        self.dispatch(op, &pipeline, params, &[Bind::whole(src), Bind::whole(dst)], groups)
     }
 
     /// y = conv(x, w) (+ bias).
@@ -148,6 +128,9 @@ impl Gpu {
     /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
     pub(crate) fn conv2d_backward_data_impl(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
+        if let Some([ph, pw]) = self.backward_data_by_quads(d) {
+            return self.conv2d_backward_data_by_quads(dy, w, dx, d, [ph, pw]);
+        }
         // Wᵀ per group: [g, kg, patch] -> [g, patch, kg].
         let wt = self.alloc(&[d.k * patch])?;
         self.permute3(w.storage(), 0, [g, kg, patch], [patch * kg, 1, kg], wt.storage())?;
@@ -172,9 +155,76 @@ impl Gpu {
                 )?;
             }
             if let Some(dcol) = &dcol {
-                let total = nbc * d.c * d.h * d.w;
-                self.conv_dispatch_wg("col2im", &kernels::COL2IM, d, nbc, total, nbc * d.c * d.h, 64, n0 * d.c * d.h * d.w, dcol, dx)?;
+                let mut params = conv_params(d, nbc, nbc * d.c * d.h * d.w, n0 * d.c * d.h * d.w);
+                self.conv_dispatch("col2im", &kernels::COL2IM, &mut params, nbc * d.c * d.h, dcol, dx)?;
             }
+        }
+        Ok(())
+    }
+
+    /// The pads of dy's unfolding when dx can be computed as a convolution of dy whose columns
+    /// im2col_s1_vec4 unfolds: stride and dilation 1, one group, the pads at most the kernel's
+    /// size less 1, a patch of dy of a multiple of 4 values (the GEMM's fast kernels), and
+    /// rows of whole vec4s on both sides.
+    fn backward_data_by_quads(&self, d: &ConvDims) -> Option<[usize; 2]> {
+        let s = d.spec;
+        let [ph, pw] = s.padding;
+        let fits = s.groups == 1
+            && !d.is_pointwise()
+            && ph < d.kh
+            && pw < d.kw
+            && (d.k * d.kh * d.kw).is_multiple_of(4)
+            && unfolds_by_quads(s.stride, s.dilation, d.ow, d.w, d.kw, d.kw - 1 - pw);
+        fits.then(|| [d.kh - 1 - ph, d.kw - 1 - pw])
+    }
+
+    /// dx as the convolution of dy with the mirrored, transposed filters, without col2im:
+    /// dx[n, c, y, x] = sum over (k, i, j) of w[k, c, i, j] * dy[n, k, y + ph - i, x + pw - j].
+    /// im2col_s1_vec4 unfolds dy (taps mirrored, pads `pads`) into rows (k, i, j) over dx's
+    /// positions, and one GEMM per image multiplies w regrouped to [C, K, KH*KW] with them,
+    /// writing dx in place.
+    fn conv2d_backward_data_by_quads(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims, pads: [usize; 2]) -> Result<()> {
+        let (kk, hw) = (d.kh * d.kw, d.h * d.w);
+        let rows = d.k * kk;
+        let wc = self.alloc(&[d.c * rows])?;
+        self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, rows, 1], wc.storage())?;
+        let nb = self.images_per_chunk("conv2d_backward_data", d, rows * hw)?;
+        let col = self.alloc(&[nb * rows * hw])?;
+        for n0 in (0..d.n).step_by(nb.max(1)) {
+            let nbc = nb.min(d.n - n0);
+            // The unfolding of dy: source [nbc, K, OH, OW], columns over dx's H x W.
+            let mut params = ConvParams {
+                n: nbc as u32,
+                c: d.k as u32,
+                h: d.oh as u32,
+                w: d.ow as u32,
+                kh: d.kh as u32,
+                kw: d.kw as u32,
+                oh: d.h as u32,
+                ow: d.w as u32,
+                sh: 1,
+                sw: 1,
+                ph: pads[0] as u32,
+                pw: pads[1] as u32,
+                dh: 1,
+                dw: 1,
+                groups: 1,
+                total: (nbc * rows * hw) as u32,
+                x_off: (n0 * d.k * d.oh * d.ow) as u32,
+                patch_pad: rows as u32,
+                flip: 1,
+                ..Default::default()
+            };
+            self.conv_dispatch("im2col", &kernels::IM2COL_S1_VEC4, &mut params, nbc * d.k * d.h * d.w / 4, dy, &col)?;
+            let dims = MatmulDims { batch: nbc, m: d.c, n: hw, k: rows, stride_a: 0, stride_b: rows * hw, stride_c: d.c * hw };
+            self.gemm(
+                self.tuned_variant(&dims, MatmulSpec::default()),
+                Operand::of(&wc),
+                Operand::of(&col),
+                Operand::at(dx, n0 * d.c * hw),
+                &dims,
+                MatmulSpec::default(),
+            )?;
         }
         Ok(())
     }
@@ -213,4 +263,39 @@ impl Gpu {
         }
         Ok(())
     }
+}
+
+/// The kernels' parameters for images [.., .. + nb) of a convolution `d`, `total` values
+/// written, the source read from element `x_off`.
+fn conv_params(d: &ConvDims, nb: usize, total: usize, x_off: usize) -> ConvParams {
+    let u = |v: usize| v as u32;
+    let s = d.spec;
+    ConvParams {
+        n: u(nb),
+        c: u(d.c),
+        h: u(d.h),
+        w: u(d.w),
+        kh: u(d.kh),
+        kw: u(d.kw),
+        oh: u(d.oh),
+        ow: u(d.ow),
+        sh: u(s.stride[0]),
+        sw: u(s.stride[1]),
+        ph: u(s.padding[0]),
+        pw: u(s.padding[1]),
+        dh: u(s.dilation[0]),
+        dw: u(s.dilation[1]),
+        groups: u(s.groups),
+        total: u(total),
+        x_off: u(x_off),
+        patch_pad: u(d.patch_pad()),
+        ..Default::default()
+    }
+}
+
+/// Whether im2col_s1_vec4 can unfold a source `w` wide into columns of `ow` wide rows with a
+/// `kw` wide kernel and left padding `pw`: stride and dilation 1, both widths whole vec4s, and
+/// every tap offset j - pw (j < kw) within [-4, 4].
+fn unfolds_by_quads(stride: [usize; 2], dilation: [usize; 2], w: usize, ow: usize, kw: usize, pw: usize) -> bool {
+    stride == [1, 1] && dilation == [1, 1] && w.is_multiple_of(4) && ow.is_multiple_of(4) && pw <= 4 && kw <= pw + 5
 }

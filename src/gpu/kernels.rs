@@ -118,7 +118,7 @@ kernel_params!(
     /// kernel KH x KW, output OH x OW), stride, padding, dilation, groups, and the padded patch rows.
     ConvParams {
         n: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32, oh: u32, ow: u32, sh: u32, sw: u32,
-        ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, patch_pad: u32, _pad1: u32,
+        ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, patch_pad: u32, flip: u32,
     }
 );
 kernel_params!(
@@ -241,6 +241,10 @@ pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", stora
 pub const IM2COL_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_vec4", storage: &[(1, Read), (4, ReadWrite)] };
 /// [`IM2COL_T`] writing vec4s (patch_pad is a multiple of 4).
 pub const IM2COL_T_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_t_vec4", storage: &[(1, Read), (4, ReadWrite)] };
+/// [`IM2COL`] for stride 1 and dilation 1 on rows of whole vec4s, one invocation per (image,
+/// channel, output row, quad) writing all its taps from aligned vec4 loads; with `flip` the
+/// columns of the backward-data convolution (taps mirrored, read from dy).
+pub const IM2COL_S1_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_s1_vec4", storage: &[(5, Read), (4, ReadWrite)] };
 /// Column gradients folded back onto dx (the adjoint of im2col), as a gather.
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
 /// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
@@ -420,6 +424,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &IM2COL_T,
     &IM2COL_VEC4,
     &IM2COL_T_VEC4,
+    &IM2COL_S1_VEC4,
     &COL2IM,
     &PERMUTE3,
     &PERMUTE3_GRID,
