@@ -6,8 +6,8 @@
 //! - `shaders/matmul_v4_lanes.wgsl`: `matmul::v4_lanes_gpu` (its one-operand-transposed forms
 //!   too; both transposed or unaligned cases run on v3, as in training, and the case names
 //!   show `v4_lanes→v3_regblock`)
-//! - `shaders/matmul_v5_subgroup.wgsl`: `matmul::v5_subgroup_gpu` (untransposed aligned cases;
-//!   the others run on v4 or v3, as in training)
+//! - `shaders/matmul_v5_subgroup.wgsl`: `matmul::v5_subgroup_gpu` (aligned cases with A
+//!   untransposed, B either way; the others run on v4 or v3, as in training)
 
 use wgtrain::verify::matmul::cases;
 use wgtrain::{Cpu, MatmulVariant};

@@ -25,6 +25,10 @@ struct ConvParams {
     x_off: u32,
     patch_pad: u32, // unused here (dcol rows are not padded)
     flip: u32,
+    rows_outer: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;

@@ -30,6 +30,10 @@ struct ConvParams {
     x_off: u32,
     patch_pad: u32, // rows of a group's patch, rounded up (extra rows are zeros)
     flip: u32, // im2col_s1_vec4: read the taps mirrored (backward data)
+    rows_outer: u32, // im2col_s1_vec4: columns [groups * patch_pad, n, OH*OW] (backward filter)
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -206,6 +210,9 @@ fn im2col_t_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // with pads KH-1-ph and KW-1-pw this way gives the columns of the backward-data convolution,
 // dx = W' @ cols with W'[c, (k, i, j)] = W[k, c, i, j] (src/gpu/conv2d.rs). Here c, h and w
 // are the source's (dy's) sizes, oh and ow the columns' positions (dx's H and W).
+// With p.rows_outer = 1 the columns are laid out [groups * patch_pad, n, OH*OW] instead of
+// [n, groups * patch_pad, OH*OW]: one row runs over every image of the chunk, so the
+// backward-filter product dw = dy [K, n*P] @ colsᵀ is one GEMM with B transposed.
 @group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
 
 // The 4 values starting s places after the start of m, out of the 12 of (l, m, r).
@@ -242,9 +249,16 @@ fn im2col_s1_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let kk = p.kh * p.kw;
     let src_quads = p.w / 4u;
     let positions4 = p.oh * quads; // vec4s per column row
-    // The first tap row of this channel in image n's columns, at this quad.
-    let row0 = (n * p.groups + g) * p.patch_pad + cl * kk;
-    let at = oy * quads + q;
+    // Where row r of group g of image n's columns holds this quad: vec4 (r * step + at).
+    var at = oy * quads + q;
+    var step = positions4;
+    if (p.rows_outer != 0u) {
+        at += (g * p.patch_pad * p.n + n) * positions4;
+        step = p.n * positions4;
+    } else {
+        at += (n * p.groups + g) * p.patch_pad * positions4;
+    }
+    let row0 = cl * kk;
     for (var i = 0u; i < p.kh; i++) {
         let fi = select(i, p.kh - 1u - i, p.flip != 0u);
         let iy = i32(oy + fi) - i32(p.ph);
@@ -265,12 +279,12 @@ fn im2col_s1_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         for (var j = 0u; j < p.kw; j++) {
             let fj = select(j, p.kw - 1u - j, p.flip != 0u);
-            col4[(row0 + i * p.kw + j) * positions4 + at] = window(l, m, r, i32(fj) - i32(p.pw));
+            col4[(row0 + i * p.kw + j) * step + at] = window(l, m, r, i32(fj) - i32(p.pw));
         }
     }
     if (cl + 1u == cg) {
         for (var pad = cg * kk; pad < p.patch_pad; pad++) {
-            col4[((n * p.groups + g) * p.patch_pad + pad) * positions4 + at] = vec4<f32>(0.0);
+            col4[pad * step + at] = vec4<f32>(0.0);
         }
     }
 }

@@ -240,16 +240,26 @@ impl Gpu {
         let dy_k = self.alloc(&[nb * d.k * p])?;
         let padded = if rows != patch { Some(self.alloc(&[d.k * rows])?) } else { None };
         let target = padded.as_ref().unwrap_or(dw);
+        // Where im2col_s1_vec4 applies, the columns as the forward unfolds them, each row over
+        // the chunk's images ([g, rows, nbc, P]), and the product with B transposed; else
+        // im2col_t's [g, nbc, P, rows] and a plain product.
+        let by_quads = unfolds_by_quads(d.spec.stride, d.spec.dilation, d.w, d.ow, d.kw, d.spec.padding[1]);
         for (chunk, n0) in (0..d.n).step_by(nb.max(1)).enumerate() {
             let nbc = nb.min(d.n - n0);
-            self.unfold(&kernels::IM2COL_T, x, &col_t, d, n0, nbc)?;
+            if by_quads {
+                let mut params = conv_params(d, nbc, nbc * g * rows * p, n0 * d.c * d.h * d.w);
+                params.rows_outer = 1;
+                self.conv_dispatch("im2col", &kernels::IM2COL_S1_VEC4, &mut params, nbc * d.c * d.oh * d.ow / 4, x, &col_t)?;
+            } else {
+                self.unfold(&kernels::IM2COL_T, x, &col_t, d, n0, nbc)?;
+            }
             // [nbc, K, P] -> [K, nbc, P]
             self.permute3(dy.storage(), n0 * d.k * p, [nbc, d.k, p], [p, nbc * p, 1], dy_k.storage())?;
-            let spec = MatmulSpec { beta: if chunk == 0 { 0.0 } else { 1.0 }, ..MatmulSpec::default() };
+            let spec = MatmulSpec { trans_b: by_quads, beta: if chunk == 0 { 0.0 } else { 1.0 }, ..MatmulSpec::default() };
             for gi in 0..g {
                 let dims = MatmulDims { batch: 1, m: kg, n: rows, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
                 self.gemm(
-                    self.tuned_variant(&dims, MatmulSpec::default()),
+                    self.tuned_variant(&dims, MatmulSpec { trans_b: by_quads, ..MatmulSpec::default() }),
                     Operand::at(&dy_k, gi * kg * nbc * p),
                     Operand::at(&col_t, gi * nbc * p * rows),
                     Operand::at(target, gi * kg * rows),

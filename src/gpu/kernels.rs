@@ -115,10 +115,12 @@ kernel_params!(
 );
 kernel_params!(
     /// Parameters of shaders/im2col.wgsl and col2im.wgsl: the convolution's sizes (x [N, C, H, W],
-    /// kernel KH x KW, output OH x OW), stride, padding, dilation, groups, and the padded patch rows.
+    /// kernel KH x KW, output OH x OW), stride, padding, dilation, groups, the padded patch rows,
+    /// and im2col_s1_vec4's mirrored taps and column layout.
     ConvParams {
         n: u32, c: u32, h: u32, w: u32, kh: u32, kw: u32, oh: u32, ow: u32, sh: u32, sw: u32,
         ph: u32, pw: u32, dh: u32, dw: u32, groups: u32, total: u32, row_stride: u32, x_off: u32, patch_pad: u32, flip: u32,
+        rows_outer: u32, _pad1: u32, _pad2: u32, _pad3: u32,
     }
 );
 kernel_params!(
@@ -243,7 +245,8 @@ pub const IM2COL_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_vec4",
 pub const IM2COL_T_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_t_vec4", storage: &[(1, Read), (4, ReadWrite)] };
 /// [`IM2COL`] for stride 1 and dilation 1 on rows of whole vec4s, one invocation per (image,
 /// channel, output row, quad) writing all its taps from aligned vec4 loads; with `flip` the
-/// columns of the backward-data convolution (taps mirrored, read from dy).
+/// columns of the backward-data convolution (taps mirrored, read from dy), with `rows_outer`
+/// laid out [rows, N, OH*OW] for the backward-filter product.
 pub const IM2COL_S1_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_s1_vec4", storage: &[(5, Read), (4, ReadWrite)] };
 /// Column gradients folded back onto dx (the adjoint of im2col), as a gather.
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };

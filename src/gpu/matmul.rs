@@ -49,7 +49,7 @@ impl MatmulVariant {
                 "8x8 per lane from vec4 loads of A and B (needs N and K (M with A transposed) multiples of 4, not both transposed; else v3)"
             }
             Self::V5Subgroup => {
-                "16x4 per lane, A's rows shared by subgroup broadcasts (needs subgroups of 8+, N and K multiples of 4, no transpose; else v4)"
+                "16x4 per lane, A's rows shared by subgroup broadcasts (needs subgroups of 8+, N and K multiples of 4, A untransposed; else v4)"
             }
         }
     }
@@ -108,7 +108,7 @@ impl MatmulVariant {
         };
         let aligned = [d.n, along, d.stride_a, d.stride_b, d.stride_c].iter().chain(&offsets).all(|v| v % 4 == 0);
         match self {
-            Self::V5Subgroup if spec.trans_a || spec.trans_b => Self::V4Lanes.applicable_at(d, spec, offsets),
+            Self::V5Subgroup if spec.trans_a => Self::V4Lanes.applicable_at(d, spec, offsets),
             Self::V4Lanes | Self::V5Subgroup if !aligned || (spec.trans_a && spec.trans_b) => Self::V3RegBlock,
             v => v,
         }
@@ -198,7 +198,7 @@ impl Gpu {
             }
             MatmulVariant::V5Subgroup => {
                 let lanes = lanes(&self.ctx);
-                (vec![("LANES", lanes as f64)], (16, 4 * lanes))
+                (vec![("LANES", lanes as f64), trans[1]], (16, 4 * lanes))
             }
             v => (trans.to_vec(), v.tile()),
         };
