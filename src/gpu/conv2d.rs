@@ -7,8 +7,9 @@
 //! `COL_BUDGET` (and the device's binding limit).
 //! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs. Bench: `wgtrain bench conv`.
 
-use super::kernels::{self, ConvParams, Kernel};
-use super::matmul::Operand;
+use super::grid::split_grid;
+use super::kernels::{self, ConvParams, DirectConvParams, Kernel};
+use super::matmul::{self, MatmulVariant, Operand};
 use super::recorder::Bind;
 use super::{Gpu, GpuTensor};
 use crate::backend::Backend;
@@ -79,9 +80,76 @@ impl Gpu {
         self.dispatch(op, &pipeline, params, &[Bind::whole(src), Bind::whole(dst)], groups)
     }
 
+    /// Whether conv2d_s1_subgroup computes a stride-1 convolution whose unfolded product would
+    /// be `product`: where that product would run on v5 (the kernel is v5 with its columns
+    /// made in registers: so on CPU adapters with subgroups, or where the autotune chose v5,
+    /// and `WGTRAIN_MATMUL` other than v5 turns it off), kernels at most 4 wide, rows of
+    /// whole vec4s, and a grid within the device's limits. `widths` are the source's and the
+    /// output's, `out` the output channels, the output rows and the kernel's width.
+    fn direct_applies(
+        &self,
+        product: &MatmulDims,
+        stride: [usize; 2],
+        dilation: [usize; 2],
+        widths: [usize; 2],
+        out: [usize; 3],
+        pw: usize,
+    ) -> bool {
+        let [k, oh, kw] = out;
+        let quads = oh * widths[1] / 4;
+        let max = self.max_groups() as usize;
+        kw <= 4
+            && unfolds_by_quads(stride, dilation, widths[0], widths[1], kw, pw)
+            && self.ctx.has_subgroups_of_8()
+            && self.tuned_variant(product, MatmulSpec::default()) == MatmulVariant::V5Subgroup
+            && quads.div_ceil(matmul::lanes(&self.ctx)) <= max
+            && k.div_ceil(16) <= max
+    }
+
+    /// conv2d_s1_subgroup over every image of the batch: `a` the weights as [K, C, KH, 4], `x`
+    /// the source, `y` the output; `params` carries the sizes (n and the offsets are set here).
+    fn conv2d_direct(&self, a: &GpuTensor, x: &GpuTensor, y: &GpuTensor, d: &ConvDims, mut params: DirectConvParams) -> Result<()> {
+        let lanes = matmul::lanes(&self.ctx);
+        params.n = d.n as u32;
+        params.kh = d.kh as u32;
+        params.kw = d.kw as u32;
+        let pipeline = self.pipeline::<DirectConvParams>(&kernels::CONV2D_S1_SUBGROUP, &[("LANES", lanes as f64)])?;
+        let quads = (params.oh * params.ow / 4) as usize;
+        let groups = [quads.div_ceil(lanes) as u32, (params.k as usize).div_ceil(16) as u32, d.n as u32];
+        let binds = [Bind::whole(a), Bind::whole(x), Bind::whole(y)];
+        // Only the images are split across dispatches (direct_applies bounds the rest).
+        for (base, count) in split_grid(groups, self.max_groups()) {
+            params.batch_base = base[2];
+            self.dispatch("conv2d_direct", &pipeline, &params, &binds, count)?;
+        }
+        Ok(())
+    }
+
     /// y = conv(x, w) (+ bias).
     pub(crate) fn conv2d_impl(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, y: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, kg, g) = (d.p(), d.kg(), d.groups());
+        let s = d.spec;
+        let product = MatmulDims { batch: d.n, m: d.k, n: p, k: d.patch_pad(), stride_a: 0, stride_b: 0, stride_c: 0 };
+        if g == 1 && self.direct_applies(&product, s.stride, s.dilation, [d.w, d.ow], [d.k, d.oh, d.kw], s.padding[1]) {
+            // [K, C, KH, KW] -> [K, C, KH, 4]
+            let wq = self.pad_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
+            let params = DirectConvParams {
+                c: d.c as u32,
+                h: d.h as u32,
+                w: d.w as u32,
+                k: d.k as u32,
+                oh: d.oh as u32,
+                ow: d.ow as u32,
+                ph: s.padding[0] as u32,
+                pw: s.padding[1] as u32,
+                ..Default::default()
+            };
+            self.conv2d_direct(&wq, x, y, d, params)?;
+            if let Some(bias) = bias {
+                self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
+            }
+            return Ok(());
+        }
         let direct = d.is_pointwise();
         // Rows of each group's patch in the GEMM: padded to a multiple of 4 on the im2col
         // path (the weights get the same zero columns); the direct path uses x as it is.
@@ -128,8 +196,30 @@ impl Gpu {
     /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
     pub(crate) fn conv2d_backward_data_impl(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
-        if let Some([ph, pw]) = self.backward_data_by_quads(d) {
-            return self.conv2d_backward_data_by_quads(dy, w, dx, d, [ph, pw]);
+        if let Some(pads) = self.backward_data_by_quads(d) {
+            let product = MatmulDims { batch: d.n, m: d.c, n: d.h * d.w, k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
+            if self.direct_applies(&product, [1, 1], [1, 1], [d.ow, d.w], [d.c, d.h, d.kw], pads[1]) {
+                // w [K, C, KH*KW] -> [C, K, KH*KW] -> [C, K, KH, 4]
+                let wc = self.alloc(&[d.c * d.k * kk])?;
+                self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, d.k * kk, 1], wc.storage())?;
+                let wq = self.pad_rows(&wc, d.c * d.k * d.kh, d.kw, 4)?;
+                let params = DirectConvParams {
+                    c: d.k as u32,
+                    h: d.oh as u32,
+                    w: d.ow as u32,
+                    k: d.c as u32,
+                    oh: d.h as u32,
+                    ow: d.w as u32,
+                    ph: pads[0] as u32,
+                    pw: pads[1] as u32,
+                    flip: 1,
+                    ..Default::default()
+                };
+                return self.conv2d_direct(&wq, dy, dx, d, params);
+            }
+            if (d.k * kk).is_multiple_of(4) {
+                return self.conv2d_backward_data_by_quads(dy, w, dx, d, pads);
+            }
         }
         // Wᵀ per group: [g, kg, patch] -> [g, patch, kg].
         let wt = self.alloc(&[d.k * patch])?;
@@ -164,8 +254,8 @@ impl Gpu {
 
     /// The pads of dy's unfolding when dx can be computed as a convolution of dy whose columns
     /// im2col_s1_vec4 unfolds: stride and dilation 1, one group, the pads at most the kernel's
-    /// size less 1, a patch of dy of a multiple of 4 values (the GEMM's fast kernels), and
-    /// rows of whole vec4s on both sides.
+    /// size less 1, and rows of whole vec4s on both sides. (The unfolding path also needs a
+    /// patch of dy of a multiple of 4 values, for the GEMM's fast kernels.)
     fn backward_data_by_quads(&self, d: &ConvDims) -> Option<[usize; 2]> {
         let s = d.spec;
         let [ph, pw] = s.padding;
@@ -173,7 +263,6 @@ impl Gpu {
             && !d.is_pointwise()
             && ph < d.kh
             && pw < d.kw
-            && (d.k * d.kh * d.kw).is_multiple_of(4)
             && unfolds_by_quads(s.stride, s.dilation, d.ow, d.w, d.kw, d.kw - 1 - pw);
         fits.then(|| [d.kh - 1 - ph, d.kw - 1 - pw])
     }

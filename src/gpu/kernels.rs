@@ -41,6 +41,7 @@ shaders![
     "dropout",
     "im2col",
     "col2im",
+    "conv2d_s1_subgroup",
     "permute",
     "bias_act",
     "channel",
@@ -91,6 +92,15 @@ kernel_params!(
         m_base: u32, n_base: u32, stride_a: u32, stride_b: u32,
         stride_c: u32, alpha: f32, beta: f32, a_off: u32,
         b_off: u32, c_off: u32, _pad0: u32, _pad1: u32, _pad2: u32, _pad3: u32,
+    }
+);
+kernel_params!(
+    /// Parameters of shaders/conv2d_s1_subgroup.wgsl: x [N, C, H, W] convolved to y [N, K, OH, OW]
+    /// with a kernel KH x KW, padding, mirrored taps (`flip`), element offsets of x and y, and
+    /// the first image of the dispatch.
+    DirectConvParams {
+        n: u32, c: u32, h: u32, w: u32, k: u32, kh: u32, kw: u32, oh: u32,
+        ow: u32, ph: u32, pw: u32, flip: u32, x_off: u32, y_off: u32, batch_base: u32, _pad: u32,
     }
 );
 kernel_params!(
@@ -173,6 +183,7 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
         one::<OptimizerParams>(),
         one::<DropoutParams>(),
         one::<ConvParams>(),
+        one::<DirectConvParams>(),
         one::<PermuteParams>(),
         one::<BiasActParams>(),
         one::<ChannelParams>(),
@@ -248,6 +259,9 @@ pub const IM2COL_T_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_t_ve
 /// columns of the backward-data convolution (taps mirrored, read from dy), with `rows_outer`
 /// laid out [rows, N, OH*OW] for the backward-filter product.
 pub const IM2COL_S1_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_s1_vec4", storage: &[(5, Read), (4, ReadWrite)] };
+/// A stride-1 convolution as an implicit GEMM: v5's product with the columns cut from x in
+/// registers (kernels at most 4 wide, rows of whole vec4s, subgroups of 8).
+pub const CONV2D_S1_SUBGROUP: Kernel = Kernel { shader: "conv2d_s1_subgroup", entry: "main", storage: IN2_OUT };
 /// Column gradients folded back onto dx (the adjoint of im2col), as a gather.
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
 /// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
@@ -428,6 +442,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &IM2COL_VEC4,
     &IM2COL_T_VEC4,
     &IM2COL_S1_VEC4,
+    &CONV2D_S1_SUBGROUP,
     &COL2IM,
     &PERMUTE3,
     &PERMUTE3_GRID,

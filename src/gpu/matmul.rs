@@ -135,7 +135,7 @@ fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
 /// keeps one pipeline per variant and layout: choosing it per product (the fewest padded
 /// columns) ran no faster on llvmpipe and compiled a pipeline per width, ~0.2 s each on a cold
 /// start.
-fn lanes(ctx: &GpuContext) -> usize {
+pub(crate) fn lanes(ctx: &GpuContext) -> usize {
     if ctx.is_cpu_adapter() {
         8
     } else {

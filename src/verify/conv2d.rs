@@ -92,7 +92,8 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         ([2, 16, 10, 10], 8, [1, 1], spec([1, 1], [0, 0], [1, 1], 2)),
         ([4, 32, 8, 8], 32, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
         ([1, 5, 13, 6], 7, [5, 3], spec([2, 1], [2, 0], [1, 1], 1)),
-        // Stride 1 on rows of whole vec4s (im2col_s1_vec4, and dx as a convolution of dy):
+        // Stride 1 on rows of whole vec4s (im2col_s1_vec4, and dx as a convolution of dy;
+        // kernels wider than 4, so not the implicit GEMM below):
         // taps 2 left and right with padding rows in the patch (75 -> 76), a valid 5x5 whose
         // dy is narrower than dx, an asymmetric kernel, and one quad a row with a patch of dy
         // of 27 values (dx by col2im).
@@ -100,6 +101,11 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         ([3, 2, 9, 16], 4, [5, 5], spec([1, 1], [0, 0], [1, 1], 1)),
         ([2, 3, 6, 8], 4, [3, 5], spec([1, 1], [1, 2], [1, 1], 1)),
         ([2, 5, 4, 4], 3, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        // Kernels at most 4 wide of those run as implicit GEMMs (conv2d_s1_subgroup, where the
+        // product would run on v5): 5 rows tall, and 1 wide (the other 3 taps of A's vec4s
+        // are zeros).
+        ([2, 3, 8, 8], 4, [5, 3], spec([1, 1], [2, 1], [1, 1], 1)),
+        ([2, 4, 6, 8], 20, [3, 1], spec([1, 1], [1, 0], [1, 1], 1)),
     ];
     if large {
         shapes.push(([8, 16, 32, 32], 16, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)));
