@@ -18,6 +18,8 @@
 // with pads KH-1-ph and KW-1-pw and the weights regrouped to [C, K, KH, 4], it computes the
 // backward data dx (src/gpu/conv2d.rs). One image per workgroup row z. Needs subgroups of at
 // least 8 invocations.
+//
+// backward_filter: dw = dy [K, N*OH*OW] @ colsᵀ the same way (see the entry).
 // Host side: Gpu::conv2d_direct in src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs. Test:
 // kernels-tests/conv2d.rs (the verify cases with stride 1 on rows of whole vec4s).
 
@@ -71,6 +73,11 @@ fn mac(acc: vec4<f32>, av: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32
     s = fma(vec4<f32>(av.y), b1, s);
     s = fma(vec4<f32>(av.z), b2, s);
     return fma(vec4<f32>(av.w), b3, s);
+}
+
+// acc + (av . b0, av . b1, av . b2, av . b3): one row's 4 positions against 4 taps' windows.
+fn dots(acc: vec4<f32>, av: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    return acc + vec4<f32>(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3));
 }
 
 // The offset of tap j's window: (j or KW-1-j) - pw, or out of range past the kernel.
@@ -159,6 +166,103 @@ fn main(
             let row = row0 + r;
             if (row < p.k) {
                 y[base + row * quads] = acc[r];
+            }
+        }
+    }
+}
+
+// dw[k, c, i, j] = sum over (n, oy, ox) of dy[n, k, oy, ox] * x[n, c, oy + i - ph, ox + j - pw]
+// (bindings: a = dy [N, K, OH, OW] from element 0, x, y = dw as [K, C, KH, 4] with zero taps
+// past KW, cropped by the host). The product dy [K, N*P] @ colsᵀ with the columns made in
+// registers: a workgroup owns 16 rows k and a lane one (c, i), a vec4 of its taps j; the sum
+// runs over every image and quad of output positions, and per quad lane s of each subgroup
+// loads dy's rows s and s + 8 (shared by broadcasts) and each lane x's 3 vec4s around the
+// quad, cut into the 4 taps' windows: 5 loads per 256 multiply-adds. One workgroup column per
+// LANES (c, i): few workgroups, each with a long sum, which suits a CPU's few cores (the host
+// uses it on CPU adapters only).
+@compute @workgroup_size(LANES, 1, 1)
+fn backward_filter(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sid: u32,
+) {
+    let cols = p.c * p.kh;
+    let col = wid.x * LANES + lid.x;
+    let idx = min(col, cols - 1u);
+    let ch = idx / p.kh;
+    let i = idx % p.kh;
+    let row0 = wid.y * ROWS;
+    let lane = sid & 7u;
+    let quads_row = p.ow / 4u;
+    let quads = p.oh * quads_row;
+    let src_quads = p.w / 4u;
+    let lo_row = min(row0 + lane, p.k - 1u);
+    let hi_row = min(row0 + 8u + lane, p.k - 1u);
+    let s0 = shift(0u);
+    let s1 = shift(1u);
+    let s2 = shift(2u);
+    let s3 = shift(3u);
+
+    var acc: array<vec4<f32>, ROWS>;
+    for (var n = 0u; n < p.n; n++) {
+        let dy_lo = (n * p.k + lo_row) * quads;
+        let dy_hi = (n * p.k + hi_row) * quads;
+        let plane = p.x_off / 4u + (n * p.c + ch) * p.h * src_quads;
+        var oy = 0u;
+        var q = 0u;
+        for (var qd = 0u; qd < quads; qd++) {
+            let iy = i32(oy + i) - i32(p.ph);
+            var l = vec4<f32>(0.0);
+            var m = vec4<f32>(0.0);
+            var r = vec4<f32>(0.0);
+            if (iy >= 0 && iy < i32(p.h)) {
+                let base = plane + u32(iy) * src_quads;
+                if (q >= 1u && q - 1u < src_quads) {
+                    l = x[base + q - 1u];
+                }
+                if (q < src_quads) {
+                    m = x[base + q];
+                }
+                if (q + 1u < src_quads) {
+                    r = x[base + q + 1u];
+                }
+            }
+            let b0 = window(l, m, r, s0);
+            let b1 = window(l, m, r, s1);
+            let b2 = window(l, m, r, s2);
+            let b3 = window(l, m, r, s3);
+            let lo = a[dy_lo + qd];
+            let hi = a[dy_hi + qd];
+            acc[0] = dots(acc[0], subgroupBroadcast(lo, 0u), b0, b1, b2, b3);
+            acc[1] = dots(acc[1], subgroupBroadcast(lo, 1u), b0, b1, b2, b3);
+            acc[2] = dots(acc[2], subgroupBroadcast(lo, 2u), b0, b1, b2, b3);
+            acc[3] = dots(acc[3], subgroupBroadcast(lo, 3u), b0, b1, b2, b3);
+            acc[4] = dots(acc[4], subgroupBroadcast(lo, 4u), b0, b1, b2, b3);
+            acc[5] = dots(acc[5], subgroupBroadcast(lo, 5u), b0, b1, b2, b3);
+            acc[6] = dots(acc[6], subgroupBroadcast(lo, 6u), b0, b1, b2, b3);
+            acc[7] = dots(acc[7], subgroupBroadcast(lo, 7u), b0, b1, b2, b3);
+            acc[8] = dots(acc[8], subgroupBroadcast(hi, 0u), b0, b1, b2, b3);
+            acc[9] = dots(acc[9], subgroupBroadcast(hi, 1u), b0, b1, b2, b3);
+            acc[10] = dots(acc[10], subgroupBroadcast(hi, 2u), b0, b1, b2, b3);
+            acc[11] = dots(acc[11], subgroupBroadcast(hi, 3u), b0, b1, b2, b3);
+            acc[12] = dots(acc[12], subgroupBroadcast(hi, 4u), b0, b1, b2, b3);
+            acc[13] = dots(acc[13], subgroupBroadcast(hi, 5u), b0, b1, b2, b3);
+            acc[14] = dots(acc[14], subgroupBroadcast(hi, 6u), b0, b1, b2, b3);
+            acc[15] = dots(acc[15], subgroupBroadcast(hi, 7u), b0, b1, b2, b3);
+            q++;
+            if (q == quads_row) {
+                q = 0u;
+                oy++;
+            }
+        }
+    }
+
+    if (col < cols) {
+        let base = p.y_off / 4u + idx;
+        for (var rr = 0u; rr < ROWS; rr++) {
+            let row = row0 + rr;
+            if (row < p.k) {
+                y[base + row * cols] = acc[rr];
             }
         }
     }

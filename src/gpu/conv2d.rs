@@ -86,9 +86,11 @@ impl Gpu {
     /// and `WGTRAIN_MATMUL` other than v5 turns it off), kernels at most 4 wide, rows of
     /// whole vec4s, and a grid within the device's limits. `widths` are the source's and the
     /// output's, `out` the output channels, the output rows and the kernel's width.
+    #[allow(clippy::too_many_arguments)]
     fn direct_applies(
         &self,
         product: &MatmulDims,
+        spec: MatmulSpec,
         stride: [usize; 2],
         dilation: [usize; 2],
         widths: [usize; 2],
@@ -101,7 +103,7 @@ impl Gpu {
         kw <= 4
             && unfolds_by_quads(stride, dilation, widths[0], widths[1], kw, pw)
             && self.ctx.has_subgroups_of_8()
-            && self.tuned_variant(product, MatmulSpec::default()) == MatmulVariant::V5Subgroup
+            && self.tuned_variant(product, spec) == MatmulVariant::V5Subgroup
             && quads.div_ceil(matmul::lanes(&self.ctx)) <= max
             && k.div_ceil(16) <= max
     }
@@ -130,7 +132,9 @@ impl Gpu {
         let (p, kg, g) = (d.p(), d.kg(), d.groups());
         let s = d.spec;
         let product = MatmulDims { batch: d.n, m: d.k, n: p, k: d.patch_pad(), stride_a: 0, stride_b: 0, stride_c: 0 };
-        if g == 1 && self.direct_applies(&product, s.stride, s.dilation, [d.w, d.ow], [d.k, d.oh, d.kw], s.padding[1]) {
+        if g == 1
+            && self.direct_applies(&product, MatmulSpec::default(), s.stride, s.dilation, [d.w, d.ow], [d.k, d.oh, d.kw], s.padding[1])
+        {
             // [K, C, KH, KW] -> [K, C, KH, 4]
             let wq = self.pad_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
             let params = DirectConvParams {
@@ -198,7 +202,7 @@ impl Gpu {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
         if let Some(pads) = self.backward_data_by_quads(d) {
             let product = MatmulDims { batch: d.n, m: d.c, n: d.h * d.w, k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
-            if self.direct_applies(&product, [1, 1], [1, 1], [d.ow, d.w], [d.c, d.h, d.kw], pads[1]) {
+            if self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], [d.ow, d.w], [d.c, d.h, d.kw], pads[1]) {
                 // w [K, C, KH*KW] -> [C, K, KH*KW] -> [C, K, KH, 4]
                 let wc = self.alloc(&[d.c * d.k * kk])?;
                 self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, d.k * kk, 1], wc.storage())?;
@@ -324,6 +328,39 @@ impl Gpu {
     pub(crate) fn conv2d_backward_filter_impl(&self, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, patch, kg, g) = (d.p(), d.patch(), d.kg(), d.groups());
         let rows = d.patch_pad();
+        let s = d.spec;
+        let nt = MatmulSpec { trans_b: true, ..MatmulSpec::default() };
+        let product = MatmulDims { batch: 1, m: d.k, n: rows, k: d.n * p, stride_a: 0, stride_b: 0, stride_c: 0 };
+        // Its few workgroups with long sums suit a CPU's cores, not a GPU's.
+        if g == 1
+            && self.ctx.is_cpu_adapter()
+            && self.direct_applies(&product, nt, s.stride, s.dilation, [d.w, d.ow], [d.k, 1, d.kw], s.padding[1])
+        {
+            let padded = if d.kw == 4 { None } else { Some(self.alloc(&[d.k * d.c * d.kh * 4])?) };
+            let params = DirectConvParams {
+                n: d.n as u32,
+                c: d.c as u32,
+                h: d.h as u32,
+                w: d.w as u32,
+                k: d.k as u32,
+                kh: d.kh as u32,
+                kw: d.kw as u32,
+                oh: d.oh as u32,
+                ow: d.ow as u32,
+                ph: s.padding[0] as u32,
+                pw: s.padding[1] as u32,
+                ..Default::default()
+            };
+            let lanes = matmul::lanes(&self.ctx);
+            let pipeline = self.pipeline::<DirectConvParams>(&kernels::CONV2D_S1_SUBGROUP_FILTER, &[("LANES", lanes as f64)])?;
+            let groups = [(d.c * d.kh).div_ceil(lanes) as u32, d.k.div_ceil(16) as u32, 1];
+            let out = padded.as_ref().unwrap_or(dw);
+            self.dispatch("conv2d_direct", &pipeline, &params, &[Bind::whole(dy), Bind::whole(x), Bind::whole(out)], groups)?;
+            if let Some(padded) = &padded {
+                self.strided_copy(padded.storage(), 0, [d.k * d.c * d.kh, d.kw, 1], [4, 1, 1], [d.kw, 1, 1], dw.storage())?;
+            }
+            return Ok(());
+        }
         let nb = self.images_per_chunk("conv2d_backward_filter", d, (g * rows * p).max(d.k * p))?;
         let col_t = self.alloc(&[nb * g * rows * p])?;
         let dy_k = self.alloc(&[nb * d.k * p])?;

@@ -262,6 +262,9 @@ pub const IM2COL_S1_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_s1_
 /// A stride-1 convolution as an implicit GEMM: v5's product with the columns cut from x in
 /// registers (kernels at most 4 wide, rows of whole vec4s, subgroups of 8).
 pub const CONV2D_S1_SUBGROUP: Kernel = Kernel { shader: "conv2d_s1_subgroup", entry: "main", storage: IN2_OUT };
+/// The filter gradient of [`CONV2D_S1_SUBGROUP`]'s convolutions, dy @ colsᵀ with the columns
+/// made in registers, into [K, C, KH, 4] (CPU adapters: few workgroups with long sums).
+pub const CONV2D_S1_SUBGROUP_FILTER: Kernel = Kernel { shader: "conv2d_s1_subgroup", entry: "backward_filter", storage: IN2_OUT };
 /// Column gradients folded back onto dx (the adjoint of im2col), as a gather.
 pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: IN1_OUT };
 /// Strided copy of a [d0, d1, d2] index space: transposes, axis swaps, row padding or cropping.
@@ -443,6 +446,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &IM2COL_T_VEC4,
     &IM2COL_S1_VEC4,
     &CONV2D_S1_SUBGROUP,
+    &CONV2D_S1_SUBGROUP_FILTER,
     &COL2IM,
     &PERMUTE3,
     &PERMUTE3_GRID,
