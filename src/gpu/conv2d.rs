@@ -84,7 +84,8 @@ impl Gpu {
     /// be `product`: where that product would run on v5 (the kernel is v5 with its columns
     /// made in registers: so on CPU adapters with subgroups, or where the autotune chose v5,
     /// and `WGTRAIN_MATMUL` other than v5 turns it off), kernels at most 4 wide, rows of
-    /// whole vec4s, and a grid within the device's limits. `widths` are the source's and the
+    /// whole vec4s (see unfolds_by_quads), a grid within the device's limits, and the tensors it
+    /// binds whole (`bound`: the source and the output) within the binding limit. `widths` are the source's and the
     /// output's, `out` the output channels, the output rows and the kernel's width.
     #[allow(clippy::too_many_arguments)]
     fn direct_applies(
@@ -96,6 +97,7 @@ impl Gpu {
         widths: [usize; 2],
         out: [usize; 3],
         pw: usize,
+        bound: [&GpuTensor; 2],
     ) -> bool {
         let [k, oh, kw] = out;
         let quads = oh * widths[1] / 4;
@@ -106,6 +108,7 @@ impl Gpu {
             && self.tuned_variant(product, spec) == MatmulVariant::V5Subgroup
             && quads.div_ceil(matmul::lanes(&self.ctx)) <= max
             && k.div_ceil(16) <= max
+            && bound.iter().all(|t| t.storage().bytes() <= self.max_binding_bytes())
     }
 
     /// conv2d_s1_subgroup over every image of the batch: `a` the weights as [K, C, KH, 4], `x`
@@ -133,7 +136,17 @@ impl Gpu {
         let s = d.spec;
         let product = MatmulDims { batch: d.n, m: d.k, n: p, k: d.patch_pad(), stride_a: 0, stride_b: 0, stride_c: 0 };
         if g == 1
-            && self.direct_applies(&product, MatmulSpec::default(), s.stride, s.dilation, [d.w, d.ow], [d.k, d.oh, d.kw], s.padding[1])
+            && !d.is_pointwise()
+            && self.direct_applies(
+                &product,
+                MatmulSpec::default(),
+                s.stride,
+                s.dilation,
+                [d.w, d.ow],
+                [d.k, d.oh, d.kw],
+                s.padding[1],
+                [x, y],
+            )
         {
             // [K, C, KH, KW] -> [K, C, KH, 4]
             let wq = self.pad_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
@@ -200,9 +213,9 @@ impl Gpu {
     /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
     pub(crate) fn conv2d_backward_data_impl(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
-        if let Some(pads) = self.backward_data_by_quads(d) {
+        if let Some(pads) = self.mirrored_pads(d) {
             let product = MatmulDims { batch: d.n, m: d.c, n: d.h * d.w, k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
-            if self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], [d.ow, d.w], [d.c, d.h, d.kw], pads[1]) {
+            if self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], [d.ow, d.w], [d.c, d.h, d.kw], pads[1], [dy, dx]) {
                 // w [K, C, KH*KW] -> [C, K, KH*KW] -> [C, K, KH, 4]
                 let wc = self.alloc(&[d.c * d.k * kk])?;
                 self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, d.k * kk, 1], wc.storage())?;
@@ -221,7 +234,7 @@ impl Gpu {
                 };
                 return self.conv2d_direct(&wq, dy, dx, d, params);
             }
-            if (d.k * kk).is_multiple_of(4) {
+            if (d.k * kk).is_multiple_of(4) && unfolds_by_quads([1, 1], [1, 1], d.ow, d.w, d.kw, pads[1]) {
                 return self.conv2d_backward_data_by_quads(dy, w, dx, d, pads);
             }
         }
@@ -256,18 +269,12 @@ impl Gpu {
         Ok(())
     }
 
-    /// The pads of dy's unfolding when dx can be computed as a convolution of dy whose columns
-    /// im2col_s1_vec4 unfolds: stride and dilation 1, one group, the pads at most the kernel's
-    /// size less 1, and rows of whole vec4s on both sides. (The unfolding path also needs a
-    /// patch of dy of a multiple of 4 values, for the GEMM's fast kernels.)
-    fn backward_data_by_quads(&self, d: &ConvDims) -> Option<[usize; 2]> {
+    /// The pads of dy's unfolding, mirrored, when dx is a convolution of dy: stride and
+    /// dilation 1, one group, and the pads at most the kernel's size less 1.
+    fn mirrored_pads(&self, d: &ConvDims) -> Option<[usize; 2]> {
         let s = d.spec;
         let [ph, pw] = s.padding;
-        let fits = s.groups == 1
-            && !d.is_pointwise()
-            && ph < d.kh
-            && pw < d.kw
-            && unfolds_by_quads(s.stride, s.dilation, d.ow, d.w, d.kw, d.kw - 1 - pw);
+        let fits = s.groups == 1 && s.stride == [1, 1] && s.dilation == [1, 1] && !d.is_pointwise() && ph < d.kh && pw < d.kw;
         fits.then(|| [d.kh - 1 - ph, d.kw - 1 - pw])
     }
 
@@ -333,8 +340,9 @@ impl Gpu {
         let product = MatmulDims { batch: 1, m: d.k, n: rows, k: d.n * p, stride_a: 0, stride_b: 0, stride_c: 0 };
         // Its few workgroups with long sums suit a CPU's cores, not a GPU's.
         if g == 1
+            && !d.is_pointwise()
             && self.ctx.is_cpu_adapter()
-            && self.direct_applies(&product, nt, s.stride, s.dilation, [d.w, d.ow], [d.k, 1, d.kw], s.padding[1])
+            && self.direct_applies(&product, nt, s.stride, s.dilation, [d.w, d.ow], [d.k, 1, d.kw], s.padding[1], [x, dy])
         {
             let padded = if d.kw == 4 { None } else { Some(self.alloc(&[d.k * d.c * d.kh * 4])?) };
             let params = DirectConvParams {

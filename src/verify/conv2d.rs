@@ -106,6 +106,10 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         // are zeros).
         ([2, 3, 8, 8], 4, [5, 3], spec([1, 1], [2, 1], [1, 1], 1)),
         ([2, 4, 6, 8], 20, [3, 1], spec([1, 1], [1, 0], [1, 1], 1)),
+        // 3x3 on rows that are not whole vec4s (the unfolding paths: im2col, col2im,
+        // im2col_t): 14 wide with 20 output channels, and a valid 3x3 from 10 to 8 wide.
+        ([2, 6, 7, 14], 20, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        ([2, 3, 9, 10], 5, [3, 3], spec([1, 1], [0, 0], [1, 1], 1)),
     ];
     if large {
         shapes.push(([8, 16, 32, 32], 16, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)));
