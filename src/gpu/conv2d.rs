@@ -1,11 +1,14 @@
 //! Host side of the convolution: im2col (shaders/im2col.wgsl) + the matmul + col2im
 //! (shaders/col2im.wgsl), one GEMM per group batched over the images of a chunk. With stride
 //! and dilation 1 on rows of whole vec4s, im2col_s1_vec4 unfolds a quad of positions at a
-//! time, and dx is a convolution of dy (its unfolding mirrored) instead of a col2im; a 1x1
-//! convolution with stride 1 and no padding skips im2col and multiplies the NCHW input
-//! directly. The column buffer is bounded: images are processed in chunks whose columns fit
-//! `COL_BUDGET` (and the device's binding limit).
-//! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs. Bench: `wgtrain bench conv`.
+//! time, dx is a convolution of dy (its unfolding mirrored) instead of a col2im, and dw one
+//! product with the columns' rows over the whole chunk; where such a product would run on
+//! matmul v5 and the kernel is at most 4 wide, conv2d_s1_subgroup (an implicit GEMM) does all
+//! three without a column buffer. A 1x1 convolution with stride 1 and no padding skips im2col
+//! and multiplies the NCHW input directly. The column buffer is bounded: images are processed
+//! in chunks whose columns fit `COL_BUDGET` (and the device's binding limit).
+//! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs (cases in src/verify/conv2d.rs
+//! reach every path). Bench: `wgtrain bench conv`.
 
 use super::grid::split_grid;
 use super::kernels::{self, ConvParams, DirectConvParams, Kernel};
@@ -84,9 +87,10 @@ impl Gpu {
     /// be `product`: where that product would run on v5 (the kernel is v5 with its columns
     /// made in registers: so on CPU adapters with subgroups, or where the autotune chose v5,
     /// and `WGTRAIN_MATMUL` other than v5 turns it off), kernels at most 4 wide, rows of
-    /// whole vec4s (see unfolds_by_quads), a grid within the device's limits, and the tensors it
-    /// binds whole (`bound`: the source and the output) within the binding limit. `widths` are the source's and the
-    /// output's, `out` the output channels, the output rows and the kernel's width.
+    /// whole vec4s (see unfolds_by_quads), a grid within the device's limits, and the tensors
+    /// it binds whole (`bound`: the source and the output) within the binding limit. `widths`
+    /// are the source's and the output's, `out` the output channels, the output rows and the
+    /// kernel's width.
     #[allow(clippy::too_many_arguments)]
     fn direct_applies(
         &self,

@@ -110,6 +110,8 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         // im2col_t): 14 wide with 20 output channels, and a valid 3x3 from 10 to 8 wide.
         ([2, 6, 7, 14], 20, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
         ([2, 3, 9, 10], 5, [3, 3], spec([1, 1], [0, 0], [1, 1], 1)),
+        // 1x1 on rows of whole vec4s: the plain product forward, the quads' unfolding for dw.
+        ([2, 8, 4, 8], 12, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
     ];
     if large {
         shapes.push(([8, 16, 32, 32], 16, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)));
