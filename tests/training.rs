@@ -819,7 +819,9 @@ fn profiling_times_every_dispatch_and_changes_nothing() {
             let times = be.take_profile().unwrap();
             assert_eq!(times.len() as u64, be.dispatches() - before, "one time per dispatch");
             assert!(times.iter().all(|t| t.seconds.is_finite() && t.seconds >= 0.0));
-            assert!(times.iter().any(|t| t.layer == "layers.0" && t.phase == "forward" && t.op == "matmul"), "{times:?}");
+            // The first convolution's product: unfolded (matmul) or implicit (conv2d_direct).
+            let product = |t: &&wgtrain::gpu::KernelTime| t.op == "matmul" || t.op == "conv2d_direct";
+            assert!(times.iter().filter(product).any(|t| t.layer == "layers.0" && t.phase == "forward"), "{times:?}");
             assert!(times.iter().any(|t| t.phase == "backward") && times.iter().any(|t| t.phase == "optimizer"));
             assert!(times.iter().map(|t| t.seconds).sum::<f64>() > 0.0);
         }
