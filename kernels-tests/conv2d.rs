@@ -1,5 +1,8 @@
-//! The convolution — shaders/im2col.wgsl, shaders/col2im.wgsl and the matmuls between them —
-//! against the direct loops of src/cpu/conv2d.rs: forward, backward-data, backward-filter.
+//! The convolution — shaders/im2col.wgsl (`im2col_s1_vec4` too), shaders/col2im.wgsl and the
+//! matmuls between them, and shaders/conv2d_s1_subgroup.wgsl (the implicit GEMM, both entries)
+//! — against the direct loops of src/cpu/conv2d.rs: forward, backward-data, backward-filter.
+//! The cases of src/verify/conv2d.rs reach every path on the device's own choice;
+//! `implicit_gemm_runs_where_it_applies` checks that conv2d_s1_subgroup is the kernel that ran.
 
 use wgtrain::ops::conv2d_dims;
 use wgtrain::rng::Rng;
@@ -18,6 +21,7 @@ pub fn tests() -> Vec<Test> {
         Test::cpu("backward_filter_cpu", || check(&Cpu, &cases(ConvPass::BackwardFilter))),
         Test::cpu("pointwise_path_is_taken_only_when_valid", pointwise_path_is_taken_only_when_valid),
         Test::gpu("chunked_convolution_matches", chunked_convolution_matches),
+        Test::gpu("implicit_gemm_runs_where_it_applies", implicit_gemm_runs_where_it_applies),
         Test::gpu("bad_convolutions_are_errors_gpu", || bad_conv(gpu())),
         Test::cpu("bad_convolutions_are_errors_cpu", || bad_conv(&Cpu)),
     ]
@@ -75,6 +79,62 @@ fn chunked_convolution_matches() {
     let mut yb = small.zeros(&[1, 8, 30, 30]).unwrap();
     let err = small.conv2d(&big, &wb, None, &mut yb, Conv2dSpec::default()).unwrap_err();
     assert!(matches!(err, Error::Limit { .. }) && err.to_string().contains("column buffer"), "{err}");
+}
+
+/// With matmul v5 forced, a 3x3 stride-1 convolution on 8-wide rows runs as
+/// conv2d_s1_subgroup (forward and backward data; the filter gradient too on CPU adapters),
+/// with no unfolding; with v4 forced it is unfolded. Both agree with the CPU reference. Under
+/// CI an adapter without subgroups of 8 fails rather than testing the unfolding twice.
+fn implicit_gemm_runs_where_it_applies() {
+    let spec = Conv2dSpec { padding: [1, 1], ..Default::default() };
+    let (xs, ws) = ([2, 8, 8, 8], [16, 8, 3, 3]);
+    let d = conv2d_dims("conv2d", &xs, &ws, spec).unwrap();
+    let mut rng = Rng::new(11);
+    let x = rng.vec(xs.iter().product(), -1.0, 1.0);
+    let w = rng.vec(ws.iter().product(), -1.0, 1.0);
+    let dy = rng.vec(d.y_shape().iter().product(), -1.0, 1.0);
+    // Forward, backward data and backward filter on one device, with the ops it dispatched.
+    let passes = |g: &wgtrain::Gpu| -> ([Vec<f32>; 3], Vec<String>) {
+        let mut y = g.zeros(&d.y_shape()).unwrap();
+        g.conv2d(&g.upload(&xs, &x).unwrap(), &g.upload(&ws, &w).unwrap(), None, &mut y, spec).unwrap();
+        let mut dx = g.zeros(&xs).unwrap();
+        g.conv2d_backward_data(&g.upload(&d.y_shape(), &dy).unwrap(), &g.upload(&ws, &w).unwrap(), &mut dx, spec).unwrap();
+        let mut dw = g.zeros(&ws).unwrap();
+        g.conv2d_backward_filter(&g.upload(&xs, &x).unwrap(), &g.upload(&d.y_shape(), &dy).unwrap(), &mut dw, spec).unwrap();
+        let out = [g.download(&y).unwrap(), g.download(&dx).unwrap(), g.download(&dw).unwrap()];
+        (out, g.take_profile().unwrap().into_iter().map(|t| t.op.to_string()).collect())
+    };
+    let cpu = &Cpu;
+    let mut y = cpu.zeros(&d.y_shape()).unwrap();
+    cpu.conv2d(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&ws, &w).unwrap(), None, &mut y, spec).unwrap();
+    let mut dx = cpu.zeros(&xs).unwrap();
+    cpu.conv2d_backward_data(&cpu.upload(&d.y_shape(), &dy).unwrap(), &cpu.upload(&ws, &w).unwrap(), &mut dx, spec).unwrap();
+    let mut dw = cpu.zeros(&ws).unwrap();
+    cpu.conv2d_backward_filter(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&d.y_shape(), &dy).unwrap(), &mut dw, spec).unwrap();
+    let want = [y.data().to_vec(), dx.data().to_vec(), dw.data().to_vec()];
+    for variant in ["v5_subgroup", "v4_lanes"] {
+        let g = open(&GpuOptions { profile: true, matmul_variant: Some(variant.into()), ..Default::default() });
+        let implicit = variant == "v5_subgroup" && g.context().has_subgroups_of_8();
+        if variant == "v5_subgroup" && !implicit {
+            assert!(std::env::var_os("CI").is_none(), "{} has no subgroups of 8: the implicit GEMM is not tested", g.adapter_name());
+            eprintln!("note: {} has no subgroups of 8; the implicit GEMM does not run there", g.adapter_name());
+        }
+        let (got, ops) = passes(&g);
+        for (pass, (got, want)) in ["forward", "backward data", "backward filter"].iter().zip(got.iter().zip(&want)) {
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{variant} {pass}: max error {worst}");
+        }
+        let direct = ops.iter().filter(|o| *o == "conv2d_direct").count();
+        let unfolded = ops.iter().any(|o| o == "im2col" || o == "col2im");
+        if implicit {
+            let want_direct = if g.context().is_cpu_adapter() { 3 } else { 2 };
+            assert_eq!(direct, want_direct, "{variant}: {ops:?}");
+            assert!(!g.context().is_cpu_adapter() || !unfolded, "{variant}: {ops:?}");
+        } else {
+            assert_eq!(direct, 0, "{variant}: {ops:?}");
+            assert!(unfolded, "{variant}: {ops:?}");
+        }
+    }
 }
 
 fn bad_conv<B: Backend>(be: &B) {

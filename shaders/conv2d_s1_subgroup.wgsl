@@ -80,6 +80,32 @@ fn dots(acc: vec4<f32>, av: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f3
     return acc + vec4<f32>(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3));
 }
 
+// The three vec4s of x's row iy (of the plane starting at vec4 `plane`, src_quads vec4s a
+// row) around quad q: the quad's own and its two neighbours, zeros outside the image.
+struct Around {
+    l: vec4<f32>,
+    m: vec4<f32>,
+    r: vec4<f32>,
+}
+
+fn around(plane: u32, iy: i32, q: u32, src_quads: u32) -> Around {
+    var v: Around;
+    if (iy < 0 || iy >= i32(p.h)) {
+        return v;
+    }
+    let base = plane + u32(iy) * src_quads;
+    if (q >= 1u && q - 1u < src_quads) {
+        v.l = x[base + q - 1u];
+    }
+    if (q < src_quads) {
+        v.m = x[base + q];
+    }
+    if (q + 1u < src_quads) {
+        v.r = x[base + q + 1u];
+    }
+    return v;
+}
+
 // The offset of tap j's window: (j or KW-1-j) - pw, or out of range past the kernel.
 fn shift(j: u32) -> i32 {
     if (j >= p.kw) {
@@ -118,25 +144,11 @@ fn main(
     for (var ch = 0u; ch < p.c; ch++) {
         for (var i = 0u; i < p.kh; i++) {
             let iy = i32(oy + select(i, p.kh - 1u - i, p.flip != 0u)) - i32(p.ph);
-            var l = vec4<f32>(0.0);
-            var m = vec4<f32>(0.0);
-            var r = vec4<f32>(0.0);
-            if (iy >= 0 && iy < i32(p.h)) {
-                let base = plane + u32(iy) * src_quads;
-                if (q >= 1u && q - 1u < src_quads) {
-                    l = x[base + q - 1u];
-                }
-                if (q < src_quads) {
-                    m = x[base + q];
-                }
-                if (q + 1u < src_quads) {
-                    r = x[base + q + 1u];
-                }
-            }
-            let b0 = window(l, m, r, s0);
-            let b1 = window(l, m, r, s1);
-            let b2 = window(l, m, r, s2);
-            let b3 = window(l, m, r, s3);
+            let v = around(plane, iy, q, src_quads);
+            let b0 = window(v.l, v.m, v.r, s0);
+            let b1 = window(v.l, v.m, v.r, s1);
+            let b2 = window(v.l, v.m, v.r, s2);
+            let b3 = window(v.l, v.m, v.r, s3);
             let lo = a[lo_idx + step];
             let hi = a[hi_idx + step];
             acc[0] = mac(acc[0], subgroupBroadcast(lo, 0u), b0, b1, b2, b3);
@@ -212,25 +224,11 @@ fn backward_filter(
         var q = 0u;
         for (var qd = 0u; qd < quads; qd++) {
             let iy = i32(oy + i) - i32(p.ph);
-            var l = vec4<f32>(0.0);
-            var m = vec4<f32>(0.0);
-            var r = vec4<f32>(0.0);
-            if (iy >= 0 && iy < i32(p.h)) {
-                let base = plane + u32(iy) * src_quads;
-                if (q >= 1u && q - 1u < src_quads) {
-                    l = x[base + q - 1u];
-                }
-                if (q < src_quads) {
-                    m = x[base + q];
-                }
-                if (q + 1u < src_quads) {
-                    r = x[base + q + 1u];
-                }
-            }
-            let b0 = window(l, m, r, s0);
-            let b1 = window(l, m, r, s1);
-            let b2 = window(l, m, r, s2);
-            let b3 = window(l, m, r, s3);
+            let v = around(plane, iy, q, src_quads);
+            let b0 = window(v.l, v.m, v.r, s0);
+            let b1 = window(v.l, v.m, v.r, s1);
+            let b2 = window(v.l, v.m, v.r, s2);
+            let b3 = window(v.l, v.m, v.r, s3);
             let lo = a[dy_lo + qd];
             let hi = a[dy_hi + qd];
             acc[0] = dots(acc[0], subgroupBroadcast(lo, 0u), b0, b1, b2, b3);

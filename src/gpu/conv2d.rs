@@ -116,15 +116,12 @@ impl Gpu {
     }
 
     /// conv2d_s1_subgroup over every image of the batch: `a` the weights as [K, C, KH, 4], `x`
-    /// the source, `y` the output; `params` carries the sizes (n and the offsets are set here).
-    fn conv2d_direct(&self, a: &GpuTensor, x: &GpuTensor, y: &GpuTensor, d: &ConvDims, mut params: DirectConvParams) -> Result<()> {
+    /// the source, `y` the output, sizes in `params` (see [`direct_params`]).
+    fn conv2d_direct(&self, a: &GpuTensor, x: &GpuTensor, y: &GpuTensor, mut params: DirectConvParams) -> Result<()> {
         let lanes = matmul::lanes(&self.ctx);
-        params.n = d.n as u32;
-        params.kh = d.kh as u32;
-        params.kw = d.kw as u32;
         let pipeline = self.pipeline::<DirectConvParams>(&kernels::CONV2D_S1_SUBGROUP, &[("LANES", lanes as f64)])?;
         let quads = (params.oh * params.ow / 4) as usize;
-        let groups = [quads.div_ceil(lanes) as u32, (params.k as usize).div_ceil(16) as u32, d.n as u32];
+        let groups = [quads.div_ceil(lanes) as u32, (params.k as usize).div_ceil(16) as u32, params.n];
         let binds = [Bind::whole(a), Bind::whole(x), Bind::whole(y)];
         // Only the images are split across dispatches (direct_applies bounds the rest).
         for (base, count) in split_grid(groups, self.max_groups()) {
@@ -154,18 +151,8 @@ impl Gpu {
         {
             // [K, C, KH, KW] -> [K, C, KH, 4]
             let wq = self.pad_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
-            let params = DirectConvParams {
-                c: d.c as u32,
-                h: d.h as u32,
-                w: d.w as u32,
-                k: d.k as u32,
-                oh: d.oh as u32,
-                ow: d.ow as u32,
-                ph: s.padding[0] as u32,
-                pw: s.padding[1] as u32,
-                ..Default::default()
-            };
-            self.conv2d_direct(&wq, x, y, d, params)?;
+            let params = direct_params(d, [d.c, d.h, d.w], [d.k, d.oh, d.ow], s.padding, false);
+            self.conv2d_direct(&wq, x, y, params)?;
             if let Some(bias) = bias {
                 self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
             }
@@ -224,19 +211,8 @@ impl Gpu {
                 let wc = self.alloc(&[d.c * d.k * kk])?;
                 self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, d.k * kk, 1], wc.storage())?;
                 let wq = self.pad_rows(&wc, d.c * d.k * d.kh, d.kw, 4)?;
-                let params = DirectConvParams {
-                    c: d.k as u32,
-                    h: d.oh as u32,
-                    w: d.ow as u32,
-                    k: d.c as u32,
-                    oh: d.h as u32,
-                    ow: d.w as u32,
-                    ph: pads[0] as u32,
-                    pw: pads[1] as u32,
-                    flip: 1,
-                    ..Default::default()
-                };
-                return self.conv2d_direct(&wq, dy, dx, d, params);
+                let params = direct_params(d, [d.k, d.oh, d.ow], [d.c, d.h, d.w], pads, true);
+                return self.conv2d_direct(&wq, dy, dx, params);
             }
             if (d.k * kk).is_multiple_of(4) && unfolds_by_quads([1, 1], [1, 1], d.ow, d.w, d.kw, pads[1]) {
                 return self.conv2d_backward_data_by_quads(dy, w, dx, d, pads);
@@ -349,20 +325,7 @@ impl Gpu {
             && self.direct_applies(&product, nt, s.stride, s.dilation, [d.w, d.ow], [d.k, 1, d.kw], s.padding[1], [x, dy])
         {
             let padded = if d.kw == 4 { None } else { Some(self.alloc(&[d.k * d.c * d.kh * 4])?) };
-            let params = DirectConvParams {
-                n: d.n as u32,
-                c: d.c as u32,
-                h: d.h as u32,
-                w: d.w as u32,
-                k: d.k as u32,
-                kh: d.kh as u32,
-                kw: d.kw as u32,
-                oh: d.oh as u32,
-                ow: d.ow as u32,
-                ph: s.padding[0] as u32,
-                pw: s.padding[1] as u32,
-                ..Default::default()
-            };
+            let params = direct_params(d, [d.c, d.h, d.w], [d.k, d.oh, d.ow], s.padding, false);
             let lanes = matmul::lanes(&self.ctx);
             let pipeline = self.pipeline::<DirectConvParams>(&kernels::CONV2D_S1_SUBGROUP_FILTER, &[("LANES", lanes as f64)])?;
             let groups = [(d.c * d.kh).div_ceil(lanes) as u32, d.k.div_ceil(16) as u32, 1];
@@ -437,6 +400,28 @@ fn conv_params(d: &ConvDims, nb: usize, total: usize, x_off: usize) -> ConvParam
         total: u(total),
         x_off: u(x_off),
         patch_pad: u(d.patch_pad()),
+        ..Default::default()
+    }
+}
+
+/// conv2d_s1_subgroup's parameters for convolution `d`'s images and kernel: a source of
+/// `src` [channels, rows, columns] to an output of `out` [channels, rows, columns] with
+/// padding `pads`, the taps mirrored when `flip` (the backward data reads dy this way).
+fn direct_params(d: &ConvDims, src: [usize; 3], out: [usize; 3], pads: [usize; 2], flip: bool) -> DirectConvParams {
+    let u = |v: usize| v as u32;
+    DirectConvParams {
+        n: u(d.n),
+        c: u(src[0]),
+        h: u(src[1]),
+        w: u(src[2]),
+        k: u(out[0]),
+        kh: u(d.kh),
+        kw: u(d.kw),
+        oh: u(out[1]),
+        ow: u(out[2]),
+        ph: u(pads[0]),
+        pw: u(pads[1]),
+        flip: flip as u32,
         ..Default::default()
     }
 }

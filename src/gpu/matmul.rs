@@ -114,14 +114,14 @@ impl MatmulVariant {
         }
     }
 
-    /// Rows and columns of C covered by one workgroup.
-    fn tile(self) -> (usize, usize) {
+    /// Rows and columns of C covered by one workgroup (v4 and v5: of `lanes` invocations).
+    fn tile(self, lanes: usize) -> (usize, usize) {
         match self {
             Self::V1Naive => (16, 16),
             Self::V2Tiled => (64, 64),
             Self::V3RegBlock => (32, 32),
-            Self::V4Lanes => (8, 8 * 64),
-            Self::V5Subgroup => (16, 4 * 64),
+            Self::V4Lanes => (8, 8 * lanes),
+            Self::V5Subgroup => (16, 4 * lanes),
         }
     }
 }
@@ -191,17 +191,13 @@ impl Gpu {
         };
         let variant = variant.applicable_at(d, spec, [a.offset, b.offset, c.offset]);
         let trans = [("TRANS_A", spec.trans_a as u8 as f64), ("TRANS_B", spec.trans_b as u8 as f64)];
-        let (constants, (tm, tn)) = match variant {
-            MatmulVariant::V4Lanes => {
-                let lanes = lanes(&self.ctx);
-                ([&[("LANES", lanes as f64)][..], &trans].concat(), (8, 8 * lanes))
-            }
-            MatmulVariant::V5Subgroup => {
-                let lanes = lanes(&self.ctx);
-                (vec![("LANES", lanes as f64), trans[1]], (16, 4 * lanes))
-            }
-            v => (trans.to_vec(), v.tile()),
+        let lanes = lanes(&self.ctx);
+        let constants = match variant {
+            MatmulVariant::V4Lanes => [&[("LANES", lanes as f64)][..], &trans].concat(),
+            MatmulVariant::V5Subgroup => vec![("LANES", lanes as f64), trans[1]],
+            _ => trans.to_vec(),
         };
+        let (tm, tn) = variant.tile(lanes);
         let pipeline = self.pipeline::<MatmulParams>(variant.kernel(), &constants)?;
         let groups = [
             u32_of("matmul", "column tiles", d.n.div_ceil(tn))?,
