@@ -2,12 +2,13 @@
 //   im2col:   col [n, groups * R, OH*OW]      row (g, c, i, j), column (oh, ow)
 //             col = x[n, g*Cg + c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], 0 outside the image
 //             (the rows of one group are contiguous: the forward GEMM is W_g @ col_g)
-//   im2col_t: colT [groups, n, OH*OW, R]       the same values, transposed per group
-//             (the backward-filter GEMM is dy_g[K_g, n*P] @ colT_g[n*P, R])
+//             or, with rows_outer = 1, [groups * R, n, OH*OW]: each row runs over every
+//             image of the chunk, so the backward-filter GEMM dw_g = dy_g[K_g, n*P] @ col_gᵀ
+//             is one product with B transposed
 // R = patch_pad >= Cg*KH*KW: rows past the patch are zeros, so that a patch of, say, 25 values
 // becomes 28 and the GEMM gets the multiple of 4 its fastest kernels need.
-// 2D grids of rows or cells (see each entry). x is read from element x_off (the first image
-// of this chunk). Host side: src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs (direct loops).
+// 2D grids (see each entry). x is read from element x_off (the first image of this chunk).
+// Host side: src/gpu/conv2d.rs. CPU twin: src/cpu/conv2d.rs (direct loops).
 
 struct ConvParams {
     n: u32,
@@ -30,7 +31,7 @@ struct ConvParams {
     x_off: u32,
     patch_pad: u32, // rows of a group's patch, rounded up (extra rows are zeros)
     flip: u32, // im2col_s1_vec4: read the taps mirrored (backward data)
-    rows_outer: u32, // im2col_s1_vec4: columns [groups * patch_pad, n, OH*OW] (backward filter)
+    rows_outer: u32, // columns [groups * patch_pad, n, OH*OW] (backward filter)
     _pad1: u32,
     _pad2: u32,
     _pad3: u32,
@@ -50,6 +51,14 @@ fn tap(n: u32, ch: u32, oy: u32, ox: u32, i: u32, j: u32) -> f32 {
     return x[p.x_off + ((n * p.c + ch) * p.h + u32(iy)) * p.w + u32(ix)];
 }
 
+// Which row of the chunk's columns holds row r (of groups * patch_pad) of image n's patches.
+fn column_row(n: u32, r: u32) -> u32 {
+    if (p.rows_outer != 0u) {
+        return r * p.n + n;
+    }
+    return n * p.groups * p.patch_pad + r;
+}
+
 // One invocation per row (image n, patch row r): the divisions that locate the row happen once
 // and the row's OH*OW values follow with counters (integer division is slow on CPU adapters).
 @compute @workgroup_size(64, 1, 1)
@@ -64,7 +73,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = row / rows;
     let r = row % rows;
     let rr = r % p.patch_pad;
-    var out = row * p.oh * p.ow;
+    var out = column_row(n, r) * p.oh * p.ow;
     if (rr >= cg * kk) {
         for (var q = 0u; q < p.oh * p.ow; q++) {
             col[out + q] = 0.0;
@@ -83,38 +92,9 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// One invocation per (group, image, output position): its patch_pad values, in (c, i, j) order.
-@compute @workgroup_size(64, 1, 1)
-fn im2col_t(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let cell = gid.y * p.row_stride + gid.x; // over groups * n * OH*OW
-    let positions = p.oh * p.ow;
-    if (cell >= p.groups * p.n * positions) {
-        return;
-    }
-    let cg = p.c / p.groups;
-    let q = cell % positions;
-    let n = (cell / positions) % p.n;
-    let g = cell / (positions * p.n);
-    let oy = q / p.ow;
-    let ox = q % p.ow;
-    var out = cell * p.patch_pad;
-    for (var c = 0u; c < cg; c++) {
-        for (var i = 0u; i < p.kh; i++) {
-            for (var j = 0u; j < p.kw; j++) {
-                col[out] = tap(n, g * cg + c, oy, ox, i, j);
-                out++;
-            }
-        }
-    }
-    for (var rest = cg * p.kh * p.kw; rest < p.patch_pad; rest++) {
-        col[out] = 0.0;
-        out++;
-    }
-}
-
-// The same two unfoldings writing vec4s (a quarter of the store instructions, each a loop over
-// SIMD lanes on lavapipe): im2col_vec4 where a row's OH*OW values are a multiple of 4,
-// im2col_t_vec4 always (patch_pad is). The taps are still read one by one, found by counters.
+// The same unfolding writing vec4s (a quarter of the store instructions, each a loop over SIMD
+// lanes on lavapipe) where a row's OH*OW values are a multiple of 4. The taps are still read
+// one by one, found by counters.
 @group(0) @binding(4) var<storage, read_write> col4: array<vec4<f32>>;
 
 @compute @workgroup_size(64, 1, 1)
@@ -130,7 +110,7 @@ fn im2col_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = row % rows;
     let rr = r % p.patch_pad;
     let quads = p.oh * p.ow / 4u;
-    var out = row * quads;
+    var out = column_row(n, r) * quads;
     if (rr >= cg * kk) {
         for (var q = 0u; q < quads; q++) {
             col4[out + q] = vec4<f32>(0.0);
@@ -151,45 +131,6 @@ fn im2col_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (ox == p.ow) {
                 ox = 0u;
                 oy++;
-            }
-        }
-        col4[out] = v;
-        out++;
-    }
-}
-
-@compute @workgroup_size(64, 1, 1)
-fn im2col_t_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let cell = gid.y * p.row_stride + gid.x; // over groups * n * OH*OW
-    let positions = p.oh * p.ow;
-    if (cell >= p.groups * p.n * positions) {
-        return;
-    }
-    let cg = p.c / p.groups;
-    let q = cell % positions;
-    let n = (cell / positions) % p.n;
-    let g = cell / (positions * p.n);
-    let oy = q / p.ow;
-    let ox = q % p.ow;
-    let real = cg * p.kh * p.kw;
-    var out = cell * (p.patch_pad / 4u);
-    var c = 0u;
-    var i = 0u;
-    var j = 0u;
-    for (var t = 0u; t < p.patch_pad; t += 4u) {
-        var v = vec4<f32>(0.0);
-        for (var l = 0u; l < 4u; l++) {
-            if (t + l < real) {
-                v[l] = tap(n, g * cg + c, oy, ox, i, j);
-                j++;
-                if (j == p.kw) {
-                    j = 0u;
-                    i++;
-                    if (i == p.kh) {
-                        i = 0u;
-                        c++;
-                    }
-                }
             }
         }
         col4[out] = v;

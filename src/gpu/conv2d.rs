@@ -1,12 +1,13 @@
 //! Host side of the convolution: im2col (shaders/im2col.wgsl) + the matmul + col2im
-//! (shaders/col2im.wgsl), one GEMM per group batched over the images of a chunk. With stride
-//! and dilation 1 on rows of whole vec4s, im2col_s1_vec4 unfolds a quad of positions at a
-//! time, dx is a convolution of dy (its unfolding mirrored) instead of a col2im, and dw one
-//! product with the columns' rows over the whole chunk; where such a product would run on
-//! matmul v5 and the kernel is at most 4 wide, conv2d_s1_subgroup (an implicit GEMM) does all
-//! three without a column buffer. A 1x1 convolution with stride 1 and no padding skips im2col
-//! and multiplies the NCHW input directly. The column buffer is bounded: images are processed
-//! in chunks whose columns fit `COL_BUDGET` (and the device's binding limit).
+//! (shaders/col2im.wgsl), one GEMM per group batched over the images of a chunk; dw is one
+//! product with B transposed per group over columns whose rows run across the chunk's images.
+//! With stride and dilation 1 on rows of whole vec4s, im2col_s1_vec4 unfolds a quad of
+//! positions at a time and dx is a convolution of dy (its unfolding mirrored) instead of a
+//! col2im; where such a product would run on matmul v5 and the kernel is at most 4 wide,
+//! conv2d_s1_subgroup (an implicit GEMM) does all three without a column buffer. A 1x1
+//! convolution with stride 1 and no padding skips im2col and multiplies the NCHW input
+//! directly. The column buffer is bounded: images are processed in chunks whose columns fit
+//! `COL_BUDGET` (and the device's binding limit).
 //! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs (cases in src/verify/conv2d.rs
 //! reach every path). Bench: `wgtrain bench conv`.
 
@@ -48,22 +49,20 @@ impl Gpu {
         Ok(d.n.max(1).div_ceil(d.n.max(1).div_ceil(most)))
     }
 
-    /// im2col (or im2col_t) of images [n0, n0 + nb) of x into `col`, each group's patch padded
-    /// to `d.patch_pad()` rows. The kernels take one row (im2col) or one cell (im2col_t) per
-    /// invocation; im2col_s1_vec4, where it applies, one quad of an output row.
-    fn unfold(&self, kernel: &Kernel, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize) -> Result<()> {
+    /// im2col of images [n0, n0 + nb) of x into `col`, each group's patch padded to
+    /// `d.patch_pad()` rows, laid out [nb, rows, P], or with `rows_outer` [rows, nb, P] (the
+    /// backward filter's operand). im2col_s1_vec4 where it applies (one quad of an output row
+    /// per invocation), else im2col or its vec4 form (one row of P positions per invocation).
+    fn unfold(&self, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize, rows_outer: bool) -> Result<()> {
         let total = nb * d.groups() * d.patch_pad() * d.p();
         let mut params = conv_params(d, nb, total, n0 * d.c * d.h * d.w);
-        if kernel.entry == "im2col" && unfolds_by_quads(d.spec.stride, d.spec.dilation, d.w, d.ow, d.kw, d.spec.padding[1]) {
+        params.rows_outer = rows_outer as u32;
+        if unfolds_by_quads(d.spec.stride, d.spec.dilation, d.w, d.ow, d.kw, d.spec.padding[1]) {
             let invocations = nb * d.c * d.oh * d.ow / 4;
             return self.conv_dispatch("im2col", &kernels::IM2COL_S1_VEC4, &mut params, invocations, x, col);
         }
-        // im2col: one row of OH*OW positions per invocation; im2col_t: one cell of patch_pad
-        // values. The vec4 forms where those rows are whole vec4s.
-        let (invocations, row) =
-            if kernel.entry == "im2col" { (nb * d.groups() * d.patch_pad(), d.p()) } else { (d.groups() * nb * d.p(), d.patch_pad()) };
-        let kernel = kernels::vec4_form(kernel).filter(|_| row.is_multiple_of(4)).unwrap_or(kernel);
-        self.conv_dispatch("im2col", kernel, &mut params, invocations, x, col)
+        let kernel = kernels::vec4_form(&kernels::IM2COL).filter(|_| d.p().is_multiple_of(4)).unwrap_or(&kernels::IM2COL);
+        self.conv_dispatch("im2col", kernel, &mut params, nb * d.groups() * d.patch_pad(), x, col)
     }
 
     /// `invocations` of a kernel of shaders/im2col.wgsl or col2im.wgsl (workgroups of 64) on a
@@ -172,7 +171,7 @@ impl Gpu {
             let (b, base, stride) = match &col {
                 None => (x, n0 * d.c * p, d.c * p),
                 Some(col) => {
-                    self.unfold(&kernels::IM2COL, x, col, d, n0, nbc)?;
+                    self.unfold(x, col, d, n0, nbc, false)?;
                     (col, 0, g * rows * p)
                 }
             };
@@ -337,32 +336,24 @@ impl Gpu {
             return Ok(());
         }
         let nb = self.images_per_chunk("conv2d_backward_filter", d, (g * rows * p).max(d.k * p))?;
-        let col_t = self.alloc(&[nb * g * rows * p])?;
+        let col = self.alloc(&[nb * g * rows * p])?;
         let dy_k = self.alloc(&[nb * d.k * p])?;
         let padded = if rows != patch { Some(self.alloc(&[d.k * rows])?) } else { None };
         let target = padded.as_ref().unwrap_or(dw);
-        // Where im2col_s1_vec4 applies, the columns as the forward unfolds them, each row over
-        // the chunk's images ([g, rows, nbc, P]), and the product with B transposed; else
-        // im2col_t's [g, nbc, P, rows] and a plain product.
-        let by_quads = unfolds_by_quads(d.spec.stride, d.spec.dilation, d.w, d.ow, d.kw, d.spec.padding[1]);
+        // The columns with each row over the chunk's images ([g, rows, nbc, P]), and per group
+        // one product with B transposed.
         for (chunk, n0) in (0..d.n).step_by(nb.max(1)).enumerate() {
             let nbc = nb.min(d.n - n0);
-            if by_quads {
-                let mut params = conv_params(d, nbc, nbc * g * rows * p, n0 * d.c * d.h * d.w);
-                params.rows_outer = 1;
-                self.conv_dispatch("im2col", &kernels::IM2COL_S1_VEC4, &mut params, nbc * d.c * d.oh * d.ow / 4, x, &col_t)?;
-            } else {
-                self.unfold(&kernels::IM2COL_T, x, &col_t, d, n0, nbc)?;
-            }
+            self.unfold(x, &col, d, n0, nbc, true)?;
             // [nbc, K, P] -> [K, nbc, P]
             self.permute3(dy.storage(), n0 * d.k * p, [nbc, d.k, p], [p, nbc * p, 1], dy_k.storage())?;
-            let spec = MatmulSpec { trans_b: by_quads, beta: if chunk == 0 { 0.0 } else { 1.0 }, ..MatmulSpec::default() };
+            let spec = MatmulSpec { beta: if chunk == 0 { 0.0 } else { 1.0 }, ..nt };
             for gi in 0..g {
                 let dims = MatmulDims { batch: 1, m: kg, n: rows, k: nbc * p, stride_a: 0, stride_b: 0, stride_c: 0 };
                 self.gemm(
-                    self.tuned_variant(&dims, MatmulSpec { trans_b: by_quads, ..MatmulSpec::default() }),
+                    self.tuned_variant(&dims, nt),
                     Operand::at(&dy_k, gi * kg * nbc * p),
-                    Operand::at(&col_t, gi * nbc * p * rows),
+                    Operand::at(&col, gi * nbc * p * rows),
                     Operand::at(target, gi * kg * rows),
                     &dims,
                     spec,

@@ -246,14 +246,11 @@ pub const RELU_BACKWARD_VEC4: Kernel =
     Kernel { shader: "relu", entry: "relu_backward_vec4", storage: &[(4, Read), (5, Read), (6, ReadWrite)] };
 /// Sum of a flat tensor, one pass: partial sums per workgroup (or the final sum of the partials).
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
-/// Image patches to columns, col [N, groups * R, OH*OW]: the forward convolution's GEMM operand.
+/// Image patches to columns, col [N, groups * R, OH*OW]: the forward convolution's GEMM operand;
+/// with `rows_outer` [groups * R, N, OH*OW], the backward-filter GEMM's (B transposed).
 pub const IM2COL: Kernel = Kernel { shader: "im2col", entry: "im2col", storage: IN1_OUT };
-/// The same columns transposed per group, colT [groups, N, OH*OW, R]: the backward-filter GEMM operand.
-pub const IM2COL_T: Kernel = Kernel { shader: "im2col", entry: "im2col_t", storage: IN1_OUT };
 /// [`IM2COL`] writing vec4s (rows of a multiple of 4 positions).
 pub const IM2COL_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_vec4", storage: &[(1, Read), (4, ReadWrite)] };
-/// [`IM2COL_T`] writing vec4s (patch_pad is a multiple of 4).
-pub const IM2COL_T_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_t_vec4", storage: &[(1, Read), (4, ReadWrite)] };
 /// [`IM2COL`] for stride 1 and dilation 1 on rows of whole vec4s, one invocation per (image,
 /// channel, output row, quad) writing all its taps from aligned vec4 loads; with `flip` the
 /// columns of the backward-data convolution (taps mirrored, read from dy), with `rows_outer`
@@ -293,14 +290,13 @@ pub const CHANNEL_SUM_SQ_DEV: Kernel =
 /// quarter of the storage instructions (each a loop over SIMD lanes on CPU adapters such as
 /// lavapipe). Its caller checks that the rows it runs over hold a multiple of 4 values.
 pub fn vec4_form(kernel: &Kernel) -> Option<&'static Kernel> {
-    const FORMS: [(&Kernel, &Kernel); 7] = [
+    const FORMS: [(&Kernel, &Kernel); 6] = [
         (&CHANNEL_SUM, &CHANNEL_SUM_VEC4),
         (&CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_SQ_DEV_VEC4),
         (&CHANNEL_SUM_PROD_DEV_AND_SUM, &CHANNEL_SUM_PROD_DEV_AND_SUM_VEC4),
         (&RELU_FORWARD, &RELU_FORWARD_VEC4),
         (&RELU_BACKWARD, &RELU_BACKWARD_VEC4),
         (&IM2COL, &IM2COL_VEC4),
-        (&IM2COL_T, &IM2COL_T_VEC4),
     ];
     FORMS.into_iter().find(|(k, _)| k.shader == kernel.shader && k.entry == kernel.entry).map(|(_, v)| v)
 }
@@ -441,9 +437,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &RELU_BACKWARD_VEC4,
     &DROPOUT,
     &IM2COL,
-    &IM2COL_T,
     &IM2COL_VEC4,
-    &IM2COL_T_VEC4,
     &IM2COL_S1_VEC4,
     &CONV2D_S1_SUBGROUP,
     &CONV2D_S1_SUBGROUP_FILTER,
