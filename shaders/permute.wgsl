@@ -5,6 +5,7 @@
 // strides on the two sides). permute3 runs over the flat index (three divisions each);
 // permute3_grid over a 3-D grid (x: i2, y: i1, z: i0) with none, used where rows are at least
 // 32 long, and permute3_grid_vec4 (at the end) where rows stay whole and line up with vec4s.
+// pad_rows_vec4 and crop_rows_vec4 (at the end) pad short rows to whole vec4s and back.
 // Host side: src/gpu/permute.rs. CPU twin: src/cpu/permute.rs.
 
 struct PermuteParams {
@@ -57,4 +58,49 @@ fn permute3_grid_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     dst4[gid.z * p.s0 + gid.y * p.s1 + gid.x] = src4[p.in_off + gid.z * p.t0 + gid.y * p.t1 + gid.x];
+}
+
+// Rows of d1 values to rows of 4 * d2 (>= d1) and back: pad_rows_vec4 copies each of d0 rows
+// and fills the rest with zeros, crop_rows_vec4 keeps the first d1 of each padded row. One
+// invocation per row (no division per element), on vec4s on the padded side (the rows being
+// padded or cropped are not whole vec4s, so that side is read or written value by value).
+@compute @workgroup_size(64, 1, 1)
+fn pad_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y * p.row_stride + gid.x;
+    if (row >= p.d0) {
+        return;
+    }
+    var at = p.in_off + row * p.d1;
+    var c = 0u;
+    for (var q = 0u; q < p.d2; q++) {
+        var v = vec4<f32>(0.0);
+        for (var l = 0u; l < 4u; l++) {
+            if (c < p.d1) {
+                v[l] = src[at];
+                at++;
+            }
+            c++;
+        }
+        dst4[row * p.d2 + q] = v;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn crop_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y * p.row_stride + gid.x;
+    if (row >= p.d0) {
+        return;
+    }
+    var to = row * p.d1;
+    var c = 0u;
+    for (var q = 0u; q < p.d2; q++) {
+        let v = src4[p.in_off + row * p.d2 + q];
+        for (var l = 0u; l < 4u; l++) {
+            if (c < p.d1) {
+                dst[to] = v[l];
+                to++;
+            }
+            c++;
+        }
+    }
 }

@@ -16,7 +16,6 @@ use super::kernels::{self, ConvParams, DirectConvParams, Kernel};
 use super::matmul::{self, MatmulVariant, Operand};
 use super::recorder::Bind;
 use super::{Gpu, GpuTensor};
-use crate::backend::Backend;
 use crate::ops::{ConvDims, MatmulDims, MatmulSpec};
 use crate::{Error, Result};
 
@@ -87,7 +86,7 @@ impl Gpu {
     /// made in registers: so on CPU adapters with subgroups, or where the autotune chose v5,
     /// and `WGTRAIN_MATMUL` other than v5 turns it off), kernels at most 4 wide, rows of
     /// whole vec4s (see unfolds_by_quads), a grid within the device's limits, and the tensors
-    /// it binds whole (`bound`: the source and the output) within the binding limit. `widths`
+    /// it binds whole (`bound`: the source's and the output's bytes) within the binding limit. `widths`
     /// are the source's and the output's, `out` the output channels, the output rows and the
     /// kernel's width.
     #[allow(clippy::too_many_arguments)]
@@ -100,7 +99,7 @@ impl Gpu {
         widths: [usize; 2],
         out: [usize; 3],
         pw: usize,
-        bound: [&GpuTensor; 2],
+        bound: [u64; 2],
     ) -> bool {
         let [k, oh, kw] = out;
         let quads = oh * widths[1] / 4;
@@ -111,7 +110,7 @@ impl Gpu {
             && self.tuned_variant(product, spec) == MatmulVariant::V5Subgroup
             && quads.div_ceil(matmul::lanes(&self.ctx)) <= max
             && k.div_ceil(16) <= max
-            && bound.iter().all(|t| t.storage().bytes() <= self.max_binding_bytes())
+            && bound.iter().all(|&bytes| bytes <= self.max_binding_bytes())
     }
 
     /// conv2d_s1_subgroup over every image of the batch: `a` the weights as [K, C, KH, 4], `x`
@@ -145,11 +144,11 @@ impl Gpu {
                 [d.w, d.ow],
                 [d.k, d.oh, d.kw],
                 s.padding[1],
-                [x, y],
+                [x.storage().bytes(), y.storage().bytes()],
             )
         {
             // [K, C, KH, KW] -> [K, C, KH, 4]
-            let wq = self.pad_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
+            let wq = self.padded_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
             let params = direct_params(d, [d.c, d.h, d.w], [d.k, d.oh, d.ow], s.padding, false);
             self.conv2d_direct(&wq, x, y, params)?;
             if let Some(bias) = bias {
@@ -161,7 +160,7 @@ impl Gpu {
         // Rows of each group's patch in the GEMM: padded to a multiple of 4 on the im2col
         // path (the weights get the same zero columns); the direct path uses x as it is.
         let rows = if direct { d.patch() } else { d.patch_pad() };
-        let padded_w = if rows != d.patch() { Some(self.pad_rows(w, d.k, d.patch(), rows)?) } else { None };
+        let padded_w = if rows != d.patch() { Some(self.padded_rows(w, d.k, d.patch(), rows)?) } else { None };
         let a = padded_w.as_ref().unwrap_or(w);
         let nb = if direct { d.n } else { self.images_per_chunk("conv2d", d, g * rows * p)? };
         let col = if direct { None } else { Some(self.alloc(&[nb * g * rows * p])?) };
@@ -193,10 +192,10 @@ impl Gpu {
         Ok(())
     }
 
-    /// [rows, cols] -> [rows, padded] with zero columns.
-    fn pad_rows(&self, w: &GpuTensor, rows: usize, cols: usize, padded: usize) -> Result<GpuTensor> {
-        let out = self.zeros(&[rows * padded])?;
-        self.strided_copy(w.storage(), 0, [rows, cols, 1], [cols, 1, 1], [padded, 1, 1], out.storage())?;
+    /// [rows, cols] -> [rows, padded] with zero columns (padded a multiple of 4).
+    fn padded_rows(&self, w: &GpuTensor, rows: usize, cols: usize, padded: usize) -> Result<GpuTensor> {
+        let out = self.alloc(&[rows * padded])?;
+        self.pad_rows(w.storage(), 0, [rows, cols], padded, out.storage())?;
         Ok(out)
     }
 
@@ -204,14 +203,24 @@ impl Gpu {
     pub(crate) fn conv2d_backward_data_impl(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
         if let Some(pads) = self.mirrored_pads(d) {
-            let product = MatmulDims { batch: d.n, m: d.c, n: d.h * d.w, k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
-            if self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], [d.ow, d.w], [d.c, d.h, d.kw], pads[1], [dy, dx]) {
+            // On rows of whole vec4s as they are, else on copies of dy and dx padded with zero
+            // columns to whole vec4s (the zeros read past dy's rows are its own padding).
+            let widths = [d.ow.next_multiple_of(4), d.w.next_multiple_of(4)];
+            let product = MatmulDims { batch: d.n, m: d.c, n: d.h * widths[1], k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
+            let bound = [d.n * d.k * d.oh * widths[0], d.n * d.c * d.h * widths[1]].map(|v| v as u64 * 4);
+            if self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], widths, [d.c, d.h, d.kw], pads[1], bound) {
                 // w [K, C, KH*KW] -> [C, K, KH*KW] -> [C, K, KH, 4]
                 let wc = self.alloc(&[d.c * d.k * kk])?;
                 self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, d.k * kk, 1], wc.storage())?;
-                let wq = self.pad_rows(&wc, d.c * d.k * d.kh, d.kw, 4)?;
-                let params = direct_params(d, [d.k, d.oh, d.ow], [d.c, d.h, d.w], pads, true);
-                return self.conv2d_direct(&wq, dy, dx, params);
+                let wq = self.padded_rows(&wc, d.c * d.k * d.kh, d.kw, 4)?;
+                let params = direct_params(d, [d.k, d.oh, widths[0]], [d.c, d.h, widths[1]], pads, true);
+                if widths == [d.ow, d.w] {
+                    return self.conv2d_direct(&wq, dy, dx, params);
+                }
+                let dy4 = self.padded_rows(dy, d.n * d.k * d.oh, d.ow, widths[0])?;
+                let dx4 = self.alloc(&[d.n * d.c * d.h * widths[1]])?;
+                self.conv2d_direct(&wq, &dy4, &dx4, params)?;
+                return self.crop_rows(dx4.storage(), 0, [d.n * d.c * d.h, widths[1]], d.w, dx.storage());
             }
             if (d.k * kk).is_multiple_of(4) && unfolds_by_quads([1, 1], [1, 1], d.ow, d.w, d.kw, pads[1]) {
                 return self.conv2d_backward_data_by_quads(dy, w, dx, d, pads);
@@ -316,22 +325,35 @@ impl Gpu {
         let rows = d.patch_pad();
         let s = d.spec;
         let nt = MatmulSpec { trans_b: true, ..MatmulSpec::default() };
-        let product = MatmulDims { batch: 1, m: d.k, n: rows, k: d.n * p, stride_a: 0, stride_b: 0, stride_c: 0 };
+        // On rows of whole vec4s as they are, else on copies of x and dy padded with zero
+        // columns to whole vec4s (dy's zeros add nothing; x's are its own padding).
+        let widths = [d.w.next_multiple_of(4), d.ow.next_multiple_of(4)];
+        let product = MatmulDims { batch: 1, m: d.k, n: rows, k: d.n * d.oh * widths[1], stride_a: 0, stride_b: 0, stride_c: 0 };
+        let bound = [d.n * d.c * d.h * widths[0], d.n * d.k * d.oh * widths[1]].map(|v| v as u64 * 4);
         // Its few workgroups with long sums suit a CPU's cores, not a GPU's.
         if g == 1
             && !d.is_pointwise()
             && self.ctx.is_cpu_adapter()
-            && self.direct_applies(&product, nt, s.stride, s.dilation, [d.w, d.ow], [d.k, 1, d.kw], s.padding[1], [x, dy])
+            && self.direct_applies(&product, nt, s.stride, s.dilation, widths, [d.k, 1, d.kw], s.padding[1], bound)
         {
             let padded = if d.kw == 4 { None } else { Some(self.alloc(&[d.k * d.c * d.kh * 4])?) };
-            let params = direct_params(d, [d.c, d.h, d.w], [d.k, d.oh, d.ow], s.padding, false);
+            let params = direct_params(d, [d.c, d.h, widths[0]], [d.k, d.oh, widths[1]], s.padding, false);
+            let (x4, dy4) = if widths == [d.w, d.ow] {
+                (None, None)
+            } else {
+                (
+                    Some(self.padded_rows(x, d.n * d.c * d.h, d.w, widths[0])?),
+                    Some(self.padded_rows(dy, d.n * d.k * d.oh, d.ow, widths[1])?),
+                )
+            };
             let lanes = matmul::lanes(&self.ctx);
             let pipeline = self.pipeline::<DirectConvParams>(&kernels::CONV2D_S1_SUBGROUP_FILTER, &[("LANES", lanes as f64)])?;
             let groups = [(d.c * d.kh).div_ceil(lanes) as u32, d.k.div_ceil(16) as u32, 1];
             let out = padded.as_ref().unwrap_or(dw);
-            self.dispatch("conv2d_direct", &pipeline, &params, &[Bind::whole(dy), Bind::whole(x), Bind::whole(out)], groups)?;
+            let binds = [Bind::whole(dy4.as_ref().unwrap_or(dy)), Bind::whole(x4.as_ref().unwrap_or(x)), Bind::whole(out)];
+            self.dispatch("conv2d_direct", &pipeline, &params, &binds, groups)?;
             if let Some(padded) = &padded {
-                self.strided_copy(padded.storage(), 0, [d.k * d.c * d.kh, d.kw, 1], [4, 1, 1], [d.kw, 1, 1], dw.storage())?;
+                self.crop_rows(padded.storage(), 0, [d.k * d.c * d.kh, 4], d.kw, dw.storage())?;
             }
             return Ok(());
         }

@@ -270,6 +270,10 @@ pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", stor
 pub const PERMUTE3_GRID: Kernel = Kernel { shader: "permute", entry: "permute3_grid", storage: IN1_OUT };
 /// [`PERMUTE3_GRID`] on vec4s (rows contiguous on both sides, sizes in vec4s).
 pub const PERMUTE3_GRID_VEC4: Kernel = Kernel { shader: "permute", entry: "permute3_grid_vec4", storage: &[(4, Read), (5, ReadWrite)] };
+/// Rows padded with zeros to whole vec4s, one invocation per row.
+pub const PAD_ROWS_VEC4: Kernel = Kernel { shader: "permute", entry: "pad_rows_vec4", storage: &[(1, Read), (5, ReadWrite)] };
+/// Rows of whole vec4s cropped to their first values, one invocation per row.
+pub const CROP_ROWS_VEC4: Kernel = Kernel { shader: "permute", entry: "crop_rows_vec4", storage: &[(4, Read), (3, ReadWrite)] };
 /// `y = act(y + bias[c])` in place over [N, C, P].
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
 /// dz = dy * act'(z), read off the activated output y.
@@ -445,6 +449,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &PERMUTE3,
     &PERMUTE3_GRID,
     &PERMUTE3_GRID_VEC4,
+    &PAD_ROWS_VEC4,
+    &CROP_ROWS_VEC4,
     &BIAS_ACT,
     &ACT_BACKWARD,
     &CHANNEL_SUM,

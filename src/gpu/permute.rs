@@ -1,7 +1,7 @@
 //! Host side of shaders/permute.wgsl. CPU twin: src/cpu/permute.rs.
 
-use super::grid::grid_2d;
-use super::kernels::{self, PermuteParams};
+use super::grid::{grid_2d, grid_2d_wg};
+use super::kernels::{self, Kernel, PermuteParams};
 use super::recorder::Bind;
 use super::{Gpu, GpuBuffer};
 use crate::Result;
@@ -58,6 +58,41 @@ impl Gpu {
             t1: u(t[1] / q),
             t2: u(t[2]),
         };
+        self.dispatch("permute", &pipeline, &params, &[Bind::buffer(src), Bind::buffer(dst)], groups)
+    }
+
+    /// [rows, cols] -> [rows, padded] (padded a multiple of 4, at least cols) with zeros after
+    /// each row's values; `src` read from element `in_off`.
+    pub(crate) fn pad_rows(&self, src: &GpuBuffer, in_off: usize, [rows, cols]: [usize; 2], padded: usize, dst: &GpuBuffer) -> Result<()> {
+        debug_assert!(padded.is_multiple_of(4) && padded >= cols);
+        self.resize_rows(&kernels::PAD_ROWS_VEC4, src, in_off, rows, cols, padded, dst)
+    }
+
+    /// [rows, padded] -> [rows, cols] (padded a multiple of 4, at least cols): the first cols of
+    /// each row; `src` read from element `in_off` (a multiple of 4).
+    pub(crate) fn crop_rows(&self, src: &GpuBuffer, in_off: usize, [rows, padded]: [usize; 2], cols: usize, dst: &GpuBuffer) -> Result<()> {
+        debug_assert!(padded.is_multiple_of(4) && padded >= cols && in_off.is_multiple_of(4));
+        self.resize_rows(&kernels::CROP_ROWS_VEC4, src, in_off / 4, rows, cols, padded, dst)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resize_rows(
+        &self,
+        kernel: &Kernel,
+        src: &GpuBuffer,
+        in_off: usize,
+        rows: usize,
+        cols: usize,
+        padded: usize,
+        dst: &GpuBuffer,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let pipeline = self.pipeline::<PermuteParams>(kernel, &[])?;
+        let (groups, row_stride) = grid_2d_wg("permute", rows as u64, 64, self.max_groups())?;
+        let u = |v: usize| v as u32;
+        let params = PermuteParams { d0: u(rows), d1: u(cols), d2: u(padded / 4), row_stride, in_off: u(in_off), ..Default::default() };
         self.dispatch("permute", &pipeline, &params, &[Bind::buffer(src), Bind::buffer(dst)], groups)
     }
 }

@@ -1,6 +1,7 @@
 //! Per-channel cases and their runner: bias + activation, its backward, per-channel sums
 //! (shaders/bias_act.wgsl, shaders/channel.wgsl; CPU twin src/cpu/channel.rs) and the 3-axis
-//! permute between layouts (shaders/permute.wgsl; CPU twin src/cpu/permute.rs).
+//! permute between layouts and rows padded to whole vec4s and back (shaders/permute.wgsl; CPU
+//! twin src/cpu/permute.rs).
 
 use super::{Report, Tolerance, VerifyTarget};
 use crate::ops::Activation;
@@ -8,7 +9,7 @@ use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
 
-/// One per-channel op, or a permute.
+/// One per-channel op, a permute, or rows padded or cropped.
 #[derive(Clone, Debug)]
 pub enum Case {
     /// `y += bias[channel]`, then the activation, in place on y [N, C, ...].
@@ -37,6 +38,16 @@ pub enum Case {
         /// The input axis written at each output position (`[0, 2, 1]` transposes the last two).
         order: [usize; 3],
     },
+    /// x [rows, from] to [rows, to]: rows padded with zeros (to > from) or cropped (to < from),
+    /// the wider side a whole number of vec4s (how the convolution pads rows that are not).
+    ResizeRows {
+        /// Rows.
+        rows: usize,
+        /// Values per row of x.
+        from: usize,
+        /// Values per row of the output.
+        to: usize,
+    },
 }
 
 impl Case {
@@ -47,6 +58,7 @@ impl Case {
             Case::ActBackward { act, .. } => format!("act_backward {act:?}"),
             Case::ChannelSum { .. } => "channel_sum".into(),
             Case::Permute { order, .. } => format!("permute {order:?}"),
+            Case::ResizeRows { from, to, .. } => format!("{} rows {from} -> {to}", if to > from { "pad" } else { "crop" }),
         }
     }
 
@@ -55,6 +67,7 @@ impl Case {
         match self {
             Case::BiasAct { shape, .. } | Case::ActBackward { shape, .. } | Case::ChannelSum { shape } => ShapeFmt(shape).to_string(),
             Case::Permute { d, .. } => ShapeFmt(d).to_string(),
+            Case::ResizeRows { rows, from, .. } => ShapeFmt(&[*rows, *from]).to_string(),
         }
     }
 }
@@ -97,6 +110,13 @@ fn permute_cases() -> Vec<Case> {
     ]
     .into_iter()
     .map(|(d, order)| Case::Permute { d, order })
+    .chain(
+        // One row of one value; 7 to 8 (one vec4); 14 to 16 over more rows than a workgroup
+        // has invocations; 1 to 4 and 13 to 16 on a prime number of rows.
+        [(1, 1, 4), (3, 7, 8), (131, 14, 16), (67, 1, 4), (5, 13, 16)].into_iter().flat_map(|(rows, short, long)| {
+            [Case::ResizeRows { rows, from: short, to: long }, Case::ResizeRows { rows, from: long, to: short }]
+        }),
+    )
     .collect()
 }
 
@@ -123,6 +143,11 @@ fn compute<X: VerifyTarget>(x: &X, case: &Case, a: &[f32], b: &[f32]) -> Result<
             x.permute3(&x.upload(&[a.len()], a)?, *d, permute_strides(*d, *order), &mut out)?;
             out
         }
+        Case::ResizeRows { rows, from, to } => {
+            let mut out = x.zeros(&[rows * to])?;
+            x.resize_rows(&x.upload(&[rows * from], a)?, [*rows, *from], *to, &mut out)?;
+            out
+        }
     };
     x.download(&out)
 }
@@ -145,6 +170,7 @@ pub fn run_case<B: VerifyTarget>(be: &B, case: &Case, seed: u64) -> Result<Repor
         Case::ActBackward { shape, .. } => (shape.clone(), shape.iter().product()),
         Case::ChannelSum { shape } => (shape.clone(), 0),
         Case::Permute { d, .. } => (d.to_vec(), 0),
+        Case::ResizeRows { rows, from, .. } => (vec![*rows, *from], 0),
     };
     let a = rng.vec(shape.iter().product(), -1.0, 1.0);
     let b = rng.vec(second, -1.0, 1.0);

@@ -46,6 +46,16 @@ pub trait VerifyTarget: Backend {
         self.write(out, &dst)
     }
 
+    /// x [rows, cols] to out [rows, to]: each row's first min(cols, to) values, then zeros.
+    /// Default: on the host, with the CPU twin; the GPU overrides it with its pad and crop
+    /// kernels (the wider side a multiple of 4).
+    fn resize_rows(&self, x: &Tensor<Self::Storage>, [rows, cols]: [usize; 2], to: usize, out: &mut Tensor<Self::Storage>) -> Result<()> {
+        let src = self.download(x)?;
+        let mut dst = vec![0.0; rows * to];
+        crate::cpu::permute::strided_copy(&src, [rows, cols.min(to), 1], [cols, 1, 1], [to, 1, 1], &mut dst);
+        self.write(out, &dst)
+    }
+
     /// The longest chain of dependent f32 additions in this backend's `sum` of n values, which
     /// the tolerance of sums derives from (`Tolerance::sum`). Default: n, a plain loop, the
     /// longest any order of additions can have.
@@ -76,6 +86,14 @@ impl VerifyTarget for Gpu {
 
     fn permute3(&self, x: &Tensor<Self::Storage>, d: [usize; 3], s: [usize; 3], out: &mut Tensor<Self::Storage>) -> Result<()> {
         Gpu::permute3(self, x.storage(), 0, d, s, out.storage())
+    }
+
+    fn resize_rows(&self, x: &Tensor<Self::Storage>, [rows, cols]: [usize; 2], to: usize, out: &mut Tensor<Self::Storage>) -> Result<()> {
+        if to >= cols {
+            self.pad_rows(x.storage(), 0, [rows, cols], to, out.storage())
+        } else {
+            self.crop_rows(x.storage(), 0, [rows, cols], to, out.storage())
+        }
     }
 
     fn sum_depth(&self, n: usize) -> usize {
