@@ -88,11 +88,15 @@ fn chunked_convolution_matches() {
 /// reference. Under CI an adapter without subgroups of 8 fails rather than testing the
 /// unfolding twice.
 fn implicit_gemm_runs_where_it_applies() {
-    implicit_gemm_case([2, 8, 8, 8], [16, 8, 3, 3]);
-    implicit_gemm_case([3, 5, 7, 7], [6, 5, 3, 3]);
+    implicit_gemm_case([2, 8, 8, 8], [16, 8, 3, 3], None);
+    implicit_gemm_case([3, 5, 7, 7], [6, 5, 3, 3], None);
+    // A binding limit of 16 KiB: the padded copies of 5 images a chunk (3080 bytes each), so 2
+    // chunks of 9 images, the filter gradient adding the second chunk's to the first's.
+    implicit_gemm_case([9, 5, 7, 7], [6, 5, 3, 3], Some(16 << 10));
 }
 
-fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4]) {
+/// `binding`: the device's binding limit, which bounds the chunks of padded copies.
+fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4], binding: Option<u64>) {
     let spec = Conv2dSpec { padding: [1, 1], ..Default::default() };
     let whole_vec4s = xs[3].is_multiple_of(4);
     let d = conv2d_dims("conv2d", &xs, &ws, spec).unwrap();
@@ -123,7 +127,7 @@ fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4]) {
     cpu.conv2d_backward_filter(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&d.y_shape(), &dy).unwrap(), &mut dw, spec).unwrap();
     let want = [y.data().to_vec(), dx.data().to_vec(), dw.data().to_vec()];
     for variant in ["v5_subgroup", "v4_lanes"] {
-        let g = open(&GpuOptions { profile: true, matmul_variant: Some(variant.into()), ..Default::default() });
+        let g = open(&GpuOptions { profile: true, matmul_variant: Some(variant.into()), max_binding_bytes: binding, ..Default::default() });
         let implicit = variant == "v5_subgroup" && g.context().has_subgroups_of_8();
         if variant == "v5_subgroup" && !implicit {
             assert!(std::env::var_os("CI").is_none(), "{} has no subgroups of 8: the implicit GEMM is not tested", g.adapter_name());
@@ -135,13 +139,21 @@ fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4]) {
             let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-4, "{xs:?} {variant} {pass}: max error {worst}");
         }
-        // Which passes should run the implicit GEMM: the forward only on rows of whole vec4s,
-        // the filter gradient only on CPU adapters.
+        // Which passes should run the implicit GEMM (once per chunk of padded copies): the
+        // forward only on rows of whole vec4s, the filter gradient only on CPU adapters.
+        let chunks = if binding.is_some() { 2 } else { 1 };
         let expect = [implicit && whole_vec4s, implicit, implicit && g.context().is_cpu_adapter()];
         for ((pass, ops), direct) in names.iter().zip(&ops).zip(expect) {
             let ran = ops.iter().filter(|o| *o == "conv2d_direct").count();
             let unfolded = ops.iter().any(|o| o == "im2col" || o == "col2im");
-            assert_eq!((ran, unfolded), (direct as usize, !direct), "{xs:?} {variant} {pass}: {ops:?}");
+            let want = if !direct {
+                0
+            } else if *pass == "forward" {
+                1
+            } else {
+                chunks
+            };
+            assert_eq!((ran, unfolded), (want, !direct), "{xs:?} {variant} {pass}: {ops:?}");
         }
     }
 }

@@ -39,7 +39,7 @@ struct DirectConvParams {
     x_off: u32, // element offsets of x and y (multiples of 4)
     y_off: u32,
     batch_base: u32, // first image of this dispatch
-    _pad: u32,
+    accumulate: u32, // backward_filter: add to y (a later chunk of images) instead of writing it
 }
 
 @group(0) @binding(0) var<uniform> p: DirectConvParams;
@@ -260,7 +260,11 @@ fn backward_filter(
         for (var rr = 0u; rr < ROWS; rr++) {
             let row = row0 + rr;
             if (row < p.k) {
-                y[base + row * cols] = acc[rr];
+                if (p.accumulate != 0u) {
+                    y[base + row * cols] += acc[rr];
+                } else {
+                    y[base + row * cols] = acc[rr];
+                }
             }
         }
     }

@@ -64,6 +64,8 @@ fn permute3_grid_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // and fills the rest with zeros, crop_rows_vec4 keeps the first d1 of each padded row. One
 // invocation per row (no division per element), on vec4s on the padded side (the rows being
 // padded or cropped are not whole vec4s, so that side is read or written value by value).
+// The output starts at element s0 (a multiple of 4 for pad_rows_vec4), the input at in_off
+// (in vec4s for crop_rows_vec4).
 @compute @workgroup_size(64, 1, 1)
 fn pad_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y * p.row_stride + gid.x;
@@ -81,7 +83,7 @@ fn pad_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             c++;
         }
-        dst4[row * p.d2 + q] = v;
+        dst4[p.s0 / 4u + row * p.d2 + q] = v;
     }
 }
 
@@ -91,7 +93,7 @@ fn crop_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= p.d0) {
         return;
     }
-    var to = row * p.d1;
+    var to = p.s0 + row * p.d1;
     var c = 0u;
     for (var q = 0u; q < p.d2; q++) {
         let v = src4[p.in_off + row * p.d2 + q];

@@ -195,8 +195,16 @@ impl Gpu {
     /// [rows, cols] -> [rows, padded] with zero columns (padded a multiple of 4).
     fn padded_rows(&self, w: &GpuTensor, rows: usize, cols: usize, padded: usize) -> Result<GpuTensor> {
         let out = self.alloc(&[rows * padded])?;
-        self.pad_rows(w.storage(), 0, [rows, cols], padded, out.storage())?;
+        self.pad_rows(w.storage(), [rows, cols], padded, out.storage(), [0, 0])?;
         Ok(out)
+    }
+
+    /// Images per chunk of a backward pass that runs the implicit GEMM on copies of its tensors
+    /// padded to rows of whole vec4s, `per_image` f32 of copies per image: the column budget
+    /// (see images_per_chunk), so the copies stay small (and in cache on a CPU). None where one
+    /// image's copies exceed it.
+    fn padded_chunk(&self, op: &'static str, d: &ConvDims, per_image: usize) -> Option<usize> {
+        self.images_per_chunk(op, d, per_image).ok()
     }
 
     /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
@@ -204,23 +212,34 @@ impl Gpu {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
         if let Some(pads) = self.mirrored_pads(d) {
             // On rows of whole vec4s as they are, else on copies of dy and dx padded with zero
-            // columns to whole vec4s (the zeros read past dy's rows are its own padding).
+            // columns to whole vec4s (the zeros read past dy's rows are its own padding), a
+            // chunk of images at a time.
             let widths = [d.ow.next_multiple_of(4), d.w.next_multiple_of(4)];
+            let sizes = [d.k * d.oh * widths[0], d.c * d.h * widths[1]]; // per image
+            let nb = if widths == [d.ow, d.w] { Some(d.n) } else { self.padded_chunk("conv2d_backward_data", d, sizes[0] + sizes[1]) };
             let product = MatmulDims { batch: d.n, m: d.c, n: d.h * widths[1], k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
-            let bound = [d.n * d.k * d.oh * widths[0], d.n * d.c * d.h * widths[1]].map(|v| v as u64 * 4);
-            if self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], widths, [d.c, d.h, d.kw], pads[1], bound) {
+            if let Some(nb) = nb.filter(|&nb| {
+                let bound = sizes.map(|v| (nb * v) as u64 * 4);
+                self.direct_applies(&product, MatmulSpec::default(), [1, 1], [1, 1], widths, [d.c, d.h, d.kw], pads[1], bound)
+            }) {
                 // w [K, C, KH*KW] -> [C, K, KH*KW] -> [C, K, KH, 4]
                 let wc = self.alloc(&[d.c * d.k * kk])?;
                 self.permute3(w.storage(), 0, [d.k, d.c, kk], [kk, d.k * kk, 1], wc.storage())?;
                 let wq = self.padded_rows(&wc, d.c * d.k * d.kh, d.kw, 4)?;
-                let params = direct_params(d, [d.k, d.oh, widths[0]], [d.c, d.h, widths[1]], pads, true);
+                let mut params = direct_params(d, [d.k, d.oh, widths[0]], [d.c, d.h, widths[1]], pads, true);
                 if widths == [d.ow, d.w] {
                     return self.conv2d_direct(&wq, dy, dx, params);
                 }
-                let dy4 = self.padded_rows(dy, d.n * d.k * d.oh, d.ow, widths[0])?;
-                let dx4 = self.alloc(&[d.n * d.c * d.h * widths[1]])?;
-                self.conv2d_direct(&wq, &dy4, &dx4, params)?;
-                return self.crop_rows(dx4.storage(), 0, [d.n * d.c * d.h, widths[1]], d.w, dx.storage());
+                let dy4 = self.alloc(&[nb * sizes[0]])?;
+                let dx4 = self.alloc(&[nb * sizes[1]])?;
+                for n0 in (0..d.n).step_by(nb) {
+                    let nbc = nb.min(d.n - n0);
+                    self.pad_rows(dy.storage(), [nbc * d.k * d.oh, d.ow], widths[0], dy4.storage(), [n0 * d.k * d.oh * d.ow, 0])?;
+                    params.n = nbc as u32;
+                    self.conv2d_direct(&wq, &dy4, &dx4, params)?;
+                    self.crop_rows(dx4.storage(), [nbc * d.c * d.h, widths[1]], d.w, dx.storage(), [0, n0 * d.c * d.h * d.w])?;
+                }
+                return Ok(());
             }
             if (d.k * kk).is_multiple_of(4) && unfolds_by_quads([1, 1], [1, 1], d.ow, d.w, d.kw, pads[1]) {
                 return self.conv2d_backward_data_by_quads(dy, w, dx, d, pads);
@@ -326,34 +345,40 @@ impl Gpu {
         let s = d.spec;
         let nt = MatmulSpec { trans_b: true, ..MatmulSpec::default() };
         // On rows of whole vec4s as they are, else on copies of x and dy padded with zero
-        // columns to whole vec4s (dy's zeros add nothing; x's are its own padding).
+        // columns to whole vec4s (dy's zeros add nothing; x's are its own padding), a chunk of
+        // images at a time, each adding to the last.
         let widths = [d.w.next_multiple_of(4), d.ow.next_multiple_of(4)];
+        let sizes = [d.c * d.h * widths[0], d.k * d.oh * widths[1]]; // per image
+        let nb = if widths == [d.w, d.ow] { Some(d.n) } else { self.padded_chunk("conv2d_backward_filter", d, sizes[0] + sizes[1]) };
         let product = MatmulDims { batch: 1, m: d.k, n: rows, k: d.n * d.oh * widths[1], stride_a: 0, stride_b: 0, stride_c: 0 };
-        let bound = [d.n * d.c * d.h * widths[0], d.n * d.k * d.oh * widths[1]].map(|v| v as u64 * 4);
         // Its few workgroups with long sums suit a CPU's cores, not a GPU's.
-        if g == 1
-            && !d.is_pointwise()
-            && self.ctx.is_cpu_adapter()
-            && self.direct_applies(&product, nt, s.stride, s.dilation, widths, [d.k, 1, d.kw], s.padding[1], bound)
-        {
+        let direct = g == 1 && !d.is_pointwise() && self.ctx.is_cpu_adapter();
+        if let Some(nb) = nb.filter(|&nb| {
+            let bound = sizes.map(|v| (nb * v) as u64 * 4);
+            direct && self.direct_applies(&product, nt, s.stride, s.dilation, widths, [d.k, 1, d.kw], s.padding[1], bound)
+        }) {
             let padded = if d.kw == 4 { None } else { Some(self.alloc(&[d.k * d.c * d.kh * 4])?) };
-            let params = direct_params(d, [d.c, d.h, widths[0]], [d.k, d.oh, widths[1]], s.padding, false);
-            let (x4, dy4) = if widths == [d.w, d.ow] {
-                (None, None)
-            } else {
-                (
-                    Some(self.padded_rows(x, d.n * d.c * d.h, d.w, widths[0])?),
-                    Some(self.padded_rows(dy, d.n * d.k * d.oh, d.ow, widths[1])?),
-                )
-            };
+            let out = padded.as_ref().unwrap_or(dw);
+            let mut params = direct_params(d, [d.c, d.h, widths[0]], [d.k, d.oh, widths[1]], s.padding, false);
             let lanes = matmul::lanes(&self.ctx);
             let pipeline = self.pipeline::<DirectConvParams>(&kernels::CONV2D_S1_SUBGROUP_FILTER, &[("LANES", lanes as f64)])?;
             let groups = [(d.c * d.kh).div_ceil(lanes) as u32, d.k.div_ceil(16) as u32, 1];
-            let out = padded.as_ref().unwrap_or(dw);
-            let binds = [Bind::whole(dy4.as_ref().unwrap_or(dy)), Bind::whole(x4.as_ref().unwrap_or(x)), Bind::whole(out)];
-            self.dispatch("conv2d_direct", &pipeline, &params, &binds, groups)?;
+            if widths == [d.w, d.ow] {
+                self.dispatch("conv2d_direct", &pipeline, &params, &[Bind::whole(dy), Bind::whole(x), Bind::whole(out)], groups)?;
+            } else {
+                let x4 = self.alloc(&[nb * sizes[0]])?;
+                let dy4 = self.alloc(&[nb * sizes[1]])?;
+                for (chunk, n0) in (0..d.n).step_by(nb).enumerate() {
+                    let nbc = nb.min(d.n - n0);
+                    self.pad_rows(x.storage(), [nbc * d.c * d.h, d.w], widths[0], x4.storage(), [n0 * d.c * d.h * d.w, 0])?;
+                    self.pad_rows(dy.storage(), [nbc * d.k * d.oh, d.ow], widths[1], dy4.storage(), [n0 * d.k * d.oh * d.ow, 0])?;
+                    params.n = nbc as u32;
+                    params.accumulate = (chunk > 0) as u32;
+                    self.dispatch("conv2d_direct", &pipeline, &params, &[Bind::whole(&dy4), Bind::whole(&x4), Bind::whole(out)], groups)?;
+                }
+            }
             if let Some(padded) = &padded {
-                self.crop_rows(padded.storage(), 0, [d.k * d.c * d.kh, 4], d.kw, dw.storage())?;
+                self.crop_rows(padded.storage(), [d.k * d.c * d.kh, 4], d.kw, dw.storage(), [0, 0])?;
             }
             return Ok(());
         }

@@ -96,11 +96,11 @@ kernel_params!(
 );
 kernel_params!(
     /// Parameters of shaders/conv2d_s1_subgroup.wgsl: x [N, C, H, W] convolved to y [N, K, OH, OW]
-    /// with a kernel KH x KW, padding, mirrored taps (`flip`), element offsets of x and y, and
-    /// the first image of the dispatch.
+    /// with a kernel KH x KW, padding, mirrored taps (`flip`), element offsets of x and y, the
+    /// first image of the dispatch, and whether the filter gradient adds to y (`accumulate`).
     DirectConvParams {
         n: u32, c: u32, h: u32, w: u32, k: u32, kh: u32, kw: u32, oh: u32,
-        ow: u32, ph: u32, pw: u32, flip: u32, x_off: u32, y_off: u32, batch_base: u32, _pad: u32,
+        ow: u32, ph: u32, pw: u32, flip: u32, x_off: u32, y_off: u32, batch_base: u32, accumulate: u32,
     }
 );
 kernel_params!(

@@ -62,29 +62,36 @@ impl Gpu {
     }
 
     /// [rows, cols] -> [rows, padded] (padded a multiple of 4, at least cols) with zeros after
-    /// each row's values; `src` read from element `in_off`.
-    pub(crate) fn pad_rows(&self, src: &GpuBuffer, in_off: usize, [rows, cols]: [usize; 2], padded: usize, dst: &GpuBuffer) -> Result<()> {
-        debug_assert!(padded.is_multiple_of(4) && padded >= cols);
-        self.resize_rows(&kernels::PAD_ROWS_VEC4, src, in_off, rows, cols, padded, dst)
+    /// each row's values; `src` read from element `at[0]`, `dst` written from element `at[1]`
+    /// (a multiple of 4).
+    pub(crate) fn pad_rows(&self, src: &GpuBuffer, [rows, cols]: [usize; 2], padded: usize, dst: &GpuBuffer, at: [usize; 2]) -> Result<()> {
+        debug_assert!(padded.is_multiple_of(4) && padded >= cols && at[1].is_multiple_of(4));
+        self.resize_rows(&kernels::PAD_ROWS_VEC4, src, [rows, cols], padded, dst, at)
     }
 
     /// [rows, padded] -> [rows, cols] (padded a multiple of 4, at least cols): the first cols of
-    /// each row; `src` read from element `in_off` (a multiple of 4).
-    pub(crate) fn crop_rows(&self, src: &GpuBuffer, in_off: usize, [rows, padded]: [usize; 2], cols: usize, dst: &GpuBuffer) -> Result<()> {
-        debug_assert!(padded.is_multiple_of(4) && padded >= cols && in_off.is_multiple_of(4));
-        self.resize_rows(&kernels::CROP_ROWS_VEC4, src, in_off / 4, rows, cols, padded, dst)
+    /// each row; `src` read from element `at[0]` (a multiple of 4), `dst` written from element
+    /// `at[1]`.
+    pub(crate) fn crop_rows(
+        &self,
+        src: &GpuBuffer,
+        [rows, padded]: [usize; 2],
+        cols: usize,
+        dst: &GpuBuffer,
+        at: [usize; 2],
+    ) -> Result<()> {
+        debug_assert!(padded.is_multiple_of(4) && padded >= cols && at[0].is_multiple_of(4));
+        self.resize_rows(&kernels::CROP_ROWS_VEC4, src, [rows, cols], padded, dst, [at[0] / 4, at[1]])
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn resize_rows(
         &self,
         kernel: &Kernel,
         src: &GpuBuffer,
-        in_off: usize,
-        rows: usize,
-        cols: usize,
+        [rows, cols]: [usize; 2],
         padded: usize,
         dst: &GpuBuffer,
+        at: [usize; 2],
     ) -> Result<()> {
         if rows == 0 {
             return Ok(());
@@ -92,7 +99,8 @@ impl Gpu {
         let pipeline = self.pipeline::<PermuteParams>(kernel, &[])?;
         let (groups, row_stride) = grid_2d_wg("permute", rows as u64, 64, self.max_groups())?;
         let u = |v: usize| v as u32;
-        let params = PermuteParams { d0: u(rows), d1: u(cols), d2: u(padded / 4), row_stride, in_off: u(in_off), ..Default::default() };
+        let params =
+            PermuteParams { d0: u(rows), d1: u(cols), d2: u(padded / 4), row_stride, in_off: u(at[0]), s0: u(at[1]), ..Default::default() };
         self.dispatch("permute", &pipeline, &params, &[Bind::buffer(src), Bind::buffer(dst)], groups)
     }
 }

@@ -90,9 +90,9 @@ impl VerifyTarget for Gpu {
 
     fn resize_rows(&self, x: &Tensor<Self::Storage>, [rows, cols]: [usize; 2], to: usize, out: &mut Tensor<Self::Storage>) -> Result<()> {
         if to >= cols {
-            self.pad_rows(x.storage(), 0, [rows, cols], to, out.storage())
+            self.pad_rows(x.storage(), [rows, cols], to, out.storage(), [0, 0])
         } else {
-            self.crop_rows(x.storage(), 0, [rows, cols], to, out.storage())
+            self.crop_rows(x.storage(), [rows, cols], to, out.storage(), [0, 0])
         }
     }
 
