@@ -51,7 +51,11 @@ fn out_pos(t: i32, s: u32, n_out: u32) -> i32 {
     return select(-1, i32(o), o < n_out);
 }
 
-// One invocation per row (image, channel, y) of dx, walking x with a counter.
+// One invocation per row (image, channel, y) of dx, walking x with a counter. With dilation 1
+// only the taps that land on an output are visited: for stride s, tap i reaches row y from
+// output row (y + ph - i) / s exactly when i = (y + ph) mod s, + s, + 2s, ..., the output row
+// falling by one each step (the same along x, the remainder and quotient kept as counters).
+// Other dilations try every tap.
 @compute @workgroup_size(64, 1, 1)
 fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y * p.row_stride + gid.x; // over n * C * H
@@ -64,6 +68,37 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let positions = p.oh * p.ow;
     let row0 = (n * p.c + ch) * p.kh * p.kw;
     var out = p.x_off + row * p.w;
+    if (p.dh == 1u && p.dw == 1u) {
+        let ty = u32(yy) + p.ph;
+        let i0 = ty % p.sh;
+        let oy0 = i32(ty / p.sh);
+        var j0 = p.pw % p.sw; // (x + pw) mod sw
+        var ox0 = i32(p.pw / p.sw); // (x + pw) / sw
+        for (var xx = 0u; xx < p.w; xx++) {
+            var acc = 0.0;
+            var oy = oy0;
+            for (var i = i0; i < p.kh; i += p.sh) {
+                if (oy >= 0 && oy < i32(p.oh)) {
+                    var ox = ox0;
+                    for (var j = j0; j < p.kw; j += p.sw) {
+                        if (ox >= 0 && ox < i32(p.ow)) {
+                            acc += dcol[(row0 + i * p.kw + j) * positions + u32(oy) * p.ow + u32(ox)];
+                        }
+                        ox--;
+                    }
+                }
+                oy--;
+            }
+            dx[out] = acc;
+            out++;
+            j0++;
+            if (j0 == p.sw) {
+                j0 = 0u;
+                ox0++;
+            }
+        }
+        return;
+    }
     for (var xx = 0; xx < i32(p.w); xx++) {
         var acc = 0.0;
         for (var i = 0u; i < p.kh; i++) {
