@@ -715,10 +715,12 @@ impl<B: Backend> Model<B> {
     }
 
     /// Gradients of every parameter, from the output's gradient that `loss` wrote, for the
-    /// mode of the last forward. A node
-    /// writes the gradient of its input straight into that activation's gradient when it is
-    /// the first to reach it (in reverse order), and adds it there through scratch when
-    /// another node already did; the model's input gets no gradient.
+    /// mode of the last forward. A node writes the gradient of its input straight into that
+    /// activation's gradient when it is the first to reach it (in reverse order), and adds it
+    /// there through scratch when another node already did; the model's input gets no
+    /// gradient. A sum passes its gradient on without a copy: the gradient of each of its
+    /// inputs is its own until another node adds to it (one pass writing the total), and the
+    /// input's producer reads it from there.
     pub fn backward(&mut self, be: &B, batch: usize) -> Result<()> {
         self.planned(batch)?;
         let seeds: Vec<u64> = (0..self.graph.nodes.len()).map(|k| self.node_seed(k)).collect();
@@ -728,6 +730,8 @@ impl<B: Backend> Model<B> {
         let Self { graph, plans, params, grads, buffers, step, freezing, .. } = self;
         let plan = plans.get_mut(&batch).ok_or_else(|| Error::Invalid("no plan for this batch size".into()))?;
         let mut reached = vec![false; graph.nodes.len() + 1];
+        // alias[j] = i: the gradient of activation j is, so far, the gradient held at i > j.
+        let mut alias: Vec<Option<usize>> = vec![None; graph.nodes.len() + 1];
         let needs = &freezing.needs_grad;
         for k in (0..graph.nodes.len()).rev() {
             let node = &graph.nodes[k];
@@ -739,53 +743,68 @@ impl<B: Backend> Model<B> {
             }
             // Parameters to train but no gradient to pass on: run once without dx (0 gets none).
             let targets = if targets.is_empty() { vec![0] } else { targets };
+            let at = alias[k + 1].unwrap_or(k + 1);
             for &j in &targets {
                 let (lo, hi) = plan.dacts.split_at_mut(k + 1);
-                let dy = &hi[0];
+                let dy = &hi[at - (k + 1)];
                 let first = !reached[j];
-                let dx: Option<&mut T<B>> = if j == 0 {
-                    None
-                } else if first {
-                    Some(&mut lo[j])
-                } else {
-                    let (part, _) = plan
-                        .scratch
-                        .get_mut(&j)
-                        .ok_or_else(|| Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name)))?;
-                    Some(part)
-                };
                 if j > 0 {
                     reached[j] = true;
                 }
-                match &node.op {
-                    Op::Add => {
-                        if let Some(dx) = dx {
-                            be.copy(dy, dx)?;
-                        }
+                // Whether a gradient is to be added to activation j's: dy itself (a sum's), or
+                // the layer's in scratch (false: written in place, or no gradient).
+                let (add, from_dy) = match &node.op {
+                    Op::Add if j == 0 => (false, true),
+                    Op::Add if first => {
+                        alias[j] = Some(at);
+                        (false, true)
                     }
-                    Op::Layer(layer) => layer.backward(
-                        be,
-                        Backward {
-                            x: &plan.acts[node.input],
-                            y: &plan.acts[k + 1],
-                            dy,
-                            dx,
-                            params: &params[node.params.clone()],
-                            grads: &mut grads[node.params.clone()],
-                            buffers: &buffers[node.buffers.clone()],
-                            saved: &plan.saved[k],
-                            mode: modes[k],
-                            seed: seeds[k],
-                            step: *step,
-                            replicas: replicas.as_ref(),
-                        },
-                    )?,
+                    Op::Add => (true, true),
+                    Op::Layer(layer) => {
+                        let dx: Option<&mut T<B>> = if j == 0 {
+                            None
+                        } else if first {
+                            Some(&mut lo[j])
+                        } else {
+                            let (part, _) = plan.scratch.get_mut(&j).ok_or_else(|| {
+                                Error::Invalid(format!("{}: a second gradient for an activation without scratch", node.name))
+                            })?;
+                            Some(part)
+                        };
+                        layer.backward(
+                            be,
+                            Backward {
+                                x: &plan.acts[node.input],
+                                y: &plan.acts[k + 1],
+                                dy,
+                                dx,
+                                params: &params[node.params.clone()],
+                                grads: &mut grads[node.params.clone()],
+                                buffers: &buffers[node.buffers.clone()],
+                                saved: &plan.saved[k],
+                                mode: modes[k],
+                                seed: seeds[k],
+                                step: *step,
+                                replicas: replicas.as_ref(),
+                            },
+                        )?;
+                        (j > 0 && !first, false)
+                    }
+                };
+                if !add {
+                    continue;
                 }
-                if j > 0 && !first {
-                    // dacts[j] += scratch  (through a second scratch: a kernel may not read what it writes)
-                    let Some((part, sum)) = plan.scratch.get_mut(&j) else { unreachable!("checked above") };
-                    be.add(&lo[j], part, sum)?;
-                    be.copy(sum, &mut lo[j])?;
+                let (scratch, sum) =
+                    plan.scratch.get_mut(&j).ok_or_else(|| Error::Invalid(format!("{}: a second gradient without scratch", node.name)))?;
+                let part = if from_dy { dy } else { &*scratch };
+                match alias[j].take() {
+                    // dacts[j] = (the gradient it stands for) + part, in one pass.
+                    Some(i) => be.add(&hi[i - (k + 1)], part, &mut lo[j])?,
+                    // dacts[j] += part (through scratch: a kernel may not read what it writes).
+                    None => {
+                        be.add(&lo[j], part, sum)?;
+                        be.copy(sum, &mut lo[j])?;
+                    }
                 }
             }
         }
