@@ -92,12 +92,13 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         ([2, 16, 10, 10], 8, [1, 1], spec([1, 1], [0, 0], [1, 1], 2)),
         ([4, 32, 8, 8], 32, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
         ([1, 5, 13, 6], 7, [5, 3], spec([2, 1], [2, 0], [1, 1], 1)),
-        // Stride 1 on rows of whole vec4s (im2col_s1_vec4, and dx as a convolution of dy;
-        // kernels wider than 4, so not the implicit GEMM below):
-        // taps 2 left and right with padding rows in the patch (75 -> 76), a valid 5x5 whose
-        // dy is narrower than dx, an asymmetric kernel, and one quad a row with a patch of dy
-        // of 27 values (dx by col2im).
+        // Stride 1 on rows of whole vec4s (im2col_s1_vec4; kernels wider than 4, so not the
+        // implicit GEMM below): taps 2 left and right with padding rows in the patch (75 ->
+        // 76), with 16 channels (dx as a convolution of dy; with fewer, col2im), a valid 5x5
+        // whose dy is narrower than dx, an asymmetric kernel, and one quad a row with a patch
+        // of dy of 27 values.
         ([2, 3, 12, 8], 4, [5, 5], spec([1, 1], [2, 2], [1, 1], 1)),
+        ([2, 16, 6, 8], 4, [5, 5], spec([1, 1], [2, 2], [1, 1], 1)),
         ([3, 2, 9, 16], 4, [5, 5], spec([1, 1], [0, 0], [1, 1], 1)),
         ([2, 3, 6, 8], 4, [3, 5], spec([1, 1], [1, 2], [1, 1], 1)),
         ([2, 5, 4, 4], 3, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
@@ -106,8 +107,9 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         // are zeros).
         ([2, 3, 8, 8], 4, [5, 3], spec([1, 1], [2, 1], [1, 1], 1)),
         ([2, 4, 6, 8], 20, [3, 1], spec([1, 1], [1, 0], [1, 1], 1)),
-        // 3x3 on rows that are not whole vec4s (the unfolding paths: im2col, col2im,
-        // im2col_t): 14 wide with 20 output channels, and a valid 3x3 from 10 to 8 wide.
+        // 3x3 on rows that are not whole vec4s (forward unfolded; the backward passes as
+        // implicit GEMMs on copies padded to whole vec4s where those run, else unfolded): 14
+        // wide with 20 output channels, and a valid 3x3 from 10 to 8 wide.
         ([2, 6, 7, 14], 20, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
         ([2, 3, 9, 10], 5, [3, 3], spec([1, 1], [0, 0], [1, 1], 1)),
         // 1x1 on rows of whole vec4s: the plain product forward, the quads' unfolding for dw.
