@@ -1,6 +1,7 @@
 //! `cargo bench --bench conv2d`: GFLOP/s of convolution forward, backward-data and
-//! backward-filter at N=32 C=64 32x32 K=64 3x3 pad 1, and of the 1x1 path at N=32 C=64->32
-//! 14x14 (median of runs, device waited on). The same table: `wgtrain bench conv`.
+//! backward-filter, one case per path (`wgtrain::bench::CONV_CASES`: 3x3 on 32x32 and 14x14,
+//! 5x5, 3x3 with stride 2, 1x1; median of runs, device waited on). The same table: `wgtrain
+//! bench conv`.
 
 use wgtrain::bench::{conv_report, ConvBenchCase, CONV_CASES};
 use wgtrain::{Gpu, GpuOptions};

@@ -147,14 +147,39 @@ pub struct ConvBenchCase {
     pub spec: Conv2dSpec,
 }
 
-/// One convolution per GPU path: a 3x3 (im2col + GEMM) and a 1x1 (GEMM on x directly).
-pub const CONV_CASES: [ConvBenchCase; 2] = [
+/// One convolution per path (on lavapipe; where a product would not run on matmul v5, the
+/// implicit GEMM gives way to im2col + GEMM): a 3x3 on rows of whole vec4s (the implicit GEMM,
+/// conv2d_s1_subgroup), a 3x3 on 14-wide rows (forward unfolded; backward passes as implicit
+/// GEMMs on copies padded to 16 wide), a 5x5 (im2col_s1_vec4's unfolding; dx as a convolution
+/// of dy), a 3x3 with stride 2 (im2col, col2im), and a 1x1 (GEMM on x directly).
+pub const CONV_CASES: [ConvBenchCase; 5] = [
     ConvBenchCase {
         name: "3x3 pad 1, N32 C64 32x32 -> K64",
         x: [32, 64, 32, 32],
         k: 64,
         kernel: [3, 3],
         spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 },
+    },
+    ConvBenchCase {
+        name: "3x3 pad 1, N32 C32 14x14 -> K64",
+        x: [32, 32, 14, 14],
+        k: 64,
+        kernel: [3, 3],
+        spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 },
+    },
+    ConvBenchCase {
+        name: "5x5 pad 2, N32 C16 28x28 -> K32",
+        x: [32, 16, 28, 28],
+        k: 32,
+        kernel: [5, 5],
+        spec: Conv2dSpec { stride: [1, 1], padding: [2, 2], dilation: [1, 1], groups: 1 },
+    },
+    ConvBenchCase {
+        name: "3x3 stride 2, N32 C32 32x32 -> K64",
+        x: [32, 32, 32, 32],
+        k: 64,
+        kernel: [3, 3],
+        spec: Conv2dSpec { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 },
     },
     ConvBenchCase {
         name: "1x1, N32 C64 14x14 -> K32",
