@@ -11,7 +11,8 @@
 //                       2 and no padding on planes whose width is a multiple of 4, one
 //                       invocation per two neighbouring windows, reading and writing whole
 //                       vec2s and vec4s (each storage access is a loop over SIMD lanes on
-//                       lavapipe)
+//                       lavapipe); max_pool_2x2_vec2 and max_pool_2x2_backward_vec2 for
+//                       even widths that are not a multiple of 4, one window per invocation
 //   avg_pool_forward:   y = sum over the window / divisor, where the divisor counts the
 //                       window clipped to the padded input (count_include_pad) or to the input
 //   avg_pool_backward:  dx[h, w] = sum over windows containing (h, w) of dy / divisor
@@ -212,6 +213,48 @@ fn max_pool_2x2_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         select(0.0, g.y, at.y == bottom + 2.0),
         select(0.0, g.y, at.y == bottom + 3.0),
     );
+}
+
+// The same two for even widths that are not a multiple of 4 (rows then start on a vec2, not
+// always a vec4): one invocation per window, its two input rows one vec2 each. total = outputs.
+@group(0) @binding(11) var<storage, read> src2w: array<vec2<f32>>;
+
+// The vec2 index of window i's top input row, and that row's first position in its plane.
+fn window_origin(i: u32) -> vec2<u32> {
+    let ox = i % p.ow;
+    let oy = (i / p.ow) % p.oh;
+    let plane = i / (p.ow * p.oh);
+    return vec2<u32>((plane * p.h + 2u * oy) * (p.w / 2u) + ox, 2u * oy * p.w + 2u * ox);
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_2x2_vec2(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let o = window_origin(i);
+    let top = src2w[o.x];
+    let bottom = src2w[o.x + p.w / 2u];
+    let best = first_max4(top.x, top.y, bottom.x, bottom.y, f32(o.y), f32(p.w));
+    dst[i] = best.x;
+    idx_out[i] = best.y;
+}
+
+// src = dy, aux = idx, dst = dx: window i writes its two rows of 2 gradients.
+@compute @workgroup_size(256, 1, 1)
+fn max_pool_2x2_backward_vec2(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = flat(gid);
+    if (i >= p.total) {
+        return;
+    }
+    let o = window_origin(i);
+    let g = src[i];
+    let at = aux[i];
+    let top = f32(o.y);
+    let bottom = top + f32(p.w);
+    dst2[o.x] = vec2<f32>(select(0.0, g, at == top), select(0.0, g, at == top + 1.0));
+    dst2[o.x + p.w / 2u] = vec2<f32>(select(0.0, g, at == bottom), select(0.0, g, at == bottom + 1.0));
 }
 
 fn avg_divisor(oy: u32, ox: u32) -> f32 {

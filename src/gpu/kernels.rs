@@ -335,6 +335,13 @@ pub const MAX_POOL_2X2_VEC4: Kernel =
 /// [`MAX_POOL_BACKWARD_TILED`] for the windows of [`MAX_POOL_2X2_VEC4`].
 pub const MAX_POOL_2X2_BACKWARD_VEC4: Kernel =
     Kernel { shader: "pool", entry: "max_pool_2x2_backward_vec4", storage: &[(8, Read), (9, Read), (10, ReadWrite)] };
+/// [`MAX_POOL_2X2_VEC4`] for even widths that are not a multiple of 4: one window per
+/// invocation from vec2 rows.
+pub const MAX_POOL_2X2_VEC2: Kernel =
+    Kernel { shader: "pool", entry: "max_pool_2x2_vec2", storage: &[(11, Read), (3, ReadWrite), (4, ReadWrite)] };
+/// [`MAX_POOL_2X2_BACKWARD_VEC4`] for the windows of [`MAX_POOL_2X2_VEC2`].
+pub const MAX_POOL_2X2_BACKWARD_VEC2: Kernel =
+    Kernel { shader: "pool", entry: "max_pool_2x2_backward_vec2", storage: &[(1, Read), (2, Read), (6, ReadWrite)] };
 /// Average pooling: y = window sum / divisor.
 pub const AVG_POOL_FORWARD: Kernel = Kernel { shader: "pool", entry: "avg_pool_forward", storage: IN1_OUT };
 /// Average pooling's backward: dx = sum of dy / divisor over the windows containing each element.
@@ -465,6 +472,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &MAX_POOL_BACKWARD_TILED,
     &MAX_POOL_2X2_VEC4,
     &MAX_POOL_2X2_BACKWARD_VEC4,
+    &MAX_POOL_2X2_VEC2,
+    &MAX_POOL_2X2_BACKWARD_VEC2,
     &AVG_POOL_FORWARD,
     &AVG_POOL_BACKWARD,
     &GLOBAL_AVG_FORWARD,

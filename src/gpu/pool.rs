@@ -38,6 +38,9 @@ impl Gpu {
         if is_2x2_vec4(d) {
             return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC4, d, y.numel() / 2, &binds);
         }
+        if is_2x2_vec2(d) {
+            return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC2, d, y.numel(), &binds);
+        }
         self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_FORWARD, d, y.numel(), &binds)
     }
 
@@ -51,6 +54,9 @@ impl Gpu {
             }
             if is_2x2_vec4(d) {
                 return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC4, d, dy.numel() / 2, &binds);
+            }
+            if is_2x2_vec2(d) {
+                return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC2, d, dy.numel(), &binds);
             }
             return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD_TILED, d, dy.numel(), &binds);
         }
@@ -96,4 +102,9 @@ impl Gpu {
 /// values: the vec4 kernels' case (two windows per invocation; a row starts on a vec4).
 fn is_2x2_vec4(d: &PoolDims) -> bool {
     (d.kh, d.kw, d.sh, d.sw, d.ph, d.pw) == (2, 2, 2, 2, 0, 0) && d.w.is_multiple_of(4)
+}
+
+/// 2x2 windows with stride 2 and no padding on rows of an even number of values.
+fn is_2x2_vec2(d: &PoolDims) -> bool {
+    (d.kh, d.kw, d.sh, d.sw, d.ph, d.pw) == (2, 2, 2, 2, 0, 0) && d.w.is_multiple_of(2)
 }

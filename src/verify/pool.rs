@@ -77,6 +77,10 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         // height whose last row no window covers.
         ([1, 1, 2, 4], spec([2, 2], [2, 2], [0, 0], true)),
         ([3, 5, 7, 12], spec([2, 2], [2, 2], [0, 0], true)),
+        // The vec2 kernels' (even widths that are not a multiple of 4): one window a row, and
+        // 14 wide with an odd height.
+        ([2, 3, 2, 2], spec([2, 2], [2, 2], [0, 0], true)),
+        ([3, 5, 9, 14], spec([2, 2], [2, 2], [0, 0], true)),
         ([1, 5, 7, 9], spec([3, 3], [2, 2], [1, 1], true)),
         ([2, 2, 11, 7], spec([3, 3], [2, 2], [1, 1], false)),
         ([3, 4, 9, 9], spec([3, 3], [1, 1], [1, 1], false)),
