@@ -9,10 +9,11 @@
 //                       (4x fewer loads than the gather; dx is cleared first for the edges)
 //   max_pool_2x2_vec4, max_pool_2x2_backward_vec4: the two above for 2x2 windows with stride
 //                       2 and no padding on planes whose width is a multiple of 4, one
-//                       invocation per two neighbouring windows, reading and writing whole
-//                       vec2s and vec4s (each storage access is a loop over SIMD lanes on
+//                       invocation per row of windows (two neighbouring windows at a time),
+//                       reading and writing whole vec2s and vec4s (each storage access is a loop over SIMD lanes on
 //                       lavapipe); max_pool_2x2_vec2 and max_pool_2x2_backward_vec2 for
-//                       even widths that are not a multiple of 4, one window per invocation
+//                       even widths that are not a multiple of 4, one row of windows per
+//                       invocation
 //   avg_pool_forward:   y = sum over the window / divisor, where the divisor counts the
 //                       window clipped to the padded input (count_include_pad) or to the input
 //   avg_pool_backward:  dx[h, w] = sum over windows containing (h, w) of dy / divisor
@@ -151,110 +152,133 @@ fn first_max4(a: f32, b: f32, c: f32, d: f32, at: f32, w: f32) -> vec2<f32> {
     return best;
 }
 
-// Pair i of a 2x2/2 pooling (outputs 2 * ox2 and 2 * ox2 + 1 of row oy in its plane): the
-// vec4 index of its top input row, and that row's first position within the plane.
-fn pair_origin(i: u32) -> vec2<u32> {
-    let pairs = p.ow / 2u;
-    let ox2 = i % pairs;
-    let oy = (i / pairs) % p.oh;
-    let plane = i / (pairs * p.oh);
-    return vec2<u32>((plane * p.h + 2u * oy) * (p.w / 4u) + ox2, 2u * oy * p.w + 4u * ox2);
-}
-
 @group(0) @binding(5) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> dst2: array<vec2<f32>>;
 @group(0) @binding(7) var<storage, read_write> idx2: array<vec2<f32>>;
 
-// One invocation per pair of outputs (ox = 2 * ox2, 2 * ox2 + 1) of row oy: the four inputs of
-// both windows in each of the two input rows are one vec4. total = outputs / 2.
+// One invocation per row oy of outputs, walking its pairs (ox = 2 * ox2, 2 * ox2 + 1) with
+// counters: the four inputs of both windows in each of the two input rows are one vec4.
+// total = planes * OH.
 @compute @workgroup_size(256, 1, 1)
 fn max_pool_2x2_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat(gid);
-    if (i >= p.total) {
+    let row = flat(gid); // plane * oh + oy
+    if (row >= p.total) {
         return;
     }
-    let o = pair_origin(i);
-    let top = src4[o.x];
-    let bottom = src4[o.x + p.w / 4u];
-    let at = f32(o.y);
+    let oy = row % p.oh;
+    let plane = row / p.oh;
+    let quads = p.w / 4u; // vec4s an input row
+    var top = (plane * p.h + 2u * oy) * quads;
+    var at = f32(2u * oy * p.w);
     let w = f32(p.w);
-    let left = first_max4(top.x, top.y, bottom.x, bottom.y, at, w);
-    let right = first_max4(top.z, top.w, bottom.z, bottom.w, at + 2.0, w);
-    dst2[i] = vec2<f32>(left.x, right.x);
-    idx2[i] = vec2<f32>(left.y, right.y);
+    var out = row * (p.ow / 2u);
+    for (var ox2 = 0u; ox2 < p.ow / 2u; ox2++) {
+        let t = src4[top];
+        let b = src4[top + quads];
+        let left = first_max4(t.x, t.y, b.x, b.y, at, w);
+        let right = first_max4(t.z, t.w, b.z, b.w, at + 2.0, w);
+        dst2[out] = vec2<f32>(left.x, right.x);
+        idx2[out] = vec2<f32>(left.y, right.y);
+        top++;
+        at += 4.0;
+        out++;
+    }
 }
 
 @group(0) @binding(8) var<storage, read> src2: array<vec2<f32>>;
 @group(0) @binding(9) var<storage, read> aux2: array<vec2<f32>>;
 @group(0) @binding(10) var<storage, read_write> dst4: array<vec4<f32>>;
 
-// src = dy, aux = idx, dst = dx, as in max_pool_backward_tiled; one invocation per pair of
-// windows writes their two rows of 4 gradients. total = outputs / 2.
+// src = dy, aux = idx, dst = dx, as in max_pool_backward_tiled; one invocation per row of
+// outputs, each pair of windows writing their two rows of 4 gradients. total = planes * OH.
 @compute @workgroup_size(256, 1, 1)
 fn max_pool_2x2_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat(gid);
-    if (i >= p.total) {
+    let row = flat(gid); // plane * oh + oy
+    if (row >= p.total) {
         return;
     }
-    let o = pair_origin(i);
-    let g = src2[i];
-    let at = aux2[i];
-    let top = f32(o.y);
-    let bottom = top + f32(p.w);
-    dst4[o.x] = vec4<f32>(
-        select(0.0, g.x, at.x == top),
-        select(0.0, g.x, at.x == top + 1.0),
-        select(0.0, g.y, at.y == top + 2.0),
-        select(0.0, g.y, at.y == top + 3.0),
-    );
-    dst4[o.x + p.w / 4u] = vec4<f32>(
-        select(0.0, g.x, at.x == bottom),
-        select(0.0, g.x, at.x == bottom + 1.0),
-        select(0.0, g.y, at.y == bottom + 2.0),
-        select(0.0, g.y, at.y == bottom + 3.0),
-    );
+    let oy = row % p.oh;
+    let plane = row / p.oh;
+    let quads = p.w / 4u;
+    var top = (plane * p.h + 2u * oy) * quads;
+    var pos = f32(2u * oy * p.w);
+    let w = f32(p.w);
+    var i = row * (p.ow / 2u);
+    for (var ox2 = 0u; ox2 < p.ow / 2u; ox2++) {
+        let g = src2[i];
+        let at = aux2[i];
+        let bottom = pos + w;
+        dst4[top] = vec4<f32>(
+            select(0.0, g.x, at.x == pos),
+            select(0.0, g.x, at.x == pos + 1.0),
+            select(0.0, g.y, at.y == pos + 2.0),
+            select(0.0, g.y, at.y == pos + 3.0),
+        );
+        dst4[top + quads] = vec4<f32>(
+            select(0.0, g.x, at.x == bottom),
+            select(0.0, g.x, at.x == bottom + 1.0),
+            select(0.0, g.y, at.y == bottom + 2.0),
+            select(0.0, g.y, at.y == bottom + 3.0),
+        );
+        top++;
+        pos += 4.0;
+        i++;
+    }
 }
 
 // The same two for even widths that are not a multiple of 4 (rows then start on a vec2, not
-// always a vec4): one invocation per window, its two input rows one vec2 each. total = outputs.
+// always a vec4): one invocation per row of windows, each window's two input rows one vec2
+// each, the windows walked with counters (no division per element). total = planes * OH.
 @group(0) @binding(11) var<storage, read> src2w: array<vec2<f32>>;
-
-// The vec2 index of window i's top input row, and that row's first position in its plane.
-fn window_origin(i: u32) -> vec2<u32> {
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let plane = i / (p.ow * p.oh);
-    return vec2<u32>((plane * p.h + 2u * oy) * (p.w / 2u) + ox, 2u * oy * p.w + 2u * ox);
-}
 
 @compute @workgroup_size(256, 1, 1)
 fn max_pool_2x2_vec2(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat(gid);
-    if (i >= p.total) {
+    let row = flat(gid); // plane * oh + oy
+    if (row >= p.total) {
         return;
     }
-    let o = window_origin(i);
-    let top = src2w[o.x];
-    let bottom = src2w[o.x + p.w / 2u];
-    let best = first_max4(top.x, top.y, bottom.x, bottom.y, f32(o.y), f32(p.w));
-    dst[i] = best.x;
-    idx_out[i] = best.y;
+    let oy = row % p.oh;
+    let plane = row / p.oh;
+    let half = p.w / 2u; // vec2s an input row
+    var top = (plane * p.h + 2u * oy) * half; // vec2 index of the window's top left
+    var at = f32(2u * oy * p.w); // its position in the plane
+    let w = f32(p.w);
+    var out = row * p.ow;
+    for (var ox = 0u; ox < p.ow; ox++) {
+        let t = src2w[top];
+        let b = src2w[top + half];
+        let best = first_max4(t.x, t.y, b.x, b.y, at, w);
+        dst[out] = best.x;
+        idx_out[out] = best.y;
+        top++;
+        at += 2.0;
+        out++;
+    }
 }
 
-// src = dy, aux = idx, dst = dx: window i writes its two rows of 2 gradients.
+// src = dy, aux = idx, dst = dx: each window of the row writes its two rows of 2 gradients.
 @compute @workgroup_size(256, 1, 1)
 fn max_pool_2x2_backward_vec2(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = flat(gid);
-    if (i >= p.total) {
+    let row = flat(gid); // plane * oh + oy
+    if (row >= p.total) {
         return;
     }
-    let o = window_origin(i);
-    let g = src[i];
-    let at = aux[i];
-    let top = f32(o.y);
-    let bottom = top + f32(p.w);
-    dst2[o.x] = vec2<f32>(select(0.0, g, at == top), select(0.0, g, at == top + 1.0));
-    dst2[o.x + p.w / 2u] = vec2<f32>(select(0.0, g, at == bottom), select(0.0, g, at == bottom + 1.0));
+    let oy = row % p.oh;
+    let plane = row / p.oh;
+    let half = p.w / 2u;
+    var top = (plane * p.h + 2u * oy) * half;
+    var pos = f32(2u * oy * p.w);
+    let w = f32(p.w);
+    var i = row * p.ow;
+    for (var ox = 0u; ox < p.ow; ox++) {
+        let g = src[i];
+        let at = aux[i];
+        dst2[top] = vec2<f32>(select(0.0, g, at == pos), select(0.0, g, at == pos + 1.0));
+        dst2[top + half] = vec2<f32>(select(0.0, g, at == pos + w), select(0.0, g, at == pos + w + 1.0));
+        top++;
+        pos += 2.0;
+        i++;
+    }
 }
 
 fn avg_divisor(oy: u32, ox: u32) -> f32 {

@@ -329,13 +329,13 @@ pub const MAX_POOL_BACKWARD: Kernel = Kernel { shader: "pool", entry: "max_pool_
 /// The same for windows that tile the input (stride = kernel, no padding): one invocation per window.
 pub const MAX_POOL_BACKWARD_TILED: Kernel = Kernel { shader: "pool", entry: "max_pool_backward_tiled", storage: IN2_OUT };
 /// [`MAX_POOL_FORWARD`] for 2x2 windows, stride 2, no padding and widths of a multiple of 4:
-/// two windows per invocation from vec4 rows.
+/// a row of windows per invocation, two at a time from vec4 rows.
 pub const MAX_POOL_2X2_VEC4: Kernel =
     Kernel { shader: "pool", entry: "max_pool_2x2_vec4", storage: &[(5, Read), (6, ReadWrite), (7, ReadWrite)] };
 /// [`MAX_POOL_BACKWARD_TILED`] for the windows of [`MAX_POOL_2X2_VEC4`].
 pub const MAX_POOL_2X2_BACKWARD_VEC4: Kernel =
     Kernel { shader: "pool", entry: "max_pool_2x2_backward_vec4", storage: &[(8, Read), (9, Read), (10, ReadWrite)] };
-/// [`MAX_POOL_2X2_VEC4`] for even widths that are not a multiple of 4: one window per
+/// [`MAX_POOL_2X2_VEC4`] for even widths that are not a multiple of 4: one row of windows per
 /// invocation from vec2 rows.
 pub const MAX_POOL_2X2_VEC2: Kernel =
     Kernel { shader: "pool", entry: "max_pool_2x2_vec2", storage: &[(11, Read), (3, ReadWrite), (4, ReadWrite)] };

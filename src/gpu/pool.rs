@@ -36,10 +36,10 @@ impl Gpu {
     pub(crate) fn max_pool_impl(&self, x: &GpuTensor, y: &GpuTensor, idx: &GpuTensor, d: &PoolDims) -> Result<()> {
         let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(idx)];
         if is_2x2_vec4(d) {
-            return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC4, d, y.numel() / 2, &binds);
+            return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC4, d, d.planes * d.oh, &binds);
         }
         if is_2x2_vec2(d) {
-            return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC2, d, y.numel(), &binds);
+            return self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_2X2_VEC2, d, d.planes * d.oh, &binds);
         }
         self.pool_dispatch("max_pool2d", &kernels::MAX_POOL_FORWARD, d, y.numel(), &binds)
     }
@@ -53,10 +53,10 @@ impl Gpu {
                 self.clear(dx);
             }
             if is_2x2_vec4(d) {
-                return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC4, d, dy.numel() / 2, &binds);
+                return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC4, d, d.planes * d.oh, &binds);
             }
             if is_2x2_vec2(d) {
-                return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC2, d, dy.numel(), &binds);
+                return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_2X2_BACKWARD_VEC2, d, d.planes * d.oh, &binds);
             }
             return self.pool_dispatch("max_pool2d_backward", &kernels::MAX_POOL_BACKWARD_TILED, d, dy.numel(), &binds);
         }
