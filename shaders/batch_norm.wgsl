@@ -5,7 +5,8 @@
 //                      (= gamma*invstd/cnt * (cnt*dy - sum dy - x_hat * sum dy*x_hat))
 // The *_planes entries do the same on a 3-D grid (x: position in the plane, y: channel,
 // z: image), so no invocation divides to find its channel (integer division is slow on CPU
-// adapters); the host uses them when a plane holds at least 32 values.
+// adapters); the host uses them when a plane holds at least 32 values. On CPU adapters the
+// *_rows_vec4 entries (at the end) walk a whole plane per invocation instead.
 // Host side: src/gpu/batch_norm.rs. CPU twin: src/cpu/batch_norm.rs.
 
 struct BnParams {
@@ -96,3 +97,46 @@ fn bn_backward_apply_planes_vec4(@builtin(global_invocation_id) gid: vec3<u32>) 
     let i = (gid.z * p.c + c) * p4 + gid.x;
     out4[i] = scale[c] * (dy4[i] - vec4<f32>(scale[p.c + c]) - (x4[i] - vec4<f32>(mean[c])) * scale[2u * p.c + c]);
 }
+
+// The two vec4 entries above with one plane per invocation, walked with a counter: the
+// channel's values are loaded once per plane instead of once per vec4, which is what counts
+// where each storage load is a loop over SIMD lanes (CPU adapters; the host uses these there,
+// the grids above elsewhere). The same arithmetic per value. total = n * c planes.
+@compute @workgroup_size(64, 1, 1)
+fn bn_apply_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let plane = gid.y * p.row_stride + gid.x; // n * c + channel
+    if (plane >= p.total) {
+        return;
+    }
+    let c = plane % p.c;
+    let m = vec4<f32>(mean[c]);
+    let s = scale[c];
+    let g = vec4<f32>(gamma[c]);
+    let b = vec4<f32>(beta[c]);
+    let p4 = p.p / 4u;
+    var i = plane * p4;
+    for (var q = 0u; q < p4; q++) {
+        out4[i] = fma((x4[i] - m) * s, g, b);
+        i++;
+    }
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn bn_backward_apply_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let plane = gid.y * p.row_stride + gid.x; // n * c + channel
+    if (plane >= p.total) {
+        return;
+    }
+    let c = plane % p.c;
+    let k1 = scale[c];
+    let k2 = vec4<f32>(scale[p.c + c]);
+    let k3 = scale[2u * p.c + c];
+    let m = vec4<f32>(mean[c]);
+    let p4 = p.p / 4u;
+    var i = plane * p4;
+    for (var q = 0u; q < p4; q++) {
+        out4[i] = k1 * (dy4[i] - k2 - (x4[i] - m) * k3);
+        i++;
+    }
+}
+

@@ -158,6 +158,10 @@ impl Gpu {
         groups: [u32; 3],
     ) -> Result<()> {
         let binds = [Bind::whole(x), Bind::whole(y), Bind::whole(mean), Bind::whole(invstd), Bind::whole(gamma), Bind::whole(beta)];
+        if let Some((rows, groups)) = self.plane_rows(params)? {
+            let pipeline = self.pipeline::<BnParams>(&kernels::BN_APPLY_ROWS_VEC4, &[])?;
+            return self.dispatch("batch_norm", &pipeline, &rows, &binds, groups);
+        }
         match self.plane_grid(params) {
             Some(planes) => {
                 let kernel = if params.p.is_multiple_of(4) { &kernels::BN_APPLY_PLANES_VEC4 } else { &kernels::BN_APPLY_PLANES };
@@ -169,6 +173,17 @@ impl Gpu {
                 self.dispatch("batch_norm", &pipeline, params, &binds, groups)
             }
         }
+    }
+
+    /// On CPU adapters, for planes of a multiple of 4 values: `params` for the `*_rows_vec4`
+    /// entries (one plane per invocation: total and row stride set) and their grid.
+    fn plane_rows(&self, params: &BnParams) -> Result<Option<(BnParams, [u32; 3])>> {
+        if !self.ctx.is_cpu_adapter() || !params.p.is_multiple_of(4) {
+            return Ok(None);
+        }
+        let planes = params.n * params.c;
+        let (groups, row_stride) = super::grid::grid_2d_wg("batch_norm", planes as u64, 64, self.max_groups())?;
+        Ok(Some((BnParams { total: planes, row_stride, ..*params }, groups)))
     }
 
     /// The (position, channel, image) grid of the `*_planes` entries, where planes hold at
@@ -259,6 +274,10 @@ impl Gpu {
             coefficients(global, &g, &b)?;
         }
         let binds = [Bind::whole(x), Bind::whole(dy), Bind::whole(dx), Bind::whole(save_mean), Bind::whole(&coef)];
+        if let Some((rows, groups)) = self.plane_rows(&params)? {
+            let pipeline = self.pipeline::<BnParams>(&kernels::BN_BACKWARD_APPLY_ROWS_VEC4, &[])?;
+            return self.dispatch("batch_norm_backward", &pipeline, &rows, &binds, groups);
+        }
         let (kernel, groups) = match self.plane_grid(&params) {
             Some(planes) if params.p % 4 == 0 => (&kernels::BN_BACKWARD_APPLY_PLANES_VEC4, planes),
             Some(planes) => (&kernels::BN_BACKWARD_APPLY_PLANES, planes),

@@ -379,6 +379,19 @@ pub const BN_APPLY_PLANES_VEC4: Kernel = Kernel {
     entry: "bn_apply_planes_vec4",
     storage: &[(8, Read), (10, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)],
 };
+/// [`BN_APPLY_PLANES_VEC4`] with one plane per invocation (CPU adapters: the channel's values
+/// loaded once per plane).
+pub const BN_APPLY_ROWS_VEC4: Kernel = Kernel {
+    shader: "batch_norm",
+    entry: "bn_apply_rows_vec4",
+    storage: &[(8, Read), (10, ReadWrite), (4, Read), (5, Read), (6, Read), (7, Read)],
+};
+/// [`BN_BACKWARD_APPLY_PLANES_VEC4`] with one plane per invocation.
+pub const BN_BACKWARD_APPLY_ROWS_VEC4: Kernel = Kernel {
+    shader: "batch_norm",
+    entry: "bn_backward_apply_rows_vec4",
+    storage: &[(8, Read), (9, Read), (10, ReadWrite), (4, Read), (5, Read)],
+};
 /// [`BN_BACKWARD_APPLY_PLANES`] on vec4s (planes of a multiple of 4 values).
 pub const BN_BACKWARD_APPLY_PLANES_VEC4: Kernel = Kernel {
     shader: "batch_norm",
@@ -487,6 +500,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &BN_BACKWARD_APPLY_PLANES,
     &BN_APPLY_PLANES_VEC4,
     &BN_BACKWARD_APPLY_PLANES_VEC4,
+    &BN_APPLY_ROWS_VEC4,
+    &BN_BACKWARD_APPLY_ROWS_VEC4,
     &BN_EVAL_BACKWARD_DX,
     &BN_EVAL_BACKWARD_PARAMS,
     &CROSS_ENTROPY_HARD,
