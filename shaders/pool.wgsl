@@ -152,6 +152,14 @@ fn first_max4(a: f32, b: f32, c: f32, d: f32, at: f32, w: f32) -> vec2<f32> {
     return best;
 }
 
+// Row `row` (plane * OH + oy) of 2x2/2 windows over input rows read as vectors of `lanes`
+// values: the vector index of its top input row's start, and that position within the plane.
+fn window_row(row: u32, lanes: u32) -> vec2<u32> {
+    let oy = row % p.oh;
+    let plane = row / p.oh;
+    return vec2<u32>((plane * p.h + 2u * oy) * (p.w / lanes), 2u * oy * p.w);
+}
+
 @group(0) @binding(5) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> dst2: array<vec2<f32>>;
 @group(0) @binding(7) var<storage, read_write> idx2: array<vec2<f32>>;
@@ -165,11 +173,10 @@ fn max_pool_2x2_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= p.total) {
         return;
     }
-    let oy = row % p.oh;
-    let plane = row / p.oh;
     let quads = p.w / 4u; // vec4s an input row
-    var top = (plane * p.h + 2u * oy) * quads;
-    var at = f32(2u * oy * p.w);
+    let o = window_row(row, 4u);
+    var top = o.x;
+    var at = f32(o.y);
     let w = f32(p.w);
     var out = row * (p.ow / 2u);
     for (var ox2 = 0u; ox2 < p.ow / 2u; ox2++) {
@@ -197,11 +204,10 @@ fn max_pool_2x2_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= p.total) {
         return;
     }
-    let oy = row % p.oh;
-    let plane = row / p.oh;
     let quads = p.w / 4u;
-    var top = (plane * p.h + 2u * oy) * quads;
-    var pos = f32(2u * oy * p.w);
+    let o = window_row(row, 4u);
+    var top = o.x;
+    var pos = f32(o.y);
     let w = f32(p.w);
     var i = row * (p.ow / 2u);
     for (var ox2 = 0u; ox2 < p.ow / 2u; ox2++) {
@@ -237,11 +243,10 @@ fn max_pool_2x2_vec2(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= p.total) {
         return;
     }
-    let oy = row % p.oh;
-    let plane = row / p.oh;
     let half = p.w / 2u; // vec2s an input row
-    var top = (plane * p.h + 2u * oy) * half; // vec2 index of the window's top left
-    var at = f32(2u * oy * p.w); // its position in the plane
+    let o = window_row(row, 2u);
+    var top = o.x;
+    var at = f32(o.y);
     let w = f32(p.w);
     var out = row * p.ow;
     for (var ox = 0u; ox < p.ow; ox++) {
@@ -263,11 +268,10 @@ fn max_pool_2x2_backward_vec2(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (row >= p.total) {
         return;
     }
-    let oy = row % p.oh;
-    let plane = row / p.oh;
     let half = p.w / 2u;
-    var top = (plane * p.h + 2u * oy) * half;
-    var pos = f32(2u * oy * p.w);
+    let o = window_row(row, 2u);
+    var top = o.x;
+    var pos = f32(o.y);
     let w = f32(p.w);
     var i = row * p.ow;
     for (var ox = 0u; ox < p.ow; ox++) {

@@ -153,42 +153,23 @@ pub struct ConvBenchCase {
 /// GEMMs on copies padded to 16 wide), a 5x5 (im2col_s1_vec4's unfolding; dx as a convolution
 /// of dy), a 3x3 with stride 2 (im2col, col2im), and a 1x1 (GEMM on x directly).
 pub const CONV_CASES: [ConvBenchCase; 5] = [
-    ConvBenchCase {
-        name: "3x3 pad 1, N32 C64 32x32 -> K64",
-        x: [32, 64, 32, 32],
-        k: 64,
-        kernel: [3, 3],
-        spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 },
-    },
-    ConvBenchCase {
-        name: "3x3 pad 1, N32 C32 14x14 -> K64",
-        x: [32, 32, 14, 14],
-        k: 64,
-        kernel: [3, 3],
-        spec: Conv2dSpec { stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1 },
-    },
-    ConvBenchCase {
-        name: "5x5 pad 2, N32 C16 28x28 -> K32",
-        x: [32, 16, 28, 28],
-        k: 32,
-        kernel: [5, 5],
-        spec: Conv2dSpec { stride: [1, 1], padding: [2, 2], dilation: [1, 1], groups: 1 },
-    },
-    ConvBenchCase {
-        name: "3x3 stride 2, N32 C32 32x32 -> K64",
-        x: [32, 32, 32, 32],
-        k: 64,
-        kernel: [3, 3],
-        spec: Conv2dSpec { stride: [2, 2], padding: [1, 1], dilation: [1, 1], groups: 1 },
-    },
-    ConvBenchCase {
-        name: "1x1, N32 C64 14x14 -> K32",
-        x: [32, 64, 14, 14],
-        k: 32,
-        kernel: [1, 1],
-        spec: Conv2dSpec { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 },
-    },
+    conv_case("3x3 pad 1, N32 C64 32x32 -> K64", [32, 64, 32, 32], 64, 3, 1, 1),
+    conv_case("3x3 pad 1, N32 C32 14x14 -> K64", [32, 32, 14, 14], 64, 3, 1, 1),
+    conv_case("5x5 pad 2, N32 C16 28x28 -> K32", [32, 16, 28, 28], 32, 5, 1, 2),
+    conv_case("3x3 stride 2, N32 C32 32x32 -> K64", [32, 32, 32, 32], 64, 3, 2, 1),
+    conv_case("1x1, N32 C64 14x14 -> K32", [32, 64, 14, 14], 32, 1, 1, 0),
 ];
+
+/// A square `kernel` with `stride` and `padding` on both axes, dilation 1, one group.
+const fn conv_case(name: &'static str, x: [usize; 4], k: usize, kernel: usize, stride: usize, padding: usize) -> ConvBenchCase {
+    ConvBenchCase {
+        name,
+        x,
+        k,
+        kernel: [kernel, kernel],
+        spec: Conv2dSpec { stride: [stride, stride], padding: [padding, padding], dilation: [1, 1], groups: 1 },
+    }
+}
 
 /// Forward, backward-data and backward-filter GFLOP/s (2 x multiply-accumulates / time) of each case.
 pub fn conv_report(gpu: &Gpu, cases: &[ConvBenchCase], runs: usize) -> Result<Vec<(ConvBenchCase, [f64; 3])>> {

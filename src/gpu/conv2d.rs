@@ -199,14 +199,6 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Images per chunk of a backward pass that runs the implicit GEMM on copies of its tensors
-    /// padded to rows of whole vec4s, `per_image` f32 of copies per image: the column budget
-    /// (see images_per_chunk), so the copies stay small (and in cache on a CPU). None where one
-    /// image's copies exceed it.
-    fn padded_chunk(&self, op: &'static str, d: &ConvDims, per_image: usize) -> Option<usize> {
-        self.images_per_chunk(op, d, per_image).ok()
-    }
-
     /// dx = conv_transpose(dy, w): per group Wᵀ @ dy, then col2im (skipped for 1x1).
     pub(crate) fn conv2d_backward_data_impl(&self, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, patch, kg, kk, g) = (d.p(), d.patch(), d.kg(), d.kh * d.kw, d.groups());
@@ -216,7 +208,9 @@ impl Gpu {
             // chunk of images at a time.
             let widths = [d.ow.next_multiple_of(4), d.w.next_multiple_of(4)];
             let sizes = [d.k * d.oh * widths[0], d.c * d.h * widths[1]]; // per image
-            let nb = if widths == [d.ow, d.w] { Some(d.n) } else { self.padded_chunk("conv2d_backward_data", d, sizes[0] + sizes[1]) };
+                                                                         // None where one image's copies exceed the column budget.
+            let nb =
+                if widths == [d.ow, d.w] { Some(d.n) } else { self.images_per_chunk("conv2d_backward_data", d, sizes[0] + sizes[1]).ok() };
             let product = MatmulDims { batch: d.n, m: d.c, n: d.h * widths[1], k: d.k * kk, stride_a: 0, stride_b: 0, stride_c: 0 };
             if let Some(nb) = nb.filter(|&nb| {
                 let bound = sizes.map(|v| (nb * v) as u64 * 4);
@@ -352,7 +346,9 @@ impl Gpu {
         // images at a time, each adding to the last.
         let widths = [d.w.next_multiple_of(4), d.ow.next_multiple_of(4)];
         let sizes = [d.c * d.h * widths[0], d.k * d.oh * widths[1]]; // per image
-        let nb = if widths == [d.w, d.ow] { Some(d.n) } else { self.padded_chunk("conv2d_backward_filter", d, sizes[0] + sizes[1]) };
+                                                                     // None where one image's copies exceed the column budget.
+        let nb =
+            if widths == [d.w, d.ow] { Some(d.n) } else { self.images_per_chunk("conv2d_backward_filter", d, sizes[0] + sizes[1]).ok() };
         let product = MatmulDims { batch: 1, m: d.k, n: rows, k: d.n * d.oh * widths[1], stride_a: 0, stride_b: 0, stride_c: 0 };
         // Its few workgroups with long sums suit a CPU's cores, not a GPU's.
         let direct = g == 1 && !d.is_pointwise() && self.ctx.is_cpu_adapter();

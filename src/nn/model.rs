@@ -321,6 +321,16 @@ pub struct Model<B: Backend> {
     sync_bn: bool,
 }
 
+/// In `Model::backward`: what a node leaves to be added to an activation's gradient.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Added {
+    Nothing,
+    /// The node's dy (a sum passes it on unchanged).
+    Dy,
+    /// The layer's gradient, written into the activation's scratch.
+    Scratch,
+}
+
 impl<B: Backend> Model<B> {
     /// Builds `net` for inputs of shape `input` ([C, H, W]), initialised from `seed`: layers
     /// register their parameters, which start as their [`Init`] says (He uniform for weights
@@ -751,15 +761,15 @@ impl<B: Backend> Model<B> {
                 if j > 0 {
                     reached[j] = true;
                 }
-                // Whether a gradient is to be added to activation j's: dy itself (a sum's), or
-                // the layer's in scratch (false: written in place, or no gradient).
-                let (add, from_dy) = match &node.op {
-                    Op::Add if j == 0 => (false, true),
+                // What is still to be added to activation j's gradient: dy itself (a sum's), the
+                // layer's gradient in scratch, or nothing (written in place, or no gradient).
+                let added = match &node.op {
+                    Op::Add if j == 0 => Added::Nothing,
                     Op::Add if first => {
                         alias[j] = Some(at);
-                        (false, true)
+                        Added::Nothing
                     }
-                    Op::Add => (true, true),
+                    Op::Add => Added::Dy,
                     Op::Layer(layer) => {
                         let dx: Option<&mut T<B>> = if j == 0 {
                             None
@@ -788,15 +798,19 @@ impl<B: Backend> Model<B> {
                                 replicas: replicas.as_ref(),
                             },
                         )?;
-                        (j > 0 && !first, false)
+                        if j > 0 && !first {
+                            Added::Scratch
+                        } else {
+                            Added::Nothing
+                        }
                     }
                 };
-                if !add {
+                if added == Added::Nothing {
                     continue;
                 }
                 let (scratch, sum) =
                     plan.scratch.get_mut(&j).ok_or_else(|| Error::Invalid(format!("{}: a second gradient without scratch", node.name)))?;
-                let part = if from_dy { dy } else { &*scratch };
+                let part = if added == Added::Dy { dy } else { &*scratch };
                 match alias[j].take() {
                     // dacts[j] = (the gradient it stands for) + part, in one pass.
                     Some(i) => be.add(&hi[i - (k + 1)], part, &mut lo[j])?,
