@@ -14,6 +14,7 @@ pub fn tests() -> Vec<Test> {
         Test::gpu("elementwise_beyond_one_grid_dimension", elementwise_beyond_one_grid_dimension),
         Test::gpu("matmul_batch_beyond_one_grid_dimension", matmul_batch_beyond_one_grid_dimension),
         Test::gpu("tensors_larger_than_a_binding_are_chunked", tensors_larger_than_a_binding_are_chunked),
+        Test::gpu("compile_ahead_takes_each_new_pair_once", compile_ahead_takes_each_new_pair_once),
     ]
 }
 
@@ -105,4 +106,43 @@ fn tensors_larger_than_a_binding_are_chunked() {
     let err = small.matmul(&big, &big, &mut out, MatmulSpec::default()).unwrap_err();
     assert!(matches!(err, Error::Limit { op: "matmul", .. }), "{err}");
     assert!(err.to_string().contains("binding"), "{err}");
+}
+
+/// On llvmpipe a `Gpu` hands the (pipeline, parameters) pairs that a submission is the first to
+/// use to its compile-ahead helper (gpu::ahead), each pair once; the helper builds and
+/// dispatches every one on its own device without failing. Elsewhere there is no helper.
+fn compile_ahead_takes_each_new_pair_once() {
+    let gpu = open(&GpuOptions::default());
+    let switched_off = ["WGTRAIN_SERIAL_COMPILE", "MESA_SHADER_CACHE_DISABLE"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")));
+    let llvmpipe = gpu.context().info.driver.to_ascii_lowercase().contains("llvmpipe");
+    let Some(before) = gpu.compile_ahead_stats() else {
+        assert!(!llvmpipe || switched_off, "llvmpipe, and no compile-ahead helper");
+        return;
+    };
+    assert!(llvmpipe, "a compile-ahead helper on {}", gpu.context().info.driver);
+    let mut rng = Rng::new(11);
+    let k = 13;
+    let b = gpu.upload(&[k, 5], &rng.vec(k * 5, -1.0, 1.0)).unwrap();
+    let inputs: Vec<_> = [7, 3].iter().map(|&m| gpu.upload(&[m, k], &rng.vec(m * k, -1.0, 1.0)).unwrap()).collect();
+    let mut outputs: Vec<_> = [7, 3].iter().map(|&m| gpu.zeros(&[m, 5]).unwrap()).collect();
+    let mut sum = gpu.zeros(&[7, 5]).unwrap();
+    // The same three dispatches, twice: two products of one pipeline with different sizes,
+    // and an addition. Only the first time are they new.
+    for round in 0..2 {
+        for (a, c) in inputs.iter().zip(outputs.iter_mut()) {
+            gpu.matmul(a, &b, c, MatmulSpec::default()).unwrap();
+        }
+        gpu.add(&outputs[0], &outputs[0], &mut sum).unwrap();
+        // Submitted, not waited for: the helper takes every pair (none is finished before it).
+        gpu.flush().unwrap();
+        assert!(gpu.wait_compile_ahead(std::time::Duration::from_secs(300)), "the helper is still busy after 300 s");
+        // Both rounds: the first round's three, none from the second.
+        let now = gpu.compile_ahead_stats().unwrap();
+        assert_eq!(now.handed - before.handed, 3, "after round {round}: pairs handed over");
+        assert_eq!(now.compiled - before.compiled, 3, "after round {round}: pairs compiled ahead");
+        assert_eq!(now.failed, before.failed, "round {round}: pairs that failed on the helper (RUST_LOG=debug says why)");
+        gpu.sync().unwrap();
+    }
 }

@@ -23,6 +23,9 @@ pub struct GpuOptions {
     pub tuning: super::Tuning,
     /// The kernel cache file (default: `autotune::cache_file()`, in the user's cache folder).
     pub cache_file: Option<std::path::PathBuf>,
+    /// Compile pipelines only on the device's own queue: no helper device compiling ahead on
+    /// adapters that compile at first dispatch (see `gpu::ahead`); also `WGTRAIN_SERIAL_COMPILE=1`.
+    pub serial_compile: bool,
 }
 
 /// What `wgtrain devices` shows about an adapter.
@@ -200,7 +203,6 @@ impl GpuContext {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
             s.get_or_insert_with(|| format!("{reason:?}: {msg}"));
         });
-        log::info!("device: {} ({:?}, {:?})", info.name, info.backend, info.device_type);
         let subgroups_of_8 = device.features().contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size >= 8;
         Ok(Self { device, queue, info, limits, subgroups_of_8, uncaptured, lost })
     }

@@ -530,6 +530,48 @@ pub struct Pipeline {
     pub params_size: u64,
     /// Binding numbers of the storage buffers, in `Kernel::storage` order.
     pub storage: Vec<u32>,
+    /// Its recipe and the parameters it has been dispatched with, where the cache is `tracking`.
+    pub(crate) tracked: Mutex<Option<Tracked>>,
+}
+
+/// What a `tracking` cache keeps of a pipeline: its recipe and the hashes of the parameters of
+/// its first dispatches.
+pub(crate) struct Tracked {
+    recipe: PipelineRecipe,
+    seen: Vec<u64>,
+}
+
+/// Parameter sets per pipeline whose first dispatch is reported to `take_fresh`. lavapipe
+/// compiles a kernel anew for each set of values of its loop-bounding parameters; a layer's
+/// parameters repeat every step, an optimizer's change every step (and do not bound loops).
+const TRACKED_PARAMS: usize = 16;
+
+/// Where a pipeline's WGSL comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum ShaderText {
+    /// A file of shaders/, by stem.
+    Builtin(&'static str),
+    /// A user's kernel: its label and text.
+    Custom { label: String, source: String },
+}
+
+/// Everything a pipeline is built from, so that it can be built again on another device (see
+/// `gpu::ahead`).
+#[derive(Clone, Debug)]
+pub(crate) struct PipelineRecipe {
+    /// The cache key: shader, entry and constants.
+    pub key: String,
+    pub shader: ShaderText,
+    pub entry: String,
+    pub storage: Vec<(u32, Access)>,
+    /// Size in bytes of the kernel's parameter struct.
+    pub params_size: u64,
+    /// Override constants.
+    pub constants: Vec<(String, f64)>,
+    /// The parameters of a dispatch (empty in the pipeline's own recipe). lavapipe compiles a
+    /// kernel for the values of the parameters that bound its loops, so a kernel compiled
+    /// ahead is dispatched with the parameters the queue will use.
+    pub params: Vec<u8>,
 }
 
 /// Compiles each (kernel, override constants) once; shader modules are shared between entries.
@@ -538,17 +580,42 @@ pub struct PipelineCache {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     next_id: AtomicU64,
+    /// Whether to keep the recipes of new (pipeline, parameters) dispatches for `take_fresh`.
+    track_fresh: bool,
+    fresh: Mutex<Vec<PipelineRecipe>>,
 }
 
 impl PipelineCache {
+    /// A cache that also lists the pipelines it builds, for `take_fresh`.
+    pub(crate) fn tracking() -> Self {
+        Self { track_fresh: true, ..Self::default() }
+    }
+
+    /// The recipes, with their parameters, of the dispatches since the last call that were the
+    /// first of their pipeline with those parameters, in order
+    /// (empty unless the cache is `tracking`).
+    pub(crate) fn take_fresh(&self) -> Vec<PipelineRecipe> {
+        std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// The pipeline of a built-in `kernel` with override `constants`, compiled on first use.
     pub fn get<P: KernelParams>(&self, ctx: &GpuContext, kernel: &Kernel, constants: &[(&str, f64)]) -> Result<Arc<Pipeline>> {
         let key = format!("{}::{}{:?}", kernel.shader, kernel.entry, constants);
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
-        let module = self.module(ctx, kernel.shader)?;
-        self.build::<P>(ctx, key, &module, kernel.entry, kernel.storage, constants)
+        self.build(
+            ctx,
+            PipelineRecipe {
+                key,
+                shader: ShaderText::Builtin(kernel.shader),
+                entry: kernel.entry.to_string(),
+                storage: kernel.storage.to_vec(),
+                params_size: std::mem::size_of::<P>() as u64,
+                constants: constants.iter().map(|&(name, v)| (name.to_string(), v)).collect(),
+                params: Vec::new(),
+            },
+        )
     }
 
     /// The pipeline of entry point `entry` of a WGSL `source` that is not one of shaders/ (a
@@ -565,25 +632,33 @@ impl PipelineCache {
         if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
-        let module = ctx.scoped(&format!("compiling {label}"), || {
-            ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(Cow::Owned(source.to_string())),
-            })
-        })?;
-        self.build::<P>(ctx, key, &module, entry, storage, &[])
+        self.build(
+            ctx,
+            PipelineRecipe {
+                key,
+                shader: ShaderText::Custom { label: label.to_string(), source: source.to_string() },
+                entry: entry.to_string(),
+                storage: storage.to_vec(),
+                params_size: std::mem::size_of::<P>() as u64,
+                constants: Vec::new(),
+                params: Vec::new(),
+            },
+        )
     }
 
-    fn build<P: KernelParams>(
-        &self,
-        ctx: &GpuContext,
-        key: String,
-        module: &wgpu::ShaderModule,
-        entry: &str,
-        storage: &[(u32, Access)],
-        constants: &[(&str, f64)],
-    ) -> Result<Arc<Pipeline>> {
-        let params_size = std::mem::size_of::<P>() as u64;
+    /// Builds the pipeline `recipe` describes and keeps it under its key.
+    pub(crate) fn build(&self, ctx: &GpuContext, recipe: PipelineRecipe) -> Result<Arc<Pipeline>> {
+        let module = match &recipe.shader {
+            ShaderText::Builtin(name) => self.module(ctx, name)?,
+            ShaderText::Custom { label, source } => ctx.scoped(&format!("compiling {label}"), || {
+                ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(label),
+                    source: wgpu::ShaderSource::Wgsl(Cow::Owned(source.clone())),
+                })
+            })?,
+        };
+        let PipelineRecipe { key, entry, storage, params_size, constants, .. } = &recipe;
+        let params_size = *params_size;
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -606,6 +681,7 @@ impl PipelineCache {
                 count: None,
             });
         }
+        let constants: Vec<(&str, f64)> = constants.iter().map(|(name, v)| (name.as_str(), *v)).collect();
         let started = std::time::Instant::now();
         let pipeline = ctx.scoped(&format!("compiling {key}"), || {
             let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
@@ -615,11 +691,11 @@ impl PipelineCache {
                 immediate_size: 0,
             });
             let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&key),
+                label: Some(key),
                 layout: Some(&pl),
-                module,
+                module: &module,
                 entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+                compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
                 cache: None,
             });
             (pipeline, layout)
@@ -631,9 +707,54 @@ impl PipelineCache {
             layout: pipeline.1,
             params_size,
             storage: storage.iter().map(|s| s.0).collect(),
+            tracked: Mutex::new(None),
         });
-        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, p.clone());
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), p.clone());
+        if self.track_fresh {
+            *p.tracked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Tracked { recipe, seen: Vec::new() });
+        }
         Ok(p)
+    }
+
+    /// Forgets the pipeline with this key (it is destroyed when its last user lets go).
+    pub(crate) fn remove(&self, key: &str) {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Whether a pipeline with this key has been built.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
+    }
+
+    /// The pipeline `recipe` describes: the one built before under its key, else a new one.
+    pub(crate) fn get_or_build(&self, ctx: &GpuContext, recipe: &PipelineRecipe) -> Result<Arc<Pipeline>> {
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&recipe.key) {
+            return Ok(p.clone());
+        }
+        self.build(ctx, PipelineRecipe { params: Vec::new(), ..recipe.clone() })
+    }
+
+    /// Notes a dispatch of `pipeline` with parameters `params`, for `take_fresh` when they are
+    /// new to it (up to `TRACKED_PARAMS` sets).
+    pub(crate) fn dispatched(&self, pipeline: &Pipeline, params: &[u8]) {
+        if !self.track_fresh {
+            return;
+        }
+        let mut tracked = pipeline.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = tracked.as_mut().filter(|t| t.seen.len() < TRACKED_PARAMS) else {
+            return;
+        };
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            params.hash(&mut h);
+            h.finish()
+        };
+        if !t.seen.contains(&hash) {
+            t.seen.push(hash);
+            let recipe = PipelineRecipe { params: params.to_vec(), ..t.recipe.clone() };
+            self.fresh.lock().unwrap_or_else(|p| p.into_inner()).push(recipe);
+        }
     }
 
     fn module(&self, ctx: &GpuContext, name: &'static str) -> Result<wgpu::ShaderModule> {

@@ -15,6 +15,7 @@
 //!   per-channel sums), `pool.rs`, `batch_norm.rs`, `loss.rs`, `reduce.rs`, `optimizer.rs`
 //!   (with clipping), `permute.rs`.
 
+mod ahead;
 pub mod autotune;
 pub mod backend;
 pub mod batch_norm;
@@ -37,6 +38,7 @@ pub mod reduce;
 
 use std::sync::{Arc, Mutex};
 
+pub use ahead::CompileAheadStats;
 pub use autotune::{MatmulChoice, Tuning};
 pub use buffers::{BufferPool, GpuBuffer};
 pub use context::{list_adapters, AdapterSummary, GpuContext, GpuOptions};
@@ -74,6 +76,8 @@ pub struct Gpu {
     pub(crate) profiled: std::sync::atomic::AtomicBool,
     /// The matmul variant per shape class (forced, measured, cached or by rule).
     pub(crate) matmul_choice: MatmulChoice,
+    /// The helper that compiles new pipelines ahead of the queue, where the driver compiles late.
+    pub(crate) ahead: Option<ahead::Ahead>,
 }
 
 impl Gpu {
@@ -81,6 +85,12 @@ impl Gpu {
     /// with the limits training needs, and chooses the matmul variant.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
         let ctx = GpuContext::new(opts)?;
+        log::info!("device: {} ({:?}, {:?})", ctx.info.name, ctx.info.backend, ctx.info.device_type);
+        let ahead = if autotune::measured_before(&ctx, opts.tuning, opts.cache_file.as_deref()) {
+            None
+        } else {
+            ahead::Ahead::for_device(&ctx, opts)
+        };
         let device = ctx.device.clone();
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(256);
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
@@ -105,7 +115,8 @@ impl Gpu {
                 "tensor",
             ),
             staging: BufferPool::new(device, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, "read-back"),
-            cache: PipelineCache::default(),
+            cache: if ahead.is_some() { PipelineCache::tracking() } else { PipelineCache::default() },
+            ahead,
             arena,
             slot,
             rec: Mutex::new(Recorder::default()),
@@ -166,6 +177,19 @@ impl Gpu {
     /// Buffers allocated from the device so far (tensors and read-back staging).
     pub fn buffers_created(&self) -> u64 {
         self.pool.created() + self.staging.created()
+    }
+
+    /// What the compile-ahead helper has done so far; `None` where the `Gpu` has none (see
+    /// `GpuOptions::serial_compile`: only on llvmpipe, and not when its adapter and driver
+    /// were measured in an earlier process).
+    pub fn compile_ahead_stats(&self) -> Option<CompileAheadStats> {
+        self.ahead.as_ref().map(|a| a.stats())
+    }
+
+    /// Waits up to `timeout` for the compile-ahead helper to run out of work; whether it has
+    /// (true where there is none).
+    pub fn wait_compile_ahead(&self, timeout: std::time::Duration) -> bool {
+        self.ahead.as_ref().is_none_or(|a| a.wait_idle(timeout))
     }
 
     /// Command submissions so far.

@@ -6,7 +6,8 @@
 //! inside it.
 
 use std::collections::HashMap;
-use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
 
 use super::kernels::{KernelParams, Pipeline};
 use super::{Gpu, GpuBuffer, GpuTensor, PARAM_SLOTS};
@@ -82,6 +83,7 @@ impl Gpu {
         }
         let offset = rec.params.len() as u32;
         rec.params.extend_from_slice(bytes);
+        self.cache.dispatched(pipeline, bytes);
         rec.params.resize(offset as usize + self.slot as usize, 0);
 
         let key: BindKey = (pipeline.id, binds.iter().map(|b| (b.buf.id(), b.offset, b.size)).collect());
@@ -170,6 +172,14 @@ impl Gpu {
         }
         rec.dispatches = 0;
         let index = self.ctx.scoped("submitting recorded kernels", || self.ctx.queue.submit([encoder.finish()]))?;
+        if let Some(ahead) = &self.ahead {
+            // The pipelines this submission is the first to use: the helper compiles them from
+            // the last while the queue compiles from the first, and stops where they meet.
+            let done = Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            self.ctx.queue.on_submitted_work_done(move || flag.store(true, Ordering::Release));
+            ahead.compile(self.cache.take_fresh(), done);
+        }
         self.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if timestamps {
             self.read_timestamps_locked(rec, Some(index.clone()))?;
