@@ -12,11 +12,15 @@
 //! cache, where the queue's first dispatch of it finds the machine code instead of compiling
 //! it again. The helper skips what the submission has already run.
 //!
-//! It is used only on llvmpipe, where compiling late was measured. It is not used where Mesa's
-//! shader cache is switched off (`MESA_SHADER_CACHE_DISABLE`), nor with `WGTRAIN_SERIAL_COMPILE=1`
-//! or `GpuOptions::serial_compile`. Drivers that compile when a pipeline is created gain
-//! nothing from it. The helper opens its device when the `Gpu` opens its own, and its thread
-//! stops when the `Gpu` is dropped.
+//! It is used only on llvmpipe, where compiling late was measured, and only where a cache
+//! looks cold: Mesa's shader cache is absent or empty, or the kernel cache
+//! (`gpu::autotune`) has no entry for this adapter and driver yet. Where the shader cache is
+//! warm after all, the helper finds its first pipelines compiled and leaves. It is not used
+//! where Mesa's shader cache is switched off (`MESA_SHADER_CACHE_DISABLE`), nor with
+//! `WGTRAIN_SERIAL_COMPILE=1` or `GpuOptions::serial_compile`. Drivers that compile when a
+//! pipeline is created gain nothing from it. The helper opens its device when the `Gpu` opens
+//! its own; it is joined when the `Gpu` is dropped (a `Gpu` never dropped, in a static, may
+//! leave it compiling while the process exits).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -37,6 +41,29 @@ const FOUND_SECONDS: f64 = 0.005;
 const FOUND_IN_A_ROW: usize = 3;
 /// Bytes of each placeholder buffer: at least any kernel's parameters and one array element.
 const PLACEHOLDER_BYTES: u64 = 256;
+
+/// Whether Mesa's on-disk shader cache has anything in it: the folder `mesa_shader_cache` (or
+/// the newer single-file `mesa_shader_cache_db`) under `MESA_SHADER_CACHE_DIR`, else
+/// `XDG_CACHE_HOME`, else `~/.cache`. Absent or empty means every kernel will be compiled.
+pub(crate) fn shader_cache_present() -> bool {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    env("MESA_SHADER_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME"))
+        .or_else(|| env("HOME").map(|h| h.join(".cache")))
+        .is_some_and(|base| shader_cache_in(&base))
+}
+
+/// Whether `base` holds a non-empty `mesa_shader_cache` folder or `mesa_shader_cache_db`.
+fn shader_cache_in(base: &std::path::Path) -> bool {
+    ["mesa_shader_cache", "mesa_shader_cache_db"].iter().any(|name| {
+        let path = base.join(name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(&path).is_ok_and(|mut entries| entries.next().is_some()),
+            Ok(m) => m.len() > 0,
+            Err(_) => false,
+        }
+    })
+}
 
 /// The helper: a queue of pipelines to compile and the thread that compiles them.
 pub(crate) struct Ahead {
@@ -310,4 +337,26 @@ fn compile(
             .map(|_| started.elapsed().as_secs_f64())
             .map_err(|e| crate::Error::Gpu { context: "compiling ahead".into(), message: e.to_string() })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shader_cache_in;
+
+    #[test]
+    fn a_shader_cache_counts_only_with_something_in_it() {
+        let base = std::env::temp_dir().join(format!("wgtrain-shader-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        assert!(!shader_cache_in(&base), "no cache folder");
+        std::fs::create_dir(base.join("mesa_shader_cache")).unwrap();
+        assert!(!shader_cache_in(&base), "an empty cache folder");
+        std::fs::write(base.join("mesa_shader_cache").join("index"), b"x").unwrap();
+        assert!(shader_cache_in(&base), "a cache folder with an entry");
+        std::fs::remove_dir_all(base.join("mesa_shader_cache")).unwrap();
+        std::fs::create_dir(base.join("mesa_shader_cache_db")).unwrap();
+        std::fs::write(base.join("mesa_shader_cache_db").join("mesa_cache.db"), b"x").unwrap();
+        assert!(shader_cache_in(&base), "the single-file database layout");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

@@ -84,9 +84,13 @@ impl Gpu {
     /// Opens the adapter `opts` asks for (default: the best one that runs compute shaders),
     /// with the limits training needs, and chooses the matmul variant.
     pub fn new(opts: &GpuOptions) -> Result<Self> {
+        // Before the device is opened: opening it creates Mesa's cache folder.
+        let shader_cache_present = ahead::shader_cache_present();
         let ctx = GpuContext::new(opts)?;
         log::info!("device: {} ({:?}, {:?})", ctx.info.name, ctx.info.backend, ctx.info.device_type);
-        let ahead = if autotune::measured_before(&ctx, opts.tuning, opts.cache_file.as_deref()) {
+        // Where both caches say this adapter ran here before, the shader cache is likely warm
+        // and the helper would only cost memory.
+        let ahead = if shader_cache_present && autotune::measured_before(&ctx, opts.tuning, opts.cache_file.as_deref()) {
             None
         } else {
             ahead::Ahead::for_device(&ctx, opts)
