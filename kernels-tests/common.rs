@@ -30,7 +30,9 @@ impl Test {
 /// The device shared by all GPU tests, or why there is none.
 fn shared() -> &'static Result<Gpu, String> {
     static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new(&GpuOptions::default()).map_err(|e| e.to_string()))
+    // Never dropped, so no compile-ahead helper: one still compiling when the process exits
+    // would crash in the driver's teardown (the helper has its own test, on its own Gpu).
+    GPU.get_or_init(|| Gpu::new(&GpuOptions { serial_compile: true, ..Default::default() }).map_err(|e| e.to_string()))
 }
 
 fn ci() -> bool {

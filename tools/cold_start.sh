@@ -15,6 +15,7 @@ rounds=${2:-5}
 batch=${3:-64}
 [ -x "$new" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -z "$old" ] || [ -x "$old" ] || { echo "$old: not an executable" >&2; exit 1; }
+unset MESA_SHADER_CACHE_DIR WGTRAIN_CACHE_DIR MESA_SHADER_CACHE_DISABLE WGTRAIN_SERIAL_COMPILE
 export RUST_LOG=warn XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg-cold-start}
 mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 work=$(mktemp -d)

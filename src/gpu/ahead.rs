@@ -5,12 +5,16 @@
 //! therefore spends its first training step compiling 30-40 pipelines one after another on one
 //! core, about 2 s on the 2-core machine of BENCHMARKS.md, while the other cores wait.
 //!
-//! When a submission brings two or more new pipelines, the helper here builds the same
-//! pipelines on a second device of the same adapter and dispatches each once with no
-//! workgroups, which is enough for llvmpipe to compile it. It works from the end of the list
-//! while the queue compiles from the start. Each pipeline it finishes lands in Mesa's shader
-//! cache, where the queue's first dispatch of it finds the machine code instead of compiling
-//! it again. The helper skips what the submission has already run.
+//! When a submission brings two or more new (pipeline, parameters) pairs, the helper here
+//! builds the same pipelines on a second device of the same adapter and dispatches each once
+//! with the same parameters and no workgroups, which is enough for llvmpipe to compile it. It
+//! works from the end of the list while the queue compiles from the start. Each pipeline it
+//! finishes lands in Mesa's shader cache, where the queue's first dispatch of it finds the
+//! machine code instead of compiling it again. Nothing tells either side where the other has
+//! got to: around the middle both may compile the same kernel. The helper skips the pairs of a
+//! submission that has finished (known at the main device's next poll), and retires for good
+//! once three new pipelines in a row turn out to be compiled already (the queue got there
+//! first, or the cache was warm): from then on nothing is tracked or handed over.
 //!
 //! It is used only on llvmpipe, where compiling late was measured, and only where a cache
 //! looks cold: Mesa's shader cache is absent or empty, or the kernel cache
@@ -31,7 +35,7 @@ use super::kernels::{PipelineCache, PipelineRecipe};
 
 /// A batch's pipelines are handed to the helper only from this many on: a single new
 /// pipeline would be compiled twice at once, by the queue and by the helper.
-const MIN_BATCH: usize = 2;
+pub(crate) const MIN_BATCH: usize = 2;
 /// Storage bindings a kernel may have (the helper binds one small buffer to each).
 const MAX_STORAGE: usize = 16;
 /// A dispatch that compiles nothing (its machine code was in the shader cache) takes about a
@@ -67,8 +71,10 @@ fn shader_cache_in(base: &std::path::Path) -> bool {
 
 /// The helper: a queue of pipelines to compile and the thread that compiles them.
 pub(crate) struct Ahead {
-    /// How the helper opens its device: the `Gpu`'s adapter and features, without profiling.
+    /// How the helper opens its device: the `Gpu`'s features, without profiling.
     opts: GpuOptions,
+    /// The `Gpu`'s adapter: name and backend (the helper finds its index).
+    adapter: (String, String),
     shared: Arc<Shared>,
     /// The helper threads started and not yet joined (one runs at a time; one that has left
     /// may still be closing its device).
@@ -105,11 +111,14 @@ struct State {
     running: bool,
     /// The `Gpu` is gone.
     closed: bool,
+    /// The helper found kernels compiled already, or could not open its device: no more jobs.
+    retired: bool,
 }
 
 struct Job {
     recipe: PipelineRecipe,
-    /// Set when the submission that first uses the pipeline has finished (the queue compiled it).
+    /// Set when the main device learns (at a poll) that the submission that first uses the
+    /// pair has finished: the queue compiled it.
     done: Arc<AtomicBool>,
 }
 
@@ -118,13 +127,15 @@ impl Ahead {
     /// thread starts now and opens its device while this one goes on (the first batch, an
     /// autotune's candidates or a first step, comes soon after).
     pub(crate) fn for_device(ctx: &GpuContext, opts: &GpuOptions) -> Option<Self> {
-        let off = |name: &str| std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+        let off =
+            |name: &str| std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "y" | "yes"));
         let compiles_late = ctx.is_cpu_adapter() && ctx.info.driver.to_ascii_lowercase().contains("llvmpipe");
         if !compiles_late || opts.serial_compile || off("WGTRAIN_SERIAL_COMPILE") || off("MESA_SHADER_CACHE_DISABLE") {
             return None;
         }
-        let opts = GpuOptions { device: Some(ctx.info.name.clone()), profile: false, ..opts.clone() };
-        let ahead = Self { opts, shared: Arc::default(), threads: Mutex::default() };
+        let opts = GpuOptions { device: None, profile: false, ..opts.clone() };
+        let adapter = (ctx.info.name.clone(), format!("{:?}", ctx.info.backend));
+        let ahead = Self { opts, adapter, shared: Arc::default(), threads: Mutex::default() };
         let mut state = ahead.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         ahead.start(&mut state);
         drop(state);
@@ -137,8 +148,11 @@ impl Ahead {
         if batch.len() < MIN_BATCH {
             return;
         }
-        self.shared.handed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.retired || state.closed {
+            return;
+        }
+        self.shared.handed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         state.jobs.extend(batch.into_iter().map(|recipe| Job { recipe, done: done.clone() }));
         if state.running {
             self.shared.wake.notify_one();
@@ -148,8 +162,8 @@ impl Ahead {
     }
 
     fn start(&self, state: &mut State) {
-        let (opts, shared) = (self.opts.clone(), self.shared.clone());
-        match std::thread::Builder::new().name("wgtrain-compile-ahead".into()).spawn(move || helper(opts, shared)) {
+        let (opts, adapter, shared) = (self.opts.clone(), self.adapter.clone(), self.shared.clone());
+        match std::thread::Builder::new().name("wgtrain-compile-ahead".into()).spawn(move || helper(opts, adapter, shared)) {
             Ok(handle) => {
                 state.running = true;
                 let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,6 +179,11 @@ impl Ahead {
 }
 
 impl Ahead {
+    /// Whether the helper has retired (see the module): nothing more is worth tracking.
+    pub(crate) fn retired(&self) -> bool {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).retired
+    }
+
     /// What the helper has done so far.
     pub(crate) fn stats(&self) -> CompileAheadStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -202,17 +221,39 @@ impl Drop for Ahead {
 
 /// The helper thread: opens its device, compiles jobs until it has done some and none are
 /// left, then leaves; its device and pipelines go with it (about 25 MB on lavapipe after the
-/// default CNN's first step), and the next batch starts a new one.
-fn helper(opts: GpuOptions, shared: Arc<Shared>) {
-    let ctx = match GpuContext::new(&opts) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            log::debug!("no second device for compiling ahead: {e}");
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.running = false;
-            state.jobs.clear();
-            return;
+/// default CNN's first step), and the next batch starts a new one. It retires instead when it
+/// finds kernels compiled already or cannot open its device.
+fn helper(opts: GpuOptions, adapter: (String, String), shared: Arc<Shared>) {
+    /// Marks the helper stopped if it panics, so that `wait_idle` and later batches do not
+    /// wait for it (every other way out says so itself, under the lock where it decides).
+    struct OnPanic<'a>(&'a Shared);
+    impl Drop for OnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.busy.store(0, Ordering::Release);
+                let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.running = false;
+                state.retired = true;
+            }
         }
+    }
+    let _on_panic = OnPanic(&shared);
+    let retire = |why: &str| {
+        log::debug!("compiling ahead: {why}; no more");
+        let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.retired = true;
+        state.running = false;
+        state.jobs.clear();
+    };
+    // The same adapter as the `Gpu`'s, by index: its name alone may match an adapter of
+    // another backend (llvmpipe under GL as well as Vulkan).
+    let index = super::context::list_adapters().into_iter().find(|a| (&a.name, &a.backend) == (&adapter.0, &adapter.1)).map(|a| a.index);
+    let Some(index) = index else {
+        return retire("the adapter is not listed again");
+    };
+    let ctx = match GpuContext::new(&GpuOptions { device: Some(index.to_string()), ..opts }) {
+        Ok(ctx) => ctx,
+        Err(e) => return retire(&format!("no second device ({e})")),
     };
     let cache = PipelineCache::default();
     let buffer = |usage: wgpu::BufferUsages| {
@@ -231,7 +272,7 @@ fn helper(opts: GpuOptions, shared: Arc<Shared>) {
         let job = {
             let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                if state.closed {
+                if state.closed || state.retired {
                     state.running = false;
                     return;
                 }
@@ -280,12 +321,8 @@ fn helper(opts: GpuOptions, shared: Arc<Shared>) {
         }
         if found >= FOUND_IN_A_ROW {
             // The shader cache had them: warm from an earlier process, or the queue got here
-            // first. The rest is left to the queue.
-            log::debug!("compiling ahead: {FOUND_IN_A_ROW} found compiled in a row, leaving the rest to the queue");
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.jobs.clear();
-            state.running = false;
-            return;
+            // first. The rest, and later batches, are left to the queue.
+            return retire(&format!("{FOUND_IN_A_ROW} new pipelines in a row were compiled already"));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Kernels chosen by measurement. On first use of an adapter, each matmul shape class (the
 //! operands' transposes times two sizes) is timed with every candidate variant on a
-//! representative product, and the fastest is kept; the choice is cached per adapter, driver
+//! representative product, and the fastest is kept (a class with one candidate, such as A
+//! transposed on CPU adapters, takes it untimed); the choice is cached per adapter, driver
 //! and wgtrain version in a small JSON file in the user's cache folder, so later processes
 //! read it instead of measuring. A forced variant (`--matmul-variant`, `WGTRAIN_MATMUL`) still
 //! wins, and without tuning the device-type rule (`MatmulVariant::default_for`) applies.
@@ -209,6 +210,7 @@ impl Gpu {
         }
         let mut rng = crate::rng::Rng::new(9);
         let mut cases = Vec::new();
+        let mut out = BTreeMap::new();
         for (size, [m, n, k]) in SIZES {
             for (layout, ta, tb) in LAYOUTS {
                 let a_shape = if ta { [k, m] } else { [m, k] };
@@ -228,7 +230,13 @@ impl Gpu {
                 let candidates = candidates
                     .into_iter()
                     .filter(|&v| v != MatmulVariant::V5Subgroup || (self.ctx.has_subgroups_of_8() && v.applicable(&dims, spec) == v))
-                    .collect();
+                    .collect::<Vec<_>>();
+                // With one candidate there is nothing to time, and compiling it here would only
+                // move its cost from the first step, where it compiles beside other kernels.
+                if let [only] = candidates[..] {
+                    out.insert(format!("{layout}-{size}"), only);
+                    continue;
+                }
                 cases.push(Case {
                     class: format!("{layout}-{size}"),
                     a: self.upload(&a_shape, &rng.vec(m * k, -1.0, 1.0))?,
@@ -248,7 +256,11 @@ impl Gpu {
             }
         }
         self.sync()?;
-        let mut out = BTreeMap::new();
+        if let Some(ahead) = &self.ahead {
+            // The helper may still be compiling a candidate the queue compiled too: timed runs
+            // would share the cores with it.
+            ahead.wait_idle(std::time::Duration::from_secs(30));
+        }
         for case in &mut cases {
             let mut best = (f64::INFINITY, MatmulVariant::V4Lanes);
             let mut run = |v: MatmulVariant| -> Result<f64> {

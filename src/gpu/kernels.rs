@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
@@ -581,14 +581,19 @@ pub struct PipelineCache {
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     next_id: AtomicU64,
     /// Whether to keep the recipes of new (pipeline, parameters) dispatches for `take_fresh`.
-    track_fresh: bool,
+    track_fresh: AtomicBool,
     fresh: Mutex<Vec<PipelineRecipe>>,
 }
 
 impl PipelineCache {
     /// A cache that also lists the pipelines it builds, for `take_fresh`.
     pub(crate) fn tracking() -> Self {
-        Self { track_fresh: true, ..Self::default() }
+        Self { track_fresh: AtomicBool::new(true), ..Self::default() }
+    }
+
+    /// Stops tracking (the compile-ahead helper has retired).
+    pub(crate) fn stop_tracking(&self) {
+        self.track_fresh.store(false, Ordering::Relaxed);
     }
 
     /// The recipes, with their parameters, of the dispatches since the last call that were the
@@ -707,12 +712,9 @@ impl PipelineCache {
             layout: pipeline.1,
             params_size,
             storage: storage.iter().map(|s| s.0).collect(),
-            tracked: Mutex::new(None),
+            tracked: Mutex::new(self.track_fresh.load(Ordering::Relaxed).then(|| Tracked { recipe: recipe.clone(), seen: Vec::new() })),
         });
         self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), p.clone());
-        if self.track_fresh {
-            *p.tracked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Tracked { recipe, seen: Vec::new() });
-        }
         Ok(p)
     }
 
@@ -737,7 +739,7 @@ impl PipelineCache {
     /// Notes a dispatch of `pipeline` with parameters `params`, for `take_fresh` when they are
     /// new to it (up to `TRACKED_PARAMS` sets).
     pub(crate) fn dispatched(&self, pipeline: &Pipeline, params: &[u8]) {
-        if !self.track_fresh {
+        if !self.track_fresh.load(Ordering::Relaxed) {
             return;
         }
         let mut tracked = pipeline.tracked.lock().unwrap_or_else(|p| p.into_inner());

@@ -61,6 +61,9 @@ pub(crate) const PARAM_SLOTS: u64 = 2048;
 
 /// The GPU backend. Cheap to share between threads (`&Gpu` is enough; recording is serialised).
 pub struct Gpu {
+    /// The helper that compiles new pipelines ahead of the queue, where the driver compiles
+    /// late. First, so that it is stopped and joined before anything else is dropped.
+    pub(crate) ahead: Option<ahead::Ahead>,
     pub(crate) ctx: GpuContext,
     pub(crate) cache: PipelineCache,
     pub(crate) pool: Arc<BufferPool>,
@@ -76,8 +79,6 @@ pub struct Gpu {
     pub(crate) profiled: std::sync::atomic::AtomicBool,
     /// The matmul variant per shape class (forced, measured, cached or by rule).
     pub(crate) matmul_choice: MatmulChoice,
-    /// The helper that compiles new pipelines ahead of the queue, where the driver compiles late.
-    pub(crate) ahead: Option<ahead::Ahead>,
 }
 
 impl Gpu {

@@ -173,12 +173,19 @@ impl Gpu {
         rec.dispatches = 0;
         let index = self.ctx.scoped("submitting recorded kernels", || self.ctx.queue.submit([encoder.finish()]))?;
         if let Some(ahead) = &self.ahead {
-            // The pipelines this submission is the first to use: the helper compiles them from
-            // the last while the queue compiles from the first, and stops where they meet.
-            let done = Arc::new(AtomicBool::new(false));
-            let flag = done.clone();
-            self.ctx.queue.on_submitted_work_done(move || flag.store(true, Ordering::Release));
-            ahead.compile(self.cache.take_fresh(), done);
+            // The pairs this submission is the first to use: the helper compiles them from the
+            // last while the queue compiles from the first (see gpu::ahead).
+            let fresh = self.cache.take_fresh();
+            if fresh.len() >= super::ahead::MIN_BATCH {
+                if ahead.retired() {
+                    self.cache.stop_tracking();
+                } else {
+                    let done = Arc::new(AtomicBool::new(false));
+                    let flag = done.clone();
+                    self.ctx.queue.on_submitted_work_done(move || flag.store(true, Ordering::Release));
+                    ahead.compile(fresh, done);
+                }
+            }
         }
         self.submissions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if timestamps {

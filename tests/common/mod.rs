@@ -34,7 +34,11 @@ pub fn s(p: &Path) -> &str {
 /// Opens a new device on the default adapter; `None` (with a loud note) only outside CI when
 /// `WGTRAIN_ALLOW_NO_GPU=1`: under CI a missing adapter fails the test.
 pub fn open_gpu() -> Option<Gpu> {
-    match Gpu::new(&GpuOptions::default()) {
+    open_gpu_with(&GpuOptions::default())
+}
+
+fn open_gpu_with(opts: &GpuOptions) -> Option<Gpu> {
+    match Gpu::new(opts) {
         Ok(g) => Some(g),
         Err(e) if std::env::var_os("CI").is_none() && std::env::var("WGTRAIN_ALLOW_NO_GPU").as_deref() == Ok("1") => {
             eprintln!("\n!!!!!!!! SKIPPED: no GPU adapter ({e}) !!!!!!!!\n");
@@ -47,7 +51,9 @@ pub fn open_gpu() -> Option<Gpu> {
 /// One device on the default adapter shared by every test of the binary (see [`open_gpu`]).
 pub fn shared_gpu() -> Option<&'static Gpu> {
     static GPU: std::sync::OnceLock<Option<Gpu>> = std::sync::OnceLock::new();
-    GPU.get_or_init(open_gpu).as_ref()
+    // Never dropped, so no compile-ahead helper: one still compiling when the process exits
+    // would crash in the driver's teardown.
+    GPU.get_or_init(|| open_gpu_with(&GpuOptions { serial_compile: true, ..Default::default() })).as_ref()
 }
 
 /// The parameters and buffers of a checkpoint or weights file, by name.
