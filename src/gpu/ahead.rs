@@ -43,6 +43,8 @@ const MAX_STORAGE: usize = 16;
 const FOUND_SECONDS: f64 = 0.005;
 /// Pipelines found compiled in a row after which the helper leaves the rest of the batch.
 const FOUND_IN_A_ROW: usize = 3;
+/// How long a helper out of work waits for another batch before it leaves with its device.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes of each placeholder buffer: at least any kernel's parameters and one array element.
 const PLACEHOLDER_BYTES: u64 = 256;
 
@@ -220,7 +222,7 @@ impl Drop for Ahead {
 }
 
 /// The helper thread: opens its device, compiles jobs until it has done some and none are
-/// left, then leaves; its device and pipelines go with it (about 25 MB on lavapipe after the
+/// left for a second, then leaves; its device and pipelines go with it (about 25 MB on lavapipe after the
 /// default CNN's first step), and the next batch starts a new one. It retires instead when it
 /// finds kernels compiled already or cannot open its device.
 fn helper(opts: GpuOptions, adapter: (String, String), shared: Arc<Shared>) {
@@ -282,9 +284,16 @@ fn helper(opts: GpuOptions, adapter: (String, String), shared: Arc<Shared>) {
                         shared.busy.store(1, Ordering::Release);
                         break job;
                     }
+                    // Out of work after some: wait a little for the next batch (an autotune's
+                    // candidates are followed at once by a first step's kernels, and opening
+                    // a device again costs 150-200 ms there), then leave.
                     None if worked => {
-                        state.running = false;
-                        return;
+                        let (next, waited) = shared.wake.wait_timeout(state, LINGER).unwrap_or_else(|p| p.into_inner());
+                        state = next;
+                        if waited.timed_out() && state.jobs.is_empty() {
+                            state.running = false;
+                            return;
+                        }
                     }
                     None => state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
                 }

@@ -1,7 +1,6 @@
 //! Kernels chosen by measurement. On first use of an adapter, each matmul shape class (the
 //! operands' transposes times two sizes) is timed with every candidate variant on a
-//! representative product, and the fastest is kept (a class with one candidate, such as A
-//! transposed on CPU adapters, takes it untimed); the choice is cached per adapter, driver
+//! representative product, and the fastest is kept; the choice is cached per adapter, driver
 //! and wgtrain version in a small JSON file in the user's cache folder, so later processes
 //! read it instead of measuring. A forced variant (`--matmul-variant`, `WGTRAIN_MATMUL`) still
 //! wins, and without tuning the device-type rule (`MatmulVariant::default_for`) applies.
@@ -230,13 +229,7 @@ impl Gpu {
                 let candidates = candidates
                     .into_iter()
                     .filter(|&v| v != MatmulVariant::V5Subgroup || (self.ctx.has_subgroups_of_8() && v.applicable(&dims, spec) == v))
-                    .collect::<Vec<_>>();
-                // With one candidate there is nothing to time, and compiling it here would only
-                // move its cost from the first step, where it compiles beside other kernels.
-                if let [only] = candidates[..] {
-                    out.insert(format!("{layout}-{size}"), only);
-                    continue;
-                }
+                    .collect();
                 cases.push(Case {
                     class: format!("{layout}-{size}"),
                     a: self.upload(&a_shape, &rng.vec(m * k, -1.0, 1.0))?,
