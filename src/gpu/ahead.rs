@@ -323,11 +323,6 @@ fn helper(opts: GpuOptions, adapter: (String, String), shared: Arc<Shared>) {
             }
         }
         shared.busy.store(0, Ordering::Release);
-        // A pipeline no job left needs goes now: the helper's memory adds to the process's
-        // peak while it works.
-        if !shared.state.lock().unwrap_or_else(|p| p.into_inner()).jobs.iter().any(|j| j.recipe.key == job.recipe.key) {
-            cache.remove(&job.recipe.key);
-        }
         if found >= FOUND_IN_A_ROW {
             // The shader cache had them: warm from an earlier process, or the queue got here
             // first. The rest, and later batches, are left to the queue.
@@ -345,7 +340,7 @@ fn compile(
     uniform: &wgpu::Buffer,
     storage: &[wgpu::Buffer],
 ) -> crate::Result<f64> {
-    if recipe.storage.len() > storage.len() || recipe.params_size > PLACEHOLDER_BYTES || recipe.params.len() as u64 > PLACEHOLDER_BYTES {
+    if recipe.storage.len() > storage.len() || recipe.params_size.max(recipe.params.len() as u64) > PLACEHOLDER_BYTES {
         return Err(crate::Error::Invalid(format!("{} has more bindings than the helper holds", recipe.key)));
     }
     let pipeline = cache.get_or_build(ctx, recipe)?;

@@ -718,11 +718,6 @@ impl PipelineCache {
         Ok(p)
     }
 
-    /// Forgets the pipeline with this key (it is destroyed when its last user lets go).
-    pub(crate) fn remove(&self, key: &str) {
-        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-
     /// Whether a pipeline with this key has been built.
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
