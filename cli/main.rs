@@ -105,11 +105,29 @@ fn install_interrupt_handler() {
         }
         let _no_new_files = wgtrain::atomic::remove_pending();
         eprintln!("interrupted");
-        std::process::exit(130);
+        exit_at_once(130);
     };
     if let Err(e) = ctrlc::set_handler(handler) {
         log::warn!("cannot handle Ctrl-C and SIGTERM ({e}): they will stop the process without cleaning up");
     }
+}
+
+/// Ends the process with `code` from the signal-handling thread while the main thread may be
+/// in the middle of a GPU call: on Unix with `_exit`, skipping the `atexit` teardown of the
+/// driver, which can crash under a thread still using it (1 of 3 interrupted cold starts did,
+/// with the compile-ahead helper at work). Output written so far is flushed first.
+fn exit_at_once(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    #[cfg(unix)]
+    // SAFETY: `_exit` ends the process without running anything more; nothing is left
+    // half-written that it must finish (pending atomic writes were just removed).
+    unsafe {
+        libc::_exit(code)
+    }
+    #[cfg(not(unix))]
+    std::process::exit(code)
 }
 
 /// Mesa's Vulkan drivers warn twice per process when `XDG_RUNTIME_DIR` is unset (common in

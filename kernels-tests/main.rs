@@ -79,6 +79,9 @@ fn run_body(body: fn()) -> Result<(), Failed> {
 }
 
 fn main() {
+    if std::env::var_os(dispatch::EXIT_CHILD).is_some() {
+        dispatch::exit_while_compiling_ahead();
+    }
     // Panics in a test body are kept for its report; any other thread's go to stderr as usual.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

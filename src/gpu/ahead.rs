@@ -23,8 +23,8 @@
 //! where Mesa's shader cache is switched off (`MESA_SHADER_CACHE_DISABLE`), nor with
 //! `WGTRAIN_SERIAL_COMPILE=1` or `GpuOptions::serial_compile`. Drivers that compile when a
 //! pipeline is created gain nothing from it. The helper opens its device when the `Gpu` opens
-//! its own; it is joined when the `Gpu` is dropped (a `Gpu` never dropped, in a static, may
-//! leave it compiling while the process exits).
+//! its own; it is joined when the `Gpu` is dropped, and stopped at process exit (`gpu::exit`)
+//! when the `Gpu` never is.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -45,6 +45,49 @@ const FOUND_SECONDS: f64 = 0.005;
 const FOUND_IN_A_ROW: usize = 3;
 /// How long a helper out of work waits for another batch before it leaves with its device.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// The helpers of this process that may still be running, for [`close_all`].
+static HELPERS: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
+/// Helper threads that have not yet finished (their device closed), and its signal.
+static LIVE: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// Tells every helper of the process to stop after the job it is on (at process exit).
+pub(crate) fn close_all() {
+    let helpers: Vec<_> = HELPERS.lock().unwrap_or_else(|p| p.into_inner()).drain(..).filter_map(|w| w.upgrade()).collect();
+    for shared in &helpers {
+        shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        shared.wake.notify_all();
+    }
+}
+
+/// Waits until every helper thread has closed its device, or until `deadline`; whether all have.
+pub(crate) fn wait_all(deadline: Instant) -> bool {
+    let mut live = LIVE.0.lock().unwrap_or_else(|p| p.into_inner());
+    while *live > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        live = LIVE.1.wait_timeout(live, left).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    true
+}
+
+/// Counts a helper thread as live from its start until it is dropped, after its device.
+struct Live;
+
+impl Live {
+    fn new() -> Self {
+        *LIVE.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        *LIVE.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        LIVE.1.notify_all();
+    }
+}
 /// Bytes of each placeholder buffer: at least any kernel's parameters and one array element.
 const PLACEHOLDER_BYTES: u64 = 256;
 
@@ -138,6 +181,10 @@ impl Ahead {
         let opts = GpuOptions { device: None, profile: false, ..opts.clone() };
         let adapter = (ctx.info.name.clone(), format!("{:?}", ctx.info.backend));
         let ahead = Self { opts, adapter, shared: Arc::default(), threads: Mutex::default() };
+        let mut helpers = HELPERS.lock().unwrap_or_else(|p| p.into_inner());
+        helpers.retain(|w| w.strong_count() > 0);
+        helpers.push(Arc::downgrade(&ahead.shared));
+        drop(helpers);
         let mut state = ahead.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         ahead.start(&mut state);
         drop(state);
@@ -165,7 +212,13 @@ impl Ahead {
 
     fn start(&self, state: &mut State) {
         let (opts, adapter, shared) = (self.opts.clone(), self.adapter.clone(), self.shared.clone());
-        match std::thread::Builder::new().name("wgtrain-compile-ahead".into()).spawn(move || helper(opts, adapter, shared)) {
+        // Counted before the thread starts, so that an exit right after sees it.
+        let live = Live::new();
+        let run = move || {
+            let _live = live;
+            helper(opts, adapter, shared)
+        };
+        match std::thread::Builder::new().name("wgtrain-compile-ahead".into()).spawn(run) {
             Ok(handle) => {
                 state.running = true;
                 let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
@@ -316,6 +369,7 @@ fn helper(opts: GpuOptions, adapter: (String, String), shared: Arc<Shared>) {
                     found = if dispatch < FOUND_SECONDS { found + 1 } else { 0 };
                 }
                 shared.compiled.fetch_add(1, Ordering::Relaxed);
+                super::exit::work_done();
             }
             Err(e) => {
                 log::debug!("compiling {} ahead failed: {e}", job.recipe.key);

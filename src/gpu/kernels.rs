@@ -687,6 +687,7 @@ impl PipelineCache {
             });
         }
         let constants: Vec<(&str, f64)> = constants.iter().map(|(name, v)| (name.as_str(), *v)).collect();
+        super::exit::pipeline_built();
         let started = std::time::Instant::now();
         let pipeline = ctx.scoped(&format!("compiling {key}"), || {
             let layout = ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });

@@ -25,6 +25,7 @@ pub mod context;
 pub mod conv2d;
 pub mod custom;
 pub mod elementwise;
+mod exit;
 pub mod grid;
 pub mod kernels;
 pub mod loss;
@@ -79,6 +80,8 @@ pub struct Gpu {
     pub(crate) profiled: std::sync::atomic::AtomicBool,
     /// The matmul variant per shape class (forced, measured, cached or by rule).
     pub(crate) matmul_choice: MatmulChoice,
+    /// Where a process exiting without dropping this finds the device to wait for.
+    _exit: exit::Registration,
 }
 
 impl Gpu {
@@ -88,6 +91,7 @@ impl Gpu {
         // Before the device is opened: opening it creates Mesa's cache folder.
         let shader_cache_present = ahead::shader_cache_present();
         let ctx = GpuContext::new(opts)?;
+        let exit = exit::register(&ctx.device);
         log::info!("device: {} ({:?}, {:?})", ctx.info.name, ctx.info.backend, ctx.info.device_type);
         // Where both caches say this adapter ran here before, the shader cache is likely warm
         // and the helper would only cost memory.
@@ -132,6 +136,7 @@ impl Gpu {
             profiled: Default::default(),
             matmul_choice: MatmulChoice::default(),
             ctx,
+            _exit: exit,
         })
         .map(|mut gpu| {
             gpu.matmul_choice = gpu.choose_kernels(opts.tuning, forced, opts.cache_file.as_deref());

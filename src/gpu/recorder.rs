@@ -205,6 +205,7 @@ impl Gpu {
             .device
             .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
             .map_err(|e| Error::Gpu { context: "waiting for the device".into(), message: e.to_string() })?;
+        super::exit::work_done();
         self.ctx.check("waiting for the device")
     }
 
