@@ -98,6 +98,9 @@ fn install() {
             log::debug!("cannot register the exit handler that finishes GPU work");
         }
     }
+    // Elsewhere no handler is registered: an exit there relies on the `Gpu` being dropped.
+    #[cfg(not(unix))]
+    let _ = finish_gpu_work;
 }
 
 /// Stops the compile-ahead helpers after their current kernel, waits for the registered
