@@ -30,8 +30,8 @@ impl Test {
 /// The device shared by all GPU tests, or why there is none.
 fn shared() -> &'static Result<Gpu, String> {
     static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
-    // Never dropped, so no compile-ahead helper: the exit handler (src/gpu/exit.rs) waits for
-    // one still compiling, except during a process's first compiles, where an exit can crash.
+    // Compiles serially: tests run on parallel threads, which keep the cores busy already, and
+    // the exit handler (src/gpu/exit.rs) would wait for a helper still compiling at exit.
     // The helper has its own tests, on Gpus of their own.
     GPU.get_or_init(|| Gpu::new(&GpuOptions { serial_compile: true, ..Default::default() }).map_err(|e| e.to_string()))
 }

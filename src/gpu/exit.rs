@@ -16,7 +16,8 @@
 //! 6 such exits still crashed). So the handler is registered again after host waits and
 //! helper compiles that follow new pipelines (at most [`MAX_REGISTRATIONS`] times; it runs
 //! once): 6 of 6 exits were then clean, each waiting 0.6-0.8 s for the compiles under way.
-//! An exit during the process's very first compiles can still crash.
+//! An exit before the process's first compile has finished (on the queue after a host wait,
+//! or on the helper) can still crash.
 //!
 //! The CLI does not rely on it for Ctrl-C: its second interrupt ends the process with `_exit`,
 //! which skips every `atexit` handler, the driver's teardown included.

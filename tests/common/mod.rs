@@ -51,8 +51,8 @@ fn open_gpu_with(opts: &GpuOptions) -> Option<Gpu> {
 /// One device on the default adapter shared by every test of the binary (see [`open_gpu`]).
 pub fn shared_gpu() -> Option<&'static Gpu> {
     static GPU: std::sync::OnceLock<Option<Gpu>> = std::sync::OnceLock::new();
-    // Never dropped, so no compile-ahead helper: the exit handler (src/gpu/exit.rs) waits for
-    // one still compiling, except during a process's first compiles, where an exit can crash.
+    // Compiles serially: tests run on parallel threads, which keep the cores busy already, and
+    // the exit handler (src/gpu/exit.rs) would wait for a helper still compiling at exit.
     GPU.get_or_init(|| open_gpu_with(&GpuOptions { serial_compile: true, ..Default::default() })).as_ref()
 }
 
