@@ -114,7 +114,7 @@ fn install_interrupt_handler() {
 
 /// Ends the process with `code` from the signal-handling thread while the main thread may be
 /// in the middle of a GPU call: on Unix with `_exit`, skipping the `atexit` teardown of the
-/// driver, which can crash under a thread still using it (1 of 3 interrupted cold starts did,
+/// driver, which can crash under a thread still using it (3 of 10 interrupted cold starts did,
 /// with the compile-ahead helper at work). Output written so far is flushed first.
 fn exit_at_once(code: i32) -> ! {
     use std::io::Write;

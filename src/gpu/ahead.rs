@@ -45,19 +45,8 @@ const FOUND_SECONDS: f64 = 0.005;
 const FOUND_IN_A_ROW: usize = 3;
 /// How long a helper out of work waits for another batch before it leaves with its device.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
-/// The helpers of this process that may still be running, for [`close_all`].
-static HELPERS: Mutex<Vec<std::sync::Weak<Shared>>> = Mutex::new(Vec::new());
 /// Helper threads that have not yet finished (their device closed), and its signal.
 static LIVE: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
-
-/// Tells every helper of the process to stop after the job it is on (at process exit).
-pub(crate) fn close_all() {
-    let helpers: Vec<_> = HELPERS.lock().unwrap_or_else(|p| p.into_inner()).drain(..).filter_map(|w| w.upgrade()).collect();
-    for shared in &helpers {
-        shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        shared.wake.notify_all();
-    }
-}
 
 /// Waits until every helper thread has closed its device, or until `deadline`; whether all have.
 pub(crate) fn wait_all(deadline: Instant) -> bool {
@@ -70,6 +59,18 @@ pub(crate) fn wait_all(deadline: Instant) -> bool {
         live = LIVE.1.wait_timeout(live, left).unwrap_or_else(|p| p.into_inner()).0;
     }
     true
+}
+
+/// Stops a helper after the job it is on, without owning it.
+pub(crate) struct Closer(std::sync::Weak<Shared>);
+
+impl Closer {
+    pub(crate) fn close(&self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+            shared.wake.notify_all();
+        }
+    }
 }
 
 /// Counts a helper thread as live from its start until it is dropped, after its device.
@@ -181,10 +182,6 @@ impl Ahead {
         let opts = GpuOptions { device: None, profile: false, ..opts.clone() };
         let adapter = (ctx.info.name.clone(), format!("{:?}", ctx.info.backend));
         let ahead = Self { opts, adapter, shared: Arc::default(), threads: Mutex::default() };
-        let mut helpers = HELPERS.lock().unwrap_or_else(|p| p.into_inner());
-        helpers.retain(|w| w.strong_count() > 0);
-        helpers.push(Arc::downgrade(&ahead.shared));
-        drop(helpers);
         let mut state = ahead.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         ahead.start(&mut state);
         drop(state);
@@ -208,6 +205,11 @@ impl Ahead {
         } else {
             self.start(&mut state);
         }
+    }
+
+    /// What stops this helper at process exit, when the `Gpu` is never dropped (`gpu::exit`).
+    pub(crate) fn closer(&self) -> Closer {
+        Closer(Arc::downgrade(&self.shared))
     }
 
     fn start(&self, state: &mut State) {

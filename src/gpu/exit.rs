@@ -15,39 +15,41 @@
 //! compiles; a handler registered only when the device opened ran after them, too late (6 of
 //! 6 such exits still crashed). So the handler is registered again after host waits and
 //! helper compiles that follow new pipelines (at most [`MAX_REGISTRATIONS`] times; it runs
-//! once): 6 of 6 exits were then clean, each waiting 0.6-0.8 s for the compiles under way.
+//! once): 8 of 8 exits were then clean, each waiting 0.6-0.8 s for the compiles under way.
 //! An exit before the process's first compile has finished (on the queue after a host wait,
 //! or on the helper) can still crash.
 //!
-//! The CLI does not rely on it for Ctrl-C: its second interrupt ends the process with `_exit`,
-//! which skips every `atexit` handler, the driver's teardown included.
+//! The CLI does not rely on it for Ctrl-C: where an interrupt means "quit at once" it ends the
+//! process with `_exit`, which skips every `atexit` handler, the driver's teardown included.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::ahead::Closer;
+
 /// How long an exit waits for GPU work and helpers to finish: the longest kernel compile
 /// measured was about 0.5 s on a 2-core machine, a training step a few seconds.
 pub(crate) const EXIT_WAIT: Duration = Duration::from_secs(10);
 
-/// The devices of the `Gpu`s alive now, by registration number.
-static DEVICES: Mutex<Vec<(u64, wgpu::Device)>> = Mutex::new(Vec::new());
+/// The `Gpu`s alive now, by registration number: the device and its compile-ahead helper.
+static GPUS: Mutex<Vec<(u64, wgpu::Device, Option<Closer>)>> = Mutex::new(Vec::new());
 
-/// A `Gpu`'s device, registered for the exit handler until this is dropped.
+/// A `Gpu`, registered for the exit handler until this is dropped.
 pub(crate) struct Registration(u64);
 
-/// Registers `device` (and, once per process, the exit handler).
-pub(crate) fn register(device: &wgpu::Device) -> Registration {
+/// Registers a `Gpu`'s `device` and `helper` (and, the first time, the exit handler).
+pub(crate) fn register(device: &wgpu::Device, helper: Option<Closer>) -> Registration {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    install_once();
+    work_done();
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    DEVICES.lock().unwrap_or_else(|p| p.into_inner()).push((id, device.clone()));
+    GPUS.lock().unwrap_or_else(|p| p.into_inner()).push((id, device.clone(), helper));
     Registration(id)
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        DEVICES.lock().unwrap_or_else(|p| p.into_inner()).retain(|(id, _)| *id != self.0);
+        GPUS.lock().unwrap_or_else(|p| p.into_inner()).retain(|(id, ..)| *id != self.0);
     }
 }
 
@@ -63,22 +65,14 @@ pub(crate) fn pipeline_built() {
     BUILT.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Called after work has finished on a device (a host wait, a helper's compile): registers
-/// the handler again when pipelines were built since it last was, so that it runs before the
-/// destructors those compiles registered.
+/// Called after work has finished on a device (a host wait, a helper's compile) and when a
+/// `Gpu` registers: registers the handler the first time, and again when pipelines were built
+/// since it last was, so that it runs before the destructors those compiles registered.
 pub(crate) fn work_done() {
     let built = BUILT.load(Ordering::Relaxed);
     let mut registered = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
-    if built > registered.0 && registered.1 < MAX_REGISTRATIONS {
+    if (registered.1 == 0 || built > registered.0) && registered.1 < MAX_REGISTRATIONS {
         *registered = (built, registered.1 + 1);
-        install();
-    }
-}
-
-fn install_once() {
-    let mut registered = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
-    if registered.1 == 0 {
-        registered.1 = 1;
         install();
     }
 }
@@ -109,8 +103,10 @@ fn install() {
 /// Run at process exit; harmless when nothing is under way.
 pub(crate) fn finish_gpu_work() -> bool {
     let deadline = Instant::now() + EXIT_WAIT;
-    super::ahead::close_all();
-    let devices: Vec<wgpu::Device> = DEVICES.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, d)| d.clone()).collect();
+    let gpus = GPUS.lock().unwrap_or_else(|p| p.into_inner());
+    gpus.iter().filter_map(|(_, _, helper)| helper.as_ref()).for_each(Closer::close);
+    let devices: Vec<wgpu::Device> = gpus.iter().map(|(_, device, _)| device.clone()).collect();
+    drop(gpus);
     let mut finished = true;
     for device in devices {
         let timeout = Some(deadline.saturating_duration_since(Instant::now()));

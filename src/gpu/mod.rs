@@ -91,7 +91,6 @@ impl Gpu {
         // Before the device is opened: opening it creates Mesa's cache folder.
         let shader_cache_present = ahead::shader_cache_present();
         let ctx = GpuContext::new(opts)?;
-        let exit = exit::register(&ctx.device);
         log::info!("device: {} ({:?}, {:?})", ctx.info.name, ctx.info.backend, ctx.info.device_type);
         // Where both caches say this adapter ran here before, the shader cache is likely warm
         // and the helper would only cost memory.
@@ -100,6 +99,7 @@ impl Gpu {
         } else {
             ahead::Ahead::for_device(&ctx, opts)
         };
+        let exit = exit::register(&ctx.device, ahead.as_ref().map(ahead::Ahead::closer));
         let device = ctx.device.clone();
         let slot = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(256);
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
