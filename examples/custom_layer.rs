@@ -136,6 +136,7 @@ fn run_layer<B: Backend>(be: &B, layer: &dyn Layer<B>, x: &[f32], dy: &[f32]) ->
             seed: 0,
             step: 0,
             replicas: None,
+            relu: false,
         },
     )?;
     layer.backward(

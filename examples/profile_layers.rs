@@ -60,6 +60,7 @@ fn main() -> wgtrain::Result<()> {
                 seed: 1,
                 step: 1,
                 replicas: None,
+                relu: false,
             };
             layer.forward(&gpu, io)
         })?;

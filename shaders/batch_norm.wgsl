@@ -1,6 +1,7 @@
 // batch_norm — batch norm 2d's element-wise passes over [N, C, P] (channel = dim 1), forward
 // and backward side by side; the statistics come from channel.wgsl and bn_stats.wgsl.
-//   bn_apply:          y  = (x - mean[c]) * invstd[c] * gamma[c] + beta[c]
+//   bn_apply:          y  = act((x - mean[c]) * invstd[c] * gamma[c] + beta[c])
+//                      (act: 0 identity, 1 ReLU: a ReLU fused into the batch norm before it)
 //   bn_backward_apply: dx = k1[c] * (dy - k2[c] - (x - mean[c]) * k3[c]),  k = bn_backward_coef
 //                      (= gamma*invstd/cnt * (cnt*dy - sum dy - x_hat * sum dy*x_hat))
 // The *_planes entries do the same on a 3-D grid (x: position in the plane, y: channel,
@@ -18,6 +19,10 @@ struct BnParams {
     cnt: f32,
     momentum: f32,
     eps: f32,
+    act: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
@@ -29,6 +34,14 @@ struct BnParams {
 @group(0) @binding(6) var<storage, read> gamma: array<f32>;
 @group(0) @binding(7) var<storage, read> beta: array<f32>;
 
+fn activate(v: f32) -> f32 {
+    return select(v, 0.0, p.act == 1u && v < 0.0); // max(v, 0), NaN passing (relu.wgsl)
+}
+
+fn activate4(v: vec4<f32>) -> vec4<f32> {
+    return select(v, vec4<f32>(0.0), vec4<bool>(p.act == 1u) & (v < vec4<f32>(0.0)));
+}
+
 @compute @workgroup_size(256, 1, 1)
 fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.y * p.row_stride + gid.x;
@@ -36,7 +49,7 @@ fn bn_apply(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let c = (i / p.p) % p.c;
-    out[i] = fma((x[i] - mean[c]) * scale[c], gamma[c], beta[c]);
+    out[i] = activate(fma((x[i] - mean[c]) * scale[c], gamma[c], beta[c]));
 }
 
 @compute @workgroup_size(256, 1, 1)
@@ -56,7 +69,7 @@ fn bn_apply_planes(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let c = gid.y;
     let i = (gid.z * p.c + c) * p.p + gid.x;
-    out[i] = fma((x[i] - mean[c]) * scale[c], gamma[c], beta[c]);
+    out[i] = activate(fma((x[i] - mean[c]) * scale[c], gamma[c], beta[c]));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -84,7 +97,7 @@ fn bn_apply_planes_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let c = gid.y;
     let i = (gid.z * p.c + c) * p4 + gid.x;
-    out4[i] = fma((x4[i] - vec4<f32>(mean[c])) * scale[c], vec4<f32>(gamma[c]), vec4<f32>(beta[c]));
+    out4[i] = activate4(fma((x4[i] - vec4<f32>(mean[c])) * scale[c], vec4<f32>(gamma[c]), vec4<f32>(beta[c])));
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -116,7 +129,7 @@ fn bn_apply_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let p4 = p.p / 4u;
     var i = plane * p4;
     for (var q = 0u; q < p4; q++) {
-        out4[i] = fma((x4[i] - m) * s, g, b);
+        out4[i] = activate4(fma((x4[i] - m) * s, g, b));
         i++;
     }
 }

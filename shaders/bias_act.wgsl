@@ -23,7 +23,7 @@ struct BiasActParams {
 
 fn activate(z: f32) -> f32 {
     if (p.act == 1u) {
-        return max(z, 0.0);
+        return select(z, 0.0, z < 0.0); // max(z, 0), NaN passing (see relu.wgsl)
     }
     return z;
 }

@@ -21,6 +21,10 @@ struct BnParams {
     cnt: f32,
     momentum: f32,
     eps: f32,
+    act: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;

@@ -191,7 +191,26 @@ pub trait Backend {
         momentum: f32,
         eps: f32,
     ) -> Result<()> {
-        let d = ops::batch_norm::check(
+        self.batch_norm_train_act(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, momentum, eps, Activation::Identity)
+    }
+    /// [`Backend::batch_norm_train`] with y passed through `act` in the same pass (a ReLU
+    /// fused into the batch norm before it).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train_act(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        running_mean: &mut T<Self>,
+        running_var: &mut T<Self>,
+        y: &mut T<Self>,
+        save_mean: &mut T<Self>,
+        save_invstd: &mut T<Self>,
+        momentum: f32,
+        eps: f32,
+        act: Activation,
+    ) -> Result<()> {
+        let mut d = ops::batch_norm::check(
             "batch_norm",
             x.shape(),
             y.shape(),
@@ -205,6 +224,7 @@ pub trait Backend {
             ],
             true,
         )?;
+        d.act = act;
         self.batch_norm_train_unchecked(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, &d, momentum, eps)
     }
     /// Batch norm 2d in eval mode: y from the running statistics.
@@ -219,7 +239,22 @@ pub trait Backend {
         y: &mut T<Self>,
         eps: f32,
     ) -> Result<()> {
-        let d = ops::batch_norm::check(
+        self.batch_norm_eval_act(x, gamma, beta, running_mean, running_var, y, eps, Activation::Identity)
+    }
+    /// [`Backend::batch_norm_eval`] with y passed through `act` in the same pass.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_eval_act(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        running_mean: &T<Self>,
+        running_var: &T<Self>,
+        y: &mut T<Self>,
+        eps: f32,
+        act: Activation,
+    ) -> Result<()> {
+        let mut d = ops::batch_norm::check(
             "batch_norm",
             x.shape(),
             y.shape(),
@@ -231,6 +266,7 @@ pub trait Backend {
             ],
             false,
         )?;
+        d.act = act;
         self.batch_norm_eval_unchecked(x, gamma, beta, running_mean, running_var, y, &d, eps)
     }
     /// Backward of `batch_norm_train` from its saved statistics.
@@ -290,7 +326,43 @@ pub trait Backend {
         momentum: f32,
         eps: f32,
     ) -> Result<()> {
-        let d = ops::batch_norm::check(
+        self.batch_norm_train_from_stats_act(
+            x,
+            gamma,
+            beta,
+            mean,
+            var,
+            count,
+            running_mean,
+            running_var,
+            y,
+            save_mean,
+            save_invstd,
+            momentum,
+            eps,
+            Activation::Identity,
+        )
+    }
+    /// [`Backend::batch_norm_train_from_stats`] with y passed through `act` in the same pass.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train_from_stats_act(
+        &self,
+        x: &T<Self>,
+        gamma: &T<Self>,
+        beta: &T<Self>,
+        mean: &T<Self>,
+        var: &T<Self>,
+        count: f32,
+        running_mean: &mut T<Self>,
+        running_var: &mut T<Self>,
+        y: &mut T<Self>,
+        save_mean: &mut T<Self>,
+        save_invstd: &mut T<Self>,
+        momentum: f32,
+        eps: f32,
+        act: Activation,
+    ) -> Result<()> {
+        let mut d = ops::batch_norm::check(
             "batch_norm_train_from_stats",
             x.shape(),
             y.shape(),
@@ -306,6 +378,7 @@ pub trait Backend {
             ],
             true,
         )?;
+        d.act = act;
         if !(count.is_finite() && count > 1.0) {
             return Err(crate::Error::Invalid(format!(
                 "batch_norm_train_from_stats: count {count}: expected more than 1 value per channel"
@@ -516,6 +589,17 @@ pub trait Backend {
     fn relu_backward(&self, x: &T<Self>, dy: &T<Self>, dx: &mut T<Self>) -> Result<()> {
         let n = ops::same_shape("relu_backward", &[("x", x.shape()), ("dy", dy.shape()), ("dx", dx.shape())])?;
         self.relu_backward_unchecked(x, dy, dx, n)
+    }
+    /// y = max(y, 0) in place (a ReLU fused into the node that wrote y).
+    fn relu_in_place(&self, y: &mut T<Self>) -> Result<()> {
+        let n = y.numel();
+        self.relu_in_place_unchecked(y, n)
+    }
+    /// dy = dy * \[y > 0\] in place, from the rectified output y (the backward of a fused ReLU:
+    /// y > 0 exactly where its input was).
+    fn relu_backward_in_place(&self, y: &T<Self>, dy: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("relu_backward_in_place", &[("y", y.shape()), ("dy", dy.shape())])?;
+        self.relu_backward_in_place_unchecked(y, dy, n)
     }
     /// Inverted dropout: out = x / (1 - p) where `mask` keeps the element, else 0. The mask is
     /// a function of (p, seed, step, index), so the backward is the same call on dy.
@@ -747,6 +831,10 @@ pub trait Backend {
     fn relu_unchecked(&self, x: &T<Self>, y: &mut T<Self>, n: usize) -> Result<()>;
     /// `relu_backward` of `n` elements.
     fn relu_backward_unchecked(&self, x: &T<Self>, dy: &T<Self>, dx: &mut T<Self>, n: usize) -> Result<()>;
+    /// [`Backend::relu_in_place`] on `n` values.
+    fn relu_in_place_unchecked(&self, y: &mut T<Self>, n: usize) -> Result<()>;
+    /// [`Backend::relu_backward_in_place`] on `n` values.
+    fn relu_backward_in_place_unchecked(&self, y: &T<Self>, dy: &mut T<Self>, n: usize) -> Result<()>;
     /// `dropout` of `n` elements.
     fn dropout_unchecked(&self, x: &T<Self>, out: &mut T<Self>, mask: &DropoutMask, n: usize) -> Result<()>;
     /// `sum` (or, with `squares`, `sum_squares`) of `n` elements.

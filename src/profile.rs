@@ -114,7 +114,7 @@ pub fn profile_training(
     walls.sort_by(f64::total_cmp);
     let step_seconds = walls[walls.len() / 2];
     let kinds: std::collections::HashMap<String, (String, usize)> =
-        traced.nodes().iter().map(|n| (n.name.clone(), (n.kind().to_string(), n.macs()))).collect();
+        traced.nodes().iter().map(|n| (n.name.clone(), (n.kind().to_string() + if n.relu { "+relu" } else { "" }, n.macs()))).collect();
     let mut layers = group(&times, steps, &kinds, batch);
     let kernel_seconds: f64 = layers.iter().map(|l| l.seconds).sum();
     for l in &mut layers {
@@ -226,14 +226,17 @@ pub fn table(p: &StepProfile) -> String {
         p.steps,
         if p.steps == 1 { "" } else { "s" }
     );
+    // Columns as wide as their longest entry (`layers.7.body.1`, `batch_norm2d+relu`).
+    let lw = p.layers.iter().map(|l| l.layer.len()).max().unwrap_or(0).max(12);
+    let kw = p.layers.iter().map(|l| l.kind.len()).max().unwrap_or(0).max(12);
     s.push_str(&format!(
-        "{:<12} {:<12} {:<9} {:<22} {:>6} {:>10} {:>7} {:>9}\n",
+        "{:<lw$} {:<kw$} {:<9} {:<22} {:>6} {:>10} {:>7} {:>9}\n",
         "layer", "kind", "phase", "op", "count", "ms", "share", "GFLOP/s"
     ));
     for l in &p.layers {
         let gflops = l.flops.map_or(String::new(), |f| format!("{:.2}", f / l.seconds.max(1e-12) / 1e9));
         s.push_str(&format!(
-            "{:<12} {:<12} {:<9} {:<22} {:>6} {:>10.3} {:>6.1}% {:>9}\n",
+            "{:<lw$} {:<kw$} {:<9} {:<22} {:>6} {:>10.3} {:>6.1}% {:>9}\n",
             if l.layer.is_empty() { "-" } else { &l.layer },
             l.kind,
             l.phase,
@@ -246,7 +249,7 @@ pub fn table(p: &StepProfile) -> String {
         if l.ops.len() > 1 {
             for o in &l.ops {
                 s.push_str(&format!(
-                    "{:<12} {:<12} {:<9} {:<22} {:>6} {:>10.3} {:>6.1}%\n",
+                    "{:<lw$} {:<kw$} {:<9} {:<22} {:>6} {:>10.3} {:>6.1}%\n",
                     "",
                     "",
                     "",

@@ -887,3 +887,91 @@ fn the_kernel_cache_is_used_invalidated_and_survives_corruption() {
     let g = open(Some("v2_tiled"));
     assert_eq!((g.matmul_variant(), g.matmul_choice().source.as_str()), (MatmulVariant::V2Tiled, "forced"));
 }
+
+/// Every kind of ReLU fusion, and a ReLU that must stay: a biased convolution (its bias pass
+/// rectifies), batch norm (its apply pass does), a convolution without bias (a pass in place),
+/// a residual body ending in a fused batch norm + ReLU (its gradient comes through the sum),
+/// a sum + ReLU (twice), a block whose body starts with a ReLU of an input the shortcut also
+/// reads (not fusable), and linear layers with and without bias; a dropout after the fusions
+/// (its mask must not change).
+fn fusion_spec() -> ModelSpec {
+    let conv = |o, bias| LayerSpec::Conv2d { out: o, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias };
+    ModelSpec {
+        name: "fusion".into(),
+        layers: vec![
+            conv(4, true),
+            LayerSpec::Relu,
+            conv(4, false),
+            LayerSpec::bn(),
+            LayerSpec::Relu,
+            conv(5, false),
+            LayerSpec::Relu,
+            LayerSpec::Residual { body: vec![conv(5, false), LayerSpec::bn(), LayerSpec::Relu], shortcut: Vec::new() },
+            LayerSpec::Residual { body: vec![LayerSpec::Relu, conv(5, false), LayerSpec::bn()], shortcut: Vec::new() },
+            LayerSpec::Flatten,
+            LayerSpec::linear(7),
+            LayerSpec::Relu,
+            LayerSpec::Dropout { p: 0.3 },
+            LayerSpec::linear(6).without_bias(),
+            LayerSpec::Relu,
+            LayerSpec::linear(3),
+        ],
+    }
+}
+
+/// Fused ReLUs compute what separate ones do: the same losses, gradients and parameters over
+/// two SGD steps with momentum, and the same eval-mode logits, on the CPU reference and the
+/// GPU. Tolerance: 1e-5 of each tensor's largest value (plus 1e-7): a fused convolution adds
+/// its bias in its own pass, which may round differently from the unfused one; everything
+/// else is the same arithmetic in the same order.
+#[test]
+fn fused_relus_compute_what_separate_ones_do() {
+    fn check<B: Backend>(be: &B, label: &str) {
+        let spec = fusion_spec();
+        let input = [2, 6, 6];
+        let build = |fuse| Model::with_fusion(be, spec.build::<B>().unwrap(), &input, 5, &spec.name, fuse).unwrap();
+        let (mut fused, mut plain) = (build(true), build(false));
+        // 8 of the 9 ReLUs fused: the one at the head of the second block's body stays a node.
+        assert_eq!(plain.nodes().len() - fused.nodes().len(), 8, "{label}");
+        let flagged: Vec<&str> = fused.nodes().iter().filter(|n| n.relu).map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            flagged,
+            ["layers.0", "layers.3", "layers.5", "layers.7.body.1", "layers.7.add", "layers.8.add", "layers.10", "layers.13"],
+            "{label}"
+        );
+        assert!(fused.nodes().iter().any(|n| n.name == "layers.8.body.0" && n.kind() == "relu"), "{label}");
+        let named = |m: &Model<B>| m.param_info().iter().map(|p| (p.name.clone(), p.shape.clone(), p.init)).collect::<Vec<_>>();
+        assert_eq!(named(&fused), named(&plain), "{label}: the parameters keep their names, shapes and order");
+        let mut rng = Rng::new(9);
+        let batch = 3;
+        let x = rng.vec(batch * 2 * 6 * 6, -1.0, 1.0);
+        let labels = [0.0, 2.0, 1.0];
+        let mut opt = Optimizer::new(OptimizerKind::Sgd);
+        opt.lr = 0.05;
+        opt.momentum = 0.9;
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5 * scale + 1e-7, "{label}: {what}: max difference {worst} vs scale {scale}");
+        };
+        for step in 0..2 {
+            for m in [&mut fused, &mut plain] {
+                m.train_step(be, &x, Targets::Labels(&labels), &opt, &CrossEntropy::new(0.0), None).unwrap();
+            }
+            let (lf, lp) = (fused.take_metrics(be).unwrap().loss, plain.take_metrics(be).unwrap().loss);
+            assert!((lf - lp).abs() <= 1e-6 * lp.abs().max(1.0), "{label} step {step}: loss fused {lf} separate {lp}");
+            for (i, info) in plain.param_info().to_vec().iter().enumerate() {
+                let g = |m: &Model<B>| be.download(&m.grads[i]).unwrap();
+                close(&g(&plain), &g(&fused), &format!("step {step}: gradient of {}", info.name));
+                let p = |m: &Model<B>| be.download(&m.params[i]).unwrap();
+                close(&p(&plain), &p(&fused), &format!("step {step}: {}", info.name));
+            }
+        }
+        let (yf, yp) = (fused.predict_logits(be, &x).unwrap(), plain.predict_logits(be, &x).unwrap());
+        close(&yp, &yf, "eval logits");
+    }
+    check(&Cpu, "cpu");
+    if let Some(gpu) = gpu() {
+        check(gpu, "gpu");
+    }
+}

@@ -22,7 +22,7 @@ pub fn bias_act(y: &mut [f32], bias: &[f32], c: usize, p: usize, act: Activation
         let z = *v + bias[(i / p) % c];
         *v = match act {
             Activation::Identity => z,
-            Activation::Relu => z.max(0.0),
+            Activation::Relu => super::relu::relu(z),
         };
     }
 }

@@ -15,6 +15,14 @@ pub mod pool;
 pub mod reduce;
 pub mod relu;
 
+/// The activation a fused op ends with, applied to its output (batch norm with a ReLU fused in).
+fn activate(y: &mut [f32], act: crate::ops::Activation) {
+    match act {
+        crate::ops::Activation::Identity => {}
+        crate::ops::Activation::Relu => relu::relu_in_place(y),
+    }
+}
+
 use crate::backend::{Backend, T};
 use crate::ops::pool::GlobalPoolDims;
 use crate::ops::{self, Activation, BatchNormDims, ChannelDims, ConvDims, CrossEntropyDims, DropoutMask, MatmulDims, MatmulSpec};
@@ -133,6 +141,7 @@ impl Backend for Cpu {
             momentum,
             eps,
         );
+        activate(&mut y.storage, d.act);
         Ok(())
     }
 
@@ -157,6 +166,7 @@ impl Backend for Cpu {
             (d.n, d.c, d.p),
             eps,
         );
+        activate(&mut y.storage, d.act);
         Ok(())
     }
 
@@ -250,6 +260,7 @@ impl Backend for Cpu {
             momentum,
             eps,
         );
+        activate(&mut y.storage, d.act);
         Ok(())
     }
 
@@ -371,6 +382,16 @@ impl Backend for Cpu {
 
     fn relu_unchecked(&self, x: &CpuTensor, y: &mut CpuTensor, _n: usize) -> Result<()> {
         relu::relu_forward(&x.storage, &mut y.storage);
+        Ok(())
+    }
+
+    fn relu_in_place_unchecked(&self, y: &mut CpuTensor, _n: usize) -> Result<()> {
+        relu::relu_in_place(&mut y.storage);
+        Ok(())
+    }
+
+    fn relu_backward_in_place_unchecked(&self, y: &CpuTensor, dy: &mut CpuTensor, _n: usize) -> Result<()> {
+        relu::relu_backward_in_place(&y.storage, &mut dy.storage);
         Ok(())
     }
 

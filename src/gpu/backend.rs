@@ -196,7 +196,20 @@ impl Backend for Gpu {
         momentum: f32,
         eps: f32,
     ) -> Result<()> {
-        self.batch_norm_train_impl(x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd, (d.n, d.c, d.p), momentum, eps)
+        self.batch_norm_train_impl(
+            x,
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+            y,
+            save_mean,
+            save_invstd,
+            (d.n, d.c, d.p),
+            momentum,
+            eps,
+            d.act,
+        )
     }
 
     fn batch_norm_eval_unchecked(
@@ -210,7 +223,7 @@ impl Backend for Gpu {
         d: &BatchNormDims,
         eps: f32,
     ) -> Result<()> {
-        self.batch_norm_eval_impl(x, gamma, beta, running_mean, running_var, y, (d.n, d.c, d.p), eps)
+        self.batch_norm_eval_impl(x, gamma, beta, running_mean, running_var, y, (d.n, d.c, d.p), eps, d.act)
     }
 
     fn batch_norm_backward_unchecked(
@@ -265,6 +278,7 @@ impl Backend for Gpu {
             dims,
             momentum,
             eps,
+            d.act,
         )
     }
 
@@ -371,6 +385,14 @@ impl Backend for Gpu {
 
     fn relu_backward_unchecked(&self, x: &GpuTensor, dy: &GpuTensor, dx: &mut GpuTensor, n: usize) -> Result<()> {
         self.elementwise("relu_backward", &kernels::RELU_BACKWARD, n, &[x, dy], dx, 0.0)
+    }
+
+    fn relu_in_place_unchecked(&self, y: &mut GpuTensor, n: usize) -> Result<()> {
+        self.elementwise("relu", &kernels::RELU_IN_PLACE, n, &[], y, 0.0)
+    }
+
+    fn relu_backward_in_place_unchecked(&self, y: &GpuTensor, dy: &mut GpuTensor, n: usize) -> Result<()> {
+        self.elementwise("relu_backward", &kernels::RELU_BACKWARD_IN_PLACE, n, &[y], dy, 0.0)
     }
 
     fn dropout_unchecked(&self, x: &GpuTensor, out: &mut GpuTensor, mask: &DropoutMask, n: usize) -> Result<()> {

@@ -9,14 +9,33 @@ use super::grid::grid_2d;
 use super::kernels::{self, BnParams, Kernel};
 use super::recorder::Bind;
 use super::{Gpu, GpuTensor};
+use crate::ops::Activation;
 use crate::{Error, Result};
+
+/// `BnParams::act`: 0 identity, 1 ReLU.
+fn act_code(act: Activation) -> u32 {
+    match act {
+        Activation::Identity => 0,
+        Activation::Relu => 1,
+    }
+}
 
 impl Gpu {
     fn bn_params(&self, (n, c, p): (usize, usize, usize), momentum: f32, eps: f32) -> Result<(BnParams, [u32; 3])> {
         let total = n * c * p;
         let (groups, row_stride) = grid_2d("batch_norm", total as u64, self.max_groups())?;
         Ok((
-            BnParams { n: n as u32, c: c as u32, p: p as u32, total: total as u32, row_stride, cnt: (n * p) as f32, momentum, eps },
+            BnParams {
+                n: n as u32,
+                c: c as u32,
+                p: p as u32,
+                total: total as u32,
+                row_stride,
+                cnt: (n * p) as f32,
+                momentum,
+                eps,
+                ..BnParams::default()
+            },
             groups,
         ))
     }
@@ -40,6 +59,7 @@ impl Gpu {
         dims: (usize, usize, usize),
         momentum: f32,
         eps: f32,
+        act: Activation,
     ) -> Result<()> {
         let var = self.alloc(&[dims.1])?;
         self.batch_norm_stats_impl(x, save_mean, &var, dims)?;
@@ -57,6 +77,7 @@ impl Gpu {
             dims,
             momentum,
             eps,
+            act,
         )
     }
 
@@ -92,14 +113,16 @@ impl Gpu {
         dims: (usize, usize, usize),
         momentum: f32,
         eps: f32,
+        act: Activation,
     ) -> Result<()> {
         // save_mean = 1 * mean (exact)
         self.elementwise("batch_norm", &kernels::SCALE, dims.1, &[mean], save_mean, 1.0)?;
-        self.bn_normalize(x, gamma, beta, var, count, running_mean, running_var, y, save_mean, save_invstd, dims, momentum, eps)
+        self.bn_normalize(x, gamma, beta, var, count, running_mean, running_var, y, save_mean, save_invstd, dims, momentum, eps, act)
     }
 
     /// From the mean (already in `save_mean`) and biased variance of `count` values per
-    /// channel: 1/sqrt(var + eps) into `save_invstd`, the running statistics, and y.
+    /// channel: 1/sqrt(var + eps) into `save_invstd`, the running statistics, and y (ending
+    /// with `act`).
     #[allow(clippy::too_many_arguments)]
     fn bn_normalize(
         &self,
@@ -116,6 +139,7 @@ impl Gpu {
         dims: (usize, usize, usize),
         momentum: f32,
         eps: f32,
+        act: Activation,
     ) -> Result<()> {
         let (mut params, groups) = self.bn_params(dims, momentum, eps)?;
         params.cnt = count;
@@ -124,7 +148,7 @@ impl Gpu {
             &params,
             &[Bind::whole(save_mean), Bind::whole(var), Bind::whole(save_invstd), Bind::whole(running_mean), Bind::whole(running_var)],
         )?;
-        self.bn_apply(x, save_mean, save_invstd, gamma, beta, y, &params, groups)
+        self.bn_apply(x, save_mean, save_invstd, gamma, beta, y, &BnParams { act: act_code(act), ..params }, groups)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -138,11 +162,12 @@ impl Gpu {
         y: &GpuTensor,
         dims: (usize, usize, usize),
         eps: f32,
+        act: Activation,
     ) -> Result<()> {
         let (params, groups) = self.bn_params(dims, 0.0, eps)?;
         let invstd = self.alloc(&[dims.1])?;
         self.bn_per_channel(&kernels::BN_EVAL_INVSTD, &params, &[Bind::whole(running_var), Bind::whole(&invstd)])?;
-        self.bn_apply(x, running_mean, &invstd, gamma, beta, y, &params, groups)
+        self.bn_apply(x, running_mean, &invstd, gamma, beta, y, &BnParams { act: act_code(act), ..params }, groups)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -158,8 +158,12 @@ kernel_params!(
 );
 kernel_params!(
     /// Parameters of shaders/batch_norm.wgsl and bn_stats.wgsl: a tensor seen as [N, C, P], the
-    /// count N*P per channel, running-statistics momentum and eps.
-    BnParams { n: u32, c: u32, p: u32, total: u32, row_stride: u32, cnt: f32, momentum: f32, eps: f32 }
+    /// count N*P per channel, running-statistics momentum and eps, and the activation the apply
+    /// passes end with (0 identity, 1 ReLU).
+    BnParams {
+        n: u32, c: u32, p: u32, total: u32, row_stride: u32, cnt: f32, momentum: f32, eps: f32,
+        act: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    }
 );
 kernel_params!(
     /// Parameters of shaders/loss.wgsl: logits [N, C], label smoothing, and 1/N (mean reduction).
@@ -244,6 +248,16 @@ pub const RELU_FORWARD_VEC4: Kernel = Kernel { shader: "relu", entry: "relu_forw
 /// [`RELU_BACKWARD`] on vec4s.
 pub const RELU_BACKWARD_VEC4: Kernel =
     Kernel { shader: "relu", entry: "relu_backward_vec4", storage: &[(4, Read), (5, Read), (6, ReadWrite)] };
+/// y = max(y, 0) in place (a ReLU fused into the node before it).
+pub const RELU_IN_PLACE: Kernel = Kernel { shader: "relu", entry: "relu_in_place", storage: &[(3, ReadWrite)] };
+/// `dy = dy * [y > 0]` in place, y the rectified output (a fused ReLU's backward).
+pub const RELU_BACKWARD_IN_PLACE: Kernel =
+    Kernel { shader: "relu", entry: "relu_backward_in_place", storage: &[(1, Read), (3, ReadWrite)] };
+/// [`RELU_IN_PLACE`] on vec4s.
+pub const RELU_IN_PLACE_VEC4: Kernel = Kernel { shader: "relu", entry: "relu_in_place_vec4", storage: &[(6, ReadWrite)] };
+/// [`RELU_BACKWARD_IN_PLACE`] on vec4s.
+pub const RELU_BACKWARD_IN_PLACE_VEC4: Kernel =
+    Kernel { shader: "relu", entry: "relu_backward_in_place_vec4", storage: &[(4, Read), (6, ReadWrite)] };
 /// Sum of a flat tensor, one pass: partial sums per workgroup (or the final sum of the partials).
 pub const SUM: Kernel = Kernel { shader: "reduce", entry: "sum", storage: IN1_OUT };
 /// Image patches to columns, col [N, groups * R, OH*OW]: the forward convolution's GEMM operand;
@@ -294,12 +308,14 @@ pub const CHANNEL_SUM_SQ_DEV: Kernel =
 /// quarter of the storage instructions (each a loop over SIMD lanes on CPU adapters such as
 /// lavapipe). Its caller checks that the rows it runs over hold a multiple of 4 values.
 pub fn vec4_form(kernel: &Kernel) -> Option<&'static Kernel> {
-    const FORMS: [(&Kernel, &Kernel); 6] = [
+    const FORMS: [(&Kernel, &Kernel); 8] = [
         (&CHANNEL_SUM, &CHANNEL_SUM_VEC4),
         (&CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_SQ_DEV_VEC4),
         (&CHANNEL_SUM_PROD_DEV_AND_SUM, &CHANNEL_SUM_PROD_DEV_AND_SUM_VEC4),
         (&RELU_FORWARD, &RELU_FORWARD_VEC4),
         (&RELU_BACKWARD, &RELU_BACKWARD_VEC4),
+        (&RELU_IN_PLACE, &RELU_IN_PLACE_VEC4),
+        (&RELU_BACKWARD_IN_PLACE, &RELU_BACKWARD_IN_PLACE_VEC4),
         (&IM2COL, &IM2COL_VEC4),
     ];
     FORMS.into_iter().find(|(k, _)| k.shader == kernel.shader && k.entry == kernel.entry).map(|(_, v)| v)
@@ -459,6 +475,10 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &RELU_BACKWARD,
     &RELU_FORWARD_VEC4,
     &RELU_BACKWARD_VEC4,
+    &RELU_IN_PLACE,
+    &RELU_BACKWARD_IN_PLACE,
+    &RELU_IN_PLACE_VEC4,
+    &RELU_BACKWARD_IN_PLACE_VEC4,
     &DROPOUT,
     &IM2COL,
     &IM2COL_VEC4,

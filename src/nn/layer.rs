@@ -135,6 +135,9 @@ pub struct Forward<'a, B: Backend> {
     /// over all of them ([`crate::nn::Model::sync_batch_norm`]); `None` otherwise, and for
     /// every layer that has no batch statistics.
     pub replicas: Option<&'a Replicas>,
+    /// A ReLU is fused into this layer (see [`Layer::fuses_relu`]): `y` must end rectified,
+    /// max(y, 0). Never set for a layer that does not fuse one.
+    pub relu: bool,
 }
 
 /// What a layer's backward reads and writes. Shapes include the batch dimension.
@@ -202,6 +205,16 @@ pub trait Layer<B: Backend> {
     /// Whether this is a rectifier (ReLU and its kin): weighted layers that feed one get He
     /// initialisation.
     fn is_rectifier(&self) -> bool {
+        false
+    }
+
+    /// Whether a ReLU that reads this layer's output (and nothing else does) may be fused into
+    /// it. The model then drops the ReLU's node and its two activation-sized buffers, sets
+    /// [`Forward::relu`], and the forward writes max(y, 0) itself: in its own last pass where it
+    /// can (batch norm's apply, a bias add), or by [`Backend::relu_in_place`]. In the backward
+    /// the model masks dy by the rectified y before the layer sees it, so the layer's backward
+    /// is unchanged, but it must not read `y` (which is rectified). Off by default.
+    fn fuses_relu(&self) -> bool {
         false
     }
 }

@@ -5,7 +5,7 @@
 use super::layer::{Backward, Build, Forward, Init, Layer, Mode};
 use crate::backend::{Backend, T};
 use crate::distributed::Replicas;
-use crate::ops::{self, Conv2dSpec, DropoutMask, PoolSpec};
+use crate::ops::{self, Activation, Conv2dSpec, DropoutMask, PoolSpec};
 use crate::tensor::ShapeFmt;
 use crate::{Error, Result};
 
@@ -88,7 +88,21 @@ impl<B: Backend> Layer<B> for Conv2d {
         Ok(vec![self.out, d.oh, d.ow])
     }
     fn forward(&self, be: &B, io: Forward<'_, B>) -> Result<()> {
-        be.conv2d(io.x, &io.params[0], io.params.get(1), io.y, self.spec)
+        match (io.relu, io.params.get(1)) {
+            // The bias add's pass rectifies too.
+            (true, Some(b)) => {
+                be.conv2d(io.x, &io.params[0], None, io.y, self.spec)?;
+                be.bias_act(io.y, b, Activation::Relu)
+            }
+            (true, None) => {
+                be.conv2d(io.x, &io.params[0], None, io.y, self.spec)?;
+                be.relu_in_place(io.y)
+            }
+            (false, bias) => be.conv2d(io.x, &io.params[0], bias, io.y, self.spec),
+        }
+    }
+    fn fuses_relu(&self) -> bool {
+        true
     }
     fn backward(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
         let (dw, db) = io.grads.split_at_mut(1);
@@ -182,7 +196,22 @@ impl BatchNorm2d {
         }
         be.write(&mut mean, &mu.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
         be.write(&mut var, &sigma2.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
-        be.batch_norm_train_from_stats(io.x, &p[0], &p[1], &mean, &var, total as f32, rm, rv, io.y, sm, si, self.momentum, self.eps)
+        be.batch_norm_train_from_stats_act(
+            io.x,
+            &p[0],
+            &p[1],
+            &mean,
+            &var,
+            total as f32,
+            rm,
+            rv,
+            io.y,
+            sm,
+            si,
+            self.momentum,
+            self.eps,
+            Activation::relu_if(io.relu),
+        )
     }
 
     /// The backward of [`BatchNorm2d::forward_synced`]. Each replica's dy is the gradient of
@@ -251,10 +280,13 @@ impl<B: Backend> Layer<B> for BatchNorm2d {
         match io.mode {
             Mode::Train => {
                 let [sm, si] = io.saved else { unreachable!("batch norm saves two tensors") };
-                be.batch_norm_train(io.x, &p[0], &p[1], rm, rv, io.y, sm, si, self.momentum, self.eps)
+                be.batch_norm_train_act(io.x, &p[0], &p[1], rm, rv, io.y, sm, si, self.momentum, self.eps, Activation::relu_if(io.relu))
             }
-            Mode::Eval => be.batch_norm_eval(io.x, &p[0], &p[1], rm, rv, io.y, self.eps),
+            Mode::Eval => be.batch_norm_eval_act(io.x, &p[0], &p[1], rm, rv, io.y, self.eps, Activation::relu_if(io.relu)),
         }
+    }
+    fn fuses_relu(&self) -> bool {
+        true
     }
     fn backward(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
         if io.mode == Mode::Eval {
@@ -499,7 +531,21 @@ impl<B: Backend> Layer<B> for Linear {
         Ok(vec![self.out])
     }
     fn forward(&self, be: &B, io: Forward<'_, B>) -> Result<()> {
-        be.linear(io.x, &io.params[0], io.params.get(1), io.y)
+        match (io.relu, io.params.get(1)) {
+            // The bias add's pass rectifies too.
+            (true, Some(b)) => {
+                be.linear(io.x, &io.params[0], None, io.y)?;
+                be.bias_act(io.y, b, Activation::Relu)
+            }
+            (true, None) => {
+                be.linear(io.x, &io.params[0], None, io.y)?;
+                be.relu_in_place(io.y)
+            }
+            (false, bias) => be.linear(io.x, &io.params[0], bias, io.y),
+        }
+    }
+    fn fuses_relu(&self) -> bool {
+        true
     }
     fn backward(&self, be: &B, io: Backward<'_, B>) -> Result<()> {
         let (dw, db) = io.grads.split_at_mut(1);

@@ -73,10 +73,16 @@ pub struct Node<B: Backend> {
     pub buffers: Range<usize>,
     /// The index of the top-level element of the model it belongs to.
     pub top: usize,
+    /// A ReLU that read this node's output alone is fused into it (see [`Layer::fuses_relu`]):
+    /// the node's output is rectified and the ReLU has no node of its own.
+    pub relu: bool,
+    /// Its index in the graph before ReLUs were fused: it seeds the node's random masks, so
+    /// that fusing changes no dropout mask.
+    pub unfused: usize,
 }
 
 impl<B: Backend> Node<B> {
-    /// The layer's kind (`add` for a residual sum).
+    /// The layer's kind (`add` for a residual sum), without a fused ReLU ([`Node::relu`]).
     pub fn kind(&self) -> &str {
         match &self.op {
             Op::Layer(l) => l.kind(),
@@ -161,6 +167,8 @@ impl<B: Backend> Graph<B> {
                         params: 0..0,
                         buffers: 0..0,
                         top,
+                        relu: false,
+                        unfused: n,
                     });
                     self.push_layer(Box::new(Relu), format!("{name}.relu"), n + 1, bs, top, model)?
                 }
@@ -217,6 +225,8 @@ impl<B: Backend> Graph<B> {
             params: p0..self.params.len(),
             buffers: b0..self.buffers.len(),
             top,
+            relu: false,
+            unfused: self.nodes.len(),
         });
         Ok((self.nodes.len(), out))
     }
@@ -225,7 +235,13 @@ impl<B: Backend> Graph<B> {
     /// dropout, a residual sum) before any other weighted layer: then its weights get He
     /// initialisation.
     pub fn feeds_rectifier(&self, k: usize) -> bool {
+        if self.nodes[k].relu {
+            return true;
+        }
         for n in &self.nodes[k + 1..] {
+            if n.relu {
+                return true;
+            }
             if let Op::Layer(l) = &n.op {
                 if l.is_rectifier() {
                     return true;
@@ -236,6 +252,57 @@ impl<B: Backend> Graph<B> {
             }
         }
         false
+    }
+
+    /// Fuses each ReLU into the node before it where that node allows it (a sum, or a layer
+    /// whose [`Layer::fuses_relu`] says so) and the ReLU is the only reader of its output: the
+    /// ReLU's node goes, and with it an activation and its gradient per batch size. Returns how
+    /// many were fused. Parameters and buffers keep their names; their node indices follow.
+    pub fn fuse_relus(&mut self) -> usize {
+        let mut readers = vec![0usize; self.nodes.len() + 1];
+        for n in &self.nodes {
+            readers[n.input] += 1;
+            if let Some(j) = n.input2 {
+                readers[j] += 1;
+            }
+        }
+        // act[a]: what activation a of the old graph is in the new one; node[k] likewise.
+        let mut act: Vec<usize> = (0..=self.nodes.len()).collect();
+        let mut node = vec![0usize; self.nodes.len()];
+        let mut kept: Vec<Node<B>> = Vec::with_capacity(self.nodes.len());
+        for (k, mut n) in std::mem::take(&mut self.nodes).into_iter().enumerate() {
+            let single = readers[n.input] == 1;
+            n.input = act[n.input];
+            n.input2 = n.input2.map(|j| act[j]);
+            // The built-in ReLU (a rectifier of kind `relu` with nothing to train).
+            let is_relu =
+                matches!(&n.op, Op::Layer(l) if l.kind() == "relu" && l.is_rectifier()) && n.params.is_empty() && n.buffers.is_empty();
+            if is_relu && single && n.input > 0 {
+                let p = &mut kept[n.input - 1];
+                let fusable = match &p.op {
+                    Op::Add => true,
+                    Op::Layer(l) => l.fuses_relu(),
+                };
+                if fusable && !p.relu && p.out_shape == n.out_shape {
+                    p.relu = true;
+                    act[k + 1] = n.input;
+                    node[k] = n.input - 1;
+                    continue;
+                }
+            }
+            node[k] = kept.len();
+            kept.push(n);
+            act[k + 1] = kept.len();
+        }
+        let fused = node.len() - kept.len();
+        self.nodes = kept;
+        for p in &mut self.params {
+            p.node = node[p.node];
+        }
+        for b in &mut self.buffers {
+            b.node = node[b.node];
+        }
+        fused
     }
 }
 
@@ -335,8 +402,21 @@ impl<B: Backend> Model<B> {
     /// Builds `net` for inputs of shape `input` ([C, H, W]), initialised from `seed`: layers
     /// register their parameters, which start as their [`Init`] says (He uniform for weights
     /// that feed a rectifier, PyTorch's default uniform otherwise); buffers start at their fill.
+    /// Each ReLU that alone reads a batch norm, convolution, linear layer or residual sum is
+    /// fused into it ([`Graph::fuse_relus`]; `WGTRAIN_FUSE=0` turns that off, to measure it).
     pub fn new(be: &B, net: Sequential<B>, input: &[usize], seed: u64, name: &str) -> Result<Self> {
-        let graph = Graph::compile(net, input, name)?;
+        let fuse = std::env::var("WGTRAIN_FUSE").map_or(true, |v| v != "0");
+        Self::with_fusion(be, net, input, seed, name, fuse)
+    }
+
+    /// [`Model::new`], fusing ReLUs into the nodes before them or not: the same function
+    /// either way, from the same initial parameters; fused, a step has fewer passes and the
+    /// model two fewer activation-sized buffers per fused ReLU.
+    pub fn with_fusion(be: &B, net: Sequential<B>, input: &[usize], seed: u64, name: &str, fuse: bool) -> Result<Self> {
+        let mut graph = Graph::compile(net, input, name)?;
+        if fuse {
+            graph.fuse_relus();
+        }
         let mut consumers = vec![0usize; graph.nodes.len() + 1];
         for n in &graph.nodes {
             consumers[n.input] += 1;
@@ -397,7 +477,8 @@ impl<B: Backend> Model<B> {
         Ok(m)
     }
 
-    /// The nodes as they run (residual blocks unrolled into their layers, a sum and a ReLU).
+    /// The nodes as they run (residual blocks unrolled into their layers, a sum and a ReLU;
+    /// a fused ReLU is a flag of the node before it, [`Node::relu`]).
     pub fn nodes(&self) -> &[Node<B>] {
         &self.graph.nodes
     }
@@ -567,10 +648,11 @@ impl<B: Backend> Model<B> {
     }
 
     /// The seed of node `k`'s random masks (different on every replica of a data-parallel run:
-    /// each replica draws the masks of its own samples).
+    /// each replica draws the masks of its own samples; the same fused or not).
     fn node_seed(&self, k: usize) -> u64 {
         let rank = self.replicas.as_ref().map_or(0, |r| r.rank() as u64);
-        self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rank.wrapping_mul(0xD6E8_FEB8_6659_FD93)
+        let k = self.graph.nodes[k].unfused as u64;
+        self.seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ rank.wrapping_mul(0xD6E8_FEB8_6659_FD93)
     }
 
     /// Makes this model one replica of a data-parallel run (`None`: a model of its own again).
@@ -651,7 +733,12 @@ impl<B: Backend> Model<B> {
             let (lo, hi) = plan.acts.split_at_mut(k + 1);
             let (x, y) = (&lo[node.input], &mut hi[0]);
             match &node.op {
-                Op::Add => be.add(x, &lo[node.input2.unwrap_or(node.input)], y)?,
+                Op::Add => {
+                    be.add(x, &lo[node.input2.unwrap_or(node.input)], y)?;
+                    if node.relu {
+                        be.relu_in_place(y)?;
+                    }
+                }
                 Op::Layer(layer) => layer.forward(
                     be,
                     Forward {
@@ -664,6 +751,7 @@ impl<B: Backend> Model<B> {
                         seed: seeds[k],
                         step: *step,
                         replicas: replicas.as_ref(),
+                        relu: node.relu,
                     },
                 )?,
             }
@@ -753,7 +841,19 @@ impl<B: Backend> Model<B> {
             }
             // Parameters to train but no gradient to pass on: run once without dx (0 gets none).
             let targets = if targets.is_empty() { vec![0] } else { targets };
-            let at = alias[k + 1].unwrap_or(k + 1);
+            let mut at = alias[k + 1].unwrap_or(k + 1);
+            if node.relu {
+                // The fused ReLU's backward: dy masked by the rectified output, in this node's
+                // own gradient buffer (in place, or from the sum's gradient it stands for).
+                if at == k + 1 {
+                    be.relu_backward_in_place(&plan.acts[k + 1], &mut plan.dacts[k + 1])?;
+                } else {
+                    let (lo, hi) = plan.dacts.split_at_mut(at);
+                    be.relu_backward(&plan.acts[k + 1], &hi[0], &mut lo[k + 1])?;
+                    alias[k + 1] = None;
+                    at = k + 1;
+                }
+            }
             for &j in &targets {
                 let (lo, hi) = plan.dacts.split_at_mut(k + 1);
                 let dy = &hi[at - (k + 1)];

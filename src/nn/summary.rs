@@ -148,7 +148,9 @@ impl ModelSpec {
     /// `batch` with `optimizer` (nothing is allocated). An error names the layer that does not
     /// fit its input.
     pub fn memory(&self, input: &[usize], batch: usize, optimizer: &Optimizer) -> Result<MemoryEstimate> {
-        memory_of(&self.graph(input)?, input, batch, optimizer)
+        let mut g = self.graph(input)?;
+        g.fuse_relus();
+        memory_of(&g, input, batch, optimizer)
     }
 
     /// The table of `wgtrain summary` for inputs of shape `input` [C, H, W], with the memory
@@ -240,7 +242,7 @@ impl ModelSpec {
         line(&mut s, ["", "total", "", "", "", "", "", "", &group(w), &group(b), &group(w + b), &group(m), &bytes(a as u64)]);
         let _ = writeln!(s, "(per sample; activation memory counts each layer's output once, in f32)");
 
-        let e = memory_of(&g, input, batch, optimizer)?;
+        let e = self.memory(input, batch, optimizer)?;
         let s_ = if e.batch == 1 { "" } else { "s" };
         let _ = writeln!(s, "\ntraining memory for a batch of {} sample{s_} with {} (f32):", e.batch, e.optimizer);
         let state = match e.state_tensors {
@@ -253,7 +255,11 @@ impl ModelSpec {
             ("parameter gradients", e.gradient_bytes, "one per parameter".into()),
             ("optimizer state", e.optimizer_bytes, format!("{}: {state}", e.optimizer)),
             ("buffers", e.buffer_bytes, "batch norm's running statistics".into()),
-            ("activations (forward)", e.activation_bytes, "the input and every layer's output, kept for the backward".into()),
+            (
+                "activations (forward)",
+                e.activation_bytes,
+                "the input and every layer's output but a fused ReLU's, kept for the backward".into(),
+            ),
             ("saved for backward", e.saved_bytes, "pooling indices, batch statistics, dropout masks".into()),
             ("activation gradients", e.activation_gradient_bytes, "one per activation, and residual scratch".into()),
         ];

@@ -4,6 +4,7 @@
 //! src/gpu/batch_norm.rs); twin: src/cpu/batch_norm.rs.
 
 use super::expect_shape;
+use super::Activation;
 use crate::error::shape_err;
 use crate::tensor::{checked_numel, ShapeFmt};
 use crate::Result;
@@ -17,6 +18,8 @@ pub struct BatchNormDims {
     pub c: usize,
     /// Values per channel and image (H * W).
     pub p: usize,
+    /// What the forward's output passes through last (identity unless a ReLU was fused in).
+    pub act: Activation,
 }
 
 /// x and y (or dx) [N, C, ...] alike, every per-channel tensor \[C\]; training needs more than
@@ -36,5 +39,5 @@ pub fn check(op: &'static str, x: &[usize], y: &[usize], per_channel: &[(&str, &
     if training && n * p < 2 {
         return Err(shape_err(op, format!("x {}: training needs more than one value per channel", ShapeFmt(x))));
     }
-    Ok(BatchNormDims { n, c, p })
+    Ok(BatchNormDims { n, c, p, act: Activation::Identity })
 }

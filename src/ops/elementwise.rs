@@ -6,13 +6,24 @@ use crate::error::shape_err;
 use crate::tensor::ShapeFmt;
 use crate::Result;
 
-/// The activation fused into a bias add.
+/// The activation fused into a bias add or a batch norm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// No activation: y = y + bias.
     Identity,
     /// y = max(y + bias, 0).
     Relu,
+}
+
+impl Activation {
+    /// ReLU when `relu` is set (a ReLU fused into the op), else the identity.
+    pub fn relu_if(relu: bool) -> Self {
+        if relu {
+            Activation::Relu
+        } else {
+            Activation::Identity
+        }
+    }
 }
 
 /// A tensor [N, C, ...] seen as N x C planes of P values, for per-channel work.

@@ -4,6 +4,7 @@
 //! shaders/channel.wgsl and shaders/batch_norm_eval_backward.wgsl; CPU twin src/cpu/batch_norm.rs).
 
 use super::{Report, Tolerance, VerifyTarget};
+use crate::ops::Activation;
 use crate::rng::Rng;
 use crate::tensor::ShapeFmt;
 use crate::{Cpu, Result};
@@ -28,18 +29,24 @@ pub struct Case {
     pub x: Vec<usize>,
     /// Which pass.
     pub pass: BnPass,
+    /// Forward passes: with a ReLU fused into the apply pass (y = max(bn(x), 0)).
+    pub relu: bool,
 }
 
 impl Case {
     /// The op and its options, for reports.
     pub fn op(&self) -> String {
-        match self.pass {
+        let op = match self.pass {
             BnPass::Train => "batch_norm train",
             BnPass::Eval => "batch_norm eval",
             BnPass::Backward => "batch_norm_backward",
             BnPass::EvalBackward => "batch_norm_backward_eval",
+        };
+        if self.relu {
+            format!("{op} +relu")
+        } else {
+            op.into()
         }
-        .into()
     }
 
     /// The sizes, for reports.
@@ -50,7 +57,8 @@ impl Case {
 
 /// Batch 1 with odd sizes, channels not a multiple of anything, a [N, C] input
 /// (BatchNorm1d-shaped), one channel, 300 values per channel in one image (more than a
-/// workgroup's 256, not a multiple of it), and (large) many values per channel; every pass.
+/// workgroup's 256, not a multiple of it), and (large) many values per channel; every pass,
+/// and the forward passes with a ReLU fused in.
 pub fn cases(large: bool) -> Vec<super::Case> {
     // Planes of 35 and 99 values take the 3-D grid, 300 and 68 (17 vec4s) its vec4 form.
     let mut shapes = vec![vec![1, 3, 5, 7], vec![4, 13, 3, 3], vec![7, 5], vec![2, 1, 9, 11], vec![1, 7, 15, 20], vec![3, 5, 4, 17]];
@@ -60,7 +68,10 @@ pub fn cases(large: bool) -> Vec<super::Case> {
     let mut v = Vec::new();
     for x in shapes {
         for pass in [BnPass::Train, BnPass::Eval, BnPass::Backward, BnPass::EvalBackward] {
-            v.push(super::Case::BatchNorm(Case { x: x.clone(), pass }));
+            v.push(super::Case::BatchNorm(Case { x: x.clone(), pass, relu: false }));
+        }
+        for pass in [BnPass::Train, BnPass::Eval] {
+            v.push(super::Case::BatchNorm(Case { x: x.clone(), pass, relu: true }));
         }
     }
     v
@@ -93,13 +104,13 @@ fn compute<X: VerifyTarget>(be: &X, case: &Case, i: &Inputs) -> Result<Vec<f32>>
         BnPass::Train => {
             let (mut m, mut v) = (be.upload(&[c], &i.rm)?, be.upload(&[c], &i.rv)?);
             let (mut y, mut sm, mut si) = (be.zeros(xs)?, be.zeros(&[c])?, be.zeros(&[c])?);
-            be.batch_norm_train(&x, &g, &b, &mut m, &mut v, &mut y, &mut sm, &mut si, MOMENTUM, EPS)?;
+            be.batch_norm_train_act(&x, &g, &b, &mut m, &mut v, &mut y, &mut sm, &mut si, MOMENTUM, EPS, Activation::relu_if(case.relu))?;
             Ok([be.download(&y)?, be.download(&m)?, be.download(&v)?, be.download(&sm)?, be.download(&si)?].concat())
         }
         BnPass::Eval => {
             let (m, v) = (be.upload(&[c], &i.rm)?, be.upload(&[c], &i.rv)?);
             let mut y = be.zeros(xs)?;
-            be.batch_norm_eval(&x, &g, &b, &m, &v, &mut y, EPS)?;
+            be.batch_norm_eval_act(&x, &g, &b, &m, &v, &mut y, EPS, Activation::relu_if(case.relu))?;
             be.download(&y)
         }
         BnPass::Backward => {
@@ -142,7 +153,7 @@ pub fn run_case<B: VerifyTarget>(be: &B, case: &Case, seed: u64) -> Result<Repor
     };
     if case.pass == BnPass::Backward {
         // The training forward's outputs end with the saved mean and invstd, [C] each.
-        let train = compute(&Cpu, &Case { x: case.x.clone(), pass: BnPass::Train }, &inputs)?;
+        let train = compute(&Cpu, &Case { x: case.x.clone(), pass: BnPass::Train, relu: false }, &inputs)?;
         let at = train.len() - 2 * c;
         inputs.save_mean = train[at..at + c].to_vec();
         inputs.save_invstd = train[at + c..].to_vec();

@@ -1,4 +1,5 @@
-//! Element-wise cases and their runner: add, mul, scale, relu and its backward
+//! Element-wise cases and their runner: add, mul, scale, relu and its backward, and both in
+//! place (a fused ReLU's)
 //! (shaders/elementwise.wgsl, shaders/relu.wgsl; CPU twins src/cpu/elementwise.rs, relu.rs).
 //! Each output is one correctly rounded f32 operation or a copy: `Tolerance::EXACT`.
 
@@ -23,6 +24,10 @@ pub enum Op {
     Relu,
     /// `dx = dy * [x > 0]`.
     ReluBackward,
+    /// y = max(y, 0) in place (a fused ReLU's forward).
+    ReluInPlace,
+    /// `dy = dy * [y > 0]` in place (a fused ReLU's backward).
+    ReluBackwardInPlace,
 }
 
 impl Op {
@@ -34,6 +39,8 @@ impl Op {
             Op::Scale { .. } => "scale",
             Op::Relu => "relu",
             Op::ReluBackward => "relu_backward",
+            Op::ReluInPlace => "relu_in_place",
+            Op::ReluBackwardInPlace => "relu_backward_in_place",
         }
     }
 }
@@ -72,21 +79,31 @@ pub fn shapes(large: bool) -> Vec<Vec<usize>> {
 
 /// Every element-wise op on every shape of `shapes`.
 pub fn cases(large: bool) -> Vec<super::Case> {
-    let ops = [Op::Add, Op::Mul, Op::Scale { alpha: -1.75 }, Op::Relu, Op::ReluBackward];
+    let ops = [Op::Add, Op::Mul, Op::Scale { alpha: -1.75 }, Op::Relu, Op::ReluBackward, Op::ReluInPlace, Op::ReluBackwardInPlace];
     shapes(large).into_iter().flat_map(|shape| ops.map(|op| super::Case::Elementwise(Case { op, shape: shape.clone() }))).collect()
 }
 
-/// The op on one backend: `a` is the first operand (x for relu), `b` the second (dy).
+/// The op on one backend: `a` is the first operand (x for relu; y for the in-place ReLUs,
+/// which rectify it or mask dy by it), `b` the second (dy).
 fn compute<X: VerifyTarget>(x: &X, case: &Case, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
-    let s = &case.shape;
-    let mut out = x.zeros(s)?;
-    let a = x.upload(s, a)?;
+    let up = |v: &[f32]| x.upload(&case.shape, v);
+    let mut out = x.zeros(&case.shape)?;
     match case.op {
-        Op::Add => x.add(&a, &x.upload(s, b)?, &mut out)?,
-        Op::Mul => x.mul(&a, &x.upload(s, b)?, &mut out)?,
-        Op::Scale { alpha } => x.scale(&a, alpha, &mut out)?,
-        Op::Relu => x.relu(&a, &mut out)?,
-        Op::ReluBackward => x.relu_backward(&a, &x.upload(s, b)?, &mut out)?,
+        Op::Add => x.add(&up(a)?, &up(b)?, &mut out)?,
+        Op::Mul => x.mul(&up(a)?, &up(b)?, &mut out)?,
+        Op::Scale { alpha } => x.scale(&up(a)?, alpha, &mut out)?,
+        Op::Relu => x.relu(&up(a)?, &mut out)?,
+        Op::ReluBackward => x.relu_backward(&up(a)?, &up(b)?, &mut out)?,
+        Op::ReluInPlace => {
+            out = up(a)?;
+            x.relu_in_place(&mut out)?;
+        }
+        Op::ReluBackwardInPlace => {
+            // y as a fused forward leaves it: rectified, with exact zeros.
+            let y: Vec<f32> = a.iter().map(|v| v.max(0.0)).collect();
+            out = up(b)?;
+            x.relu_backward_in_place(&up(&y)?, &mut out)?;
+        }
     }
     x.download(&out)
 }
