@@ -6,19 +6,11 @@
 //! temporaries). CPU twin: src/cpu/batch_norm.rs.
 
 use super::grid::grid_2d;
-use super::kernels::{self, BnParams, Kernel};
+use super::kernels::{self, act_code, BnParams, Kernel};
 use super::recorder::Bind;
 use super::{Gpu, GpuTensor};
 use crate::ops::Activation;
 use crate::{Error, Result};
-
-/// `BnParams::act`: 0 identity, 1 ReLU.
-fn act_code(act: Activation) -> u32 {
-    match act {
-        Activation::Identity => 0,
-        Activation::Relu => 1,
-    }
-}
 
 impl Gpu {
     fn bn_params(&self, (n, c, p): (usize, usize, usize), momentum: f32, eps: f32) -> Result<(BnParams, [u32; 3])> {

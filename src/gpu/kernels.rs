@@ -197,6 +197,15 @@ pub fn all_params() -> Vec<(&'static str, Vec<(&'static str, usize)>, usize)> {
     ]
 }
 
+/// The `act` parameter of the kernels that end with an activation (bias_act.wgsl,
+/// batch_norm.wgsl): 0 identity, 1 ReLU.
+pub fn act_code(act: crate::ops::Activation) -> u32 {
+    match act {
+        crate::ops::Activation::Identity => 0,
+        crate::ops::Activation::Relu => 1,
+    }
+}
+
 /// Storage binding access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -290,6 +299,10 @@ pub const PAD_ROWS_VEC4: Kernel = Kernel { shader: "permute", entry: "pad_rows_v
 pub const CROP_ROWS_VEC4: Kernel = Kernel { shader: "permute", entry: "crop_rows_vec4", storage: &[(4, Read), (3, ReadWrite)] };
 /// `y = act(y + bias[c])` in place over [N, C, P].
 pub const BIAS_ACT: Kernel = Kernel { shader: "bias_act", entry: "bias_act", storage: IN1_OUT };
+/// [`BIAS_ACT`] with one plane per invocation (CPU adapters: no division per element).
+pub const BIAS_ACT_ROWS: Kernel = Kernel { shader: "bias_act", entry: "bias_act_rows", storage: IN1_OUT };
+/// [`BIAS_ACT_ROWS`] on vec4s (planes of a multiple of 4 values).
+pub const BIAS_ACT_ROWS_VEC4: Kernel = Kernel { shader: "bias_act", entry: "bias_act_rows_vec4", storage: &[(1, Read), (4, ReadWrite)] };
 /// dz = dy * act'(z), read off the activated output y.
 pub const ACT_BACKWARD: Kernel = Kernel { shader: "bias_act", entry: "act_backward", storage: IN2_OUT };
 /// `out[c] = scale * sum` of channel c of [N, C, P].
@@ -492,6 +505,8 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &PAD_ROWS_VEC4,
     &CROP_ROWS_VEC4,
     &BIAS_ACT,
+    &BIAS_ACT_ROWS,
+    &BIAS_ACT_ROWS_VEC4,
     &ACT_BACKWARD,
     &CHANNEL_SUM,
     &CHANNEL_SUM_SQ_DEV,
