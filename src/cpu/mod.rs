@@ -15,20 +15,20 @@ pub mod pool;
 pub mod reduce;
 pub mod relu;
 
-/// The activation a fused op ends with, applied to its output (batch norm with a ReLU fused in).
-fn activate(y: &mut [f32], act: crate::ops::Activation) {
-    match act {
-        crate::ops::Activation::Identity => {}
-        crate::ops::Activation::Relu => relu::relu_in_place(y),
-    }
-}
-
 use crate::backend::{Backend, T};
 use crate::ops::pool::GlobalPoolDims;
 use crate::ops::{self, Activation, BatchNormDims, ChannelDims, ConvDims, CrossEntropyDims, DropoutMask, MatmulDims, MatmulSpec};
 use crate::ops::{Optimizer, PoolDims};
 use crate::tensor::{CpuTensor, Tensor};
 use crate::Result;
+
+/// The activation a fused op ends with, applied to its output (batch norm with a ReLU fused in).
+fn activate(y: &mut [f32], act: Activation) {
+    match act {
+        Activation::Identity => {}
+        Activation::Relu => relu::relu_in_place(y),
+    }
+}
 
 /// The reference backend. Stateless: tensors are `Vec<f32>`.
 #[derive(Clone, Copy, Debug, Default)]
