@@ -30,6 +30,10 @@ fn activate(z: f32) -> f32 {
     return z;
 }
 
+fn activate4(z: vec4<f32>) -> vec4<f32> {
+    return select(z, vec4<f32>(0.0), vec4<bool>(p.act == 1u) & (z < vec4<f32>(0.0)));
+}
+
 // out = act(out + a[c]); a is the bias.
 @compute @workgroup_size(256, 1, 1)
 fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -74,13 +78,10 @@ fn bias_act_rows_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let bias = vec4<f32>(a[plane % p.c]);
-    let relu = p.act == 1u;
     let p4 = p.p / 4u;
     var i = plane * p4;
     for (var q = 0u; q < p4; q++) {
-        let z = out4[i] + bias;
-        // max(z, 0), NaN passing (see relu.wgsl)
-        out4[i] = select(z, vec4<f32>(0.0), vec4<bool>(relu) & (z < vec4<f32>(0.0)));
+        out4[i] = activate4(out4[i] + bias);
         i++;
     }
 }

@@ -34,8 +34,6 @@ pub fn relu_in_place(y: &mut [f32]) {
 /// dy = dy where y > 0, else 0, in place; y is the rectified output (a fused ReLU's backward)
 pub fn relu_backward_in_place(y: &[f32], dy: &mut [f32]) {
     for (g, &v) in dy.iter_mut().zip(y) {
-        if v <= 0.0 {
-            *g = 0.0;
-        }
+        *g = if v > 0.0 { *g } else { 0.0 };
     }
 }

@@ -1,7 +1,7 @@
 //! Host side of shaders/channel.wgsl (per-channel reductions) and shaders/bias_act.wgsl.
 //! CPU twins: src/cpu/channel.rs.
 
-use super::grid::grid_2d;
+use super::grid::{grid_2d, grid_2d_wg, WORKGROUP};
 use super::kernels::{self, act_code, BiasActParams, ChannelParams, Kernel};
 use super::recorder::Bind;
 use super::{Gpu, GpuTensor};
@@ -53,19 +53,16 @@ impl Gpu {
     }
 
     pub(crate) fn bias_act_impl(&self, y: &GpuTensor, bias: &GpuTensor, (c, p): (usize, usize), act: Activation) -> Result<()> {
-        // CPU adapters, planes of 4 values or more: one plane per invocation.
-        if self.ctx.is_cpu_adapter() && p >= 4 {
-            let kernel = if p.is_multiple_of(4) { &kernels::BIAS_ACT_ROWS_VEC4 } else { &kernels::BIAS_ACT_ROWS };
-            let pipeline = self.pipeline::<BiasActParams>(kernel, &[])?;
-            let planes = y.numel() / p;
-            let (groups, row_stride) = super::grid::grid_2d_wg("bias_act", planes as u64, 64, self.max_groups())?;
-            let params =
-                BiasActParams { total: planes as u32, row_stride, c: c as u32, p: p as u32, act: act_code(act), ..Default::default() };
-            return self.dispatch("bias_act", &pipeline, &params, &[Bind::whole(bias), Bind::whole(y)], groups);
-        }
-        let pipeline = self.pipeline::<BiasActParams>(&kernels::BIAS_ACT, &[])?;
-        let total = y.numel();
-        let (groups, row_stride) = grid_2d("bias_act", total as u64, self.max_groups())?;
+        // CPU adapters, planes of 4 values or more: one plane per invocation (no division per
+        // element); elsewhere one invocation per value.
+        let (kernel, total, wg) = if self.ctx.is_cpu_adapter() && p >= 4 {
+            let rows = if p.is_multiple_of(4) { &kernels::BIAS_ACT_ROWS_VEC4 } else { &kernels::BIAS_ACT_ROWS };
+            (rows, y.numel() / p, 64)
+        } else {
+            (&kernels::BIAS_ACT, y.numel(), WORKGROUP as u32)
+        };
+        let pipeline = self.pipeline::<BiasActParams>(kernel, &[])?;
+        let (groups, row_stride) = grid_2d_wg("bias_act", total as u64, wg, self.max_groups())?;
         let params = BiasActParams { total: total as u32, row_stride, c: c as u32, p: p as u32, act: act_code(act), ..Default::default() };
         self.dispatch("bias_act", &pipeline, &params, &[Bind::whole(bias), Bind::whole(y)], groups)
     }

@@ -16,6 +16,15 @@ fn chw(input: &[usize]) -> Result<[usize; 3]> {
     }
 }
 
+/// The end of a layer with a ReLU fused in: y = max(y + bias, 0) in the bias pass, or
+/// max(y, 0) in place without a bias.
+fn bias_relu<B: Backend>(be: &B, y: &mut T<B>, bias: Option<&T<B>>) -> Result<()> {
+    match bias {
+        Some(b) => be.bias_act(y, b, Activation::Relu),
+        None => be.relu_in_place(y),
+    }
+}
+
 /// The gradient of x, or a temporary when the caller does not need it but the kernel writes it.
 fn dx_or_temp<'a, B: Backend>(be: &B, dx: Option<&'a mut T<B>>, x: &T<B>, temp: &'a mut Option<T<B>>) -> Result<&'a mut T<B>> {
     match dx {
@@ -88,18 +97,11 @@ impl<B: Backend> Layer<B> for Conv2d {
         Ok(vec![self.out, d.oh, d.ow])
     }
     fn forward(&self, be: &B, io: Forward<'_, B>) -> Result<()> {
-        match (io.relu, io.params.get(1)) {
-            // The bias add's pass rectifies too.
-            (true, Some(b)) => {
-                be.conv2d(io.x, &io.params[0], None, io.y, self.spec)?;
-                be.bias_act(io.y, b, Activation::Relu)
-            }
-            (true, None) => {
-                be.conv2d(io.x, &io.params[0], None, io.y, self.spec)?;
-                be.relu_in_place(io.y)
-            }
-            (false, bias) => be.conv2d(io.x, &io.params[0], bias, io.y, self.spec),
+        if !io.relu {
+            return be.conv2d(io.x, &io.params[0], io.params.get(1), io.y, self.spec);
         }
+        be.conv2d(io.x, &io.params[0], None, io.y, self.spec)?;
+        bias_relu(be, io.y, io.params.get(1))
     }
     fn fuses_relu(&self) -> bool {
         true
@@ -531,18 +533,11 @@ impl<B: Backend> Layer<B> for Linear {
         Ok(vec![self.out])
     }
     fn forward(&self, be: &B, io: Forward<'_, B>) -> Result<()> {
-        match (io.relu, io.params.get(1)) {
-            // The bias add's pass rectifies too.
-            (true, Some(b)) => {
-                be.linear(io.x, &io.params[0], None, io.y)?;
-                be.bias_act(io.y, b, Activation::Relu)
-            }
-            (true, None) => {
-                be.linear(io.x, &io.params[0], None, io.y)?;
-                be.relu_in_place(io.y)
-            }
-            (false, bias) => be.linear(io.x, &io.params[0], bias, io.y),
+        if !io.relu {
+            return be.linear(io.x, &io.params[0], io.params.get(1), io.y);
         }
+        be.linear(io.x, &io.params[0], None, io.y)?;
+        bias_relu(be, io.y, io.params.get(1))
     }
     fn fuses_relu(&self) -> bool {
         true
