@@ -2,7 +2,8 @@
 //! matmuls between them, and shaders/conv2d_s1_subgroup.wgsl (the implicit GEMM, both entries)
 //! — against the direct loops of src/cpu/conv2d.rs: forward, backward-data, backward-filter.
 //! The cases of src/verify/conv2d.rs reach every path on the device's own choice;
-//! `implicit_gemm_runs_where_it_applies` checks that conv2d_s1_subgroup is the kernel that ran.
+//! `implicit_gemm_runs_where_it_applies` checks that conv2d_s1_subgroup is the kernel that ran,
+//! `pointwise_runs_channel_major_where_it_applies` that a thin 1x1 runs as one product.
 
 use wgtrain::ops::conv2d_dims;
 use wgtrain::rng::Rng;
@@ -22,6 +23,7 @@ pub fn tests() -> Vec<Test> {
         Test::cpu("pointwise_path_is_taken_only_when_valid", pointwise_path_is_taken_only_when_valid),
         Test::gpu("chunked_convolution_matches", chunked_convolution_matches),
         Test::gpu("implicit_gemm_runs_where_it_applies", implicit_gemm_runs_where_it_applies),
+        Test::gpu("pointwise_runs_channel_major_where_it_applies", pointwise_runs_channel_major_where_it_applies),
         Test::gpu("bad_convolutions_are_errors_gpu", || bad_conv(gpu())),
         Test::cpu("bad_convolutions_are_errors_cpu", || bad_conv(&Cpu)),
     ]
@@ -155,6 +157,60 @@ fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4], binding: Option<u64>) {
             };
             assert_eq!((ran, unfolded), (want, !direct), "{xs:?} {variant} {pass}: {ops:?}");
         }
+    }
+}
+
+/// A 1x1 convolution runs channel-major (one product over every image's positions between
+/// copies) where each image's product would be thin and the long one lines up with vec4s, and
+/// per image elsewhere; both agree with the CPU's loops.
+fn pointwise_runs_channel_major_where_it_applies() {
+    // (x, w, channel-major): rows of 7 on 4 images (4 * 49 positions), rows of 3 on 4 images
+    // (36); on 3 images 147 positions, not whole vec4s; 8x8 planes of 64, wide enough as they are.
+    let shapes = [
+        ([4, 8, 7, 7], [12, 8, 1, 1], true),
+        ([4, 12, 3, 3], [5, 12, 1, 1], true),
+        ([3, 8, 7, 7], [12, 8, 1, 1], false),
+        ([2, 8, 8, 8], [4, 8, 1, 1], false),
+    ];
+    let g = open(&GpuOptions { profile: true, ..Default::default() });
+    let ops = || g.take_profile().unwrap().into_iter().map(|t| t.op.to_string()).collect::<Vec<_>>();
+    let spec = Conv2dSpec::default();
+    for (xs, ws, channel_major) in shapes {
+        let d = conv2d_dims("conv2d", &xs, &ws, spec).unwrap();
+        let mut rng = Rng::new(5);
+        let x = rng.vec(xs.iter().product(), -1.0, 1.0);
+        let w = rng.vec(ws.iter().product(), -1.0, 1.0);
+        let dy = rng.vec(d.y_shape().iter().product(), -1.0, 1.0);
+        let cpu = &Cpu;
+        let mut want_y = cpu.zeros(&d.y_shape()).unwrap();
+        cpu.conv2d(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&ws, &w).unwrap(), None, &mut want_y, spec).unwrap();
+        let mut want_dx = cpu.zeros(&xs).unwrap();
+        cpu.conv2d_backward_data(&cpu.upload(&d.y_shape(), &dy).unwrap(), &cpu.upload(&ws, &w).unwrap(), &mut want_dx, spec).unwrap();
+        let mut want_dw = cpu.zeros(&ws).unwrap();
+        cpu.conv2d_backward_filter(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&d.y_shape(), &dy).unwrap(), &mut want_dw, spec).unwrap();
+
+        let (gx, gw, gdy) = (g.upload(&xs, &x).unwrap(), g.upload(&ws, &w).unwrap(), g.upload(&d.y_shape(), &dy).unwrap());
+        ops();
+        let mut y = g.zeros(&d.y_shape()).unwrap();
+        g.conv2d(&gx, &gw, None, &mut y, spec).unwrap();
+        let forward = ops();
+        let mut dx = g.zeros(&xs).unwrap();
+        g.conv2d_backward_data(&gdy, &gw, &mut dx, spec).unwrap();
+        let data = ops();
+        let mut dw = g.zeros(&ws).unwrap();
+        g.conv2d_backward_filter(&gx, &gdy, &mut dw, spec).unwrap();
+        ops();
+        for (what, got, want) in [("forward", &y, &want_y), ("backward data", &dx, &want_dx), ("backward filter", &dw, &want_dw)] {
+            let got = g.download(got).unwrap();
+            let worst = got.iter().zip(want.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{xs:?} {what}: max error {worst}");
+        }
+        // Channel-major: x copied in, one product, y copied out; dx the same after Wᵀ. Per
+        // image: one batched product, and Wᵀ before dx's.
+        let count = |ops: &[String], op: &str| ops.iter().filter(|o| *o == op).count();
+        let want = if channel_major { [(2, 1), (3, 1)] } else { [(0, 1), (1, 1)] };
+        let got = [(count(&forward, "permute"), count(&forward, "matmul")), (count(&data, "permute"), count(&data, "matmul"))];
+        assert_eq!(got, want, "{xs:?}: forward {forward:?}, backward data {data:?}");
     }
 }
 

@@ -6,8 +6,10 @@
 //! col2im; where such a product would run on matmul v5 and the kernel is at most 4 wide,
 //! conv2d_s1_subgroup (an implicit GEMM) does all three without a column buffer. A 1x1
 //! convolution with stride 1 and no padding skips im2col and multiplies the NCHW input
-//! directly. The column buffer is bounded: images are processed in chunks whose columns fit
-//! `COL_BUDGET` (and the device's binding limit).
+//! directly, or, where each image's product would be thin, runs channel-major: one product
+//! over all images' positions between two copies (pointwise_by_channels). The column buffer
+//! is bounded: images are processed in chunks whose columns fit `COL_BUDGET` (and the
+//! device's binding limit).
 //! CPU twin: src/cpu/conv2d.rs. Test: kernels-tests/conv2d.rs (cases in src/verify/conv2d.rs
 //! reach every path). Bench: `wgtrain bench conv`.
 
@@ -156,6 +158,19 @@ impl Gpu {
             }
             return Ok(());
         }
+        if self.pointwise_by_channels(d) {
+            // x [N, C, P] -> [C, N*P]; W [K, C] times it; [K, N, P] -> y [N, K, P].
+            let (n, p) = (d.n, d.p());
+            let xc = self.alloc(&[d.c * n * p])?;
+            self.permute3(x.storage(), 0, [n, d.c, p], [p, n * p, 1], xc.storage())?;
+            let yc = self.alloc(&[d.k * n * p])?;
+            self.product(w, &xc, &yc, [d.k, n * p, d.c])?;
+            self.permute3(yc.storage(), 0, [d.k, n, p], [p, d.k * p, 1], y.storage())?;
+            if let Some(bias) = bias {
+                self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
+            }
+            return Ok(());
+        }
         let direct = d.is_pointwise();
         // Rows of each group's patch in the GEMM: padded to a multiple of 4 on the im2col
         // path (the weights get the same zero columns); the direct path uses x as it is.
@@ -190,6 +205,30 @@ impl Gpu {
             self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
         }
         Ok(())
+    }
+
+    /// Whether a 1x1 convolution (stride 1, no padding, one group) runs channel-major: x (in
+    /// the backward, dy) copied to [C, N*P], so that each pass is one product over every
+    /// image's positions instead of one per image. Where the per-image products are thin: P
+    /// not a multiple of 4 (off v4 and v5) or narrower than their tiles (the default CNN's
+    /// 64 -> 32 on 7x7: 1.2-1.9 GFLOP/s a pass on llvmpipe, see BENCHMARKS.md). The long
+    /// product must line up with vec4s (N*P a multiple of 4), and the copies fit COL_BUDGET.
+    fn pointwise_by_channels(&self, d: &ConvDims) -> bool {
+        let p = d.p();
+        let scratch = ((d.c + d.k) * d.n * p) as u64 * 4;
+        d.is_pointwise()
+            && d.groups() == 1
+            && d.n > 1
+            && (!p.is_multiple_of(4) || p < 32)
+            && (d.n * p).is_multiple_of(4)
+            && scratch <= COL_BUDGET.min(self.max_binding_bytes())
+    }
+
+    /// c [m, n] = a [m, k] @ b [k, n], one product on the variant tuned for it.
+    fn product(&self, a: &GpuTensor, b: &GpuTensor, c: &GpuTensor, [m, n, k]: [usize; 3]) -> Result<()> {
+        let dims = MatmulDims { batch: 1, m, n, k, stride_a: 0, stride_b: 0, stride_c: 0 };
+        let spec = MatmulSpec::default();
+        self.gemm(self.tuned_variant(&dims, spec), Operand::of(a), Operand::of(b), Operand::of(c), &dims, spec)
     }
 
     /// [rows, cols] -> [rows, padded] with zero columns (padded a multiple of 4).
@@ -245,6 +284,15 @@ impl Gpu {
         // Wᵀ per group: [g, kg, patch] -> [g, patch, kg].
         let wt = self.alloc(&[d.k * patch])?;
         self.permute3(w.storage(), 0, [g, kg, patch], [patch * kg, 1, kg], wt.storage())?;
+        if self.pointwise_by_channels(d) {
+            // dy [N, K, P] -> [K, N*P]; Wᵀ [C, K] times it; [C, N, P] -> dx [N, C, P].
+            let n = d.n;
+            let dyc = self.alloc(&[d.k * n * p])?;
+            self.permute3(dy.storage(), 0, [n, d.k, p], [p, n * p, 1], dyc.storage())?;
+            let dxc = self.alloc(&[d.c * n * p])?;
+            self.product(&wt, &dyc, &dxc, [d.c, n * p, d.k])?;
+            return self.permute3(dxc.storage(), 0, [d.c, n, p], [p, d.c * p, 1], dx.storage());
+        }
         let direct = d.is_pointwise();
         let nb = if direct { d.n } else { self.images_per_chunk("conv2d_backward_data", d, d.c * kk * p)? };
         let dcol = if direct { None } else { Some(self.alloc(&[nb * d.c * kk * p])?) };
@@ -390,7 +438,12 @@ impl Gpu {
         // one product with B transposed.
         for (chunk, n0) in (0..d.n).step_by(nb.max(1)).enumerate() {
             let nbc = nb.min(d.n - n0);
-            self.unfold(x, &col, d, n0, nbc, true)?;
+            if self.pointwise_by_channels(d) && rows == patch {
+                // A 1x1's unfolding is x with its image and channel axes swapped.
+                self.permute3(x.storage(), n0 * d.c * p, [nbc, d.c, p], [p, nbc * p, 1], col.storage())?;
+            } else {
+                self.unfold(x, &col, d, n0, nbc, true)?;
+            }
             // [nbc, K, P] -> [K, nbc, P]
             self.permute3(dy.storage(), n0 * d.k * p, [nbc, d.k, p], [p, nbc * p, 1], dy_k.storage())?;
             let spec = MatmulSpec { beta: if chunk == 0 { 0.0 } else { 1.0 }, ..nt };

@@ -291,6 +291,8 @@ pub const COL2IM: Kernel = Kernel { shader: "col2im", entry: "col2im", storage: 
 pub const PERMUTE3: Kernel = Kernel { shader: "permute", entry: "permute3", storage: IN1_OUT };
 /// [`PERMUTE3`] on a grid of (i2, i1, i0): no division per element.
 pub const PERMUTE3_GRID: Kernel = Kernel { shader: "permute", entry: "permute3_grid", storage: IN1_OUT };
+/// [`PERMUTE3`] with one invocation per row of d2 values (CPU adapters, short rows).
+pub const PERMUTE3_ROWS: Kernel = Kernel { shader: "permute", entry: "permute3_rows", storage: IN1_OUT };
 /// [`PERMUTE3_GRID`] on vec4s (rows contiguous on both sides, sizes in vec4s).
 pub const PERMUTE3_GRID_VEC4: Kernel = Kernel { shader: "permute", entry: "permute3_grid_vec4", storage: &[(4, Read), (5, ReadWrite)] };
 /// Rows padded with zeros to whole vec4s, one invocation per row.
@@ -501,6 +503,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &COL2IM,
     &PERMUTE3,
     &PERMUTE3_GRID,
+    &PERMUTE3_ROWS,
     &PERMUTE3_GRID_VEC4,
     &PAD_ROWS_VEC4,
     &CROP_ROWS_VEC4,

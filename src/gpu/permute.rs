@@ -32,15 +32,22 @@ impl Gpu {
         // Rows contiguous on both sides, every length, stride and offset a multiple of 4: the
         // grid on vec4s (sizes passed in vec4s).
         let vec4 = grid && s[2] == 1 && t[2] == 1 && [d[2], s[0], s[1], t[0], t[1], in_off].iter().all(|v| v % 4 == 0);
+        // CPU adapters, rows of 4 to 63 values that are not whole vec4s: one row per invocation.
+        let rows = !vec4 && self.ctx.is_cpu_adapter() && (4..64).contains(&d[2]);
         let q = if vec4 { 4 } else { 1 };
-        let kernel = match (vec4, grid) {
-            (true, _) => &kernels::PERMUTE3_GRID_VEC4,
-            (false, true) => &kernels::PERMUTE3_GRID,
-            (false, false) => &kernels::PERMUTE3,
+        let kernel = match (vec4, rows, grid) {
+            (true, _, _) => &kernels::PERMUTE3_GRID_VEC4,
+            (false, true, _) => &kernels::PERMUTE3_ROWS,
+            (false, false, true) => &kernels::PERMUTE3_GRID,
+            (false, false, false) => &kernels::PERMUTE3,
         };
         let pipeline = self.pipeline::<PermuteParams>(kernel, &[])?;
-        let (mut groups, row_stride) = grid_2d("permute", total as u64, self.max_groups())?;
-        if grid {
+        let (mut groups, row_stride) = if rows {
+            grid_2d_wg("permute", (d[0] * d[1]) as u64, 64, self.max_groups())?
+        } else {
+            grid_2d("permute", total as u64, self.max_groups())?
+        };
+        if grid && !rows {
             groups = [(d[2] / q).div_ceil(64) as u32, d[1] as u32, d[0] as u32];
         }
         let u = |v: usize| v as u32;

@@ -93,10 +93,15 @@ pub fn cases(large: bool) -> Vec<super::Case> {
 }
 
 /// Permutes of every kind the convolution uses, from a single element up; rows shorter than 32
-/// (the flat-index kernel) and longer (the 3-D grid, with rows past a 64-wide workgroup).
+/// (the flat-index kernel; on CPU adapters, rows of 4 or more one per invocation) and longer
+/// (the 3-D grid, with rows past a 64-wide workgroup; on CPU adapters, up to 63 one per
+/// invocation).
 fn permute_cases() -> Vec<Case> {
     [
         ([1, 1, 1], [0, 2, 1]),
+        ([5, 3, 2], [2, 0, 1]),
+        // The channel-major 1x1 convolution's swap: 66 rows of 49.
+        ([6, 11, 49], [1, 0, 2]),
         ([3, 5, 7], [0, 2, 1]),
         ([4, 6, 13], [1, 0, 2]),
         ([2, 3, 4], [2, 1, 0]),

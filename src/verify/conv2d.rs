@@ -77,7 +77,8 @@ impl Case {
 
 /// Convolutions with awkward shapes: batch 1, odd sizes, stride 2 on odd sizes, channels that
 /// are not multiples of any tile, 7x7 stride 2 pad 3, dilation, groups up to depthwise, the
-/// direct 1x1 path (with and without groups), a 1x1 that needs im2col, asymmetric options;
+/// direct 1x1 path (with and without groups, per image and channel-major), a 1x1 that needs
+/// im2col, asymmetric options;
 /// each in all three passes.
 pub fn cases(large: bool) -> Vec<super::Case> {
     let spec = |s: [usize; 2], p: [usize; 2], d: [usize; 2], g: usize| Conv2dSpec { stride: s, padding: p, dilation: d, groups: g };
@@ -88,6 +89,9 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         ([2, 6, 9, 9], 6, [3, 3], spec([1, 1], [1, 1], [1, 1], 6)),
         ([2, 4, 8, 8], 6, [3, 3], spec([1, 1], [2, 2], [2, 2], 2)),
         ([3, 8, 7, 7], 12, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
+        // 1x1 channel-major (N*P a multiple of 4): rows of 7 and 3; 5 output channels.
+        ([4, 8, 7, 7], 12, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
+        ([4, 12, 3, 3], 5, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
         ([2, 8, 9, 9], 4, [1, 1], spec([2, 2], [0, 0], [1, 1], 1)),
         ([2, 16, 10, 10], 8, [1, 1], spec([1, 1], [0, 0], [1, 1], 2)),
         ([4, 32, 8, 8], 32, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
