@@ -1,7 +1,7 @@
 //! `cargo bench --bench conv2d`: GFLOP/s of convolution forward, backward-data and
 //! backward-filter, one case per path (`wgtrain::bench::CONV_CASES`: 3x3 on 32x32 and 14x14,
-//! 5x5, 3x3 with stride 2, 1x1; median of runs, device waited on). The same table: `wgtrain
-//! bench conv`.
+//! 5x5, 3x3 with stride 2, 1x1 on 14x14 and 7x7; median of runs, device waited on). The same
+//! table: `wgtrain bench conv`.
 
 use wgtrain::bench::{conv_report, ConvBenchCase, CONV_CASES};
 use wgtrain::{Gpu, GpuOptions};

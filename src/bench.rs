@@ -151,13 +151,15 @@ pub struct ConvBenchCase {
 /// implicit GEMM gives way to im2col + GEMM): a 3x3 on rows of whole vec4s (the implicit GEMM,
 /// conv2d_s1_subgroup), a 3x3 on 14-wide rows (forward unfolded; backward passes as implicit
 /// GEMMs on copies padded to 16 wide), a 5x5 (im2col_s1_vec4's unfolding; dx as a convolution
-/// of dy), a 3x3 with stride 2 (im2col, col2im), and a 1x1 (GEMM on x directly).
-pub const CONV_CASES: [ConvBenchCase; 5] = [
+/// of dy), a 3x3 with stride 2 (im2col, col2im), a 1x1 on 14x14 (GEMM on x directly) and one
+/// on 7x7 (rows of 49: channel-major, one GEMM over every image's positions).
+pub const CONV_CASES: [ConvBenchCase; 6] = [
     conv_case("3x3 pad 1, N32 C64 32x32 -> K64", [32, 64, 32, 32], 64, 3, 1, 1),
     conv_case("3x3 pad 1, N32 C32 14x14 -> K64", [32, 32, 14, 14], 64, 3, 1, 1),
     conv_case("5x5 pad 2, N32 C16 28x28 -> K32", [32, 16, 28, 28], 32, 5, 1, 2),
     conv_case("3x3 stride 2, N32 C32 32x32 -> K64", [32, 32, 32, 32], 64, 3, 2, 1),
     conv_case("1x1, N32 C64 14x14 -> K32", [32, 64, 14, 14], 32, 1, 1, 0),
+    conv_case("1x1, N64 C64 7x7 -> K32", [64, 64, 7, 7], 32, 1, 1, 0),
 ];
 
 /// A square `kernel` with `stride` and `padding` on both axes, dilation 1, one group.

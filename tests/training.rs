@@ -893,7 +893,8 @@ fn the_kernel_cache_is_used_invalidated_and_survives_corruption() {
 /// a residual body ending in a fused batch norm + ReLU (its gradient comes through the sum),
 /// a sum + ReLU (twice), a block whose body starts with a ReLU of an input the shortcut also
 /// reads (not fusable), and linear layers with and without bias; a dropout after the fusions
-/// (its mask must not change).
+/// (its mask must not change). Two of the fused ReLUs leave their backward to the max pooling
+/// that reads them (windows apart, and overlapping).
 fn fusion_spec() -> ModelSpec {
     let conv = |o, bias| LayerSpec::Conv2d { out: o, kernel: [3, 3], stride: [1, 1], padding: [1, 1], dilation: [1, 1], groups: 1, bias };
     ModelSpec {
@@ -904,8 +905,10 @@ fn fusion_spec() -> ModelSpec {
             conv(4, false),
             LayerSpec::bn(),
             LayerSpec::Relu,
+            LayerSpec::max_pool(2, 2, 0),
             conv(5, false),
             LayerSpec::Relu,
+            LayerSpec::max_pool(3, 1, 1),
             LayerSpec::Residual { body: vec![conv(5, false), LayerSpec::bn(), LayerSpec::Relu], shortcut: Vec::new() },
             LayerSpec::Residual { body: vec![LayerSpec::Relu, conv(5, false), LayerSpec::bn()], shortcut: Vec::new() },
             LayerSpec::Flatten,
@@ -933,13 +936,15 @@ fn fused_relus_compute_what_separate_ones_do() {
         let (mut fused, mut plain) = (build(true), build(false));
         // 8 of the 9 ReLUs fused: the one at the head of the second block's body stays a node.
         assert_eq!(plain.nodes().len() - fused.nodes().len(), 8, "{label}");
-        let flagged: Vec<&str> = fused.nodes().iter().filter(|n| n.relu).map(|n| n.name.as_str()).collect();
+        let names =
+            |f: fn(&wgtrain::nn::Node<B>) -> bool| fused.nodes().iter().filter(|n| f(n)).map(|n| n.name.clone()).collect::<Vec<_>>();
         assert_eq!(
-            flagged,
-            ["layers.0", "layers.3", "layers.5", "layers.7.body.1", "layers.7.add", "layers.8.add", "layers.10", "layers.13"],
+            names(|n| n.relu),
+            ["layers.0", "layers.3", "layers.6", "layers.9.body.1", "layers.9.add", "layers.10.add", "layers.12", "layers.15"],
             "{label}"
         );
-        assert!(fused.nodes().iter().any(|n| n.name == "layers.8.body.0" && n.kind() == "relu"), "{label}");
+        assert_eq!(names(|n| n.relu_mask_after), ["layers.3", "layers.6"], "{label}");
+        assert!(fused.nodes().iter().any(|n| n.name == "layers.10.body.0" && n.kind() == "relu"), "{label}");
         let named = |m: &Model<B>| m.param_info().iter().map(|p| (p.name.clone(), p.shape.clone(), p.init)).collect::<Vec<_>>();
         assert_eq!(named(&fused), named(&plain), "{label}: the parameters keep their names, shapes and order");
         let mut rng = Rng::new(9);

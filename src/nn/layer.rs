@@ -217,4 +217,13 @@ pub trait Layer<B: Backend> {
     fn fuses_relu(&self) -> bool {
         false
     }
+
+    /// Whether the backward of a ReLU fused into the layer before this one may run at this
+    /// layer's output gradient instead (dy masked where this layer's output is not > 0), when
+    /// this layer alone reads that output. True for a layer whose every output is one of its
+    /// input's values, its gradient going to that value alone (max pooling): the ReLU's mask
+    /// at that value is then the output's, and the mask covers fewer values. Off by default.
+    fn takes_relu_mask(&self) -> bool {
+        false
+    }
 }

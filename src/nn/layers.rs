@@ -376,6 +376,9 @@ impl<B: Backend> Layer<B> for MaxPool2d {
     fn describe(&self) -> String {
         pool_describe(&self.0)
     }
+    fn takes_relu_mask(&self) -> bool {
+        true
+    }
 }
 
 /// Average pooling (PyTorch's `nn.AvgPool2d`, floor mode).

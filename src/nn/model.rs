@@ -79,6 +79,10 @@ pub struct Node<B: Backend> {
     /// Its index in the graph before ReLUs were fused: it seeds the node's random masks, so
     /// that fusing changes no dropout mask.
     pub unfused: usize,
+    /// Its fused ReLU's backward runs at the output gradient of its only reader, a layer that
+    /// takes the mask ([`Layer::takes_relu_mask`]: max pooling): the same gradient from the
+    /// same mask, over the reader's fewer values.
+    pub relu_mask_after: bool,
 }
 
 impl<B: Backend> Node<B> {
@@ -169,6 +173,7 @@ impl<B: Backend> Graph<B> {
                         top,
                         relu: false,
                         unfused: n,
+                        relu_mask_after: false,
                     });
                     self.push_layer(Box::new(Relu), format!("{name}.relu"), n + 1, bs, top, model)?
                 }
@@ -227,6 +232,7 @@ impl<B: Backend> Graph<B> {
             top,
             relu: false,
             unfused: self.nodes.len(),
+            relu_mask_after: false,
         });
         Ok((self.nodes.len(), out))
     }
@@ -295,6 +301,20 @@ impl<B: Backend> Graph<B> {
             act[k + 1] = kept.len();
         }
         let fused = node.len() - kept.len();
+        // A fused ReLU whose output only a mask-taking layer reads leaves its mask to it.
+        let mut readers = vec![Vec::new(); kept.len() + 1];
+        for (k, n) in kept.iter().enumerate() {
+            readers[n.input].push(k);
+            if let Some(j) = n.input2 {
+                readers[j].push(k);
+            }
+        }
+        for j in 0..kept.len() {
+            if let [k] = readers[j + 1][..] {
+                let takes = matches!(&kept[k].op, Op::Layer(l) if l.takes_relu_mask()) && kept[k].input2.is_none();
+                kept[j].relu_mask_after = kept[j].relu && takes;
+            }
+        }
         self.nodes = kept;
         for p in &mut self.params {
             p.node = node[p.node];
@@ -842,9 +862,11 @@ impl<B: Backend> Model<B> {
             // Parameters to train but no gradient to pass on: run once without dx (0 gets none).
             let targets = if targets.is_empty() { vec![0] } else { targets };
             let mut at = alias[k + 1].unwrap_or(k + 1);
-            if node.relu {
-                // The fused ReLU's backward: dy masked by the rectified output, in this node's
-                // own gradient buffer (in place, or from the sum's gradient it stands for).
+            // The backward of a fused ReLU, this node's own or (at this node's output, where it
+            // takes it) its input's producer's: dy masked by this node's output, in the node's
+            // own gradient buffer (in place, or from the sum's gradient it stands for).
+            let producer_mask = node.input > 0 && graph.nodes[node.input - 1].relu_mask_after;
+            if (node.relu && !node.relu_mask_after) || producer_mask {
                 if at == k + 1 {
                     be.relu_backward_in_place(&plan.acts[k + 1], &mut plan.dacts[k + 1])?;
                 } else {
