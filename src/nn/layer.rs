@@ -212,8 +212,10 @@ pub trait Layer<B: Backend> {
     /// it. The model then drops the ReLU's node and its two activation-sized buffers, sets
     /// [`Forward::relu`], and the forward writes max(y, 0) itself: in its own last pass where it
     /// can (batch norm's apply, a bias add), or by [`Backend::relu_in_place`]. In the backward
-    /// the model masks dy by the rectified y before the layer sees it, so the layer's backward
-    /// is unchanged, but it must not read `y` (which is rectified). Off by default.
+    /// the model masks dy by the rectified y before the layer sees it (or the one layer that
+    /// reads y masked its own output's gradient, see [`Layer::takes_relu_mask`]), so the
+    /// layer's backward is unchanged, but it must not read `y` (which is rectified). Off by
+    /// default.
     fn fuses_relu(&self) -> bool {
         false
     }
