@@ -565,6 +565,11 @@ pub trait Backend {
         let n = ops::same_shape("add", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
         self.add_unchecked(a, b, out, n)
     }
+    /// out = max(a + b, 0): a residual sum with its ReLU fused, in one pass.
+    fn add_relu(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>) -> Result<()> {
+        let n = ops::same_shape("add_relu", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
+        self.add_relu_unchecked(a, b, out, n)
+    }
     /// out = a * b (element-wise)
     fn mul(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>) -> Result<()> {
         let n = ops::same_shape("mul", &[("a", a.shape()), ("b", b.shape()), ("out", out.shape())])?;
@@ -821,6 +826,11 @@ pub trait Backend {
     fn channel_sum_unchecked(&self, a: &T<Self>, out: &mut T<Self>, d: &ChannelDims) -> Result<()>;
     /// `add` of `n` elements.
     fn add_unchecked(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>, n: usize) -> Result<()>;
+    /// [`Backend::add_relu`] of `n` elements. Default: `add`, then `relu_in_place` (two passes).
+    fn add_relu_unchecked(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>, n: usize) -> Result<()> {
+        self.add_unchecked(a, b, out, n)?;
+        self.relu_in_place_unchecked(out, n)
+    }
     /// `mul` of `n` elements.
     fn mul_unchecked(&self, a: &T<Self>, b: &T<Self>, out: &mut T<Self>, n: usize) -> Result<()>;
     /// `copy` of `n` elements.

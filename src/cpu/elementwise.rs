@@ -7,6 +7,13 @@ pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
     }
 }
 
+/// out = max(a + b, 0): a residual sum with its ReLU fused (NaN passes, as relu::relu)
+pub fn add_relu(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for i in 0..out.len() {
+        out[i] = super::relu::relu(a[i] + b[i]);
+    }
+}
+
 /// out = a * b
 pub fn mul(a: &[f32], b: &[f32], out: &mut [f32]) {
     for i in 0..out.len() {

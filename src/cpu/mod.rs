@@ -365,6 +365,11 @@ impl Backend for Cpu {
         Ok(())
     }
 
+    fn add_relu_unchecked(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor, _n: usize) -> Result<()> {
+        elementwise::add_relu(&a.storage, &b.storage, &mut out.storage);
+        Ok(())
+    }
+
     fn mul_unchecked(&self, a: &CpuTensor, b: &CpuTensor, out: &mut CpuTensor, _n: usize) -> Result<()> {
         elementwise::mul(&a.storage, &b.storage, &mut out.storage);
         Ok(())

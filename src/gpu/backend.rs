@@ -366,6 +366,10 @@ impl Backend for Gpu {
         self.elementwise("add", &kernels::ADD, n, &[a, b], out, 0.0)
     }
 
+    fn add_relu_unchecked(&self, a: &GpuTensor, b: &GpuTensor, out: &mut GpuTensor, n: usize) -> Result<()> {
+        self.elementwise("add_relu", &kernels::ADD_RELU, n, &[a, b], out, 0.0)
+    }
+
     fn mul_unchecked(&self, a: &GpuTensor, b: &GpuTensor, out: &mut GpuTensor, n: usize) -> Result<()> {
         self.elementwise("mul", &kernels::MUL, n, &[a, b], out, 0.0)
     }

@@ -244,6 +244,13 @@ pub const MATMUL_V4: Kernel = Kernel { shader: "matmul_v4_lanes", entry: "main",
 pub const MATMUL_V5: Kernel = Kernel { shader: "matmul_v5_subgroup", entry: "main", storage: IN2_OUT };
 /// c = a + b, element-wise.
 pub const ADD: Kernel = Kernel { shader: "elementwise", entry: "add", storage: IN2_OUT };
+/// c = max(a + b, 0), element-wise (a residual sum with its ReLU fused).
+pub const ADD_RELU: Kernel = Kernel { shader: "elementwise", entry: "add_relu", storage: IN2_OUT };
+/// [`ADD`] on vec4s.
+pub const ADD_VEC4: Kernel = Kernel { shader: "elementwise", entry: "add_vec4", storage: &[(4, Read), (5, Read), (6, ReadWrite)] };
+/// [`ADD_RELU`] on vec4s.
+pub const ADD_RELU_VEC4: Kernel =
+    Kernel { shader: "elementwise", entry: "add_relu_vec4", storage: &[(4, Read), (5, Read), (6, ReadWrite)] };
 /// c = a * b, element-wise.
 pub const MUL: Kernel = Kernel { shader: "elementwise", entry: "mul", storage: IN2_OUT };
 /// out = alpha * a, element-wise.
@@ -323,7 +330,9 @@ pub const CHANNEL_SUM_SQ_DEV: Kernel =
 /// quarter of the storage instructions (each a loop over SIMD lanes on CPU adapters such as
 /// lavapipe). Its caller checks that the rows it runs over hold a multiple of 4 values.
 pub fn vec4_form(kernel: &Kernel) -> Option<&'static Kernel> {
-    const FORMS: [(&Kernel, &Kernel); 8] = [
+    const FORMS: [(&Kernel, &Kernel); 10] = [
+        (&ADD, &ADD_VEC4),
+        (&ADD_RELU, &ADD_RELU_VEC4),
         (&CHANNEL_SUM, &CHANNEL_SUM_VEC4),
         (&CHANNEL_SUM_SQ_DEV, &CHANNEL_SUM_SQ_DEV_VEC4),
         (&CHANNEL_SUM_PROD_DEV_AND_SUM, &CHANNEL_SUM_PROD_DEV_AND_SUM_VEC4),
@@ -484,6 +493,9 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &MATMUL_V4,
     &MATMUL_V5,
     &ADD,
+    &ADD_RELU,
+    &ADD_VEC4,
+    &ADD_RELU_VEC4,
     &MUL,
     &SCALE,
     &RELU_FORWARD,

@@ -754,9 +754,11 @@ impl<B: Backend> Model<B> {
             let (x, y) = (&lo[node.input], &mut hi[0]);
             match &node.op {
                 Op::Add => {
-                    be.add(x, &lo[node.input2.unwrap_or(node.input)], y)?;
+                    let x2 = &lo[node.input2.unwrap_or(node.input)];
                     if node.relu {
-                        be.relu_in_place(y)?;
+                        be.add_relu(x, x2, y)?;
+                    } else {
+                        be.add(x, x2, y)?;
                     }
                 }
                 Op::Layer(layer) => layer.forward(

@@ -1,5 +1,5 @@
-//! Element-wise cases and their runner: add, mul, scale, relu and its backward, and both in
-//! place (a fused ReLU's)
+//! Element-wise cases and their runner: add, add + ReLU, mul, scale, relu and its backward,
+//! and both in place (a fused ReLU's)
 //! (shaders/elementwise.wgsl, shaders/relu.wgsl; CPU twins src/cpu/elementwise.rs, relu.rs).
 //! Each output is one correctly rounded f32 operation or a copy: `Tolerance::EXACT`.
 
@@ -13,6 +13,8 @@ use crate::{Cpu, Result};
 pub enum Op {
     /// out = a + b.
     Add,
+    /// out = max(a + b, 0) (a residual sum with its ReLU fused).
+    AddRelu,
     /// out = a * b.
     Mul,
     /// out = alpha * a.
@@ -35,6 +37,7 @@ impl Op {
     pub fn name(self) -> &'static str {
         match self {
             Op::Add => "add",
+            Op::AddRelu => "add_relu",
             Op::Mul => "mul",
             Op::Scale { .. } => "scale",
             Op::Relu => "relu",
@@ -79,7 +82,8 @@ pub fn shapes(large: bool) -> Vec<Vec<usize>> {
 
 /// Every element-wise op on every shape of `shapes`.
 pub fn cases(large: bool) -> Vec<super::Case> {
-    let ops = [Op::Add, Op::Mul, Op::Scale { alpha: -1.75 }, Op::Relu, Op::ReluBackward, Op::ReluInPlace, Op::ReluBackwardInPlace];
+    let ops =
+        [Op::Add, Op::AddRelu, Op::Mul, Op::Scale { alpha: -1.75 }, Op::Relu, Op::ReluBackward, Op::ReluInPlace, Op::ReluBackwardInPlace];
     shapes(large).into_iter().flat_map(|shape| ops.map(|op| super::Case::Elementwise(Case { op, shape: shape.clone() }))).collect()
 }
 
@@ -90,6 +94,7 @@ fn compute<X: VerifyTarget>(x: &X, case: &Case, a: &[f32], b: &[f32]) -> Result<
     let mut out = x.zeros(&case.shape)?;
     match case.op {
         Op::Add => x.add(&up(a)?, &up(b)?, &mut out)?,
+        Op::AddRelu => x.add_relu(&up(a)?, &up(b)?, &mut out)?,
         Op::Mul => x.mul(&up(a)?, &up(b)?, &mut out)?,
         Op::Scale { alpha } => x.scale(&up(a)?, alpha, &mut out)?,
         Op::Relu => x.relu(&up(a)?, &mut out)?,
