@@ -209,7 +209,8 @@ impl Gpu {
 
     /// Whether a 1x1 convolution (stride 1, no padding, one group) runs channel-major: x (in
     /// the backward, dy) copied to [C, N*P], so that each pass is one product over every
-    /// image's positions instead of one per image. Where the per-image products are thin: P
+    /// image's positions instead of one per image (the filter gradient's product is that
+    /// one for every 1x1 with one group). Where the per-image products are thin: P
     /// not a multiple of 4 (off v4 and v5) or narrower than their tiles (the default CNN's
     /// 64 -> 32 on 7x7: 1.2-1.9 GFLOP/s a pass on llvmpipe, see BENCHMARKS.md). The long
     /// product must line up with vec4s (N*P a multiple of 4), and the copies fit COL_BUDGET.
@@ -438,7 +439,7 @@ impl Gpu {
         // one product with B transposed.
         for (chunk, n0) in (0..d.n).step_by(nb.max(1)).enumerate() {
             let nbc = nb.min(d.n - n0);
-            if self.pointwise_by_channels(d) && rows == patch {
+            if d.is_pointwise() && g == 1 && rows == patch {
                 // A 1x1's unfolding is x with its image and channel axes swapped.
                 self.permute3(x.storage(), n0 * d.c * p, [nbc, d.c, p], [p, nbc * p, 1], col.storage())?;
             } else {
