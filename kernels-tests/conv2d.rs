@@ -106,28 +106,7 @@ fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4], binding: Option<u64>) {
     let x = rng.vec(xs.iter().product(), -1.0, 1.0);
     let w = rng.vec(ws.iter().product(), -1.0, 1.0);
     let dy = rng.vec(d.y_shape().iter().product(), -1.0, 1.0);
-    // Forward, backward data and backward filter on one device, with the ops each dispatched.
-    let passes = |g: &wgtrain::Gpu| -> ([Vec<f32>; 3], [Vec<String>; 3]) {
-        let ops = |g: &wgtrain::Gpu| g.take_profile().unwrap().into_iter().map(|t| t.op.to_string()).collect::<Vec<_>>();
-        let mut y = g.zeros(&d.y_shape()).unwrap();
-        g.conv2d(&g.upload(&xs, &x).unwrap(), &g.upload(&ws, &w).unwrap(), None, &mut y, spec).unwrap();
-        let forward = ops(g);
-        let mut dx = g.zeros(&xs).unwrap();
-        g.conv2d_backward_data(&g.upload(&d.y_shape(), &dy).unwrap(), &g.upload(&ws, &w).unwrap(), &mut dx, spec).unwrap();
-        let data = ops(g);
-        let mut dw = g.zeros(&ws).unwrap();
-        g.conv2d_backward_filter(&g.upload(&xs, &x).unwrap(), &g.upload(&d.y_shape(), &dy).unwrap(), &mut dw, spec).unwrap();
-        let filter = ops(g);
-        ([g.download(&y).unwrap(), g.download(&dx).unwrap(), g.download(&dw).unwrap()], [forward, data, filter])
-    };
-    let cpu = &Cpu;
-    let mut y = cpu.zeros(&d.y_shape()).unwrap();
-    cpu.conv2d(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&ws, &w).unwrap(), None, &mut y, spec).unwrap();
-    let mut dx = cpu.zeros(&xs).unwrap();
-    cpu.conv2d_backward_data(&cpu.upload(&d.y_shape(), &dy).unwrap(), &cpu.upload(&ws, &w).unwrap(), &mut dx, spec).unwrap();
-    let mut dw = cpu.zeros(&ws).unwrap();
-    cpu.conv2d_backward_filter(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&d.y_shape(), &dy).unwrap(), &mut dw, spec).unwrap();
-    let want = [y.data().to_vec(), dx.data().to_vec(), dw.data().to_vec()];
+    let want = cpu_passes(xs, ws, spec, [&x, &w, &dy]);
     for variant in ["v5_subgroup", "v4_lanes"] {
         let g = open(&GpuOptions { profile: true, matmul_variant: Some(variant.into()), max_binding_bytes: binding, ..Default::default() });
         let implicit = variant == "v5_subgroup" && g.context().has_subgroups_of_8();
@@ -135,7 +114,7 @@ fn implicit_gemm_case(xs: [usize; 4], ws: [usize; 4], binding: Option<u64>) {
             assert!(std::env::var_os("CI").is_none(), "{} has no subgroups of 8: the implicit GEMM is not tested", g.adapter_name());
             eprintln!("note: {} has no subgroups of 8; the implicit GEMM does not run there", g.adapter_name());
         }
-        let (got, ops) = passes(&g);
+        let (got, ops) = gpu_passes(&g, xs, ws, spec, [&x, &w, &dy]);
         let names = ["forward", "backward data", "backward filter"];
         for (pass, (got, want)) in names.iter().zip(got.iter().zip(&want)) {
             let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -173,7 +152,6 @@ fn pointwise_runs_channel_major_where_it_applies() {
         ([2, 8, 8, 8], [4, 8, 1, 1], false),
     ];
     let g = open(&GpuOptions { profile: true, ..Default::default() });
-    let ops = || g.take_profile().unwrap().into_iter().map(|t| t.op.to_string()).collect::<Vec<_>>();
     let spec = Conv2dSpec::default();
     for (xs, ws, channel_major) in shapes {
         let d = conv2d_dims("conv2d", &xs, &ws, spec).unwrap();
@@ -181,28 +159,10 @@ fn pointwise_runs_channel_major_where_it_applies() {
         let x = rng.vec(xs.iter().product(), -1.0, 1.0);
         let w = rng.vec(ws.iter().product(), -1.0, 1.0);
         let dy = rng.vec(d.y_shape().iter().product(), -1.0, 1.0);
-        let cpu = &Cpu;
-        let mut want_y = cpu.zeros(&d.y_shape()).unwrap();
-        cpu.conv2d(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&ws, &w).unwrap(), None, &mut want_y, spec).unwrap();
-        let mut want_dx = cpu.zeros(&xs).unwrap();
-        cpu.conv2d_backward_data(&cpu.upload(&d.y_shape(), &dy).unwrap(), &cpu.upload(&ws, &w).unwrap(), &mut want_dx, spec).unwrap();
-        let mut want_dw = cpu.zeros(&ws).unwrap();
-        cpu.conv2d_backward_filter(&cpu.upload(&xs, &x).unwrap(), &cpu.upload(&d.y_shape(), &dy).unwrap(), &mut want_dw, spec).unwrap();
-
-        let (gx, gw, gdy) = (g.upload(&xs, &x).unwrap(), g.upload(&ws, &w).unwrap(), g.upload(&d.y_shape(), &dy).unwrap());
-        ops();
-        let mut y = g.zeros(&d.y_shape()).unwrap();
-        g.conv2d(&gx, &gw, None, &mut y, spec).unwrap();
-        let forward = ops();
-        let mut dx = g.zeros(&xs).unwrap();
-        g.conv2d_backward_data(&gdy, &gw, &mut dx, spec).unwrap();
-        let data = ops();
-        let mut dw = g.zeros(&ws).unwrap();
-        g.conv2d_backward_filter(&gx, &gdy, &mut dw, spec).unwrap();
-        ops();
-        for (what, got, want) in [("forward", &y, &want_y), ("backward data", &dx, &want_dx), ("backward filter", &dw, &want_dw)] {
-            let got = g.download(got).unwrap();
-            let worst = got.iter().zip(want.data()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let want = cpu_passes(xs, ws, spec, [&x, &w, &dy]);
+        let (got, [forward, data, _]) = gpu_passes(&g, xs, ws, spec, [&x, &w, &dy]);
+        for (what, (got, want)) in ["forward", "backward data", "backward filter"].iter().zip(got.iter().zip(&want)) {
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-4, "{xs:?} {what}: max error {worst}");
         }
         // Channel-major: x copied in, one product, y copied out; dx the same after Wᵀ. Per
@@ -212,6 +172,43 @@ fn pointwise_runs_channel_major_where_it_applies() {
         let got = [(count(&forward, "permute"), count(&forward, "matmul")), (count(&data, "permute"), count(&data, "matmul"))];
         assert_eq!(got, want, "{xs:?}: forward {forward:?}, backward data {data:?}");
     }
+}
+
+/// y, dx and dw of the convolution of x, w and dy on the CPU's loops.
+fn cpu_passes(xs: [usize; 4], ws: [usize; 4], spec: Conv2dSpec, [x, w, dy]: [&[f32]; 3]) -> [Vec<f32>; 3] {
+    let cpu = &Cpu;
+    let d = conv2d_dims("conv2d", &xs, &ws, spec).unwrap();
+    let mut y = cpu.zeros(&d.y_shape()).unwrap();
+    cpu.conv2d(&cpu.upload(&xs, x).unwrap(), &cpu.upload(&ws, w).unwrap(), None, &mut y, spec).unwrap();
+    let mut dx = cpu.zeros(&xs).unwrap();
+    cpu.conv2d_backward_data(&cpu.upload(&d.y_shape(), dy).unwrap(), &cpu.upload(&ws, w).unwrap(), &mut dx, spec).unwrap();
+    let mut dw = cpu.zeros(&ws).unwrap();
+    cpu.conv2d_backward_filter(&cpu.upload(&xs, x).unwrap(), &cpu.upload(&d.y_shape(), dy).unwrap(), &mut dw, spec).unwrap();
+    [y.data().to_vec(), dx.data().to_vec(), dw.data().to_vec()]
+}
+
+/// The same three passes on a profiling GPU, with the ops each dispatched.
+fn gpu_passes(
+    g: &wgtrain::Gpu,
+    xs: [usize; 4],
+    ws: [usize; 4],
+    spec: Conv2dSpec,
+    [x, w, dy]: [&[f32]; 3],
+) -> ([Vec<f32>; 3], [Vec<String>; 3]) {
+    let d = conv2d_dims("conv2d", &xs, &ws, spec).unwrap();
+    let ops = || g.take_profile().unwrap().into_iter().map(|t| t.op.to_string()).collect::<Vec<_>>();
+    let (gx, gw, gdy) = (g.upload(&xs, x).unwrap(), g.upload(&ws, w).unwrap(), g.upload(&d.y_shape(), dy).unwrap());
+    ops();
+    let mut y = g.zeros(&d.y_shape()).unwrap();
+    g.conv2d(&gx, &gw, None, &mut y, spec).unwrap();
+    let forward = ops();
+    let mut dx = g.zeros(&xs).unwrap();
+    g.conv2d_backward_data(&gdy, &gw, &mut dx, spec).unwrap();
+    let data = ops();
+    let mut dw = g.zeros(&ws).unwrap();
+    g.conv2d_backward_filter(&gx, &gdy, &mut dw, spec).unwrap();
+    let filter = ops();
+    ([g.download(&y).unwrap(), g.download(&dx).unwrap(), g.download(&dw).unwrap()], [forward, data, filter])
 }
 
 fn bad_conv<B: Backend>(be: &B) {

@@ -133,6 +133,16 @@ impl Gpu {
 
     /// y = conv(x, w) (+ bias).
     pub(crate) fn conv2d_impl(&self, x: &GpuTensor, w: &GpuTensor, bias: Option<&GpuTensor>, y: &GpuTensor, d: &ConvDims) -> Result<()> {
+        self.conv2d_unbiased(x, w, y, d)?;
+        match bias {
+            Some(bias) => self.bias_act_impl(y, bias, (d.k, d.p()), crate::ops::Activation::Identity),
+            None => Ok(()),
+        }
+    }
+
+    /// y = conv(x, w), by the implicit GEMM, channel-major (a thin 1x1), or a GEMM per group and
+    /// chunk of images on x itself (a 1x1) or on its unfolding.
+    fn conv2d_unbiased(&self, x: &GpuTensor, w: &GpuTensor, y: &GpuTensor, d: &ConvDims) -> Result<()> {
         let (p, kg, g) = (d.p(), d.kg(), d.groups());
         let s = d.spec;
         let product = MatmulDims { batch: d.n, m: d.k, n: p, k: d.patch_pad(), stride_a: 0, stride_b: 0, stride_c: 0 };
@@ -152,24 +162,10 @@ impl Gpu {
             // [K, C, KH, KW] -> [K, C, KH, 4]
             let wq = self.padded_rows(w, d.k * d.c * d.kh, d.kw, 4)?;
             let params = direct_params(d, [d.c, d.h, d.w], [d.k, d.oh, d.ow], s.padding, false);
-            self.conv2d_direct(&wq, x, y, params)?;
-            if let Some(bias) = bias {
-                self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
-            }
-            return Ok(());
+            return self.conv2d_direct(&wq, x, y, params);
         }
         if self.pointwise_by_channels(d) {
-            // x [N, C, P] -> [C, N*P]; W [K, C] times it; [K, N, P] -> y [N, K, P].
-            let (n, p) = (d.n, d.p());
-            let xc = self.alloc(&[d.c * n * p])?;
-            self.permute3(x.storage(), 0, [n, d.c, p], [p, n * p, 1], xc.storage())?;
-            let yc = self.alloc(&[d.k * n * p])?;
-            self.product(w, &xc, &yc, [d.k, n * p, d.c])?;
-            self.permute3(yc.storage(), 0, [d.k, n, p], [p, d.k * p, 1], y.storage())?;
-            if let Some(bias) = bias {
-                self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
-            }
-            return Ok(());
+            return self.channel_major_product(w, x, y, [d.c, d.k], d);
         }
         let direct = d.is_pointwise();
         // Rows of each group's patch in the GEMM: padded to a multiple of 4 on the im2col
@@ -201,9 +197,6 @@ impl Gpu {
                 )?;
             }
         }
-        if let Some(bias) = bias {
-            self.bias_act_impl(y, bias, (d.k, p), crate::ops::Activation::Identity)?;
-        }
         Ok(())
     }
 
@@ -225,11 +218,18 @@ impl Gpu {
             && scratch <= COL_BUDGET.min(self.max_binding_bytes())
     }
 
-    /// c [m, n] = a [m, k] @ b [k, n], one product on the variant tuned for it.
-    fn product(&self, a: &GpuTensor, b: &GpuTensor, c: &GpuTensor, [m, n, k]: [usize; 3]) -> Result<()> {
-        let dims = MatmulDims { batch: 1, m, n, k, stride_a: 0, stride_b: 0, stride_c: 0 };
+    /// dst [N, cout, P] = a [cout, cin] @ src [N, cin, P] per image, channel-major (see
+    /// pointwise_by_channels): src copied to [cin, N*P], one product on the variant tuned for
+    /// it, [cout, N, P] copied back. The forward (W, x -> y) and the backward data (Wᵀ, dy -> dx).
+    fn channel_major_product(&self, a: &GpuTensor, src: &GpuTensor, dst: &GpuTensor, [cin, cout]: [usize; 2], d: &ConvDims) -> Result<()> {
+        let (n, p) = (d.n, d.p());
+        let sc = self.alloc(&[cin * n * p])?;
+        self.permute3(src.storage(), 0, [n, cin, p], [p, n * p, 1], sc.storage())?;
+        let dc = self.alloc(&[cout * n * p])?;
+        let dims = MatmulDims { batch: 1, m: cout, n: n * p, k: cin, stride_a: 0, stride_b: 0, stride_c: 0 };
         let spec = MatmulSpec::default();
-        self.gemm(self.tuned_variant(&dims, spec), Operand::of(a), Operand::of(b), Operand::of(c), &dims, spec)
+        self.gemm(self.tuned_variant(&dims, spec), Operand::of(a), Operand::of(&sc), Operand::of(&dc), &dims, spec)?;
+        self.permute3(dc.storage(), 0, [cout, n, p], [p, cout * p, 1], dst.storage())
     }
 
     /// [rows, cols] -> [rows, padded] with zero columns (padded a multiple of 4).
@@ -286,13 +286,7 @@ impl Gpu {
         let wt = self.alloc(&[d.k * patch])?;
         self.permute3(w.storage(), 0, [g, kg, patch], [patch * kg, 1, kg], wt.storage())?;
         if self.pointwise_by_channels(d) {
-            // dy [N, K, P] -> [K, N*P]; Wᵀ [C, K] times it; [C, N, P] -> dx [N, C, P].
-            let n = d.n;
-            let dyc = self.alloc(&[d.k * n * p])?;
-            self.permute3(dy.storage(), 0, [n, d.k, p], [p, n * p, 1], dyc.storage())?;
-            let dxc = self.alloc(&[d.c * n * p])?;
-            self.product(&wt, &dyc, &dxc, [d.c, n * p, d.k])?;
-            return self.permute3(dxc.storage(), 0, [d.c, n, p], [p, d.c * p, 1], dx.storage());
+            return self.channel_major_product(&wt, dy, dx, [d.k, d.c], d);
         }
         let direct = d.is_pointwise();
         let nb = if direct { d.n } else { self.images_per_chunk("conv2d_backward_data", d, d.c * kk * p)? };
