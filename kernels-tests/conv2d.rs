@@ -1,6 +1,6 @@
-//! The convolution — shaders/im2col.wgsl (`im2col_s1_vec4` too), shaders/col2im.wgsl and the
-//! matmuls between them, and shaders/conv2d_s1_subgroup.wgsl (the implicit GEMM, both entries)
-//! — against the direct loops of src/cpu/conv2d.rs: forward, backward-data, backward-filter.
+//! The convolution — shaders/im2col.wgsl (`im2col_s1_vec4` and `im2col_same_vec4` too),
+//! shaders/col2im.wgsl and the matmuls between them, and shaders/conv2d_s1_subgroup.wgsl (the
+//! implicit GEMM, both entries) — against the direct loops of src/cpu/conv2d.rs: forward, backward-data, backward-filter.
 //! The cases of src/verify/conv2d.rs reach every path on the device's own choice;
 //! `implicit_gemm_runs_where_it_applies` checks that conv2d_s1_subgroup is the kernel that ran,
 //! `pointwise_runs_channel_major_where_it_applies` that a thin 1x1 runs as one product.

@@ -229,3 +229,70 @@ fn im2col_s1_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
 }
+
+// im2col_same_vec4: im2col for stride 1 and dilation 1 where the output rows are as wide as
+// the source's (OW == W: a 3x3 kernel with padding 1, a 5x5 with 2) but not whole vec4s (14
+// wide), while every plane is (H*W and OH*OW multiples of 4, W at least 4). Then column row
+// (c, i, j) is source plane c shifted by s = (i - ph) * W + (j - pw) places, with the
+// positions whose tap falls outside the image zeroed. One invocation per row (as in
+// im2col_vec4) walks its quads: each is cut out of the two aligned vec4s that hold places
+// [4q + s, 4q + s + 4), then masked by its positions' (oy, ox), kept as vec4 counters. That is
+// two vec4 loads and no per-value bounds arithmetic per vec4 written, where im2col_vec4
+// gathers the four values one by one. Both column layouts (rows_outer) and the zero rows past
+// a group's patch are as in im2col.
+@compute @workgroup_size(64, 1, 1)
+fn im2col_same_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row = gid.y * p.row_stride + gid.x; // over n * groups * patch_pad
+    let rows = p.groups * p.patch_pad;
+    if (row >= p.n * rows) {
+        return;
+    }
+    let kk = p.kh * p.kw;
+    let cg = p.c / p.groups;
+    let n = row / rows;
+    let r = row % rows;
+    let rr = r % p.patch_pad;
+    let quads = p.oh * p.ow / 4u;
+    var out = column_row(n, r) * quads;
+    if (rr >= cg * kk) {
+        for (var q = 0u; q < quads; q++) {
+            col4[out + q] = vec4<f32>(0.0);
+        }
+        return;
+    }
+    let ch = (r / p.patch_pad) * cg + rr / kk;
+    let t = rr % kk;
+    let di = i32(t / p.kw) - i32(p.ph);
+    let dj = i32(t % p.kw) - i32(p.pw);
+    let shift = di * i32(p.w) + dj;
+    let b = shift & 3; // places into the first of the two vec4s
+    // The vec4 holding place 4q + s of the plane, q = 0 (x_off and the planes are whole vec4s).
+    var at = i32((p.x_off + (n * p.c + ch) * p.h * p.w) / 4u) + (shift >> 2u);
+    let last = i32(arrayLength(&x4)) - 1;
+    let h = vec4<i32>(i32(p.h));
+    let w = vec4<i32>(i32(p.w));
+    var oy = vec4<i32>(di);
+    var ox = vec4<i32>(0, 1, 2, 3) + vec4<i32>(dj);
+    // Taps at ox >= W + dj wrap to the next output row (at most once per quad: W >= 4).
+    for (var q = 0u; q < quads; q++) {
+        let wrap = ox >= w + vec4<i32>(dj);
+        ox = select(ox, ox - w, wrap);
+        oy = select(oy, oy + vec4<i32>(1), wrap);
+        let lo = x4[clamp(at, 0, last)];
+        let hi = x4[clamp(at + 1, 0, last)];
+        var v = lo;
+        if (b == 1) {
+            v = vec4<f32>(lo.yzw, hi.x);
+        } else if (b == 2) {
+            v = vec4<f32>(lo.zw, hi.xy);
+        } else if (b == 3) {
+            v = vec4<f32>(lo.w, hi.xyz);
+        }
+        // The taps' own row and column (oy, ox here already carry di and dj).
+        let inside = (oy >= vec4<i32>(0)) & (oy < h) & (ox >= vec4<i32>(0)) & (ox < w);
+        col4[out] = select(vec4<f32>(0.0), v, inside);
+        out++;
+        at++;
+        ox += vec4<i32>(4);
+    }
+}

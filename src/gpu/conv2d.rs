@@ -53,7 +53,8 @@ impl Gpu {
     /// im2col of images [n0, n0 + nb) of x into `col`, each group's patch padded to
     /// `d.patch_pad()` rows, laid out [nb, rows, P], or with `rows_outer` [rows, nb, P] (the
     /// backward filter's operand). im2col_s1_vec4 where it applies (one quad of an output row
-    /// per invocation), else im2col or its vec4 form (one row of P positions per invocation).
+    /// per invocation), else one row of P positions per invocation: im2col_same_vec4 where
+    /// the rows are shifted planes (see unfolds_by_shift), else im2col or its vec4 form.
     fn unfold(&self, x: &GpuTensor, col: &GpuTensor, d: &ConvDims, n0: usize, nb: usize, rows_outer: bool) -> Result<()> {
         let total = nb * d.groups() * d.patch_pad() * d.p();
         let mut params = conv_params(d, nb, total, n0 * d.c * d.h * d.w);
@@ -62,7 +63,11 @@ impl Gpu {
             let invocations = nb * d.c * d.oh * d.ow / 4;
             return self.conv_dispatch("im2col", &kernels::IM2COL_S1_VEC4, &mut params, invocations, x, col);
         }
-        let kernel = kernels::vec4_form(&kernels::IM2COL).filter(|_| d.p().is_multiple_of(4)).unwrap_or(&kernels::IM2COL);
+        let kernel = if unfolds_by_shift(d.spec.stride, d.spec.dilation, [d.h, d.w], [d.oh, d.ow]) {
+            &kernels::IM2COL_SAME_VEC4
+        } else {
+            kernels::vec4_form(&kernels::IM2COL).filter(|_| d.p().is_multiple_of(4)).unwrap_or(&kernels::IM2COL)
+        };
         self.conv_dispatch("im2col", kernel, &mut params, nb * d.groups() * d.patch_pad(), x, col)
     }
 
@@ -516,4 +521,12 @@ fn direct_params(d: &ConvDims, src: [usize; 3], out: [usize; 3], pads: [usize; 2
 /// every tap offset j - pw (j < kw) within [-4, 4].
 fn unfolds_by_quads(stride: [usize; 2], dilation: [usize; 2], w: usize, ow: usize, kw: usize, pw: usize) -> bool {
     stride == [1, 1] && dilation == [1, 1] && w.is_multiple_of(4) && ow.is_multiple_of(4) && pw <= 4 && kw <= pw + 5
+}
+
+/// Whether im2col_same_vec4 can unfold a source of `[h, w]` planes into columns of `[oh, ow]`
+/// positions (where unfolds_by_quads does not hold): stride and dilation 1, output rows as wide
+/// as the source's (so each column row is a shifted plane) and at least 4 wide, and both
+/// planes whole vec4s.
+fn unfolds_by_shift(stride: [usize; 2], dilation: [usize; 2], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> bool {
+    stride == [1, 1] && dilation == [1, 1] && ow == w && w >= 4 && (h * w).is_multiple_of(4) && (oh * ow).is_multiple_of(4)
 }

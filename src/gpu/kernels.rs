@@ -286,6 +286,10 @@ pub const IM2COL_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_vec4",
 /// columns of the backward-data convolution (taps mirrored, read from dy), with `rows_outer`
 /// laid out [rows, N, OH*OW] for the backward-filter product.
 pub const IM2COL_S1_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_s1_vec4", storage: &[(5, Read), (4, ReadWrite)] };
+/// [`IM2COL`] for stride 1 and dilation 1 where the output rows are as wide as the source's
+/// but not whole vec4s and the planes are: each column row is the source plane shifted, cut
+/// from two aligned vec4 loads per vec4 written and masked by counters.
+pub const IM2COL_SAME_VEC4: Kernel = Kernel { shader: "im2col", entry: "im2col_same_vec4", storage: &[(5, Read), (4, ReadWrite)] };
 /// A stride-1 convolution as an implicit GEMM: v5's product with the columns cut from x in
 /// registers (kernels at most 4 wide, rows of whole vec4s, subgroups of 8).
 pub const CONV2D_S1_SUBGROUP: Kernel = Kernel { shader: "conv2d_s1_subgroup", entry: "main", storage: IN2_OUT };
@@ -510,6 +514,7 @@ pub const ALL_KERNELS: &[&Kernel] = &[
     &IM2COL,
     &IM2COL_VEC4,
     &IM2COL_S1_VEC4,
+    &IM2COL_SAME_VEC4,
     &CONV2D_S1_SUBGROUP,
     &CONV2D_S1_SUBGROUP_FILTER,
     &COL2IM,

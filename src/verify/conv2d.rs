@@ -116,6 +116,14 @@ pub fn cases(large: bool) -> Vec<super::Case> {
         // wide with 20 output channels, and a valid 3x3 from 10 to 8 wide.
         ([2, 6, 7, 14], 20, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
         ([2, 3, 9, 10], 5, [3, 3], spec([1, 1], [0, 0], [1, 1], 1)),
+        // Output rows as wide as the source's, not whole vec4s, on planes that are (unfolded as
+        // shifted planes, im2col_same_vec4): a 3x3 on 14-wide rows, a 5x5 on 10-wide ones (its
+        // filter gradient unfolded too, rows over the images), rows of 6 with no padding above
+        // and below (taller source than output), and two groups with a padded patch (18 -> 20).
+        ([3, 5, 6, 14], 7, [3, 3], spec([1, 1], [1, 1], [1, 1], 1)),
+        ([2, 3, 6, 10], 4, [5, 5], spec([1, 1], [2, 2], [1, 1], 1)),
+        ([2, 3, 8, 6], 4, [3, 3], spec([1, 1], [0, 1], [1, 1], 1)),
+        ([2, 4, 6, 6], 6, [3, 3], spec([1, 1], [1, 1], [1, 1], 2)),
         // 1x1 on rows of whole vec4s: the plain product forward, the quads' unfolding for dw.
         ([2, 8, 4, 8], 12, [1, 1], spec([1, 1], [0, 0], [1, 1], 1)),
     ];
