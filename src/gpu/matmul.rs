@@ -181,6 +181,9 @@ impl Gpu {
         if d.batch * d.m * d.n == 0 {
             return Ok(());
         }
+        if [a.buf, b.buf, c.buf].iter().any(|buf| buf.bytes() > self.max_binding_bytes()) {
+            return self.gemm_in_parts(variant, a, b, c, d, spec);
+        }
         // Indices in the kernels are u32.
         for (what, buf) in [("elements of a", a.buf), ("elements of b", b.buf), ("elements of c", c.buf)] {
             u32_of("matmul", what, buf.bytes() as usize / 4)?;
@@ -226,5 +229,128 @@ impl Gpu {
             self.dispatch("matmul", &pipeline, &params, &binds, count)?;
         }
         Ok(())
+    }
+}
+
+impl Gpu {
+    /// A product with an operand or result larger than one storage binding (AlexNet's first
+    /// fully connected layer: a 4096 x 9216 weight, 144 MiB, on an adapter that binds at most
+    /// 128 MiB), as products over parts that each bind less. Only runs of whole rows are
+    /// contiguous, so a part is a block of rows of the stored matrices:
+    /// - A stored untransposed: blocks of M, rows of A and of C, B bound whole;
+    /// - A stored transposed and B not: blocks of K, rows of both, each part adding to C (beta
+    ///   1 after the first);
+    /// - otherwise A (small in every layer's product) is first transposed into a scratch copy
+    ///   to reach one of those; and where B is stored transposed and C overwritten (beta 0),
+    ///   Cᵀ = B op(A)ᵀ is computed by blocks of B's rows and transposed into C.
+    ///
+    /// Anything else (a batch of products, or no form whose parts fit) is refused with
+    /// [`Error::Limit`], as before.
+    fn gemm_in_parts(
+        &self,
+        variant: MatmulVariant,
+        a: Operand<'_>,
+        b: Operand<'_>,
+        c: Operand<'_>,
+        d: &MatmulDims,
+        spec: MatmulSpec,
+    ) -> Result<()> {
+        let max = self.max_binding_bytes();
+        // Whether an operand's first `len` elements, or a new scratch tensor of `len`, fit one
+        // binding.
+        let fits = |op: &Operand<'_>, len: usize| self.operand_view(op, 0, len).0.bytes() <= max;
+        let scratch_fits = |len: usize| len as u64 * 4 <= max;
+        let (m, n, k) = (d.m, d.n, d.k);
+        let refuse = || {
+            let largest = [a.buf, b.buf, c.buf].iter().map(|buf| buf.bytes()).max().unwrap_or(0);
+            Err(Error::Limit { op: "matmul", what: "a storage binding in bytes".into(), got: largest, limit: max })
+        };
+        if d.batch != 1 {
+            return refuse();
+        }
+        if !spec.trans_a && fits(&b, k * n) {
+            return self.gemm_row_blocks(variant, a, b, c, d, spec, false);
+        }
+        if spec.trans_a && !spec.trans_b && fits(&c, m * n) {
+            return self.gemm_row_blocks(variant, a, b, c, d, spec, true);
+        }
+        // A's transpose in a scratch tensor: [M, K] from stored [K, M], or [K, M] from [M, K].
+        let transposed = |rows: usize, cols: usize| -> Result<GpuTensor> {
+            let (src, at) = self.operand_view(&a, 0, rows * cols);
+            let t = self.alloc(&[rows * cols])?;
+            self.permute3(&src, at, [1, rows, cols], [0, 1, rows], t.storage())?;
+            Ok(t)
+        };
+        let a_small = fits(&a, m * k) && scratch_fits(m * k);
+        if spec.trans_a && a_small && fits(&b, k * n) {
+            let at = transposed(k, m)?;
+            return self.gemm_row_blocks(variant, Operand::of(&at), b, c, d, MatmulSpec { trans_a: false, ..spec }, false);
+        }
+        if !spec.trans_a && !spec.trans_b && a_small && fits(&c, m * n) {
+            let at = transposed(m, k)?;
+            return self.gemm_row_blocks(variant, Operand::of(&at), b, c, d, MatmulSpec { trans_a: true, ..spec }, true);
+        }
+        let (cv, slack) = self.operand_view(&c, 0, m * n);
+        if spec.trans_b && spec.beta == 0.0 && slack == 0 && cv.bytes() <= max && scratch_fits(m * n) && fits(&a, m * k) {
+            // Cᵀ [N, M] = B (stored [N, K]) @ op(A)ᵀ, then C = (Cᵀ)ᵀ.
+            let ct = self.alloc(&[n * m])?;
+            let dims = MatmulDims { batch: 1, m: n, n: m, k, stride_a: 0, stride_b: 0, stride_c: 0 };
+            let swapped = MatmulSpec { trans_a: false, trans_b: !spec.trans_a, ..spec };
+            self.gemm_row_blocks(variant, b, a, Operand::of(&ct), &dims, swapped, false)?;
+            return self.permute3(ct.storage(), 0, [1, n, m], [0, 1, n], &cv);
+        }
+        refuse()
+    }
+
+    /// `gemm` over blocks of rows: of M (A stored [M, K] and C; B whole) or, with `by_k`, of K
+    /// (A stored [K, M] and B stored [K, N]; C whole, added to after the first block). Every
+    /// operand is bound as a view that starts aligned and holds no more than it needs.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_row_blocks(
+        &self,
+        variant: MatmulVariant,
+        a: Operand<'_>,
+        b: Operand<'_>,
+        c: Operand<'_>,
+        d: &MatmulDims,
+        spec: MatmulSpec,
+        by_k: bool,
+    ) -> Result<()> {
+        let max = (self.max_binding_bytes() / 4) as usize;
+        // Elements per row of the blocked operands (A and C by M, A and B by K), and the
+        // whole one's (B or C).
+        let (widths, total, whole) = if by_k { ([d.m, d.n], d.k, d.m * d.n) } else { ([d.k, d.n], d.m, d.k * d.n) };
+        let widest = widths[0].max(widths[1]).max(1);
+        let rows = max.saturating_sub(self.binding_align()) / widest;
+        if rows == 0 {
+            let got = (widest * 4) as u64;
+            return Err(Error::Limit { op: "matmul", what: "one row of an operand in bytes".into(), got, limit: max as u64 * 4 });
+        }
+        for (i, r0) in (0..total).step_by(rows).enumerate() {
+            let r = rows.min(total - r0);
+            let (av, a_off) = self.operand_view(&a, r0 * widths[0], r * widths[0]);
+            let ((bv, b_off), (cv, c_off), dims) = if by_k {
+                (self.operand_view(&b, r0 * widths[1], r * widths[1]), self.operand_view(&c, 0, whole), MatmulDims { k: r, ..*d })
+            } else {
+                (self.operand_view(&b, 0, whole), self.operand_view(&c, r0 * widths[1], r * widths[1]), MatmulDims { m: r, ..*d })
+            };
+            let spec = if by_k && i > 0 { MatmulSpec { beta: 1.0, ..spec } } else { spec };
+            let op = |buf, offset| Operand { buf, offset };
+            self.gemm(variant, op(&av, a_off), op(&bv, b_off), op(&cv, c_off), &dims, spec)?;
+        }
+        Ok(())
+    }
+
+    /// Storage bindings start at multiples of this many f32.
+    fn binding_align(&self) -> usize {
+        (self.ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4
+    }
+
+    /// The view of `op`'s buffer holding its elements [start, start + len), starting at the
+    /// aligned offset at or before them, and where in the view they begin.
+    fn operand_view(&self, op: &Operand<'_>, start: usize, len: usize) -> (GpuBuffer, usize) {
+        let first = op.offset + start;
+        let slack = (op.buf.offset() as usize / 4 + first) % self.binding_align();
+        (op.buf.view(((first - slack) * 4) as u64, ((slack + len) * 4) as u64), slack)
     }
 }
