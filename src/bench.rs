@@ -626,6 +626,8 @@ pub fn train_json(setup: &TrainBenchSetup, device: &str, windows: usize, steps: 
                 "profile": r.profile.as_ref().map(|p| serde_json::json!({
                     "kernel_ms": p.kernel_seconds * 1e3,
                     "step_ms": p.step_seconds * 1e3,
+                    "timeline_ms": p.timeline_seconds * 1e3,
+                    "idle_ms": p.idle_seconds() * 1e3,
                     "coverage": p.coverage(),
                     "dispatches": p.dispatches,
                     "by_op": crate::profile::by_op(p),

@@ -55,6 +55,10 @@ pub struct StepProfile {
     pub layers: Vec<LayerTime>,
     /// Sum of every kernel's time, per step.
     pub kernel_seconds: f64,
+    /// From the first kernel's start to the last one's end, per step (mean): the kernels and
+    /// the device's idle time between them. Profiling puts each dispatch in a compute pass of
+    /// its own, so this can exceed the unprofiled step's share.
+    pub timeline_seconds: f64,
     /// Median wall time of one step on the same adapter without profiling (recording,
     /// submission and waiting included).
     pub step_seconds: f64,
@@ -66,6 +70,11 @@ impl StepProfile {
     /// Kernel time over step time (1.0: the kernels explain the whole step).
     pub fn coverage(&self) -> f64 {
         self.kernel_seconds / self.step_seconds
+    }
+
+    /// Time per step the device spent between the step's kernels.
+    pub fn idle_seconds(&self) -> f64 {
+        (self.timeline_seconds - self.kernel_seconds).max(0.0)
     }
 }
 
@@ -102,6 +111,7 @@ pub fn profile_training(
     profiled.take_profile()?;
     let mut walls = Vec::new();
     let mut times = Vec::new();
+    let mut timeline = 0.0;
     for _ in 0..steps {
         plain.sync()?;
         let t = std::time::Instant::now();
@@ -109,7 +119,11 @@ pub fn profile_training(
         plain.sync()?;
         walls.push(t.elapsed().as_secs_f64());
         traced.train_step(profiled, &x, Targets::Labels(&labels), opt, &loss, None)?;
-        times.extend(profiled.take_profile()?);
+        let step = profiled.take_profile()?;
+        let first = step.iter().map(|t| t.start).fold(f64::INFINITY, f64::min);
+        let last = step.iter().map(|t| t.start + t.seconds).fold(f64::NEG_INFINITY, f64::max);
+        timeline += (last - first).max(0.0) / steps as f64;
+        times.extend(step);
     }
     walls.sort_by(f64::total_cmp);
     let step_seconds = walls[walls.len() / 2];
@@ -128,6 +142,7 @@ pub fn profile_training(
         steps,
         layers,
         kernel_seconds,
+        timeline_seconds: timeline.max(kernel_seconds),
         step_seconds,
         dispatches: times.len() / steps,
     })
@@ -195,13 +210,14 @@ pub fn by_op(p: &StepProfile) -> Vec<OpTime> {
 /// largest first, and the kernels' share of the step.
 pub fn op_summary(p: &StepProfile) -> String {
     let mut s = format!(
-        "  batch {}: kernels {:.1} ms of a {:.1} ms step ({:.0}%), {} dispatches; by op:",
+        "  batch {}: kernels {:.1} ms of a {:.1} ms step ({:.0}%), {} dispatches",
         p.batch,
         p.kernel_seconds * 1e3,
         p.step_seconds * 1e3,
         100.0 * p.coverage(),
         p.dispatches
     );
+    s.push_str(&format!(", device idle between them {:.1} ms; by op:", p.idle_seconds() * 1e3));
     for o in by_op(p) {
         s.push_str(&format!(
             "\n    {:<24} {:>9.2} ms {:>5.1}% {:>5} dispatches",
@@ -268,5 +284,22 @@ pub fn table(p: &StepProfile) -> String {
         p.step_seconds * 1e3,
         100.0 * p.coverage()
     ));
+    s.push_str(&timeline_line(p));
     s
+}
+
+/// What the kernels leave of the step: the device's idle time between them, and the host's.
+fn timeline_line(p: &StepProfile) -> String {
+    let rest = p.step_seconds - p.timeline_seconds;
+    let host = if rest >= 0.0 {
+        format!("the other {:.3} ms the host's (recording, submitting, reading the loss back)", rest * 1e3)
+    } else {
+        format!("the profiled timeline is {:.3} ms longer than the step without profiling (a compute pass per dispatch)", -rest * 1e3)
+    };
+    format!(
+        "between the kernels the device idled {:.3} ms a step ({:.1}% of the step; first kernel's start to last one's end: {:.3} ms); {host}\n",
+        p.idle_seconds() * 1e3,
+        100.0 * p.idle_seconds() / p.step_seconds.max(1e-12),
+        p.timeline_seconds * 1e3,
+    )
 }

@@ -174,6 +174,7 @@ fn bench_train_profile_explains_the_step() {
     let kernel_ms = p["kernel_ms"].as_f64().unwrap();
     assert!((sum - kernel_ms).abs() <= 1e-6 * kernel_ms.max(1.0), "ops add up to {sum} ms, kernels {kernel_ms} ms");
     assert!(ops.iter().any(|o| o["op"] == "matmul") && p["dispatches"].as_u64().unwrap() > 10, "{p}");
+    assert!(p["timeline_ms"].as_f64().unwrap() >= kernel_ms && p["idle_ms"].as_f64().unwrap() >= 0.0, "{p}");
     // Sorted, largest first.
     assert!(ops.windows(2).all(|w| w[0]["seconds"].as_f64() >= w[1]["seconds"].as_f64()), "{p}");
     let (ok, _, err) = wgtrain(&["bench", "train", "--backend", "cpu", "--profile"]);

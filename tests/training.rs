@@ -818,7 +818,11 @@ fn profiling_times_every_dispatch_and_changes_nothing() {
         if be.profiling() {
             let times = be.take_profile().unwrap();
             assert_eq!(times.len() as u64, be.dispatches() - before, "one time per dispatch");
-            assert!(times.iter().all(|t| t.seconds.is_finite() && t.seconds >= 0.0));
+            assert!(times.iter().all(|t| t.seconds.is_finite() && t.seconds >= 0.0 && t.start.is_finite()));
+            // A CPU adapter runs the dispatches one after the other, in order.
+            if be.context().is_cpu_adapter() {
+                assert!(times.windows(2).all(|w| w[1].start >= w[0].start + w[0].seconds * 0.999), "{times:?}");
+            }
             // The first convolution's product: unfolded (matmul) or implicit (conv2d_direct).
             let product = |t: &&wgtrain::gpu::KernelTime| t.op == "matmul" || t.op == "conv2d_direct";
             assert!(times.iter().filter(product).any(|t| t.layer == "layers.0" && t.phase == "forward"), "{times:?}");
@@ -832,6 +836,8 @@ fn profiling_times_every_dispatch_and_changes_nothing() {
     let p = wgtrain::profile::profile_training(gpu, &profiled, &spec, &[1, 28, 28], 6, &opt, 1).unwrap();
     let table = wgtrain::profile::table(&p);
     assert!(p.kernel_seconds > 0.0 && p.step_seconds > 0.0 && p.dispatches > 10, "{table}");
+    assert!(p.timeline_seconds >= p.kernel_seconds && p.timeline_seconds < 10.0 * p.step_seconds, "{table}");
+    assert!(table.contains("between the kernels the device idled"), "{table}");
     assert!((p.layers.iter().map(|l| l.share).sum::<f64>() - 1.0).abs() < 1e-9);
     assert!(table.contains("layers.0") && table.contains("backward") && table.contains("optimizer"), "{table}");
 }

@@ -22,6 +22,10 @@ pub struct KernelTime {
     pub phase: &'static str,
     /// Seconds on the device.
     pub seconds: f64,
+    /// When it started, in seconds from an arbitrary origin fixed for the device: on the
+    /// device's clock (timestamps) or the host's (host timing). The gaps between one dispatch's
+    /// end and the next one's start are time the device spent on no kernel of the step.
+    pub start: f64,
 }
 
 /// How the times were taken.
@@ -60,6 +64,8 @@ pub(crate) struct Profiler {
     /// Labels of the dispatches whose queries are recorded and not yet read.
     pending: Vec<(&'static str, String, &'static str)>,
     done: Vec<KernelTime>,
+    /// The origin of host-timed starts.
+    opened: Instant,
 }
 
 impl Profiler {
@@ -90,7 +96,7 @@ impl Profiler {
                 period_ns: f64::from(gpu.ctx.queue.get_timestamp_period()),
             }
         });
-        Self { timestamps, scope: (String::new(), ""), pending: Vec::new(), done: Vec::new() }
+        Self { timestamps, scope: (String::new(), ""), pending: Vec::new(), done: Vec::new(), opened: Instant::now() }
     }
 
     pub(crate) fn method(&self) -> ProfileMethod {
@@ -183,7 +189,8 @@ impl Gpu {
                 self.flush_and_wait_locked(rec)?;
                 let (op, layer, phase) = label;
                 if let Some(p) = rec.profiler.as_mut() {
-                    p.done.push(KernelTime { op, layer, phase, seconds: t0.elapsed().as_secs_f64() });
+                    let start = t0.duration_since(p.opened).as_secs_f64();
+                    p.done.push(KernelTime { op, layer, phase, seconds: t0.elapsed().as_secs_f64(), start });
                 }
                 Ok(())
             }
@@ -232,7 +239,8 @@ impl Gpu {
         let period = t.period_ns;
         for (i, (op, layer, phase)) in p.pending.drain(..).enumerate() {
             let (a, b) = (ticks[2 * i], ticks[2 * i + 1]);
-            p.done.push(KernelTime { op, layer, phase, seconds: b.saturating_sub(a) as f64 * period * 1e-9 });
+            let (seconds, start) = (b.saturating_sub(a) as f64 * period * 1e-9, a as f64 * period * 1e-9);
+            p.done.push(KernelTime { op, layer, phase, seconds, start });
         }
         Ok(())
     }
