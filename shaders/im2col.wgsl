@@ -59,34 +59,54 @@ fn column_row(n: u32, r: u32) -> u32 {
     return n * p.groups * p.patch_pad + r;
 }
 
-// One invocation per row (image n, patch row r): the divisions that locate the row happen once
-// and the row's OH*OW values follow with counters (integer division is slow on CPU adapters).
-@compute @workgroup_size(64, 1, 1)
-fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.y * p.row_stride + gid.x; // over n * groups * patch_pad
+// Row r of image n's patches, as the entries with one invocation per row (im2col,
+// im2col_vec4, im2col_same_vec4) unfold it: `first` its first value in the columns, `ch` the
+// source channel and `tap` the kernel tap (i * KW + j) it holds, or `zeros` for a row past its
+// group's patch. The divisions that locate the row happen once per row; its OH*OW values
+// follow with counters (integer division is slow on CPU adapters). `valid` is false past the
+// last row (gid.y * row_stride + gid.x over n * groups * patch_pad).
+struct PatchRow {
+    valid: bool,
+    zeros: bool,
+    first: u32,
+    n: u32,
+    ch: u32,
+    tap: u32,
+}
+
+fn patch_row(gid: vec3<u32>, values_per_row: u32) -> PatchRow {
+    let row = gid.y * p.row_stride + gid.x;
     let rows = p.groups * p.patch_pad;
-    if (row >= p.n * rows) {
-        return;
-    }
     let kk = p.kh * p.kw;
     let cg = p.c / p.groups;
     let n = row / rows;
     let r = row % rows;
     let rr = r % p.patch_pad;
-    var out = column_row(n, r) * p.oh * p.ow;
-    if (rr >= cg * kk) {
+    let ch = (r / p.patch_pad) * cg + rr / kk;
+    let valid = row < p.n * rows;
+    let zeros = rr >= cg * kk;
+    return PatchRow(valid, zeros, column_row(n, r) * values_per_row, n, ch, rr % kk);
+}
+
+// One invocation per row (see PatchRow).
+@compute @workgroup_size(64, 1, 1)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let pr = patch_row(gid, p.oh * p.ow);
+    if (!pr.valid) {
+        return;
+    }
+    var out = pr.first;
+    if (pr.zeros) {
         for (var q = 0u; q < p.oh * p.ow; q++) {
             col[out + q] = 0.0;
         }
         return;
     }
-    let ch = (r / p.patch_pad) * cg + rr / kk;
-    let t = rr % kk;
-    let i = t / p.kw;
-    let j = t % p.kw;
+    let i = pr.tap / p.kw;
+    let j = pr.tap % p.kw;
     for (var oy = 0u; oy < p.oh; oy++) {
         for (var ox = 0u; ox < p.ow; ox++) {
-            col[out] = tap(n, ch, oy, ox, i, j);
+            col[out] = tap(pr.n, pr.ch, oy, ox, i, j);
             out++;
         }
     }
@@ -97,36 +117,33 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
 // one by one, found by counters.
 @group(0) @binding(4) var<storage, read_write> col4: array<vec4<f32>>;
 
+// The row of a vec4 entry (p.oh * p.ow a multiple of 4) past its group's patch: zeros.
+fn zero_quads(first: u32) {
+    for (var q = 0u; q < p.oh * p.ow / 4u; q++) {
+        col4[first + q] = vec4<f32>(0.0);
+    }
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn im2col_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.y * p.row_stride + gid.x; // over n * groups * patch_pad
-    let rows = p.groups * p.patch_pad;
-    if (row >= p.n * rows) {
-        return;
-    }
-    let kk = p.kh * p.kw;
-    let cg = p.c / p.groups;
-    let n = row / rows;
-    let r = row % rows;
-    let rr = r % p.patch_pad;
     let quads = p.oh * p.ow / 4u;
-    var out = column_row(n, r) * quads;
-    if (rr >= cg * kk) {
-        for (var q = 0u; q < quads; q++) {
-            col4[out + q] = vec4<f32>(0.0);
-        }
+    let pr = patch_row(gid, quads);
+    if (!pr.valid) {
         return;
     }
-    let ch = (r / p.patch_pad) * cg + rr / kk;
-    let t = rr % kk;
-    let i = t / p.kw;
-    let j = t % p.kw;
+    if (pr.zeros) {
+        zero_quads(pr.first);
+        return;
+    }
+    let i = pr.tap / p.kw;
+    let j = pr.tap % p.kw;
+    var out = pr.first;
     var oy = 0u;
     var ox = 0u;
     for (var q = 0u; q < quads; q++) {
         var v = vec4<f32>(0.0);
         for (var l = 0u; l < 4u; l++) {
-            v[l] = tap(n, ch, oy, ox, i, j);
+            v[l] = tap(pr.n, pr.ch, oy, ox, i, j);
             ox++;
             if (ox == p.ow) {
                 ox = 0u;
@@ -242,32 +259,23 @@ fn im2col_s1_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // a group's patch are as in im2col.
 @compute @workgroup_size(64, 1, 1)
 fn im2col_same_vec4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.y * p.row_stride + gid.x; // over n * groups * patch_pad
-    let rows = p.groups * p.patch_pad;
-    if (row >= p.n * rows) {
-        return;
-    }
-    let kk = p.kh * p.kw;
-    let cg = p.c / p.groups;
-    let n = row / rows;
-    let r = row % rows;
-    let rr = r % p.patch_pad;
     let quads = p.oh * p.ow / 4u;
-    var out = column_row(n, r) * quads;
-    if (rr >= cg * kk) {
-        for (var q = 0u; q < quads; q++) {
-            col4[out + q] = vec4<f32>(0.0);
-        }
+    let pr = patch_row(gid, quads);
+    if (!pr.valid) {
         return;
     }
-    let ch = (r / p.patch_pad) * cg + rr / kk;
-    let t = rr % kk;
+    if (pr.zeros) {
+        zero_quads(pr.first);
+        return;
+    }
+    var out = pr.first;
+    let t = pr.tap;
     let di = i32(t / p.kw) - i32(p.ph);
     let dj = i32(t % p.kw) - i32(p.pw);
     let shift = di * i32(p.w) + dj;
     let b = shift & 3; // places into the first of the two vec4s
     // The vec4 holding place 4q + s of the plane, q = 0 (x_off and the planes are whole vec4s).
-    var at = i32((p.x_off + (n * p.c + ch) * p.h * p.w) / 4u) + (shift >> 2u);
+    var at = i32((p.x_off + (pr.n * p.c + pr.ch) * p.h * p.w) / 4u) + (shift >> 2u);
     let last = i32(arrayLength(&x4)) - 1;
     let h = vec4<i32>(i32(p.h));
     let w = vec4<i32>(i32(p.w));
