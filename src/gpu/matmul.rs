@@ -181,6 +181,13 @@ impl Gpu {
         if d.batch * d.m * d.n == 0 {
             return Ok(());
         }
+        // Bind only what the product touches, each from an aligned start: a product over part
+        // of a tensor (a chunk of images of a convolution's output) binds that part.
+        let touched = |op: &Operand<'_>, matrix: usize, stride: usize| self.operand_view(op, 0, (d.batch - 1) * stride + matrix);
+        let (av, a_at) = touched(&a, d.m * d.k, d.stride_a);
+        let (bv, b_at) = touched(&b, d.k * d.n, d.stride_b);
+        let (cv, c_at) = touched(&c, d.m * d.n, d.stride_c);
+        let (a, b, c) = (Operand { buf: &av, offset: a_at }, Operand { buf: &bv, offset: b_at }, Operand { buf: &cv, offset: c_at });
         if [a.buf, b.buf, c.buf].iter().any(|buf| buf.bytes() > self.max_binding_bytes()) {
             return self.gemm_in_parts(variant, a, b, c, d, spec);
         }
