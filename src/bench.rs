@@ -425,6 +425,7 @@ pub fn train_report_parallel<B: Backend>(
         }
         // Every replica makes the same model and the same global batch, and trains its rows.
         let mut model = Model::from_spec(be, &setup.spec, &setup.input, 1)?;
+        model.check_batch(per_replica, limit)?;
         model.reset_optimizer(be, opt)?;
         let (x, labels) = setup.batch(batch);
         let rows = crate::distributed::shard(batch, rank, size);

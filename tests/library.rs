@@ -262,3 +262,28 @@ fn the_source_tree_keeps_its_layers() {
     forbid("src/cpu", &shape_checks);
     forbid("src/gpu/backend.rs", &shape_checks);
 }
+
+/// A batch whose largest activation would not fit the device's largest tensor is refused
+/// before anything is allocated, naming the tensor, its size and the largest batch that fits
+/// (the default CNN's first convolution: 32 x 28 x 28 f32, 100,352 bytes a sample).
+#[test]
+fn a_batch_too_large_for_the_device_is_refused_clearly() {
+    let spec = wgtrain::nn::zoo::model("default", 10).unwrap();
+    let model = Model::from_spec(&Cpu, &spec, &[1, 28, 28], 1).unwrap();
+    let limit = 128 << 20;
+    model.check_batch(64, limit).unwrap();
+    model.check_batch(1337, limit).unwrap();
+    let err = model.check_batch(1338, limit).unwrap_err().to_string();
+    for part in ["batch size 1338", "layers.0 (conv2d)", "[1338, 32, 28, 28]", "128.0 MiB", "at most 1337"] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    // The input can be the largest: a model of one 1x1 convolution to a single channel.
+    let tiny = Model::from_spec(&Cpu, &spec_of_one_pointwise(), &[3, 8, 8], 1).unwrap();
+    let err = tiny.check_batch(100, 100 * 3 * 64 * 4 - 1).unwrap_err().to_string();
+    assert!(err.contains("the input, [100, 3, 8, 8]") && err.contains("at most 99"), "{err}");
+}
+
+fn spec_of_one_pointwise() -> wgtrain::nn::ModelSpec {
+    use wgtrain::nn::{LayerSpec, ModelSpec};
+    ModelSpec { name: "pointwise".into(), layers: vec![LayerSpec::conv(1, 1, 1, 0)] }
+}
