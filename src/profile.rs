@@ -100,6 +100,7 @@ pub fn profile_training(
     // warm-up (which compiles the pipelines and allocates), so that a machine whose speed drifts
     // slows both alike and the kernels' sum can be held against the step it claims to explain.
     let mut model = Model::from_spec(plain, spec, input, 1)?;
+    model.check_batch(batch, plain.memory().max_tensor_bytes)?;
     model.reset_optimizer(plain, opt)?;
     let labels: Vec<f32> = (0..batch).map(|_| rng.below(model.classes()) as f32).collect();
     let mut traced = Model::from_spec(profiled, spec, input, 1)?;
