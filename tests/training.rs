@@ -986,3 +986,26 @@ fn fused_relus_compute_what_separate_ones_do() {
         check(gpu, "gpu");
     }
 }
+
+/// Evaluation shrinks its batches to what the device holds: with a binding limit of 5 samples
+/// of the model's largest activation (its first convolution's output, 4 x 28 x 28 f32), a batch
+/// of 256 runs as batches of 5 and scores as the unlimited device does; a training batch of 6
+/// is refused before the run, naming the largest that fits.
+#[test]
+fn evaluation_batches_shrink_to_what_the_device_holds() {
+    let Some(gpu) = gpu() else { return };
+    let spec = small_spec();
+    let limit = 5 * 4 * 28 * 28 * 4;
+    let small = Gpu::new(&GpuOptions { max_binding_bytes: Some(limit), ..Default::default() }).unwrap();
+    let (train, test) = data::load(data::Source::Shapes, None, 3, 40, 28).unwrap();
+    let splits = data::split(train, test, 0.0, 3).unwrap();
+    let mut full = Model::from_spec(gpu, &spec, &[1, 28, 28], 9).unwrap();
+    let mut limited = Model::from_spec(&small, &spec, &[1, 28, 28], 9).unwrap();
+    assert_eq!(limited.largest_batch(limit), 5);
+    let want = tr::evaluate(gpu, &mut full, &splits.test, 256, true).unwrap();
+    let got = tr::evaluate(&small, &mut limited, &splits.test, 256, true).unwrap();
+    assert_eq!((got.samples, &got.confusion), (want.samples, &want.confusion));
+    assert!((got.loss - want.loss).abs() < 1e-5 * want.loss.max(1.0), "loss {} vs {}", got.loss, want.loss);
+    let err = limited.check_batch(6, limit).unwrap_err().to_string();
+    assert!(err.contains("batch size 6") && err.contains("at most 5"), "{err}");
+}

@@ -26,8 +26,10 @@ pub struct Evaluation {
     pub probabilities: Option<Vec<f32>>,
 }
 
-/// Runs `model` in eval mode over `data` in batches of `batch` (the last one smaller) and
-/// scores it; with `keep_probabilities`, also returns every sample's probabilities.
+/// Runs `model` in eval mode over `data` in batches of `batch` (the last one smaller; at most
+/// the largest batch the device holds, [`Model::largest_batch`]: each sample's outputs are the
+/// same whatever the batch) and scores it; with `keep_probabilities`, also returns every
+/// sample's probabilities.
 pub fn evaluate<B: Backend>(be: &B, model: &mut Model<B>, data: &Dataset, batch: usize, keep_probabilities: bool) -> Result<Evaluation> {
     if data.shape[..] != model.input[..] {
         return Err(Error::Invalid(format!(
@@ -42,6 +44,7 @@ pub fn evaluate<B: Backend>(be: &B, model: &mut Model<B>, data: &Dataset, batch:
         return Err(Error::Invalid(format!("{}: {} classes, the model has {k} outputs", data.name, data.classes.len())));
     }
     let per = data.image_len();
+    let batch = batch.min(model.largest_batch(be.memory().max_tensor_bytes)).max(1);
     let mut confusion = vec![vec![0usize; k]; k];
     let mut loss = 0.0f64;
     let mut probabilities = keep_probabilities.then(|| Vec::with_capacity(data.len() * k));

@@ -407,12 +407,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
         if resume.is_none() {
             model.reset_optimizer(be, &cfg.optimizer)?;
         }
-        // Each replica's share of a batch (at most a whole one), and evaluation's batches.
-        let share = replicas.map_or(batch, |r| batch.div_ceil(r.size().max(1)));
-        model.check_batch(
-            share.max(cfg.eval_batch.min(train.len().max(splits.val.len()).max(splits.test.len()))),
-            be.memory().max_tensor_bytes,
-        )?;
+        // Each replica's share of a batch (evaluation shrinks its batches to fit by itself).
+        model.check_batch(replicas.map_or(batch, |r| batch.div_ceil(r.size().max(1))), be.memory().max_tensor_bytes)?;
         if let Some(r) = replicas {
             distributed::check_batch(batch, r.size())?;
             broadcast_state(be, model, r)?;
