@@ -413,19 +413,10 @@ pub fn train_report_parallel<B: Backend>(
     for &per_replica in batch_sizes {
         let batch = per_replica * size;
         let planned = setup.spec.memory(&setup.input, per_replica, opt)?.peak();
-        // Refused before the batch is made on the host (which could be larger than its memory).
-        let input_bytes = (batch as u64).saturating_mul(setup.input.iter().product::<usize>() as u64 * 4);
-        let limit = be.memory().max_tensor_bytes;
-        if input_bytes > limit {
-            return Err(crate::Error::Invalid(format!(
-                "batch size {batch}: an input batch of {} is more than the device's largest buffer ({}); use a smaller batch size",
-                human_bytes(input_bytes),
-                human_bytes(limit)
-            )));
-        }
         // Every replica makes the same model and the same global batch, and trains its rows.
         let mut model = Model::from_spec(be, &setup.spec, &setup.input, 1)?;
-        model.check_batch(per_replica, limit)?;
+        // Refused before the batch is made on the host (which could be larger than its memory).
+        model.check_batch(per_replica, be.memory().max_tensor_bytes)?;
         model.reset_optimizer(be, opt)?;
         let (x, labels) = setup.batch(batch);
         let rows = crate::distributed::shard(batch, rank, size);

@@ -211,14 +211,14 @@ pub fn by_op(p: &StepProfile) -> Vec<OpTime> {
 /// largest first, and the kernels' share of the step.
 pub fn op_summary(p: &StepProfile) -> String {
     let mut s = format!(
-        "  batch {}: kernels {:.1} ms of a {:.1} ms step ({:.0}%), {} dispatches",
+        "  batch {}: kernels {:.1} ms of a {:.1} ms step ({:.0}%), {} dispatches, device idle between them {:.1} ms; by op:",
         p.batch,
         p.kernel_seconds * 1e3,
         p.step_seconds * 1e3,
         100.0 * p.coverage(),
-        p.dispatches
+        p.dispatches,
+        p.idle_seconds() * 1e3
     );
-    s.push_str(&format!(", device idle between them {:.1} ms; by op:", p.idle_seconds() * 1e3));
     for o in by_op(p) {
         s.push_str(&format!(
             "\n    {:<24} {:>9.2} ms {:>5.1}% {:>5} dispatches",

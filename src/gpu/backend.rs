@@ -102,7 +102,7 @@ impl Backend for Gpu {
         crate::backend::MemoryInfo {
             kind: crate::backend::MemoryKind::Gpu { on_host: ctx.info.device_type == wgpu::DeviceType::Cpu },
             max_tensor_bytes,
-            arena_align: (ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4,
+            arena_align: self.binding_align(),
             allocated_bytes: ctx.device.generate_allocator_report().map(|r| r.total_allocated_bytes),
         }
     }
@@ -120,7 +120,7 @@ impl Backend for Gpu {
     }
 
     fn arena(&self, shapes: &[Vec<usize>]) -> Result<Vec<GpuTensor>> {
-        let align = (self.ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4;
+        let align = self.binding_align();
         let mut offsets = Vec::with_capacity(shapes.len());
         let mut total = 0usize;
         for s in shapes {

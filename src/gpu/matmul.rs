@@ -348,11 +348,6 @@ impl Gpu {
         Ok(())
     }
 
-    /// Storage bindings start at multiples of this many f32.
-    fn binding_align(&self) -> usize {
-        (self.ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4
-    }
-
     /// The view of `op`'s buffer holding its elements [start, start + len), starting at the
     /// aligned offset at or before them, and where in the view they begin.
     fn operand_view(&self, op: &Operand<'_>, start: usize, len: usize) -> (GpuBuffer, usize) {

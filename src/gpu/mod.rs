@@ -217,6 +217,11 @@ impl Gpu {
         self.max_binding
     }
 
+    /// Storage bindings (and so arena entries) start at multiples of this many f32.
+    pub(crate) fn binding_align(&self) -> usize {
+        (self.ctx.limits.min_storage_buffer_offset_alignment as usize).max(16) / 4
+    }
+
     pub(crate) fn max_groups(&self) -> u32 {
         self.ctx.limits.max_compute_workgroups_per_dimension
     }

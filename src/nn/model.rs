@@ -523,22 +523,25 @@ impl<B: Backend> Model<B> {
         self.graph.output.iter().product()
     }
 
-    /// The input or node output with the most values per sample (the first of them), and
-    /// what it is, for messages.
-    fn largest_activation(&self) -> (String, &[usize]) {
+    /// The input or node output with the most values per sample (the first of them): what it
+    /// is, for messages, its shape and its bytes per sample.
+    fn largest_activation(&self) -> (String, &[usize], u64) {
         let input = ("the input".to_string(), &self.input[..]);
         let outputs = self.graph.nodes.iter().map(|n| (format!("the output of {} ({})", n.name, n.kind()), &n.out_shape[..]));
         // The first of the largest (a convolution's output before the batch norm that keeps it).
         let size = |s: &[usize]| s.iter().product::<usize>();
-        std::iter::once(input).chain(outputs).reduce(|a, b| if size(b.1) > size(a.1) { b } else { a }).expect("the input is always there")
+        let (what, shape) = std::iter::once(input)
+            .chain(outputs)
+            .reduce(|a, b| if size(b.1) > size(a.1) { b } else { a })
+            .expect("the input is always there");
+        (what, shape, size(shape).max(1) as u64 * 4)
     }
 
     /// The largest batch whose input and every node's output fit the device's largest tensor
     /// (`Backend::memory().max_tensor_bytes`; on a GPU one storage binding, which batch norm,
     /// pooling and the other per-layer kernels bind whole).
     pub fn largest_batch(&self, max_tensor_bytes: u64) -> usize {
-        let per_sample = self.largest_activation().1.iter().product::<usize>().max(1) as u64 * 4;
-        usize::try_from(max_tensor_bytes / per_sample).unwrap_or(usize::MAX)
+        usize::try_from(max_tensor_bytes / self.largest_activation().2).unwrap_or(usize::MAX)
     }
 
     /// Refuses a training batch larger than [`Model::largest_batch`], naming the tensor that
@@ -548,9 +551,9 @@ impl<B: Backend> Model<B> {
         if batch <= most {
             return Ok(());
         }
-        let (what, shape) = self.largest_activation();
+        let (what, shape, per_sample) = self.largest_activation();
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / f64::from(1 << 20));
-        let bytes = (shape.iter().product::<usize>().max(1) as u64 * 4).saturating_mul(batch as u64);
+        let bytes = per_sample.saturating_mul(batch as u64);
         let dims: Vec<String> = std::iter::once(batch).chain(shape.iter().copied()).map(|d| d.to_string()).collect();
         Err(Error::Invalid(format!(
             "batch size {batch}: {what}, [{}] in f32, would be {}, more than this device's largest tensor ({}); \
